@@ -1,0 +1,1 @@
+//! Latent-space analysis: PCA, k-means, UMAP, traversals, convergence diagnostics, plots and reports.

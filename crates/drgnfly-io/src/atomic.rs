@@ -1,0 +1,96 @@
+//! Atomic file output: write to a temporary name beside the target, then rename, so a crash or a full
+//! disk never leaves a half-written file under the final name.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// A file being written; it appears under its final name only after [`AtomicFile::commit`].
+/// Dropping it without committing removes the temporary file.
+pub struct AtomicFile {
+    target: PathBuf,
+    tmp: PathBuf,
+    writer: Option<BufWriter<File>>,
+}
+
+impl AtomicFile {
+    /// Start writing `target` (its parent directory must exist).
+    pub fn create(target: impl AsRef<Path>) -> Result<Self> {
+        let target = target.as_ref().to_path_buf();
+        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = target.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+        let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        Ok(Self { target, tmp, writer: Some(BufWriter::with_capacity(1 << 20, file)) })
+    }
+
+    /// The final path.
+    pub fn path(&self) -> &Path {
+        &self.target
+    }
+
+    /// The buffered writer. Errors from it should be mapped with [`AtomicFile::io_err`].
+    pub fn writer(&mut self) -> &mut BufWriter<File> {
+        // Invariant: `writer` is only taken in `commit`, which consumes `self`.
+        self.writer.as_mut().expect("AtomicFile used after commit")
+    }
+
+    /// Turn an I/O error during writing into an [`Error`] naming the target file.
+    pub fn io_err(&self, e: std::io::Error) -> Error {
+        Error::io(&self.target, e)
+    }
+
+    /// Write all of `bytes`.
+    pub fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
+        let target = self.target.clone();
+        self.writer().write_all(bytes).map_err(|e| Error::io(target, e))
+    }
+
+    /// Flush, sync and rename into place.
+    pub fn commit(mut self) -> Result<()> {
+        let writer = self.writer.take().expect("AtomicFile committed twice");
+        let file = writer.into_inner().map_err(|e| Error::io(&self.target, e.into_error()))?;
+        file.sync_all().map_err(|e| Error::io(&self.target, e))?;
+        drop(file);
+        std::fs::rename(&self.tmp, &self.target).map_err(|e| Error::io(&self.target, e))
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if self.writer.is_some() {
+            self.writer = None;
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Write `bytes` to `path` atomically.
+pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
+    let mut f = AtomicFile::create(path)?;
+    f.write_all(bytes)?;
+    f.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_renames_and_drop_cleans_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("out.bin");
+        write_atomic(&p, b"hello").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"hello");
+
+        let q = dir.path().join("never.bin");
+        {
+            let mut f = AtomicFile::create(&q).unwrap();
+            f.write_all(b"partial").unwrap();
+        }
+        assert!(!q.exists());
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "only out.bin should remain");
+    }
+}

@@ -1,0 +1,1 @@
+//! Neural reconstruction: positional encodings, encoders, coordinate decoders, losses and trainers.

@@ -1,0 +1,1 @@
+//! One module per subcommand. Each has `Args` (parsing and validation only) and `run(args)`.
