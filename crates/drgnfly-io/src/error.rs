@@ -15,13 +15,14 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[non_exhaustive]
 pub enum Error {
     /// The operating system refused an operation on `path`.
-    #[error("{}: {source}", path.display())]
+    // The OS error is part of the message rather than a `#[source]`, so that printing the error chain
+    // does not repeat it.
+    #[error("{}: {error}", path.display())]
     Io {
         /// The file involved.
         path: PathBuf,
         /// What the OS said.
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file ends before the data its header (or a referencing file) promises.
     #[error("{}: {what}: file is truncated (needs {expected} bytes, has {got}). {hint}", path.display())]
@@ -80,7 +81,7 @@ pub enum Error {
 impl Error {
     /// Wrap an I/O error with the path it concerns.
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
-        Error::Io { path: path.as_ref().to_path_buf(), source }
+        Error::Io { path: path.as_ref().to_path_buf(), error: source }
     }
 
     /// A format violation at `record` in `path`.

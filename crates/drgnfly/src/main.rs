@@ -40,6 +40,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     // Each entry: the kebab-case name (from the variant) and cryoDRGN's underscore spelling as alias.
+    /// Print the header of an MRC/MRCS map or stack.
+    #[command(alias = "view_header")]
+    ViewHeader(cmd::view_header::Args),
+    /// Write the pixel size (Å/px) into an MRC header.
+    #[command(alias = "add_psize")]
+    AddPsize(cmd::add_psize::Args),
 }
 
 fn main() -> ExitCode {
@@ -67,7 +73,10 @@ fn main() -> ExitCode {
 }
 
 fn run(command: Command) -> anyhow::Result<()> {
-    match command {}
+    match command {
+        Command::ViewHeader(a) => cmd::view_header::run(a),
+        Command::AddPsize(a) => cmd::add_psize::run(a),
+    }
 }
 
 fn init_logging(verbose: u8, quiet: bool) {

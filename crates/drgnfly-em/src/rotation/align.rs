@@ -1,0 +1,217 @@
+//! Pose error between two sets of rotations after the best global alignment (ground-truth metrics).
+//!
+//! Two reconstructions of the same data may differ by a global rotation of the volume. If
+//! `V_b(x) = V_a(Q x)`, then `F_b(k) = F_a(Q k)` and the pose that gives the same slice satisfies
+//! `R_bᵀ = Qᵀ R_aᵀ`, i.e. **`R_b = R_a·Q`** (right multiplication, because a pose maps the slice through
+//! `Rᵀ(kx, ky, 0)`). The best `Q` minimises `Σ‖R_a Q − R_b‖²_F`, i.e. maximises `tr(Qᵀ M)` with
+//! `M = Σ R_aᵀ R_b`; it is found with Horn's unit-quaternion method: `tr(R(q)ᵀ M) = qᵀ N q` for a symmetric
+//! 4×4 `N`, maximised by the eigenvector of its largest eigenvalue (Jacobi iteration; no linear-algebra
+//! dependency needed for 4×4).
+//!
+//! The other hand: the mirror image `V(J x)`, `J = diag(1, 1, −1)`, gives identical images with the poses
+//! `J R J` (J leaves every in-plane `(kx, ky, 0)` unchanged), and any other mirror differs from J by a
+//! rotation, which the global alignment absorbs. So `allow_flip` also aligns `{J R_a J}` and keeps the better.
+
+use super::quaternion::matrix_from_quaternion;
+use super::{angle_between_deg, mul, Mat3};
+use crate::{Error, Result};
+
+/// Summary of [`rotation_error_deg`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RotationError {
+    /// Mean geodesic angle between `R_a·Q` (or `J R_a J·Q`) and `R_b`, degrees.
+    pub mean_deg: f64,
+    /// Median of the same angles, degrees.
+    pub median_deg: f64,
+    /// Whether the hand-flipped set `J R_a J` aligned better.
+    pub flipped: bool,
+    /// The global alignment `Q` (right-multiplied onto the possibly flipped `a`).
+    pub alignment: Mat3,
+}
+
+/// Mean and median angular error in degrees between rotations `a` and `b` (same length, matched by
+/// index), after the best global rotation `Q` with `R_b ≈ R_a Q`; with `allow_flip` the hand-flipped `a`
+/// is tried too. See the module docs for why right multiplication and `J R J`.
+pub fn rotation_error_deg(a: &[Mat3], b: &[Mat3], allow_flip: bool) -> Result<RotationError> {
+    if a.len() != b.len() || a.is_empty() {
+        return Err(Error::Shape {
+            op: "rotation_error_deg",
+            expected: "two non-empty pose sets of equal length".into(),
+            got: format!("{} and {}", a.len(), b.len()),
+        });
+    }
+    let mut best = errors_after_alignment(a, b, false);
+    if allow_flip {
+        let flipped = errors_after_alignment(a, b, true);
+        if flipped.mean_deg < best.mean_deg {
+            best = flipped;
+        }
+    }
+    Ok(best)
+}
+
+/// `J R J` with `J = diag(1, 1, −1)`: negates the entries (0,2), (1,2), (2,0), (2,1).
+pub fn flip_hand(r: &Mat3) -> Mat3 {
+    let mut f = *r;
+    f[0][2] = -f[0][2];
+    f[1][2] = -f[1][2];
+    f[2][0] = -f[2][0];
+    f[2][1] = -f[2][1];
+    f
+}
+
+/// The rotation `Q` maximising `tr(Qᵀ M)`.
+pub fn best_rotation(m: &Mat3) -> Mat3 {
+    // tr(R(q)ᵀ M) = Σ R(q)_ij M_ij is a quadratic form in q; read N off it by polarisation, using the
+    // homogeneous form of R(q) (valid for unnormalised q): N_aa = f(e_a), N_ab = (f(e_a + e_b) − N_aa − N_bb)/2.
+    let f = |q: [f64; 4]| -> f64 {
+        let [w, x, y, z] = q;
+        let r = [
+            [w * w + x * x - y * y - z * z, 2.0 * (x * y - w * z), 2.0 * (x * z + w * y)],
+            [2.0 * (x * y + w * z), w * w - x * x + y * y - z * z, 2.0 * (y * z - w * x)],
+            [2.0 * (x * z - w * y), 2.0 * (y * z + w * x), w * w - x * x - y * y + z * z],
+        ];
+        (0..9).map(|k| r[k / 3][k % 3] * m[k / 3][k % 3]).sum()
+    };
+    let e = |i: usize| -> [f64; 4] { std::array::from_fn(|k| if k == i { 1.0 } else { 0.0 }) };
+    let mut n = [[0.0; 4]; 4];
+    for i in 0..4 {
+        n[i][i] = f(e(i));
+    }
+    for i in 0..4 {
+        for j in i + 1..4 {
+            let sum: [f64; 4] = std::array::from_fn(|k| e(i)[k] + e(j)[k]);
+            n[i][j] = (f(sum) - n[i][i] - n[j][j]) / 2.0;
+            n[j][i] = n[i][j];
+        }
+    }
+    matrix_from_quaternion(top_eigenvector(n))
+}
+
+/// Eigenvector of the largest eigenvalue of a symmetric 4×4 matrix, by cyclic Jacobi rotations.
+fn top_eigenvector(mut a: [[f64; 4]; 4]) -> [f64; 4] {
+    let mut v = [[0.0; 4]; 4];
+    for (i, row) in v.iter_mut().enumerate() {
+        row[i] = 1.0;
+    }
+    for _sweep in 0..50 {
+        let off: f64 = (0..4)
+            .flat_map(|i| (0..4).map(move |j| (i, j)))
+            .filter(|(i, j)| i != j)
+            .map(|(i, j)| a[i][j] * a[i][j])
+            .sum();
+        let scale: f64 = (0..4).map(|i| a[i][i] * a[i][i]).sum::<f64>() + off;
+        if off <= 1e-30 * scale.max(1e-300) {
+            break;
+        }
+        for p in 0..4 {
+            for q in p + 1..4 {
+                if a[p][q] == 0.0 {
+                    continue;
+                }
+                // Zero a[p][q] with the rotation of angle φ, tan 2φ = 2a_pq / (a_qq − a_pp).
+                let theta = (a[q][q] - a[p][p]) / (2.0 * a[p][q]);
+                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
+                let t = if theta == 0.0 { 1.0 } else { t };
+                let c = 1.0 / (t * t + 1.0).sqrt();
+                let s = t * c;
+                for k in 0..4 {
+                    let (akp, akq) = (a[k][p], a[k][q]);
+                    a[k][p] = c * akp - s * akq;
+                    a[k][q] = s * akp + c * akq;
+                }
+                for k in 0..4 {
+                    let (apk, aqk) = (a[p][k], a[q][k]);
+                    a[p][k] = c * apk - s * aqk;
+                    a[q][k] = s * apk + c * aqk;
+                }
+                for row in v.iter_mut() {
+                    let (vp, vq) = (row[p], row[q]);
+                    row[p] = c * vp - s * vq;
+                    row[q] = s * vp + c * vq;
+                }
+            }
+        }
+    }
+    let top = (0..4).fold(0, |b, i| if a[i][i] > a[b][b] { i } else { b });
+    [v[0][top], v[1][top], v[2][top], v[3][top]]
+}
+
+fn errors_after_alignment(a: &[Mat3], b: &[Mat3], flip: bool) -> RotationError {
+    let a: Vec<Mat3> = if flip { a.iter().map(flip_hand).collect() } else { a.to_vec() };
+    let mut m = [[0.0; 3]; 3];
+    for (ra, rb) in a.iter().zip(b) {
+        // M += R_aᵀ R_b
+        for i in 0..3 {
+            for j in 0..3 {
+                m[i][j] += (0..3).map(|k| ra[k][i] * rb[k][j]).sum::<f64>();
+            }
+        }
+    }
+    let q = best_rotation(&m);
+    let mut errs: Vec<f64> = a.iter().zip(b).map(|(ra, rb)| angle_between_deg(&mul(ra, &q), rb)).collect();
+    let mean_deg = errs.iter().sum::<f64>() / errs.len() as f64;
+    errs.sort_unstable_by(f64::total_cmp);
+    let mid = errs.len() / 2;
+    let median_deg = if errs.len() % 2 == 1 { errs[mid] } else { 0.5 * (errs[mid - 1] + errs[mid]) };
+    RotationError { mean_deg, median_deg, flipped: flip, alignment: q }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rotation::random::random_rotations;
+    use crate::rotation::relion::matrix_from_euler;
+    use crate::rotation::test_util::{assert_rotation, max_diff};
+
+    #[test]
+    fn globally_rotated_copy_has_zero_error() {
+        let a = random_rotations(200, 1);
+        let q = matrix_from_euler([33.0, 71.0, -150.0]);
+        let b: Vec<Mat3> = a.iter().map(|r| mul(r, &q)).collect();
+        let e = rotation_error_deg(&a, &b, false).unwrap();
+        assert!(e.mean_deg < 1e-5 && e.median_deg < 1e-5, "{e:?}");
+        assert!(max_diff(&e.alignment, &q) < 1e-9);
+        assert_rotation(&e.alignment, 1e-12);
+        // Without alignment the error is large.
+        let raw: f64 = a.iter().zip(&b).map(|(x, y)| angle_between_deg(x, y)).sum::<f64>() / 200.0;
+        assert!(raw > 30.0);
+    }
+
+    #[test]
+    fn flipped_copy_is_recognised_only_when_allowed() {
+        let a = random_rotations(200, 2);
+        let q = matrix_from_euler([-10.0, 120.0, 45.0]);
+        let b: Vec<Mat3> = a.iter().map(|r| mul(&flip_hand(r), &q)).collect();
+        let e = rotation_error_deg(&a, &b, true).unwrap();
+        assert!(e.flipped && e.mean_deg < 1e-5, "{e:?}");
+        let no = rotation_error_deg(&a, &b, false).unwrap();
+        assert!(!no.flipped && no.mean_deg > 10.0, "{no:?}");
+    }
+
+    #[test]
+    fn noisy_poses_give_the_noise_level() {
+        let a = random_rotations(500, 3);
+        let noise: Vec<Mat3> = (0..500)
+            .map(|i| {
+                crate::rotation::cryosparc::rotation_from_axis_angle([
+                    0.0,
+                    0.0,
+                    if i % 2 == 0 { 0.05 } else { -0.05 },
+                ])
+            })
+            .collect();
+        let b: Vec<Mat3> = a.iter().zip(&noise).map(|(r, n)| mul(n, r)).collect();
+        let e = rotation_error_deg(&a, &b, true).unwrap();
+        assert!((e.median_deg - 0.05f64.to_degrees()).abs() < 0.05, "{e:?}");
+        assert!(matches!(rotation_error_deg(&a, &b[1..], false), Err(Error::Shape { .. })));
+    }
+
+    #[test]
+    fn jacobi_top_eigenvector() {
+        let n = [[2.0, 1.0, 0.0, 0.0], [1.0, 2.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, -4.0]];
+        let v = top_eigenvector(n);
+        let s = std::f64::consts::FRAC_1_SQRT_2;
+        assert!((v[0].abs() - s).abs() < 1e-12 && (v[1].abs() - s).abs() < 1e-12 && v[0] * v[1] > 0.0);
+    }
+}

@@ -1,0 +1,46 @@
+//! `add-psize`: write the pixel size (Å/px) into an MRC header.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Args as ClapArgs;
+use drgnfly_io::mrc;
+
+/// Set the pixel size in the header of an MRC map or stack, in place or into a copy.
+#[derive(ClapArgs, Debug)]
+#[command(after_help = "Examples:\n  drgnfly add-psize vol.mrc --Apix 1.35\n  drgnfly add-psize vol.mrc --Apix 1.35 -o vol_apix.mrc")]
+pub struct Args {
+    /// The .mrc/.mrcs file.
+    pub input: PathBuf,
+    /// Pixel size in Å/px.
+    #[arg(long = "Apix", alias = "apix")]
+    pub apix: f32,
+    /// Write a copy with the new header instead of editing the input in place.
+    #[arg(short = 'o', long = "output")]
+    pub output: Option<PathBuf>,
+}
+
+/// Rewrite the cell so that every axis reads back as `apix`.
+pub fn run(args: Args) -> Result<()> {
+    if !(args.apix.is_finite() && args.apix > 0.0) {
+        bail!("--Apix {} is not a positive pixel size in Å", args.apix);
+    }
+    let target = match &args.output {
+        Some(out) => {
+            let tmp = out.with_extension("drgnfly-tmp");
+            std::fs::copy(&args.input, &tmp)
+                .with_context(|| format!("copying {} to {}", args.input.display(), tmp.display()))?;
+            mrc::set_voxel_size(&tmp, args.apix)?;
+            std::fs::rename(&tmp, out).with_context(|| format!("renaming into {}", out.display()))?;
+            out.clone()
+        }
+        None => {
+            mrc::set_voxel_size(&args.input, args.apix)?;
+            args.input.clone()
+        }
+    };
+    let h = mrc::read_header(&target)?;
+    let vs = h.voxel_size();
+    eprintln!("{}: voxel size now {} {} {} Å", target.display(), vs[0], vs[1], vs[2]);
+    Ok(())
+}
