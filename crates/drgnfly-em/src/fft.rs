@@ -229,18 +229,20 @@ pub(crate) mod naive {
     /// Centred 3D DFT, same convention as [`dft2_center`].
     pub fn dft3_center(x: &[Complex64], n: usize) -> Vec<Complex64> {
         let c = (n / 2) as f64;
-        let mut out = vec![Complex64::new(0.0, 0.0); n * n * n];
-        for k in 0..n * n * n {
-            let kk = [(k / (n * n)) as f64 - c, ((k / n) % n) as f64 - c, (k % n) as f64 - c];
-            let mut acc = Complex64::new(0.0, 0.0);
-            for (i, v) in x.iter().enumerate() {
-                let xx = [(i / (n * n)) as f64 - c, ((i / n) % n) as f64 - c, (i % n) as f64 - c];
-                let dot = kk[0] * xx[0] + kk[1] * xx[1] + kk[2] * xx[2];
-                acc += v * Complex64::from_polar(1.0, -2.0 * std::f64::consts::PI * dot / n as f64);
-            }
-            out[k] = acc;
-        }
-        out
+        let centred = |i: usize| [(i / (n * n)) as f64 - c, ((i / n) % n) as f64 - c, (i % n) as f64 - c];
+        (0..n * n * n)
+            .map(|k| {
+                let kk = centred(k);
+                x.iter()
+                    .enumerate()
+                    .map(|(i, v)| {
+                        let xx = centred(i);
+                        let dot = kk[0] * xx[0] + kk[1] * xx[1] + kk[2] * xx[2];
+                        v * Complex64::from_polar(1.0, -2.0 * std::f64::consts::PI * dot / n as f64)
+                    })
+                    .sum()
+            })
+            .collect()
     }
 }
 

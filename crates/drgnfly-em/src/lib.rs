@@ -76,6 +76,7 @@ pub mod lattice;
 pub mod mask;
 pub mod phantom;
 pub mod preprocess;
+pub mod project;
 pub mod rotation;
 pub mod translate;
 pub mod window;

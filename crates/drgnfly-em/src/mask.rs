@@ -282,7 +282,7 @@ mod tests {
         for i in 0..n {
             assert!((fast[i] - slow[i]).abs() < 1e-9, "voxel {i}: {} vs {}", fast[i], slow[i]);
         }
-        assert!(squared_distance_to(&vec![false; 8], [2, 2, 2]).iter().all(|d| d.is_infinite()));
+        assert!(squared_distance_to(&[false; 8], [2, 2, 2]).iter().all(|d| d.is_infinite()));
     }
 
     #[test]
@@ -291,10 +291,10 @@ mod tests {
         let mut mask = vec![false; 729];
         mask[4 * 81 + 4 * 9 + 4] = true;
         let dil = dilate_city_block(&mask, shape, 2);
-        for i in 0..729 {
+        for (i, &inside) in dil.iter().enumerate() {
             let (z, y, x): (usize, usize, usize) = (i / 81, (i / 9) % 9, i % 9);
             let l1 = z.abs_diff(4) + y.abs_diff(4) + x.abs_diff(4);
-            assert_eq!(dil[i], l1 <= 2, "voxel {i}");
+            assert_eq!(inside, l1 <= 2, "voxel {i}");
         }
     }
 
@@ -308,7 +308,7 @@ mod tests {
         assert!((m.threshold_for(&vol).unwrap() - 4.99).abs() < 1e-6);
         let mask = m.compute(&vol, [1, 1, 21]).unwrap();
         for (i, &v) in mask.iter().enumerate() {
-            let d = (i.abs_diff(10) as f64 - 2.0).max(0.0).min(4.0);
+            let d = (i.abs_diff(10) as f64 - 2.0).clamp(0.0, 4.0);
             let want = ((std::f64::consts::PI * d / 8.0).cos() * 1e6).round() / 1e6;
             assert!((v as f64 - want).abs() < 1e-7, "voxel {i}: {v} vs {want}");
         }

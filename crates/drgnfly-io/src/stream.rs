@@ -32,7 +32,12 @@ pub struct StreamOptions {
 impl StreamOptions {
     /// Ordered streaming in batches of `batch_size`, with chunks of about 128 MiB.
     pub fn ordered(batch_size: usize, box_size: usize) -> Self {
-        Self { batch_size, chunk_size: default_chunk(box_size, batch_size), shuffle_seed: None, prefetch_chunks: 2 }
+        Self {
+            batch_size,
+            chunk_size: default_chunk(box_size, batch_size),
+            shuffle_seed: None,
+            prefetch_chunks: 2,
+        }
     }
 
     /// Chunk-shuffled streaming (one epoch) with `seed`.
@@ -77,12 +82,14 @@ impl BatchStream {
         let seed = opts.shuffle_seed;
         let worker = std::thread::spawn(move || {
             let d2 = source.box_size() * source.box_size();
-            let mut chunks: Vec<(usize, usize)> = (0..n).step_by(chunk).map(|s| (s, (s + chunk).min(n))).collect();
+            let mut chunks: Vec<(usize, usize)> =
+                (0..n).step_by(chunk).map(|s| (s, (s + chunk).min(n))).collect();
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed.unwrap_or(0));
             if seed.is_some() {
                 chunks.shuffle(&mut rng);
             }
-            let mut pending = Batch { positions: Vec::with_capacity(batch), images: Vec::with_capacity(batch * d2) };
+            let mut pending =
+                Batch { positions: Vec::with_capacity(batch), images: Vec::with_capacity(batch * d2) };
             let mut buf = Vec::new();
             for (start, end) in chunks {
                 let positions: Vec<usize> = (start..end).collect();
@@ -91,6 +98,7 @@ impl BatchStream {
                     let _ = tx.send(Err(e));
                     return;
                 }
+                source.release(&positions);
                 let mut order: Vec<usize> = (0..positions.len()).collect();
                 if seed.is_some() {
                     order.shuffle(&mut rng);
@@ -101,7 +109,10 @@ impl BatchStream {
                     if pending.positions.len() == batch {
                         let full = std::mem::replace(
                             &mut pending,
-                            Batch { positions: Vec::with_capacity(batch), images: Vec::with_capacity(batch * d2) },
+                            Batch {
+                                positions: Vec::with_capacity(batch),
+                                images: Vec::with_capacity(batch * d2),
+                            },
                         );
                         if tx.send(Ok(full)).is_err() {
                             return; // The consumer stopped early.

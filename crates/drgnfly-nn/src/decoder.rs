@@ -242,7 +242,7 @@ fn check_centrosymmetric(coords: &Tensor, half: usize, reverse: &Tensor) -> Resu
     }
     let n = coords.dim(1)?;
     let head = coords.narrow(1, 0, half)?;
-    let tail = coords.narrow(1, n - half, half)?.index_select(reverse, 1)?;
+    let tail = coords.narrow(1, n - half, half)?.contiguous()?.index_select(reverse, 1)?;
     let dev = (head + tail)?.abs()?.max(2)?; // (B, half)
     let worst = dev.max_all()?.to_scalar::<f32>()?;
     if worst <= EXTENT_TOLERANCE {

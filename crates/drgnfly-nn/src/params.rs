@@ -45,7 +45,7 @@ impl ParamStore {
 
     /// A `VarBuilder` that creates (or returns) variables in this store. Build a model with it once.
     pub fn var_builder(&self) -> VarBuilder<'static> {
-        VarBuilder::from_backend(Box::new(self.clone()), DType::F32, &self.device)
+        VarBuilder::from_backend(Box::new(self.clone()), DType::F32, self.device.clone())
     }
 
     /// The device the variables live on.

@@ -94,8 +94,9 @@ impl FromStr for PeType {
 enum Frequencies {
     /// Per-axis angular frequencies, shape (K,).
     PerAxis(Tensor),
-    /// Frozen random directions already scaled by D2, transposed to (3, 3K) for `c @ Bᵀ`.
-    Gaussian(Tensor),
+    /// Frozen random directions B (3K, 3), detached but sharing storage with the parameter, so loading
+    /// a checkpoint into the store after construction updates it; and the scale D2.
+    Gaussian(Tensor, f64),
     /// No encoding.
     Identity,
 }
@@ -129,7 +130,7 @@ impl PositionalEncoding {
                     return Err(Error::config("feat_sigma", format!("must be positive, got {feat_sigma}")));
                 }
                 let b = vb.get_with_hints((3 * pe_dim, 3), "rand_freqs", Init::Randn { mean: 0.0, stdev: feat_sigma })?;
-                Frequencies::Gaussian((b.detach() * d2 as f64)?.t()?.contiguous()?)
+                Frequencies::Gaussian(b.detach(), d2 as f64)
             }
             PeType::LinearLowf => {
                 if pe_dim != d2 {
@@ -179,9 +180,9 @@ impl PositionalEncoding {
                 let k = flat.unsqueeze(2)?.broadcast_mul(&f.reshape((1, 1, self.pe_dim))?)?;
                 Tensor::cat(&[k.sin()?, k.cos()?], 2)?
             }
-            Frequencies::Gaussian(bt) => {
+            Frequencies::Gaussian(b, d2) => {
                 // k = D2 · B c for every random direction: (n, 3) @ (3, 3K).
-                let k = flat.matmul(bt)?;
+                let k = flat.matmul(&(b * *d2)?.t()?)?;
                 Tensor::cat(&[k.sin()?, k.cos()?], D::Minus1)?
             }
         };

@@ -46,6 +46,45 @@ enum Command {
     /// Write the pixel size (Å/px) into an MRC header.
     #[command(alias = "add_psize")]
     AddPsize(cmd::add_psize::Args),
+    /// RELION .star poses → pose.pkl (rotations, translations as fractions of the box).
+    #[command(alias = "parse_pose_star")]
+    ParsePoseStar(cmd::parse_pose_star::Args),
+    /// RELION .star CTF parameters → ctf.pkl.
+    #[command(alias = "parse_ctf_star")]
+    ParseCtfStar(cmd::parse_ctf_star::Args),
+    /// RELION .star → ctf.pkl and pose.pkl in one pass.
+    #[command(alias = "parse_star")]
+    ParseStar(cmd::parse_star::Args),
+    /// cryoSPARC .cs poses → pose.pkl.
+    #[command(alias = "parse_pose_csparc")]
+    ParsePoseCsparc(cmd::parse_pose_csparc::Args),
+    /// cryoSPARC .cs CTF parameters → ctf.pkl.
+    #[command(alias = "parse_ctf_csparc")]
+    ParseCtfCsparc(cmd::parse_ctf_csparc::Args),
+    /// Particle stack + ctf.pkl (+ pose.pkl) → RELION .star; or a subset of a .star.
+    #[command(alias = "write_star")]
+    WriteStar(cmd::write_star::Args),
+    /// Particle stack + ctf.pkl (+ pose.pkl) → cryoSPARC .cs.
+    #[command(alias = "write_cs")]
+    WriteCs(cmd::write_cs::Args),
+    /// Keep the selected particles of a .star file (and the optics groups they use).
+    #[command(alias = "filter_star")]
+    FilterStar(cmd::filter_star::Args),
+    /// Keep the selected rows of a cryoSPARC .cs file.
+    #[command(alias = "filter_cs")]
+    FilterCs(cmd::filter_cs::Args),
+    /// Copy the selected images of a stack into a new .mrcs.
+    #[command(alias = "filter_mrcs")]
+    FilterMrcs(cmd::filter_mrcs::Args),
+    /// Keep the selected rows of a .pkl (ctf, poses, z, any array or tuple of arrays).
+    #[command(alias = "filter_pkl")]
+    FilterPkl(cmd::filter_pkl::Args),
+    /// Random subset of particle indices (and its complement).
+    #[command(alias = "select_random")]
+    SelectRandom(cmd::select_random::Args),
+    /// Concatenate the arrays of several .pkl files along the first axis.
+    #[command(alias = "concat_pkls")]
+    ConcatPkls(cmd::concat_pkls::Args),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +115,19 @@ fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::ViewHeader(a) => cmd::view_header::run(a),
         Command::AddPsize(a) => cmd::add_psize::run(a),
+        Command::ParsePoseStar(a) => cmd::parse_pose_star::run(a),
+        Command::ParseCtfStar(a) => cmd::parse_ctf_star::run(a),
+        Command::ParseStar(a) => cmd::parse_star::run(a),
+        Command::ParsePoseCsparc(a) => cmd::parse_pose_csparc::run(a),
+        Command::ParseCtfCsparc(a) => cmd::parse_ctf_csparc::run(a),
+        Command::WriteStar(a) => cmd::write_star::run(a),
+        Command::WriteCs(a) => cmd::write_cs::run(a),
+        Command::FilterStar(a) => cmd::filter_star::run(a),
+        Command::FilterCs(a) => cmd::filter_cs::run(a),
+        Command::FilterMrcs(a) => cmd::filter_mrcs::run(a),
+        Command::FilterPkl(a) => cmd::filter_pkl::run(a),
+        Command::SelectRandom(a) => cmd::select_random::run(a),
+        Command::ConcatPkls(a) => cmd::concat_pkls::run(a),
     }
 }
 

@@ -75,8 +75,8 @@ pub fn best_rotation(m: &Mat3) -> Mat3 {
     };
     let e = |i: usize| -> [f64; 4] { std::array::from_fn(|k| if k == i { 1.0 } else { 0.0 }) };
     let mut n = [[0.0; 4]; 4];
-    for i in 0..4 {
-        n[i][i] = f(e(i));
+    for (i, row) in n.iter_mut().enumerate() {
+        row[i] = f(e(i));
     }
     for i in 0..4 {
         for j in i + 1..4 {
@@ -115,16 +115,14 @@ fn top_eigenvector(mut a: [[f64; 4]; 4]) -> [f64; 4] {
                 let t = if theta == 0.0 { 1.0 } else { t };
                 let c = 1.0 / (t * t + 1.0).sqrt();
                 let s = t * c;
-                for k in 0..4 {
-                    let (akp, akq) = (a[k][p], a[k][q]);
-                    a[k][p] = c * akp - s * akq;
-                    a[k][q] = s * akp + c * akq;
+                for row in a.iter_mut() {
+                    let (akp, akq) = (row[p], row[q]);
+                    row[p] = c * akp - s * akq;
+                    row[q] = s * akp + c * akq;
                 }
-                for k in 0..4 {
-                    let (apk, aqk) = (a[p][k], a[q][k]);
-                    a[p][k] = c * apk - s * aqk;
-                    a[q][k] = s * apk + c * aqk;
-                }
+                let (rp, rq) = (a[p], a[q]);
+                a[p] = std::array::from_fn(|k| c * rp[k] - s * rq[k]);
+                a[q] = std::array::from_fn(|k| s * rp[k] + c * rq[k]);
                 for row in v.iter_mut() {
                     let (vp, vq) = (row[p], row[q]);
                     row[p] = c * vp - s * vq;

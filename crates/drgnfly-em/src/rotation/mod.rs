@@ -78,12 +78,7 @@ pub(crate) mod test_util {
     /// Asserts `R·Rᵀ = I` and `det R = 1` to `tol`.
     pub fn assert_rotation(r: &Mat3, tol: f64) {
         let rrt = mul(r, &transpose(r));
-        for i in 0..3 {
-            for j in 0..3 {
-                let want = if i == j { 1.0 } else { 0.0 };
-                assert!((rrt[i][j] - want).abs() < tol, "R·Rᵀ[{i}][{j}] = {}", rrt[i][j]);
-            }
-        }
+        assert!(max_diff(&rrt, &IDENTITY) < tol, "R·Rᵀ = {rrt:?}");
         assert!((det(r) - 1.0).abs() < tol, "det = {}", det(r));
     }
 

@@ -265,6 +265,33 @@ impl MrcStack {
         Ok(())
     }
 
+    /// Tell the OS that images `start..start + count` will not be read again soon, so their pages leave
+    /// this process's resident set. Streaming calls this after each chunk: without it, the resident size
+    /// grows with every image read until the whole stack is mapped in (measured: 420 MB RSS after one
+    /// pass over a 0.43 GB stack), which looks like a leak on a million-particle dataset. A hint only: the
+    /// data stay valid and are re-read from the page cache or disk if needed.
+    pub fn release_images(&self, start: usize, count: usize) {
+        let Backing::Mapped(map) = &self.backing else { return };
+        let image_bytes = self.layout.image_bytes as usize;
+        let from = self.layout.data_offset as usize + start.saturating_mul(image_bytes);
+        let to = (from.saturating_add(count.saturating_mul(image_bytes))).min(map.len());
+        // madvise needs page-aligned ranges. Widen the range outward, plus the kernel's fault-around window
+        // (64 KiB by default), which maps neighbouring cached pages on every fault: without the margin,
+        // random reads leave those neighbours resident (measured: 0.9 GB after 20k random images).
+        // Releasing a page a neighbour still uses only costs that neighbour a refault.
+        const PAGE: usize = 4096;
+        const FAULT_AROUND: usize = 64 << 10;
+        let first = from.saturating_sub(FAULT_AROUND) / PAGE * PAGE;
+        let last = to.saturating_add(FAULT_AROUND).min(map.len());
+        if last > first {
+            // SAFETY: a read-only shared file mapping: DONTNEED drops our page references and later
+            // accesses fault the same file contents back in, so no data is lost or changed.
+            let _ = unsafe {
+                map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, first, last - first)
+            };
+        }
+    }
+
     /// Image `index` as a new vector of ny·nx values.
     pub fn read_image(&self, index: usize) -> Result<Vec<f32>> {
         let mut out = vec![0.0; self.layout.image_values];

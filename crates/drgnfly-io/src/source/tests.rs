@@ -179,7 +179,8 @@ fn stream_with_selection_reads_selected_rows() {
     let p = dir.path().join("n.mrcs");
     write_numbered_stack(&p, 50, 4);
     let ind = vec![49, 0, 7, 8, 9, 20];
-    let src = Arc::new(ParticleSource::open(&p, &SourceOptions { datadir: None, ind: Some(ind.clone()) }).unwrap());
+    let src =
+        Arc::new(ParticleSource::open(&p, &SourceOptions { datadir: None, ind: Some(ind.clone()) }).unwrap());
     let batches: Vec<Batch> = src.stream(&StreamOptions::ordered(4, 4)).map(|b| b.unwrap()).collect();
     assert_eq!(batches.len(), 2);
     let values: Vec<f32> = batches.iter().flat_map(|b| b.images.chunks(16).map(|im| im[0])).collect();
@@ -192,7 +193,8 @@ fn dropping_a_stream_early_stops_the_reader() {
     let p = dir.path().join("n.mrcs");
     write_numbered_stack(&p, 200, 4);
     let src = Arc::new(ParticleSource::open(&p, &SourceOptions::default()).unwrap());
-    let mut stream = src.stream(&StreamOptions { batch_size: 2, chunk_size: 10, shuffle_seed: None, prefetch_chunks: 1 });
+    let mut stream =
+        src.stream(&StreamOptions { batch_size: 2, chunk_size: 10, shuffle_seed: None, prefetch_chunks: 1 });
     assert!(stream.next().is_some());
     drop(stream); // must not hang
 }

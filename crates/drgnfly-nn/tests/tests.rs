@@ -1,0 +1,3 @@
+//! The crate's single integration-test binary (one link on 2 cores); modules by topic.
+
+mod golden_cryodrgn;

@@ -1,0 +1,8 @@
+//! End-to-end tests of the metadata subcommands: the built `drgnfly` binary run in temporary
+//! directories on the shared fixtures (cryoDRGN's golden parser outputs) and on generated files.
+
+mod bad_input;
+mod filters;
+mod parse_golden;
+mod round_trips;
+mod util;

@@ -1,0 +1,93 @@
+//! Running the binary and building small inputs.
+
+use std::ffi::OsStr;
+use std::path::Path;
+use std::process::Command;
+
+use drgnfly_io::pickle::{self, NdArray, PyValue};
+
+/// What a run of `drgnfly` produced.
+pub struct Output {
+    pub code: i32,
+    pub stderr: String,
+}
+
+impl Output {
+    /// Panics with stderr unless the run succeeded.
+    pub fn ok(self) -> Self {
+        assert_eq!(self.code, 0, "drgnfly failed:\n{}", self.stderr);
+        self
+    }
+
+    /// Asserts a clean failure (exit 1, no panic) whose message contains every `needle`.
+    pub fn fails_with(self, needles: &[&str]) {
+        assert_eq!(self.code, 1, "expected exit code 1, got {}:\n{}", self.code, self.stderr);
+        assert!(!self.stderr.contains("panicked"), "panic:\n{}", self.stderr);
+        for n in needles {
+            assert!(self.stderr.contains(n), "stderr lacks `{n}`:\n{}", self.stderr);
+        }
+    }
+}
+
+/// Run `drgnfly args…` in `dir`.
+pub fn drgnfly<S: AsRef<OsStr>>(dir: &Path, args: &[S]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_drgnfly"))
+        .current_dir(dir)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the drgnfly binary runs");
+    Output { code: out.status.code().unwrap_or(-1), stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
+}
+
+/// A fixture path as a string argument, or `None` (test skipped) when the shared data is absent.
+pub fn fixture(rel: &str) -> Option<String> {
+    drgnfly_io::fixtures::fixture(rel).map(|p| p.to_string_lossy().into_owned())
+}
+
+/// The arrays of a pickle, flattening one tuple level (pose.pkl).
+pub fn arrays(path: &Path) -> Vec<NdArray> {
+    let values = pickle::load_all(path).unwrap_or_else(|e| panic!("{e}"));
+    values
+        .into_iter()
+        .flat_map(|v| match v {
+            PyValue::Array(a) => vec![a],
+            PyValue::Tuple(items) => items.into_iter().filter_map(PyValue::into_array).collect(),
+            other => panic!("unexpected {}", other.describe()),
+        })
+        .collect()
+}
+
+/// Max |a − b| over two equally long slices.
+pub fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len(), "lengths differ");
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+}
+
+/// Asserts two ctf tables agree column by column to a relative tolerance.
+pub fn assert_ctf_close(got: &[[f32; 9]], want: &[[f32; 9]], rel: f64) {
+    assert_eq!(got.len(), want.len(), "CTF rows");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        for k in 0..9 {
+            let (g, w) = (f64::from(g[k]), f64::from(w[k]));
+            assert!((g - w).abs() <= rel * w.abs().max(1.0), "row {i} column {k}: {g} vs {w}");
+        }
+    }
+}
+
+/// A ctf.pkl for `n` images of box `d` with values that change from row to row, and two optics groups
+/// (amplitude contrast 0.07 / 0.1 on even / odd rows).
+pub fn varied_ctf(n: usize, d: f32) -> Vec<[f32; 9]> {
+    (0..n)
+        .map(|i| {
+            let f = i as f32;
+            let w = if i % 2 == 0 { 0.07 } else { 0.1 };
+            [d, 1.5, 10000.0 + 37.0 * f, 9000.0 + 11.0 * f, (i * 7 % 180) as f32 - 90.0, 300.0, 2.7, w, (i % 5) as f32 * 10.0]
+        })
+        .collect()
+}
+
+/// Write `indices` as an index .pkl.
+pub fn write_ind(path: &Path, indices: &[i64]) {
+    drgnfly_io::selection::write_selection(path, indices).unwrap();
+}
