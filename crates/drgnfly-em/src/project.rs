@@ -314,20 +314,34 @@ mod explore {
         let poses = drgnfly_io::pickle::cryodrgn::load_poses(drgnfly_io::fixture_or_skip!("cryodrgn/hand_rot.pkl")).unwrap();
         let d = vol.shape[0];
         eprintln!("shape {:?} stack {} poses {} trans {:?}", vol.shape, stack.len(), poses.len(), poses.trans.as_ref().map(|t| t[0]));
-        let proj = Projector::new(&vol.data, d, 2).unwrap();
+        let mut lp = vol.data.clone();
+        crate::filter::gaussian_low_pass(&mut lp, d, 0.04).unwrap();
+        let mut sl = vec![0.0f32; 3 * d * d];
+        for y in 0..d { for x in 0..d { sl[y * d + x] = vol.data[(32 * d + y) * d + x]; sl[d * d + y * d + x] = vol.data[(y * d + 32) * d + x]; sl[2 * d * d + y * d + x] = lp[(32 * d + y) * d + x]; } }
+        std::fs::write("/tmp/sim_slices.f32", sl.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+        let proj = Projector::new(&lp, d, 2).unwrap();
         let mut s = proj.make_scratch();
         let mut img = vec![0.0f32; d * d];
         let want = stack.read_image(0).unwrap();
         let mean: f64 = want.iter().map(|&v| v as f64).sum::<f64>();
         let vsum: f64 = vol.data.iter().map(|&v| v as f64).sum::<f64>();
         eprintln!("img0 sum {mean} vol sum {vsum}");
-        let cands = crate::rotation::random::random_rotations(20000, 3);
+        let cands = crate::rotation::random::random_rotations(2000, 3);
         let mut best = (-1.0, 0);
         for (k, r) in cands.iter().enumerate() {
             proj.project_one(r, &mut img, &mut s).unwrap();
             let c = ncc(&img, &want);
             if c > best.0 { best = (c, k); }
         }
+        let dump = |name: &str, v: &[f32]| std::fs::write(name, v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+        dump("/tmp/sim_img0.f32", &want);
+        proj.project_one(&cands[best.1], &mut img, &mut s).unwrap();
+        dump("/tmp/sim_best.f32", &img);
+        proj.project_one(&crate::rotation::IDENTITY, &mut img, &mut s).unwrap();
+        dump("/tmp/sim_id.f32", &img);
+        let mut sumz = vec![0.0f32; d * d];
+        for (k, v) in vol.data.iter().enumerate() { sumz[k % (d * d)] += v; }
+        dump("/tmp/sim_sumz.f32", &sumz);
         let r0 = crate::rotation::from_f32(&poses.rot[0]);
         eprintln!("best random {:.4}: {:?}\npose0 {:?}", best.0, cands[best.1], r0);
     }

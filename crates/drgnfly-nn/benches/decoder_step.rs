@@ -56,8 +56,13 @@ fn main() -> Result<()> {
         }
     }
     let coords = Tensor::from_vec(coords, (BATCH, n, 3), &dev)?;
-    let z = Tensor::from_vec((0..BATCH * ZDIM).map(|_| rng.random::<f32>() - 0.5).collect(), (BATCH, ZDIM), &dev)?;
-    let target = Tensor::from_vec((0..BATCH * n).map(|_| rng.random::<f32>() - 0.5).collect(), (BATCH, n), &dev)?;
+    let z = Tensor::from_vec(
+        (0..BATCH * ZDIM).map(|_| rng.random::<f32>() - 0.5).collect(),
+        (BATCH, ZDIM),
+        &dev,
+    )?;
+    let target =
+        Tensor::from_vec((0..BATCH * n).map(|_| rng.random::<f32>() - 0.5).collect(), (BATCH, n), &dev)?;
 
     let mut cfg = DecoderConfig::new(LATTICE, ZDIM);
     cfg.dim = 256;

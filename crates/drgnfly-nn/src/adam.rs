@@ -132,7 +132,11 @@ impl Adam {
 
     /// Restore a state written by [`Adam::state_tensors`]; every parameter must be present with matching
     /// shapes. `origin` names the file for errors.
-    pub fn load_state_tensors(&mut self, state: &HashMap<String, Tensor>, origin: &std::path::Path) -> Result<()> {
+    pub fn load_state_tensors(
+        &mut self,
+        state: &HashMap<String, Tensor>,
+        origin: &std::path::Path,
+    ) -> Result<()> {
         let mut problems = Vec::new();
         let mut restored = Vec::with_capacity(self.slots.len());
         for s in &self.slots {
@@ -157,7 +161,8 @@ impl Adam {
             return Err(Error::Checkpoint {
                 path: origin.to_path_buf(),
                 problem: problems.join("; "),
-                hint: "the checkpoint belongs to another model; start without --load or match the architecture",
+                hint:
+                    "the checkpoint belongs to another model; start without --load or match the architecture",
             });
         }
         for (slot, (m, v, step)) in self.slots.iter_mut().zip(restored) {

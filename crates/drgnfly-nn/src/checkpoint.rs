@@ -40,12 +40,13 @@ pub fn save_checkpoint(path: &Path, params: &ParamStore, optimizer: Option<&Adam
             all.insert(format!("{OPTIMIZER_PREFIX}{k}"), v);
         }
     }
-    let epoch = i64::try_from(epoch).map_err(|_| Error::config("epoch", format!("{epoch} does not fit i64")))?;
+    let epoch =
+        i64::try_from(epoch).map_err(|_| Error::config("epoch", format!("{epoch} does not fit i64")))?;
     all.insert(EPOCH_KEY.to_string(), Tensor::new(&[epoch], params.device())?);
     let tmp = temp_path(path);
-    let written = candle_core::safetensors::save(&all, &tmp)
-        .map_err(Error::from)
-        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e }));
+    let written = candle_core::safetensors::save(&all, &tmp).map_err(Error::from).and_then(|()| {
+        std::fs::rename(&tmp, path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })
+    });
     if written.is_err() {
         // Best effort: the temporary file is garbage either way, and the original error is what matters.
         let _ = std::fs::remove_file(&tmp);
@@ -165,9 +166,14 @@ mod tests {
         adam2.backward_step(&dec2.forward(&coords, Some(&z))?.sqr()?.sum_all()?)?;
         let (s1, s2) = (store.tensors(), store2.tensors());
         for (name, t) in &s1 {
-            assert_eq!(t.flatten_all()?.to_vec1::<f32>()?, s2[name].flatten_all()?.to_vec1::<f32>()?, "{name}");
+            assert_eq!(
+                t.flatten_all()?.to_vec1::<f32>()?,
+                s2[name].flatten_all()?.to_vec1::<f32>()?,
+                "{name}"
+            );
         }
-        let leftovers = std::fs::read_dir(dir.path()).map_err(|e| Error::Io { path: dir.path().into(), source: e })?;
+        let leftovers =
+            std::fs::read_dir(dir.path()).map_err(|e| Error::Io { path: dir.path().into(), source: e })?;
         assert_eq!(leftovers.count(), 1, "no temporary file may remain");
         Ok(())
     }

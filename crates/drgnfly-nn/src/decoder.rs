@@ -115,9 +115,11 @@ struct CoordinateNet {
 impl CoordinateNet {
     fn new(cfg: &DecoderConfig, out_dim: usize, vb: VarBuilder) -> Result<Self> {
         let vb_device = vb.device().clone();
-        let encoding = PositionalEncoding::new(cfg.pe_type, cfg.lattice_size, cfg.pe_dim(), cfg.feat_sigma, vb.clone())?;
+        let encoding =
+            PositionalEncoding::new(cfg.pe_type, cfg.lattice_size, cfg.pe_dim(), cfg.feat_sigma, vb.clone())?;
         let in_dim = encoding.out_dim() + cfg.zdim;
-        let mlp_vb = if cfg.pe_type == PeType::None && cfg.domain == Domain::Hartley { vb } else { vb.pp("decoder") };
+        let mlp_vb =
+            if cfg.pe_type == PeType::None && cfg.domain == Domain::Hartley { vb } else { vb.pp("decoder") };
         let mlp = ResidLinearMlp::new(in_dim, cfg.layers, cfg.dim, out_dim, cfg.activation, mlp_vb)?;
         Ok(Self { encoding, mlp, zdim: cfg.zdim, device: vb_device })
     }
@@ -267,7 +269,10 @@ impl Decoder {
     /// Build or load under `vb` (the decoder's prefix, `decoder` inside a VAE).
     pub fn new(cfg: &DecoderConfig, vb: VarBuilder) -> Result<Self> {
         if cfg.lattice_size < 3 || cfg.lattice_size % 2 == 0 {
-            return Err(Error::config("lattice D", format!("must be odd (image D + 1), got {}", cfg.lattice_size)));
+            return Err(Error::config(
+                "lattice D",
+                format!("must be odd (image D + 1), got {}", cfg.lattice_size),
+            ));
         }
         Ok(match cfg.domain {
             Domain::Hartley => Decoder::Hartley(HartleyDecoder::new(cfg, vb)?),
@@ -306,9 +311,18 @@ impl Decoder {
     /// outside the sphere zeroed after scaling).
     /// Values are mapped back by ·std + mean and the last index of each axis is dropped. The inverse
     /// Hartley transform is left to the caller (see [`HartleyVolume`]).
-    pub fn eval_volume(&self, z: &[f32], lattice_size: usize, extent: f64, norm: DataNorm) -> Result<HartleyVolume> {
+    pub fn eval_volume(
+        &self,
+        z: &[f32],
+        lattice_size: usize,
+        extent: f64,
+        norm: DataNorm,
+    ) -> Result<HartleyVolume> {
         if lattice_size < 3 || lattice_size % 2 == 0 {
-            return Err(Error::config("lattice D", format!("volume lattice must be odd and ≥ 3, got {lattice_size}")));
+            return Err(Error::config(
+                "lattice D",
+                format!("volume lattice must be odd and ≥ 3, got {lattice_size}"),
+            ));
         }
         if !(extent > 0.0 && extent <= 0.5) {
             return Err(Error::config("extent", format!("must be in (0, 0.5], got {extent}")));
@@ -325,7 +339,9 @@ impl Decoder {
         // normalised grid after scaling.
         let (sphere_only, slice_decoder) = match self {
             Decoder::Hartley(_) => (false, false),
-            Decoder::Fourier(dec) => (dec.net.encoding.kind() != PeType::None, dec.net.encoding.kind() == PeType::None),
+            Decoder::Fourier(dec) => {
+                (dec.net.encoding.kind() != PeType::None, dec.net.encoding.kind() == PeType::None)
+            }
         };
         let axis = linspace(extent, lattice_size);
         let d = lattice_size - 1;
@@ -381,7 +397,6 @@ impl Decoder {
         }
         Ok(HartleyVolume { d, values })
     }
-
 }
 
 /// numpy's `linspace(−extent, extent, n)` rounded to f32: start + i·step, with the last point exactly +extent.
@@ -434,7 +449,8 @@ mod tests {
     fn half_evaluation_equals_full_evaluation_with_friedel_symmetry() -> Result<()> {
         let dev = Device::Cpu;
         let store = ParamStore::new(21, &dev);
-        let dec = FourierDecoder::new(&small_config(Domain::Fourier, PeType::Gaussian, 3), store.var_builder())?;
+        let dec =
+            FourierDecoder::new(&small_config(Domain::Fourier, PeType::Gaussian, 3), store.var_builder())?;
         let pts = rotated_disc();
         let n = pts.len();
         let flat: Vec<f32> = pts.iter().flatten().copied().collect();
@@ -445,11 +461,17 @@ mod tests {
         let full = (full.narrow(2, 0, 1)? - full.narrow(2, 1, 1)?)?.squeeze(2)?.to_vec2::<f32>()?;
         for b in 0..2 {
             for i in 0..n {
-                assert!((half[b][i] - full[b][i]).abs() < 1e-5, "row {b} point {i}: {} vs {}", half[b][i], full[b][i]);
+                assert!(
+                    (half[b][i] - full[b][i]).abs() < 1e-5,
+                    "row {b} point {i}: {} vs {}",
+                    half[b][i],
+                    full[b][i]
+                );
             }
         }
         // Points with k_z > 0 are the conjugates of their mirrors: F(k) = F*(−k).
-        let f = dec.decode(&coords.narrow(0, 0, 1)?, Some(&z.narrow(0, 0, 1)?))?.squeeze(0)?.to_vec2::<f32>()?;
+        let f =
+            dec.decode(&coords.narrow(0, 0, 1)?, Some(&z.narrow(0, 0, 1)?))?.squeeze(0)?.to_vec2::<f32>()?;
         for i in 0..n / 2 {
             let j = n - 1 - i;
             assert!((f[i][0] - f[j][0]).abs() < 1e-6 && (f[i][1] + f[j][1]).abs() < 1e-6, "pair {i}/{j}");
@@ -474,14 +496,14 @@ mod tests {
         let dec = Decoder::new(&small_config(Domain::Hartley, PeType::GeomFt, 2), store.var_builder())?;
         let z = Tensor::new(&[[0.0f32, 1.0]], &dev)?;
         let outside = Tensor::new(&[[[0.1f32, 0.2, 0.3], [0.0, 0.7, 0.0]]], &dev)?;
-        assert!(matches!(
-            dec.forward(&outside, Some(&z)),
-            Err(Error::CoordinateOutOfRange { index: 4, .. })
-        ));
+        assert!(matches!(dec.forward(&outside, Some(&z)), Err(Error::CoordinateOutOfRange { index: 4, .. })));
         let ok = Tensor::new(&[[[0.1f32, 0.2, 0.3]]], &dev)?;
         assert!(matches!(dec.forward(&ok, None), Err(Error::Shape { what: "decoder z", .. })));
         assert!(matches!(dec.forward(&ok.squeeze(0)?, Some(&z)), Err(Error::Shape { .. })));
-        assert!(matches!(dec.eval_volume(&[0.0], 9, 0.5, DataNorm { mean: 0.0, std: 1.0 }), Err(Error::Shape { .. })));
+        assert!(matches!(
+            dec.eval_volume(&[0.0], 9, 0.5, DataNorm { mean: 0.0, std: 1.0 }),
+            Err(Error::Shape { .. })
+        ));
         Ok(())
     }
 
@@ -522,7 +544,10 @@ mod tests {
                     let f = d.decode(&c, Some(&zt))?.flatten_all()?.to_vec1::<f32>()?;
                     let (k, minus_k) = ((4 * 8 + 3) * 8 + 5, (4 * 8 + 5) * 8 + 3);
                     let (a, b) = (vol.values[k], vol.values[minus_k]);
-                    assert!(((a - 0.25) / 3.0 - (f[0] - f[1])).abs() < 1e-5 && ((b - 0.25) / 3.0 - (f[0] + f[1])).abs() < 1e-5);
+                    assert!(
+                        ((a - 0.25) / 3.0 - (f[0] - f[1])).abs() < 1e-5
+                            && ((b - 0.25) / 3.0 - (f[0] + f[1])).abs() < 1e-5
+                    );
                 }
             }
         }
@@ -546,7 +571,9 @@ mod tests {
             .collect();
         let target = Tensor::from_vec(target, (1, n), &dev)?;
         let mut adam = Adam::new(store.named_vars(), AdamConfig { lr: 1e-2, ..Default::default() })?;
-        let mse = |dec: &Decoder| -> Result<Tensor> { Ok((dec.forward(&coords, None)? - &target)?.sqr()?.mean_all()?) };
+        let mse = |dec: &Decoder| -> Result<Tensor> {
+            Ok((dec.forward(&coords, None)? - &target)?.sqr()?.mean_all()?)
+        };
         let first = mse(&dec)?.to_scalar::<f32>()?;
         for _ in 0..300 {
             adam.backward_step(&mse(&dec)?)?;

@@ -70,7 +70,9 @@ impl Encoder {
         }
         let out = 2 * cfg.zdim;
         let body = match cfg.mode {
-            EncodeMode::Resid => Body::Resid(ResidLinearMlp::new(cfg.in_dim, cfg.layers, cfg.dim, out, cfg.activation, vb)?),
+            EncodeMode::Resid => {
+                Body::Resid(ResidLinearMlp::new(cfg.in_dim, cfg.layers, cfg.dim, out, cfg.activation, vb)?)
+            }
             EncodeMode::Mlp => Body::Mlp(Mlp::new(cfg.in_dim, cfg.layers, cfg.dim, out, cfg.activation, vb)?),
         };
         Ok(Self { body, zdim: cfg.zdim })

@@ -42,7 +42,11 @@ impl VaeLoss {
             total: self.total.to_scalar::<f32>()?,
         };
         for (term, value, hint) in [
-            ("gen loss", v.gen, "check the images and the normalisation for NaN/Inf, or lower the learning rate"),
+            (
+                "gen loss",
+                v.gen,
+                "check the images and the normalisation for NaN/Inf, or lower the learning rate",
+            ),
             ("KLD", v.kld, "the encoder diverged: lower the learning rate or beta"),
             ("total loss", v.total, "lower the learning rate"),
         ] {
@@ -64,7 +68,11 @@ pub fn vae_loss(
     beta: f64,
 ) -> Result<VaeLoss> {
     if slice.dims() != target.dims() || slice.rank() != 2 {
-        return Err(Error::shape("loss target", format!("{:?} (B, N) like the slice", slice.dims()), target.dims()));
+        return Err(Error::shape(
+            "loss target",
+            format!("{:?} (B, N) like the slice", slice.dims()),
+            target.dims(),
+        ));
     }
     if let Some(c) = ctf {
         if c.dims() != slice.dims() {

@@ -210,7 +210,8 @@ mod tests {
         ResidLinearMlp::new(56, 3, 8, 1, Activation::Relu, store.var_builder().pp("decoder"))?;
         ResidLinearMlp::new(8, 2, 8, 8, Activation::Relu, store.var_builder().pp("square"))?;
         Mlp::new(5, 1, 4, 2, Activation::Relu, store.var_builder().pp("plain"))?;
-        let names: Vec<String> = store.named_vars().into_iter().map(|(n, v)| format!("{n}{:?}", v.dims())).collect();
+        let names: Vec<String> =
+            store.named_vars().into_iter().map(|(n, v)| format!("{n}{:?}", v.dims())).collect();
         let want = [
             "decoder.main.0.bias[8]",
             "decoder.main.0.weight[8, 56]",
@@ -262,7 +263,10 @@ mod tests {
         let want = h1[0] + 3.0 * h1[1] - 1.0;
         let got = mlp.forward(&Tensor::new(&[x], &dev)?)?.flatten_all()?.to_vec1::<f32>()?;
         assert!((got[0] - want).abs() < 1e-6, "{} vs {want}", got[0]);
-        assert!(matches!(mlp.forward(&Tensor::zeros((1, 3), candle_core::DType::F32, &dev)?), Err(Error::Shape { .. })));
+        assert!(matches!(
+            mlp.forward(&Tensor::zeros((1, 3), candle_core::DType::F32, &dev)?),
+            Err(Error::Shape { .. })
+        ));
         Ok(())
     }
 }

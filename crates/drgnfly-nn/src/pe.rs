@@ -114,9 +114,18 @@ impl PositionalEncoding {
     /// For `gaussian`, `rand_freqs` (3K×3) is fetched from `vb` under the name `rand_freqs`
     /// (initialised N(0, feat_sigma²) in a fresh [`crate::ParamStore`], or loaded from a checkpoint) and
     /// detached, so it is saved with the model but never trained, as in cryoDRGN.
-    pub fn new(kind: PeType, lattice_size: usize, pe_dim: usize, feat_sigma: f64, vb: VarBuilder) -> Result<Self> {
+    pub fn new(
+        kind: PeType,
+        lattice_size: usize,
+        pe_dim: usize,
+        feat_sigma: f64,
+        vb: VarBuilder,
+    ) -> Result<Self> {
         if lattice_size < 3 || lattice_size % 2 == 0 {
-            return Err(Error::config("lattice D", format!("must be odd (image D + 1) and ≥ 3, got {lattice_size}")));
+            return Err(Error::config(
+                "lattice D",
+                format!("must be odd (image D + 1) and ≥ 3, got {lattice_size}"),
+            ));
         }
         let d2 = lattice_size / 2;
         let dev = vb.device().clone();
@@ -129,7 +138,11 @@ impl PositionalEncoding {
                 if !(feat_sigma.is_finite() && feat_sigma > 0.0) {
                     return Err(Error::config("feat_sigma", format!("must be positive, got {feat_sigma}")));
                 }
-                let b = vb.get_with_hints((3 * pe_dim, 3), "rand_freqs", Init::Randn { mean: 0.0, stdev: feat_sigma })?;
+                let b = vb.get_with_hints(
+                    (3 * pe_dim, 3),
+                    "rand_freqs",
+                    Init::Randn { mean: 0.0, stdev: feat_sigma },
+                )?;
                 Frequencies::Gaussian(b.detach(), d2 as f64)
             }
             PeType::LinearLowf => {
@@ -143,7 +156,10 @@ impl PositionalEncoding {
             }
             _ => {
                 if pe_dim < 2 {
-                    return Err(Error::config("pe_dim", format!("geometric encodings need at least 2 frequencies, got {pe_dim}")));
+                    return Err(Error::config(
+                        "pe_dim",
+                        format!("geometric encodings need at least 2 frequencies, got {pe_dim}"),
+                    ));
                 }
                 Frequencies::PerAxis(per_axis(kind, d2, pe_dim, &dev)?)
             }
@@ -280,7 +296,8 @@ mod tests {
         let got = encode(PeType::Gaussian, 33, 4, c, &store)?;
         let b = store.tensors()["rand_freqs"].to_vec2::<f32>()?;
         assert_eq!(b.len(), 12);
-        let k: Vec<f64> = b.iter().map(|r| 16.0 * (0..3).map(|a| r[a] as f64 * c[a] as f64).sum::<f64>()).collect();
+        let k: Vec<f64> =
+            b.iter().map(|r| 16.0 * (0..3).map(|a| r[a] as f64 * c[a] as f64).sum::<f64>()).collect();
         let want: Vec<f64> = k.iter().map(|x| x.sin()).chain(k.iter().map(|x| x.cos())).collect();
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
             assert!((*g as f64 - w).abs() < 2e-5, "gaussian feature {i}: {g} vs {w}");

@@ -26,33 +26,86 @@ use drgnfly_nn::{
 
 // cryodrgn 4.3.1, torch 2.15.0+cu132, numpy 2.4.6
 const HET_DECODER: [f32; 10] = [
-    -4.536638737e+00, -3.894684613e-01, 1.570542157e-01, -2.553963363e-01, 1.459099650e-01, -4.588806629e+00,
-    -5.513200760e-01, 1.746319979e-01, -3.918221295e-01, 1.894062161e-01,
+    -4.536638737e+00,
+    -3.894684613e-01,
+    1.570542157e-01,
+    -2.553963363e-01,
+    1.459099650e-01,
+    -4.588806629e+00,
+    -5.513200760e-01,
+    1.746319979e-01,
+    -3.918221295e-01,
+    1.894062161e-01,
 ];
 const HET_MU: [f32; 16] = [
-    -3.599824309e-01, -1.938878894e-01, 2.237754315e-02, -2.368285507e-01, -1.596442759e-01, -2.236242443e-01,
-    -1.756879687e-01, 7.428562641e-02, -3.585721552e-01, -1.966591626e-01, -3.746140748e-02, -1.616332084e-01,
-    -9.660801291e-02, -2.387643754e-01, -1.654575169e-01, 6.430387497e-03,
+    -3.599824309e-01,
+    -1.938878894e-01,
+    2.237754315e-02,
+    -2.368285507e-01,
+    -1.596442759e-01,
+    -2.236242443e-01,
+    -1.756879687e-01,
+    7.428562641e-02,
+    -3.585721552e-01,
+    -1.966591626e-01,
+    -3.746140748e-02,
+    -1.616332084e-01,
+    -9.660801291e-02,
+    -2.387643754e-01,
+    -1.654575169e-01,
+    6.430387497e-03,
 ];
 const HET_LOGVAR: [f32; 16] = [
-    -2.447428405e-01, 3.720667064e-01, -1.210491508e-01, -4.499123991e-02, 2.727508247e-01, -1.940149814e-01,
-    -7.135570049e-02, -3.342869878e-01, -2.038046122e-01, 3.621749282e-01, -9.749047458e-02, 5.433727801e-02,
-    3.153825402e-01, -1.710419059e-01, -1.369068921e-01, -3.292399049e-01,
+    -2.447428405e-01,
+    3.720667064e-01,
+    -1.210491508e-01,
+    -4.499123991e-02,
+    2.727508247e-01,
+    -1.940149814e-01,
+    -7.135570049e-02,
+    -3.342869878e-01,
+    -2.038046122e-01,
+    3.621749282e-01,
+    -9.749047458e-02,
+    5.433727801e-02,
+    3.153825402e-01,
+    -1.710419059e-01,
+    -1.369068921e-01,
+    -3.292399049e-01,
 ];
-const HET_VOLUME_PROBE: [f32; 6] =
-    [-4.283793640e+02, -1.609918404e+01, -5.223875999e+00, -6.720722961e+01, -8.019385529e+01, -4.075105286e+02];
+const HET_VOLUME_PROBE: [f32; 6] = [
+    -4.283793640e+02,
+    -1.609918404e+01,
+    -5.223875999e+00,
+    -6.720722961e+01,
+    -8.019385529e+01,
+    -4.075105286e+02,
+];
 const HET_VOLUME_PROBE_AT: [(usize, usize, usize); 6] =
     [(32, 32, 32), (0, 0, 0), (10, 20, 30), (40, 33, 2), (63, 1, 47), (31, 32, 33)];
 const HET_VOLUME_SUM: f64 = -1.003502381e+06;
 const HET_VOLUME_SUMSQ: f64 = 2.555719473e+08;
 // FT slice: 196 points; rotation R = Rz(0.7) Rx(0.4) (float32)
 const FT_ROT: [f32; 9] = [
-    7.648422122e-01, -5.933637619e-01, 2.508701682e-01, 6.442176700e-01, 7.044663429e-01, -2.978435755e-01,
-    0.000000000e+00, 3.894183338e-01, 9.210609794e-01,
+    7.648422122e-01,
+    -5.933637619e-01,
+    2.508701682e-01,
+    6.442176700e-01,
+    7.044663429e-01,
+    -2.978435755e-01,
+    0.000000000e+00,
+    3.894183338e-01,
+    9.210609794e-01,
 ];
 const FT_SLICE_PROBE: [f32; 8] = [
-    1.173285544e-01, 2.191463858e-02, 7.193535566e-02, -1.263994277e-01, 3.198161423e-01, 3.200207651e-01,
-    -2.443479896e-01, 3.122876585e-01,
+    1.173285544e-01,
+    2.191463858e-02,
+    7.193535566e-02,
+    -1.263994277e-01,
+    3.198161423e-01,
+    3.200207651e-01,
+    -2.443479896e-01,
+    3.122876585e-01,
 ];
 const FT_SLICE_PROBE_AT: [usize; 8] = [0, 1, 50, 100, 109, 110, 150, 195];
 const FT_SLICE_SUMSQ: f64 = 8.173420283e+00;
@@ -92,7 +145,8 @@ fn het_configs() -> (EncoderConfig, DecoderConfig) {
     let mut enc = EncoderConfig::new(3208, 8);
     (enc.layers, enc.dim) = (2, 8);
     let mut dec = DecoderConfig::new(65, 8);
-    (dec.layers, dec.dim, dec.pe_type, dec.pe_dim, dec.domain) = (3, 8, PeType::Gaussian, Some(8), Domain::Hartley);
+    (dec.layers, dec.dim, dec.pe_type, dec.pe_dim, dec.domain) =
+        (3, 8, PeType::Gaussian, Some(8), Domain::Hartley);
     (enc, dec)
 }
 
@@ -130,7 +184,8 @@ fn het_weights_decode_encode_and_volume_match_cryodrgn() -> Result<()> {
 
     let vol = vae.decoder.eval_volume(&Z[0], 65, 0.5, DataNorm { mean: 0.0, std: 94.4266 })?;
     assert_eq!(vol.d, 64);
-    let probe: Vec<f32> = HET_VOLUME_PROBE_AT.iter().map(|&(z, y, x)| vol.values[(z * 64 + y) * 64 + x]).collect();
+    let probe: Vec<f32> =
+        HET_VOLUME_PROBE_AT.iter().map(|&(z, y, x)| vol.values[(z * 64 + y) * 64 + x]).collect();
     assert_close("volume probes", &probe, &HET_VOLUME_PROBE);
     let sum: f64 = vol.values.iter().map(|&v| v as f64).sum();
     let sumsq: f64 = vol.values.iter().map(|&v| (v as f64).powi(2)).sum();
@@ -150,7 +205,8 @@ fn fourier_decoder_slice_and_volume_match_cryodrgn() -> Result<()> {
     let dev = Device::Cpu;
     let weights = read_cryodrgn_weights(&ft_fixture())?;
     let mut cfg = DecoderConfig::new(17, 2);
-    (cfg.layers, cfg.dim, cfg.pe_type, cfg.pe_dim, cfg.domain) = (2, 16, PeType::Gaussian, Some(4), Domain::Fourier);
+    (cfg.layers, cfg.dim, cfg.pe_type, cfg.pe_dim, cfg.domain) =
+        (2, 16, PeType::Gaussian, Some(4), Domain::Fourier);
     // The standalone decoder's names have no `decoder.` VAE prefix: rand_freqs, decoder.main.*.
     let dec = Decoder::new(&cfg, VarBuilder::from_tensors(weights, DType::F32, &dev))?;
 
@@ -175,9 +231,15 @@ fn fourier_decoder_slice_and_volume_match_cryodrgn() -> Result<()> {
     assert_rel("Fourier slice Σh²", slice.iter().map(|&v| (v as f64).powi(2)).sum(), FT_SLICE_SUMSQ, 1e-5);
 
     let vol = dec.eval_volume(&[0.3, -0.6], 17, 0.5, DataNorm { mean: 0.5, std: 2.0 })?;
-    let probe: Vec<f32> = FT_VOLUME_PROBE_AT.iter().map(|&(z, y, x)| vol.values[(z * 16 + y) * 16 + x]).collect();
+    let probe: Vec<f32> =
+        FT_VOLUME_PROBE_AT.iter().map(|&(z, y, x)| vol.values[(z * 16 + y) * 16 + x]).collect();
     assert_close("Fourier volume probes", &probe, &FT_VOLUME_PROBE);
     assert_rel("Fourier volume sum", vol.values.iter().map(|&v| v as f64).sum(), FT_VOLUME_SUM, 1e-5);
-    assert_rel("Fourier volume Σv²", vol.values.iter().map(|&v| (v as f64).powi(2)).sum(), FT_VOLUME_SUMSQ, 1e-5);
+    assert_rel(
+        "Fourier volume Σv²",
+        vol.values.iter().map(|&v| (v as f64).powi(2)).sum(),
+        FT_VOLUME_SUMSQ,
+        1e-5,
+    );
     Ok(())
 }

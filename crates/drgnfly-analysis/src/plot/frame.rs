@@ -91,7 +91,7 @@ pub(crate) fn draw_axes(
     let root = BitMapBackend::with_buffer(img.bytes_mut(), (w, h)).into_drawing_area();
     let sub = root.shrink((area.0, area.1), (area.2, area.3));
     let frame = axes_on(&sub, x, y, axes)?;
-    root.present().map_err(|e| VizError::draw(&axes.title, e))?;
+    sub.present().map_err(|e| VizError::draw(&axes.title, e))?;
     Ok(frame)
 }
 

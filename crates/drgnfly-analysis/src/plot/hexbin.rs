@@ -111,7 +111,7 @@ fn draw_hexagons(img: &mut RgbImage, fr: &Frame, bins: &HexCounts) -> VizResult<
         let c = count_color(n, max);
         plot.draw(&Polygon::new(corners, RGBColor(c[0], c[1], c[2]).filled())).map_err(err)?;
     }
-    root.present().map_err(err)
+    plot.present().map_err(err)
 }
 
 /// A vertical colour bar at column `x0` beside the plotting area, labelled at powers of ten.

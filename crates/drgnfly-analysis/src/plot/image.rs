@@ -164,8 +164,9 @@ impl RgbImage {
             Align::Center => HPos::Center,
             Align::Right => HPos::Right,
         };
+        let color = RGBColor(rgb[0], rgb[1], rgb[2]);
         let style = TextStyle::from((font::FAMILY, size_px).into_font())
-            .color(&RGBColor(rgb[0], rgb[1], rgb[2]))
+            .color(&color)
             .pos(Pos::new(hpos, VPos::Top));
         root.draw_text(text, &style, (x, y)).map_err(|e| VizError::draw("text", e))?;
         root.present().map_err(|e| VizError::draw("text", e))

@@ -42,6 +42,19 @@ fn edge_mid2(e: usize) -> [i32; 3] {
     [a[0] + b[0], a[1] + b[1], a[2] + b[2]]
 }
 
+/// The two faces (axis, side) containing edge `e`.
+fn faces_of(e: usize) -> [(usize, i32); 2] {
+    let axis = e / 4;
+    let a = corner(EDGES[e][0]);
+    let (b, c) = ((axis + 1) % 3, (axis + 2) % 3);
+    [(b, a[b]), (c, a[c])]
+}
+
+/// Whether two distinct cube edges lie on a common face.
+fn share_face(e: usize, f: usize) -> bool {
+    e != f && faces_of(e).iter().any(|x| faces_of(f).contains(x))
+}
+
 /// Triangles for the corner pattern `case` (bit c set = corner c inside).
 fn triangulate(case: usize) -> Vec<[u8; 3]> {
     let inside = |c: usize| (case >> c) & 1 == 1;
@@ -87,6 +100,15 @@ fn triangulate(case: usize) -> Vec<[u8; 3]> {
             ring.push(e as u8);
             e = next[e];
         }
+        // Fan from an apex whose chords cross the cube's interior: a chord between two edges of one
+        // face (possible on ambiguous faces) would lie in that face, where the neighbouring cube may
+        // draw the same chord, and the edge would be shared by four triangles.
+        let k = ring.len();
+        if let Some(apex) = (0..k).find(|&a| {
+            (2..k - 1).all(|i| !share_face(ring[a] as usize, ring[(a + i) % k] as usize))
+        }) {
+            ring.rotate_left(apex);
+        }
         // The loop runs counter-clockwise around the inside region seen from outside the cube, i.e.
         // seen from the object's inside; reverse the fan so triangles face the outside.
         for i in 1..ring.len().saturating_sub(1) {
@@ -120,6 +142,20 @@ mod tests {
         // Only corners 0 and 7 outside: each is cut off by its own triangle.
         assert_eq!(t[0b0111_1110].len(), 2);
         assert!(t.iter().all(|tris| tris.len() <= 12));
+        // No fan chord lies in a face: every triangle side joining two edges of one face is a face
+        // segment, i.e. used by exactly one triangle of the case.
+        for (case, tris) in t.iter().enumerate() {
+            let mut uses = std::collections::HashMap::new();
+            for tri in tris {
+                for k in 0..3 {
+                    let (a, b) = (tri[k].min(tri[(k + 1) % 3]), tri[k].max(tri[(k + 1) % 3]));
+                    *uses.entry((a, b)).or_insert(0) += 1;
+                }
+            }
+            for (&(a, b), &n) in &uses {
+                assert!(!share_face(a as usize, b as usize) || n == 1, "case {case:#010b}: chord {a}-{b} in a face");
+            }
+        }
         // Every crossed edge is used: the edges in a case's triangles are exactly its crossed edges.
         for (case, tris) in t.iter().enumerate() {
             let crossed: Vec<usize> =

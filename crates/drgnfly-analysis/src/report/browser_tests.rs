@@ -12,7 +12,7 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// Run headless Chromium on `html` with `extra` flags; returns (stdout, stderr), or None on timeout.
 fn chromium(html: &Path, profile: &Path, extra: &[&str]) -> Option<(String, String)> {
-    let out_dir = tempfile_dir();
+    let out_dir = scratch_dir();
     let (stdout, stderr) = (out_dir.join("stdout"), out_dir.join("stderr"));
     let mut child = Command::new(CHROMIUM)
         .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"])
@@ -44,7 +44,7 @@ fn chromium(html: &Path, profile: &Path, extra: &[&str]) -> Option<(String, Stri
 }
 
 /// A fresh directory under the system temp dir.
-fn tempfile_dir() -> std::path::PathBuf {
+fn scratch_dir() -> std::path::PathBuf {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static N: AtomicUsize = AtomicUsize::new(0);
     let d = std::env::temp_dir().join(format!("drgnfly-report-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
@@ -63,7 +63,7 @@ fn report_script_runs_without_errors_in_headless_chromium() {
         title: "browser test".into(),
         sections: vec![Section::new("Latent", vec![Item::Scatter(three_clusters(n))])],
     };
-    let dir = tempfile_dir();
+    let dir = scratch_dir();
     let html = dir.join("report.html");
     report.write(&html).unwrap();
     let Some((dom, log)) = chromium(&html, &dir.join("profile"), &["--dump-dom"]) else {
@@ -71,7 +71,8 @@ fn report_script_runs_without_errors_in_headless_chromium() {
     };
     let _ = std::fs::remove_dir_all(&dir);
     assert!(!log.contains("Uncaught"), "JavaScript error:\n{log}");
-    assert!(!dom.contains("data-drgnfly-error"), "script reported an error");
+    let js_error = dom.split("data-drgnfly-error=\"").nth(1).and_then(|s| s.split('"').next());
+    assert!(js_error.is_none(), "script reported an error: {js_error:?}");
     assert!(dom.contains("data-drgnfly-ok=\"1\""), "script did not finish; DOM starts:\n{}", &dom[..dom.len().min(2000)]);
     assert!(dom.contains(&format!("data-points=\"{n}\"")), "scatter did not decode all {n} points");
     let ms = dom.split("data-draw-ms=\"").nth(1).and_then(|s| s.split('"').next()).and_then(|s| s.parse::<u64>().ok());
