@@ -21,7 +21,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     while let Some(a) = args.next() {
         match a.as_str() {
             "--points" => n = args.next().and_then(|v| v.parse().ok()).ok_or("--points needs a number")?,
-            "--screenshot" => screenshot = Some(PathBuf::from(args.next().ok_or("--screenshot needs a path")?)),
+            "--screenshot" => {
+                screenshot = Some(PathBuf::from(args.next().ok_or("--screenshot needs a path")?))
+            }
             _ => out = PathBuf::from(a),
         }
     }
@@ -35,7 +37,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let png = std::path::absolute(png)?;
         let status = Command::new("/usr/bin/chromium")
             .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"])
-            .args(["--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars"])
+            .args([
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--hide-scrollbars",
+            ])
             .arg(format!("--user-data-dir={}", out.join("chromium-profile").display()))
             .arg(format!("--screenshot={}", png.display()))
             .arg("--window-size=1200,2000")
@@ -88,7 +95,8 @@ fn build(n: usize, out: &std::path::Path) -> Result<Report, VizError> {
         labels.push(k as u16);
     }
     let centre_pts: Vec<[f32; 2]> = centres.iter().map(|c| [c.0 as f32, c.1 as f32]).collect();
-    let traversal: Vec<[f32; 2]> = (0..10).map(|i| [-2.0 + 0.45 * i as f32, -1.0 + 0.3 * (i as f32 * 0.6).sin()]).collect();
+    let traversal: Vec<[f32; 2]> =
+        (0..10).map(|i| [-2.0 + 0.45 * i as f32, -1.0 + 0.3 * (i as f32 * 0.6).sin()]).collect();
 
     // Learning curve.
     let epochs: Vec<f64> = (1..=50).map(f64::from).collect();
@@ -110,29 +118,47 @@ fn build(n: usize, out: &std::path::Path) -> Result<Report, VizError> {
     let curve = pics(plot::learning_curve(&epochs, &gen, &kld, &total)?, "learning_curve_epoch50.png")?;
     let fsc_png = pics(
         plot::fsc_plot(
-            &[Series::new("state 1", fsc_x.clone(), fsc(0.2)), Series::new("state 2", fsc_x.clone(), fsc(0.13))],
+            &[
+                Series::new("state 1", fsc_x.clone(), fsc(0.2)),
+                Series::new("state 2", fsc_x.clone(), fsc(0.13)),
+            ],
             &Axes::new("FSC vs ground truth", "spatial frequency (1/px)", "FSC"),
         )?,
         "fsc.png",
     )?;
     let pca_axes = Axes::new("PCA of z", "PC1", "PC2");
-    let km = pics(plot::scatter(&x, &y, Some(&labels), &Overlay::centers(&centre_pts), &pca_axes)?, "kmeans20/z_pca.png")?;
+    let km = pics(
+        plot::scatter(&x, &y, Some(&labels), &Overlay::centers(&centre_pts), &pca_axes)?,
+        "kmeans20/z_pca.png",
+    )?;
     let hex = pics(plot::hexbin(&x, &y, &Overlay::path(traversal), &pca_axes)?, "pc1/pca_traversal_hex.png")?;
     let marg = pics(plot::scatter_with_marginals(&x, &y, &pca_axes)?, "z_pca_marginals.png")?;
     let counts: Vec<f64> = (0..3).map(|k| labels.iter().filter(|&&l| l == k).count() as f64).collect();
     let names: Vec<String> = (0..3).map(|k| k.to_string()).collect();
-    let bars = pics(plot::bar_plot(&names, &counts, &Axes::new("Particles per class", "class", "particles"))?, "class_counts.png")?;
+    let bars = pics(
+        plot::bar_plot(&names, &counts, &Axes::new("Particles per class", "class", "particles"))?,
+        "class_counts.png",
+    )?;
 
     // Volumes: a traversal from blobs 6 to 16 voxels apart.
     let d = 48;
     let maps: Vec<Vec<f32>> = (0..6).map(|i| two_blob_map(d, 6.0 + 2.0 * i as f32)).collect();
     let vols = maps.iter().map(|m| VolumeRef::cube(m, d)).collect::<Result<Vec<_>, _>>()?;
     let slices = pics(render::slices_and_projections(&vols[3])?, "vol_004_slices.png")?;
-    let views = RenderOptions { size: 200, views: vec![View::Front, View::Side, View::Top, View::ThreeQuarter], ..Default::default() };
+    let views = RenderOptions {
+        size: 200,
+        views: vec![View::Front, View::Side, View::Top, View::ThreeQuarter],
+        ..Default::default()
+    };
     let three = pics(render::render_isosurface(&vols[3], &views)?, "vol_004_views.png")?;
     let captions: Vec<String> = (1..=6).map(|k| format!("vol_{k:03}")).collect();
     let colors: Vec<[u8; 3]> = (0..6).map(plot::palette::chimerax).collect();
-    let tiles = render::render_tiles(&vols, &captions, Some(&colors), &RenderOptions { size: 160, ..Default::default() })?;
+    let tiles = render::render_tiles(
+        &vols,
+        &captions,
+        Some(&colors),
+        &RenderOptions { size: 160, ..Default::default() },
+    )?;
     let sheet = pics(render::contact_sheet(&tiles, 6, Some("PC1 traversal"))?, "pc1/traversal_sheet.png")?;
 
     let scatter = InteractiveScatter {

@@ -88,9 +88,7 @@ pub fn kmeans(z: Latents<'_>, params: &KMeansParams) -> Result<KMeans> {
             best = Some((centers, labels, inertia, n_iter));
         }
     }
-    let Some((centers, labels, inertia, n_iter)) = best else {
-        unreachable!("n_init ≥ 1 was checked")
-    };
+    let Some((centers, labels, inertia, n_iter)) = best else { unreachable!("n_init ≥ 1 was checked") };
     let center_indices: Vec<usize> = centers.chunks_exact(d).map(|c| nearest_particle(z, c)).collect();
     let snapped = center_indices.iter().flat_map(|&i| z.row(i).iter().copied()).collect();
     Ok(KMeans { zdim: d, labels, centers: snapped, center_indices, inertia, n_iter })
@@ -321,11 +319,20 @@ mod tests {
 
     #[test]
     fn same_result_on_one_and_many_threads() {
-        let (z, _) = blobs(&[&[0.0, 0.0, 0.0], &[1.0, 0.0, 0.0], &[0.0, 1.0, 0.0], &[0.0, 0.0, 1.0]], 3000, 2);
+        let (z, _) =
+            blobs(&[&[0.0, 0.0, 0.0], &[1.0, 0.0, 0.0], &[0.0, 1.0, 0.0], &[0.0, 0.0, 1.0]], 3000, 2);
         let l = Latents::new(&z, 3).unwrap();
         let p = KMeansParams { k: 6, ..Default::default() };
-        let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(|| kmeans(l, &p).unwrap());
-        let many = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap().install(|| kmeans(l, &p).unwrap());
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap()
+            .install(|| kmeans(l, &p).unwrap());
+        let many = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap()
+            .install(|| kmeans(l, &p).unwrap());
         assert_eq!(one.labels, many.labels);
         assert_eq!(one.center_indices, many.center_indices);
         assert_eq!(one.inertia.to_bits(), many.inertia.to_bits());
@@ -342,7 +349,8 @@ mod tests {
         let err = kmeans(Latents::new(&z[..6], 2).unwrap(), &KMeansParams { k: 5, ..Default::default() });
         assert!(matches!(err, Err(Error::TooFew { needed: 5, got: 3, .. })));
         // zdim 1 with two well separated groups.
-        let z1: Vec<f32> = (0..20).map(|i| if i < 10 { i as f32 * 0.01 } else { 10.0 + i as f32 * 0.01 }).collect();
+        let z1: Vec<f32> =
+            (0..20).map(|i| if i < 10 { i as f32 * 0.01 } else { 10.0 + i as f32 * 0.01 }).collect();
         let km = kmeans(Latents::new(&z1, 1).unwrap(), &KMeansParams { k: 2, ..Default::default() }).unwrap();
         assert!(km.labels[..10].iter().all(|&l| l == km.labels[0]));
         assert!(km.labels[10..].iter().all(|&l| l != km.labels[0]));

@@ -30,7 +30,12 @@ impl<'a> Latents<'a> {
             });
         }
         if let Some(pos) = data.iter().position(|v| !v.is_finite()) {
-            return Err(Error::NonFinite { what: "latents", row: pos / zdim, col: pos % zdim, value: data[pos] });
+            return Err(Error::NonFinite {
+                what: "latents",
+                row: pos / zdim,
+                col: pos % zdim,
+                value: data[pos],
+            });
         }
         Ok(Self { data, zdim })
     }
@@ -71,7 +76,10 @@ impl<'a> Latents<'a> {
             Err(Error::Param {
                 name,
                 value: i.to_string(),
-                why: format!("particle index out of range: the latents hold {} particles (0-based)", self.len()),
+                why: format!(
+                    "particle index out of range: the latents hold {} particles (0-based)",
+                    self.len()
+                ),
             })
         }
     }

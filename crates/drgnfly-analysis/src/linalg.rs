@@ -23,7 +23,8 @@ pub fn symmetric_eigen(a: &[f64], n: usize) -> (Vec<f64>, Vec<f64>) {
     }
     let norm: f64 = m.iter().map(|x| x * x).sum::<f64>().sqrt();
     for _sweep in 0..100 {
-        let off: f64 = (0..n).flat_map(|i| (i + 1..n).map(move |j| (i, j))).map(|(i, j)| m[i * n + j].powi(2)).sum();
+        let off: f64 =
+            (0..n).flat_map(|i| (i + 1..n).map(move |j| (i, j))).map(|(i, j)| m[i * n + j].powi(2)).sum();
         if off.sqrt() <= 1e-15 * norm || off == 0.0 {
             break;
         }
@@ -107,7 +108,8 @@ mod tests {
         let mut a = vec![0.0; n * n];
         for i in 0..n {
             for j in 0..n {
-                a[i * n + j] = (0..n).map(|k| b[k * n + i] * b[k * n + j]).sum::<f64>() + if i == j { i as f64 } else { 0.0 };
+                a[i * n + j] = (0..n).map(|k| b[k * n + i] * b[k * n + j]).sum::<f64>()
+                    + if i == j { i as f64 } else { 0.0 };
             }
         }
         let (vals, vecs) = symmetric_eigen(&a, n);

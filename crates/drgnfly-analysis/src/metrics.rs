@@ -122,7 +122,10 @@ pub fn hungarian(cost: &[f64], rows: usize, cols: usize) -> Vec<usize> {
 pub fn spearman(x: &[f64], y: &[f64]) -> Result<f64> {
     check_same_len("spearman y", x.len(), y.len())?;
     if x.len() < 2 {
-        return Err(Error::Degenerate { what: "Spearman correlation", why: "needs at least 2 values".into() });
+        return Err(Error::Degenerate {
+            what: "Spearman correlation",
+            why: "needs at least 2 values".into(),
+        });
     }
     if x.iter().chain(y).any(|v| v.is_nan()) {
         return Err(Error::Degenerate { what: "Spearman correlation", why: "input holds NaN".into() });
@@ -199,7 +202,13 @@ pub fn entanglement_z(z: Latents<'_>, labels: &[u32]) -> Result<f64> {
         for j in i + 1..stats.len() {
             let dist2: f64 = stats[i].0.iter().zip(&stats[j].0).map(|(a, b)| (a - b).powi(2)).sum();
             let ss = stats[i].1 * stats[j].1;
-            total += if ss > 0.0 { (-dist2 / ss).exp() } else if dist2 == 0.0 { 1.0 } else { 0.0 };
+            total += if ss > 0.0 {
+                (-dist2 / ss).exp()
+            } else if dist2 == 0.0 {
+                1.0
+            } else {
+                0.0
+            };
             pairs += 1;
         }
     }
@@ -262,7 +271,11 @@ fn check_same_len(what: &'static str, expected: usize, got: usize) -> Result<()>
     if expected == got {
         Ok(())
     } else {
-        Err(Error::Shape { what, expected: format!("{expected} values (one per particle)"), got: format!("{got}") })
+        Err(Error::Shape {
+            what,
+            expected: format!("{expected} values (one per particle)"),
+            got: format!("{got}"),
+        })
     }
 }
 

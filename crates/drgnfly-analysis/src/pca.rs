@@ -98,7 +98,8 @@ impl Pca {
         out.par_chunks_mut(ncomp.max(1)).zip(z.as_slice().par_chunks(d)).for_each(|(o, row)| {
             for (k, ok) in o.iter_mut().enumerate() {
                 let comp = self.component(k);
-                *ok = row.iter().zip(&self.mean).zip(comp).map(|((&x, m), c)| (x as f64 - m) * c).sum::<f64>() as f32;
+                *ok = row.iter().zip(&self.mean).zip(comp).map(|((&x, m), c)| (x as f64 - m) * c).sum::<f64>()
+                    as f32;
             }
         });
         Ok(out)
@@ -119,7 +120,12 @@ impl Pca {
         let mut out = Vec::with_capacity(y.len() / ncomp * d);
         for row in y.chunks_exact(ncomp) {
             for j in 0..d {
-                let v: f64 = self.mean[j] + row.iter().enumerate().map(|(k, &yk)| yk as f64 * self.components[k * d + j]).sum::<f64>();
+                let v: f64 = self.mean[j]
+                    + row
+                        .iter()
+                        .enumerate()
+                        .map(|(k, &yk)| yk as f64 * self.components[k * d + j])
+                        .sum::<f64>();
                 out.push(v as f32);
             }
         }

@@ -38,10 +38,17 @@ pub fn render_blobs(blobs: &[GaussianBlob], d: usize, apix: f64) -> Result<Vec<f
         return Err(Error::Param { name: "box size", value: "0".into(), why: "must be at least 1".into() });
     }
     if !(apix.is_finite() && apix > 0.0) {
-        return Err(Error::Param { name: "pixel size (Å)", value: apix.to_string(), why: "must be positive".into() });
+        return Err(Error::Param {
+            name: "pixel size (Å)",
+            value: apix.to_string(),
+            why: "must be positive".into(),
+        });
     }
     if let Some((i, b)) = blobs.iter().enumerate().find(|(_, b)| {
-        !(b.sigma.is_finite() && b.sigma >= 0.0 && b.amplitude.is_finite() && b.center.iter().all(|c| c.is_finite()))
+        !(b.sigma.is_finite()
+            && b.sigma >= 0.0
+            && b.amplitude.is_finite()
+            && b.center.iter().all(|c| c.is_finite()))
     }) {
         return Err(Error::Param {
             name: "Gaussian blob",
@@ -94,7 +101,8 @@ fn axis_weights(mu: f64, s: f64, d: usize) -> (usize, Vec<f32>) {
         return (0, Vec::new());
     }
     let cdf = |x: f64| 0.5 * (1.0 + erf((x - mu) / (s * std::f64::consts::SQRT_2)));
-    let w: Vec<f64> = (lo as usize..=hi as usize).map(|i| cdf(i as f64 + 0.5) - cdf(i as f64 - 0.5)).collect();
+    let w: Vec<f64> =
+        (lo as usize..=hi as usize).map(|i| cdf(i as f64 + 0.5) - cdf(i as f64 - 0.5)).collect();
     // The untruncated total over the window range (before clipping to the box) is what normalises, so
     // the part of a blob that falls outside the box is lost rather than folded back in.
     let full = cdf((mu + 3.0 * s + 0.5).floor() + 0.5) - cdf((mu - 3.0 * s + 0.5).floor() - 0.5);
@@ -106,7 +114,9 @@ fn axis_weights(mu: f64, s: f64, d: usize) -> (usize, Vec<f32>) {
 /// stable `erf` and this is the only special function the crate needs.
 fn erf(x: f64) -> f64 {
     let t = 1.0 / (1.0 + 0.327_591_1 * x.abs());
-    let poly = t * (0.254_829_592 + t * (-0.284_496_736 + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+    let poly = t
+        * (0.254_829_592
+            + t * (-0.284_496_736 + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
     let y = 1.0 - poly * (-x * x).exp();
     if x < 0.0 {
         -y
@@ -149,7 +159,15 @@ pub struct DensityParams {
 impl DensityParams {
     /// `d` voxels of `apix` Å, Peng factors, centred on the centre of mass, B = 0, no resolution blur.
     pub fn new(d: usize, apix: f64) -> Self {
-        Self { d, apix, center: None, scattering: Scattering::Peng, b_factor: 0.0, use_file_b_factors: false, resolution_a: None }
+        Self {
+            d,
+            apix,
+            center: None,
+            scattering: Scattering::Peng,
+            b_factor: 0.0,
+            use_file_b_factors: false,
+            resolution_a: None,
+        }
     }
 }
 
@@ -175,9 +193,9 @@ pub const PENG_1996: &[(&str, [f64; 5], [f64; 5])] = &[
 
 /// Element symbols by atomic number (index = Z − 1), through xenon plus a few heavier ones in proteins.
 const ELEMENTS: &[&str] = &[
-    "H", "He", "Li", "Be", "B", "C", "N", "O", "F", "Ne", "Na", "Mg", "Al", "Si", "P", "S", "Cl", "Ar", "K", "Ca",
-    "Sc", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn", "Ga", "Ge", "As", "Se", "Br", "Kr", "Rb", "Sr", "Y",
-    "Zr", "Nb", "Mo", "Tc", "Ru", "Rh", "Pd", "Ag", "Cd", "In", "Sn", "Sb", "Te", "I", "Xe",
+    "H", "He", "Li", "Be", "B", "C", "N", "O", "F", "Ne", "Na", "Mg", "Al", "Si", "P", "S", "Cl", "Ar", "K",
+    "Ca", "Sc", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn", "Ga", "Ge", "As", "Se", "Br", "Kr",
+    "Rb", "Sr", "Y", "Zr", "Nb", "Mo", "Tc", "Ru", "Rh", "Pd", "Ag", "Cd", "In", "Sn", "Sb", "Te", "I", "Xe",
 ];
 
 /// Atomic number of an element symbol (case-insensitive), `None` if unknown (beyond Xe: W, Pt, Au, Hg
@@ -214,7 +232,11 @@ fn components(element: &str, scattering: Scattering, atom: usize) -> Result<Vec<
 }
 
 /// The scattering-weighted centre (Å) of `coords`: `Σ f(0)ᵢ rᵢ / Σ f(0)ᵢ`.
-pub fn scattering_center(elements: &[impl AsRef<str>], coords: &[[f32; 3]], scattering: Scattering) -> Result<[f64; 3]> {
+pub fn scattering_center(
+    elements: &[impl AsRef<str>],
+    coords: &[[f32; 3]],
+    scattering: Scattering,
+) -> Result<[f64; 3]> {
     check_atoms(elements.len(), coords.len(), None)?;
     let mut sum = [0.0f64; 3];
     let mut total = 0.0;
@@ -226,7 +248,11 @@ pub fn scattering_center(elements: &[impl AsRef<str>], coords: &[[f32; 3]], scat
         total += w;
     }
     if total <= 0.0 {
-        return Err(Error::Param { name: "atoms", value: "0 atoms".into(), why: "the model has no atoms to centre".into() });
+        return Err(Error::Param {
+            name: "atoms",
+            value: "0 atoms".into(),
+            why: "the model has no atoms to centre".into(),
+        });
     }
     Ok(sum.map(|s| s / total))
 }
@@ -252,14 +278,24 @@ pub fn atom_blobs(
 ) -> Result<Vec<GaussianBlob>> {
     check_atoms(elements.len(), coords.len(), p.use_file_b_factors.then_some(b_factors.len()))?;
     if !(p.b_factor.is_finite() && p.b_factor >= 0.0) {
-        return Err(Error::Param { name: "B-factor", value: p.b_factor.to_string(), why: "must be ≥ 0 Å²".into() });
+        return Err(Error::Param {
+            name: "B-factor",
+            value: p.b_factor.to_string(),
+            why: "must be ≥ 0 Å²".into(),
+        });
     }
     let b_res = match p.resolution_a {
         Some(r) if r.is_finite() && r > 0.0 => {
             let s = r / (std::f64::consts::PI * std::f64::consts::SQRT_2);
             8.0 * std::f64::consts::PI.powi(2) * s * s
         }
-        Some(r) => return Err(Error::Param { name: "resolution (Å)", value: r.to_string(), why: "must be positive".into() }),
+        Some(r) => {
+            return Err(Error::Param {
+                name: "resolution (Å)",
+                value: r.to_string(),
+                why: "must be positive".into(),
+            })
+        }
         None => 0.0,
     };
     let center = match p.center {
@@ -281,7 +317,12 @@ pub fn atom_blobs(
 
 /// Renders atoms (elements, coordinates in Å) as a `D³` density map (`[z][y][x]`, value per Å³); see
 /// the [module docs](self).
-pub fn render_atoms(elements: &[impl AsRef<str>], coords: &[[f32; 3]], b_factors: &[f32], p: &DensityParams) -> Result<Vec<f32>> {
+pub fn render_atoms(
+    elements: &[impl AsRef<str>],
+    coords: &[[f32; 3]],
+    b_factors: &[f32],
+    p: &DensityParams,
+) -> Result<Vec<f32>> {
     render_blobs(&atom_blobs(elements, coords, b_factors, p)?, p.d, p.apix)
 }
 
@@ -304,7 +345,13 @@ mod tests {
 
     #[test]
     fn erf_matches_known_values() {
-        for (x, want) in [(0.0, 0.0), (0.5, 0.520_499_877_8), (1.0, 0.842_700_792_9), (2.0, 0.995_322_265), (-1.0, -0.842_700_792_9)] {
+        for (x, want) in [
+            (0.0, 0.0),
+            (0.5, 0.520_499_877_8),
+            (1.0, 0.842_700_792_9),
+            (2.0, 0.995_322_265),
+            (-1.0, -0.842_700_792_9),
+        ] {
             assert!((erf(x) - want).abs() < 2e-7, "erf({x})");
         }
     }
@@ -323,7 +370,11 @@ mod tests {
         let norm = 6.0 / (2.0 * std::f64::consts::PI * sigma * sigma).powf(1.5);
         let mut worst = 0.0f64;
         for (i, &x) in v.iter().enumerate() {
-            let r = [(i % d) as f64 - 16.0 - pos[0] as f64, ((i / d) % d) as f64 - 16.0 - pos[1] as f64, (i / (d * d)) as f64 - 16.0 - pos[2] as f64];
+            let r = [
+                (i % d) as f64 - 16.0 - pos[0] as f64,
+                ((i / d) % d) as f64 - 16.0 - pos[1] as f64,
+                (i / (d * d)) as f64 - 16.0 - pos[2] as f64,
+            ];
             let r2 = r.iter().map(|c| c * c).sum::<f64>();
             if r2.sqrt() < 2.5 * sigma {
                 // Voxel mean = point value + (1/24)·∇²g + O(σ⁻⁴); ∇²g/g = Σ (r_k²/σ⁴ − 1/σ²).
@@ -354,12 +405,21 @@ mod tests {
     #[test]
     fn molecule_mass_and_centre_of_mass_at_box_centre() {
         let els = ["C", "N", "O", "S", "C", "H", "P"];
-        let xyz = [[10.0f32, 11.0, 9.0], [12.5, 10.0, 9.5], [11.0, 13.0, 8.0], [9.0, 9.0, 12.0], [13.0, 12.0, 11.0], [10.5, 10.5, 10.5], [8.0, 12.0, 10.0]];
+        let xyz = [
+            [10.0f32, 11.0, 9.0],
+            [12.5, 10.0, 9.5],
+            [11.0, 13.0, 8.0],
+            [9.0, 9.0, 12.0],
+            [13.0, 12.0, 11.0],
+            [10.5, 10.5, 10.5],
+            [8.0, 12.0, 10.0],
+        ];
         let mut p = DensityParams::new(40, 0.8);
         p.resolution_a = Some(3.0);
         let v = render_atoms(&els, &xyz, &[], &p).unwrap();
         let (m, c) = moments(&v, 40);
-        let want: f64 = els.iter().map(|e| PENG_1996.iter().find(|r| r.0 == *e).unwrap().1.iter().sum::<f64>()).sum();
+        let want: f64 =
+            els.iter().map(|e| PENG_1996.iter().find(|r| r.0 == *e).unwrap().1.iter().sum::<f64>()).sum();
         assert!((m * 0.8f64.powi(3) - want).abs() < 1e-3 * want, "mass {} vs {want}", m * 0.512);
         for (k, ck) in c.iter().enumerate() {
             assert!((ck - 20.0).abs() < 0.02, "COM axis {k}: {ck}");

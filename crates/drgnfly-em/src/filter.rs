@@ -28,7 +28,11 @@ pub fn low_pass(vol: &mut [f32], d: usize, cutoff: f64) -> Result<()> {
 /// same blur in real space has `σ_real = 1/(2π σ)` pixels.
 pub fn gaussian_low_pass(vol: &mut [f32], d: usize, sigma: f64) -> Result<()> {
     if !(sigma.is_finite() && sigma > 0.0) {
-        return Err(Error::Param { name: "Gaussian σ", value: sigma.to_string(), why: "must be positive (cycles/px)".into() });
+        return Err(Error::Param {
+            name: "Gaussian σ",
+            value: sigma.to_string(),
+            why: "must be positive (cycles/px)".into(),
+        });
     }
     apply_radial(vol, d, |k| (-k * k / (2.0 * sigma * sigma)).exp())
 }
@@ -58,7 +62,9 @@ mod tests {
 
     /// A plane wave along x at `f` cycles/px, centred so that it is real and even.
     fn wave(d: usize, f: f64) -> Vec<f32> {
-        (0..d * d * d).map(|i| (2.0 * std::f64::consts::PI * f * ((i % d) as f64 - (d / 2) as f64)).cos() as f32).collect()
+        (0..d * d * d)
+            .map(|i| (2.0 * std::f64::consts::PI * f * ((i % d) as f64 - (d / 2) as f64)).cos() as f32)
+            .collect()
     }
 
     #[test]

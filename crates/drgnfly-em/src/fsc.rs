@@ -42,16 +42,28 @@ pub struct FscCurve {
 pub fn fsc(a: &[f32], b: &[f32], d: usize, mask: Option<&[f32]>) -> Result<FscCurve> {
     let n = d * d * d;
     if d < 2 || d % 2 != 0 {
-        return Err(Error::Param { name: "box size", value: d.to_string(), why: "FSC needs an even box ≥ 2".into() });
+        return Err(Error::Param {
+            name: "box size",
+            value: d.to_string(),
+            why: "FSC needs an even box ≥ 2".into(),
+        });
     }
     for (what, len) in [("first volume", a.len()), ("second volume", b.len())] {
         if len != n {
-            return Err(Error::Shape { op: "fsc", expected: format!("({d}, {d}, {d}) = {n} values"), got: format!("{len} values in the {what}") });
+            return Err(Error::Shape {
+                op: "fsc",
+                expected: format!("({d}, {d}, {d}) = {n} values"),
+                got: format!("{len} values in the {what}"),
+            });
         }
     }
     if let Some(m) = mask {
         if m.len() != n {
-            return Err(Error::Shape { op: "fsc mask", expected: format!("({d}, {d}, {d}) = {n} values"), got: format!("{} values", m.len()) });
+            return Err(Error::Shape {
+                op: "fsc mask",
+                expected: format!("({d}, {d}, {d}) = {n} values"),
+                got: format!("{} values", m.len()),
+            });
         }
     }
     let fft = CenteredFft::new(d)?;

@@ -65,8 +65,10 @@
 //! cryoDRGN bit for bit. drgnfly reads and writes cryoDRGN's files either way; its default is `D`
 //! (DESIGN.md: do the right thing where cryoDRGN is wrong, and say so).
 
+pub mod backproject;
 pub mod ctf;
 pub mod density;
+pub mod downsample;
 pub mod error;
 pub mod fft;
 pub mod filter;
@@ -78,6 +80,7 @@ pub mod phantom;
 pub mod preprocess;
 pub mod project;
 pub mod rotation;
+pub mod simulate;
 pub mod translate;
 pub mod window;
 

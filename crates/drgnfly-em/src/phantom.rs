@@ -65,10 +65,18 @@ impl HingePhantom {
     /// The phantom with a chosen opening angle at `θ = 1` (degrees, |angle| ≤ 180).
     pub fn with_max_angle(d: usize, max_angle_deg: f64) -> Result<Self> {
         if d < 8 {
-            return Err(Error::Param { name: "box size", value: d.to_string(), why: "the phantom needs D ≥ 8".into() });
+            return Err(Error::Param {
+                name: "box size",
+                value: d.to_string(),
+                why: "the phantom needs D ≥ 8".into(),
+            });
         }
         if !(max_angle_deg.is_finite() && max_angle_deg.abs() <= 180.0) {
-            return Err(Error::Param { name: "hinge angle", value: max_angle_deg.to_string(), why: "must be within ±180°".into() });
+            return Err(Error::Param {
+                name: "hinge angle",
+                value: max_angle_deg.to_string(),
+                why: "must be within ±180°".into(),
+            });
         }
         Ok(Self { d, max_angle_deg })
     }
@@ -81,7 +89,11 @@ impl HingePhantom {
     /// `θ` of discrete state `k` out of `n ≥ 2`: `k/(n − 1)`.
     pub fn state(&self, k: usize, n: usize) -> Result<f64> {
         if n < 2 || k >= n {
-            return Err(Error::Param { name: "state", value: format!("{k} of {n}"), why: "needs n ≥ 2 states and k < n".into() });
+            return Err(Error::Param {
+                name: "state",
+                value: format!("{k} of {n}"),
+                why: "needs n ≥ 2 states and k < n".into(),
+            });
         }
         Ok(k as f64 / (n - 1) as f64)
     }
@@ -89,7 +101,11 @@ impl HingePhantom {
     /// The blobs at conformation `θ ∈ [0, 1]`, centres and σ in pixels from the box centre.
     pub fn blobs(&self, theta: f64) -> Result<Vec<GaussianBlob>> {
         if !(0.0..=1.0).contains(&theta) {
-            return Err(Error::Param { name: "θ", value: theta.to_string(), why: "the hinge coordinate is in [0, 1]".into() });
+            return Err(Error::Param {
+                name: "θ",
+                value: theta.to_string(),
+                why: "the hinge coordinate is in [0, 1]".into(),
+            });
         }
         let r = axis_rotation(AXIS, (theta * self.max_angle_deg).to_radians());
         let d = self.d as f64;
@@ -99,7 +115,8 @@ impl HingePhantom {
             // Peak density w: integral = w·(2π)^{3/2}·σ³.
             amplitude: w * (2.0 * std::f64::consts::PI).powf(1.5) * (s * d).powi(3),
         };
-        let mut out: Vec<GaussianBlob> = DOMAIN_A.iter().map(|b| blob([b[0], b[1], b[2]], b[3], b[4])).collect();
+        let mut out: Vec<GaussianBlob> =
+            DOMAIN_A.iter().map(|b| blob([b[0], b[1], b[2]], b[3], b[4])).collect();
         for b in &DOMAIN_B {
             let rel = [b[0] - HINGE[0], b[1] - HINGE[1], b[2] - HINGE[2]];
             let rot = [0, 1, 2].map(|i| HINGE[i] + r[i][0] * rel[0] + r[i][1] * rel[1] + r[i][2] * rel[2]);
@@ -134,7 +151,8 @@ mod tests {
 
     fn corr(a: &[f32], b: &[f32]) -> f64 {
         let n = a.len() as f64;
-        let (ma, mb) = (a.iter().map(|&v| v as f64).sum::<f64>() / n, b.iter().map(|&v| v as f64).sum::<f64>() / n);
+        let (ma, mb) =
+            (a.iter().map(|&v| v as f64).sum::<f64>() / n, b.iter().map(|&v| v as f64).sum::<f64>() / n);
         let mut s = [0.0; 3];
         for (&x, &y) in a.iter().zip(b) {
             let (x, y) = (x as f64 - ma, y as f64 - mb);

@@ -40,10 +40,18 @@ impl Projector {
     pub fn new(volume: &[f32], d: usize, oversampling: usize) -> Result<Self> {
         let plan = HartleyPlan::new(d)?;
         if volume.len() != d * d * d {
-            return Err(Error::Shape { op: "Projector::new", expected: format!("({d}, {d}, {d}) volume"), got: format!("{} values", volume.len()) });
+            return Err(Error::Shape {
+                op: "Projector::new",
+                expected: format!("({d}, {d}, {d}) volume"),
+                got: format!("{} values", volume.len()),
+            });
         }
         if !(1..=4).contains(&oversampling) {
-            return Err(Error::Param { name: "oversampling", value: oversampling.to_string(), why: "must be 1, 2, 3 or 4".into() });
+            return Err(Error::Param {
+                name: "oversampling",
+                value: oversampling.to_string(),
+                why: "must be 1, 2, 3 or 4".into(),
+            });
         }
         let p = oversampling * d;
         let mut table = vec![0.0f32; p * p * p];
@@ -74,7 +82,11 @@ impl Projector {
     pub fn ht_slice(&self, rot: &Mat3, out: &mut [f32]) -> Result<()> {
         let d = self.d;
         if out.len() != d * d {
-            return Err(Error::Shape { op: "Projector::ht_slice", expected: format!("({d}, {d})"), got: format!("{} values", out.len()) });
+            return Err(Error::Shape {
+                op: "Projector::ht_slice",
+                expected: format!("({d}, {d})"),
+                got: format!("{} values", out.len()),
+            });
         }
         let (p, s) = (self.p, self.oversampling as f64);
         let c = (p / 2) as f64;
@@ -107,7 +119,11 @@ impl Projector {
 
     fn check_batch(&self, rots: &[Mat3], out_len: usize, side: usize, op: &'static str) -> Result<()> {
         if out_len != rots.len() * side * side {
-            return Err(Error::Shape { op, expected: format!("({}, {side}, {side}) for {} poses", rots.len(), rots.len()), got: format!("{out_len} values") });
+            return Err(Error::Shape {
+                op,
+                expected: format!("({}, {side}, {side}) for {} poses", rots.len(), rots.len()),
+                got: format!("{out_len} values"),
+            });
         }
         Ok(())
     }
@@ -130,9 +146,10 @@ impl Projector {
     pub fn project(&self, rots: &[Mat3], out: &mut [f32]) -> Result<()> {
         let d = self.d;
         self.check_batch(rots, out.len(), d, "Projector::project")?;
-        out.par_chunks_mut(d * d)
-            .zip(rots.par_iter())
-            .try_for_each_init(|| self.plan.make_scratch(), |s: &mut HartleyScratch, (o, r)| self.project_one(r, o, s))
+        out.par_chunks_mut(d * d).zip(rots.par_iter()).try_for_each_init(
+            || self.plan.make_scratch(),
+            |s: &mut HartleyScratch, (o, r)| self.project_one(r, o, s),
+        )
     }
 
     /// One real-space projection with caller-owned scratch (from [`Self::make_scratch`]).
@@ -153,10 +170,17 @@ impl Projector {
 }
 
 #[cfg(test)]
-mod tests_pub {
-    pub fn ncc(a: &[f32], b: &[f32]) -> f64 {
+mod tests {
+    use super::*;
+    use crate::density::{render_blobs, GaussianBlob};
+    use crate::rotation::random::random_rotations;
+    use crate::rotation::relion::matrix_from_euler;
+    use crate::rotation::transpose;
+
+    pub(crate) fn ncc(a: &[f32], b: &[f32]) -> f64 {
         let n = a.len() as f64;
-        let (ma, mb) = (a.iter().map(|&v| v as f64).sum::<f64>() / n, b.iter().map(|&v| v as f64).sum::<f64>() / n);
+        let (ma, mb) =
+            (a.iter().map(|&v| v as f64).sum::<f64>() / n, b.iter().map(|&v| v as f64).sum::<f64>() / n);
         let mut s = [0.0; 3];
         for (&x, &y) in a.iter().zip(b) {
             let (x, y) = (x as f64 - ma, y as f64 - mb);
@@ -167,22 +191,16 @@ mod tests_pub {
         s[0] / (s[1] * s[2]).sqrt()
     }
 
-}
-
-#[cfg(test)]
-mod tests {
-    pub(crate) use super::tests_pub::ncc;
-    use super::*;
-    use crate::density::{render_blobs, GaussianBlob};
-    use crate::rotation::random::random_rotations;
-    use crate::rotation::relion::matrix_from_euler;
-    use crate::rotation::transpose;
-
     fn blobs() -> Vec<GaussianBlob> {
-        [([3.0, -2.0, 1.0], 1.6, 5.0), ([-5.0, 4.0, -2.0], 2.0, 8.0), ([0.5, 6.0, 4.0], 1.4, 3.0), ([-2.0, -6.0, 5.0], 1.8, 6.0)]
-            .iter()
-            .map(|&(center, sigma, amplitude)| GaussianBlob { center, sigma, amplitude })
-            .collect()
+        [
+            ([3.0, -2.0, 1.0], 1.6, 5.0),
+            ([-5.0, 4.0, -2.0], 2.0, 8.0),
+            ([0.5, 6.0, 4.0], 1.4, 3.0),
+            ([-2.0, -6.0, 5.0], 1.8, 6.0),
+        ]
+        .iter()
+        .map(|&(center, sigma, amplitude)| GaussianBlob { center, sigma, amplitude })
+        .collect()
     }
 
     /// The exact projection of `blobs` at pose `r`: 2D Gaussians at `(R·c)_{x,y}`.
@@ -254,27 +272,6 @@ mod tests {
     }
 
     #[test]
-    fn cryodrgn_hand_projections_fix_the_pose_convention() {
-        let vol = drgnfly_io::mrc::read_volume(drgnfly_io::fixture_or_skip!("cryodrgn/hand-vol.mrc")).unwrap();
-        let stack = drgnfly_io::mrc::MrcStack::open(drgnfly_io::fixture_or_skip!("cryodrgn/hand.mrcs")).unwrap();
-        let poses = drgnfly_io::pickle::cryodrgn::load_poses(drgnfly_io::fixture_or_skip!("cryodrgn/hand_rot.pkl")).unwrap();
-        let d = vol.shape[0];
-        let n = 20;
-        let rots: Vec<Mat3> = poses.rot[..n].iter().map(crate::rotation::from_f32).collect();
-        let mut imgs = vec![0.0f32; n * d * d];
-        let mut worst = (1.0f64, 1.0f64);
-        for (oversampling, w) in [(1usize, &mut worst.0), (2, &mut worst.1)] {
-            Projector::new(&vol.data, d, oversampling).unwrap().project(&rots, &mut imgs).unwrap();
-            for (i, img) in imgs.chunks_exact(d * d).enumerate() {
-                let c = ncc(img, &stack.read_image(i).unwrap());
-                assert!(c >= 0.99, "image {i}, oversampling {oversampling}: correlation {c}");
-                *w = w.min(c);
-            }
-        }
-        eprintln!("hand: worst correlation {:.5} (s = 1), {:.5} (s = 2)", worst.0, worst.1);
-    }
-
-    #[test]
     fn cistem_reference_projections() {
         let p = drgnfly_io::fixture_or_skip!("cryojax/cistem_projection.npz");
         let (vshape, vol) = npz(&p, "volume");
@@ -300,49 +297,5 @@ mod tests {
         }
         eprintln!("cisTEM: worst correlation {worst:.5}; transposed convention {worst_transposed:.3}");
         assert!(worst_transposed < 0.9);
-    }
-}
-#[cfg(test)]
-mod explore {
-    use super::tests_pub::ncc;
-    use super::*;
-    use crate::rotation::{mul, transpose};
-    #[test]
-    fn explore_hand() {
-        let vol = drgnfly_io::mrc::read_volume(drgnfly_io::fixture_or_skip!("cryodrgn/hand-vol.mrc")).unwrap();
-        let stack = drgnfly_io::mrc::MrcStack::open(drgnfly_io::fixture_or_skip!("cryodrgn/hand.mrcs")).unwrap();
-        let poses = drgnfly_io::pickle::cryodrgn::load_poses(drgnfly_io::fixture_or_skip!("cryodrgn/hand_rot.pkl")).unwrap();
-        let d = vol.shape[0];
-        eprintln!("shape {:?} stack {} poses {} trans {:?}", vol.shape, stack.len(), poses.len(), poses.trans.as_ref().map(|t| t[0]));
-        let mut lp = vol.data.clone();
-        crate::filter::gaussian_low_pass(&mut lp, d, 0.04).unwrap();
-        let mut sl = vec![0.0f32; 3 * d * d];
-        for y in 0..d { for x in 0..d { sl[y * d + x] = vol.data[(32 * d + y) * d + x]; sl[d * d + y * d + x] = vol.data[(y * d + 32) * d + x]; sl[2 * d * d + y * d + x] = lp[(32 * d + y) * d + x]; } }
-        std::fs::write("/tmp/sim_slices.f32", sl.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
-        let proj = Projector::new(&lp, d, 2).unwrap();
-        let mut s = proj.make_scratch();
-        let mut img = vec![0.0f32; d * d];
-        let want = stack.read_image(0).unwrap();
-        let mean: f64 = want.iter().map(|&v| v as f64).sum::<f64>();
-        let vsum: f64 = vol.data.iter().map(|&v| v as f64).sum::<f64>();
-        eprintln!("img0 sum {mean} vol sum {vsum}");
-        let cands = crate::rotation::random::random_rotations(2000, 3);
-        let mut best = (-1.0, 0);
-        for (k, r) in cands.iter().enumerate() {
-            proj.project_one(r, &mut img, &mut s).unwrap();
-            let c = ncc(&img, &want);
-            if c > best.0 { best = (c, k); }
-        }
-        let dump = |name: &str, v: &[f32]| std::fs::write(name, v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
-        dump("/tmp/sim_img0.f32", &want);
-        proj.project_one(&cands[best.1], &mut img, &mut s).unwrap();
-        dump("/tmp/sim_best.f32", &img);
-        proj.project_one(&crate::rotation::IDENTITY, &mut img, &mut s).unwrap();
-        dump("/tmp/sim_id.f32", &img);
-        let mut sumz = vec![0.0f32; d * d];
-        for (k, v) in vol.data.iter().enumerate() { sumz[k % (d * d)] += v; }
-        dump("/tmp/sim_sumz.f32", &sumz);
-        let r0 = crate::rotation::from_f32(&poses.rot[0]);
-        eprintln!("best random {:.4}: {:?}\npose0 {:?}", best.0, cands[best.1], r0);
     }
 }

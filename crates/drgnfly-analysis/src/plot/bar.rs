@@ -13,13 +13,17 @@ use crate::viz_error::{VizError, VizResult};
 /// Errors: [`VizError::Shape`] when `names` and `values` differ in length.
 pub fn bar_plot(names: &[String], values: &[f64], axes: &Axes) -> VizResult<RgbImage> {
     if names.len() != values.len() {
-        return Err(VizError::shape("bar plot values", format!("{} (one per name)", names.len()), values.len()));
+        return Err(VizError::shape(
+            "bar plot values",
+            format!("{} (one per name)", names.len()),
+            values.len(),
+        ));
     }
     font::ensure_registered()?;
     let (w, h) = frame::DEFAULT_SIZE;
     let mut img = RgbImage::new(w, h, [255; 3]);
     {
-        let root = BitMapBackend::with_buffer(img.bytes_mut(), (w, h)).into_drawing_area();
+        let root = super::canvas::area(&mut img);
         let err = |e| VizError::draw(&axes.title, e);
         let top = values.iter().copied().filter(|v| v.is_finite()).fold(0.0f64, f64::max);
         let bottom = values.iter().copied().filter(|v| v.is_finite()).fold(0.0f64, f64::min);
@@ -31,7 +35,10 @@ pub fn bar_plot(names: &[String], values: &[f64], axes: &Axes) -> VizResult<RgbI
             builder.caption(&axes.title, (font::FAMILY, 22));
         }
         let mut chart = builder
-            .build_cartesian_2d((0..n).into_segmented(), (bottom - if bottom < 0.0 { pad } else { 0.0 })..(top + pad))
+            .build_cartesian_2d(
+                (0..n).into_segmented(),
+                (bottom - if bottom < 0.0 { pad } else { 0.0 })..(top + pad),
+            )
             .map_err(err)?;
         let label_of = |v: &SegmentValue<usize>| match v {
             SegmentValue::CenterOf(i) => names.get(*i).cloned().unwrap_or_default(),
@@ -72,7 +79,8 @@ mod tests {
     #[test]
     fn bar_heights_are_proportional_to_values() {
         let names: Vec<String> = (0..3).map(|k| k.to_string()).collect();
-        let img = bar_plot(&names, &[10.0, 20.0, 40.0], &Axes::new("class sizes", "class", "particles")).unwrap();
+        let img =
+            bar_plot(&names, &[10.0, 20.0, 40.0], &Axes::new("class sizes", "class", "particles")).unwrap();
         // Height of each bar = rows containing its colour.
         let height = |k: usize| {
             let c = palette::category(k);

@@ -55,7 +55,10 @@ impl Frame {
 
     /// Whether the pixel lies inside the plotting area.
     pub fn contains(&self, col: i64, row: i64) -> bool {
-        col >= self.px.start as i64 && col < self.px.end as i64 && row >= self.py.start as i64 && row < self.py.end as i64
+        col >= self.px.start as i64
+            && col < self.px.end as i64
+            && row >= self.py.start as i64
+            && row < self.py.end as i64
     }
 }
 
@@ -87,8 +90,7 @@ pub(crate) fn draw_axes(
     axes: &Axes,
 ) -> VizResult<Frame> {
     font::ensure_registered()?;
-    let (w, h) = (img.width(), img.height());
-    let root = BitMapBackend::with_buffer(img.bytes_mut(), (w, h)).into_drawing_area();
+    let root = super::canvas::area(img);
     let sub = root.shrink((area.0, area.1), (area.2, area.3));
     let frame = axes_on(&sub, x, y, axes)?;
     sub.present().map_err(|e| VizError::draw(&axes.title, e))?;

@@ -49,12 +49,16 @@ pub fn bin_hexagons(points: impl Iterator<Item = (f64, f64)>, origin: (f64, f64)
         let da = (u - ia).powi(2) + 3.0 * (v - ja).powi(2);
         let db = (u - ib).powi(2) + 3.0 * (v - jb).powi(2);
         // Keys in half-units: A cells have even coordinates, B cells odd ones.
-        let key = if da <= db { (2 * ia as i64, 2 * ja as i64) } else { ((2.0 * ib) as i64, (2.0 * jb) as i64) };
+        let key =
+            if da <= db { (2 * ia as i64, 2 * ja as i64) } else { ((2.0 * ib) as i64, (2.0 * jb) as i64) };
         *bins.entry(key).or_insert(0) += 1;
     }
     let mut cells: Vec<_> = bins.into_iter().collect();
     cells.sort_unstable();
-    let centers = cells.iter().map(|&((i2, j2), _)| (origin.0 + i2 as f64 * s / 2.0, origin.1 + j2 as f64 * sy / 2.0)).collect();
+    let centers = cells
+        .iter()
+        .map(|&((i2, j2), _)| (origin.0 + i2 as f64 * s / 2.0, origin.1 + j2 as f64 * sy / 2.0))
+        .collect();
     HexCounts { centers, counts: cells.iter().map(|c| c.1).collect(), spacing: s }
 }
 
@@ -92,8 +96,7 @@ fn draw_hexagons(img: &mut RgbImage, fr: &Frame, bins: &HexCounts) -> VizResult<
     let max = bins.counts.iter().copied().max().unwrap_or(0);
     // Circumradius s/√3, 3% larger so anti-aliased edges of neighbours leave no white seams.
     let radius = 1.03 * bins.spacing / 3f64.sqrt();
-    let (w, h) = (img.width(), img.height());
-    let root = BitMapBackend::with_buffer(img.bytes_mut(), (w, h)).into_drawing_area();
+    let root = super::canvas::area(img);
     let plot = root.shrink(
         (fr.px.start as u32, fr.py.start as u32),
         ((fr.px.end - fr.px.start) as u32, (fr.py.end - fr.py.start) as u32),
@@ -179,7 +182,8 @@ mod tests {
         eprintln!("hexbin of 10^6 points: {:?}", t.elapsed());
         // Re-bin to check the totals the picture was drawn from.
         let fr = Frame { x: -2.0..2.0, y: 0.0..1.0, px: 0..700, py: 0..560 };
-        let bins = bin_hexagons(x.iter().zip(&y).map(|(&a, &b)| fr.to_px(a as f64, b as f64)), (0.0, 0.0), 14.0);
+        let bins =
+            bin_hexagons(x.iter().zip(&y).map(|(&a, &b)| fr.to_px(a as f64, b as f64)), (0.0, 0.0), 14.0);
         assert_eq!(bins.counts.iter().map(|&c| c as usize).sum::<usize>(), n);
         // The fullest bins (bottom rows: y = u² piles up near 0) are drawn yellow-ish.
         let yellow = img.as_bytes().chunks_exact(3).filter(|p| p[0] > 180 && p[1] > 200 && p[2] < 90).count();

@@ -54,7 +54,7 @@ pub fn line_plot(
     let (w, h) = frame::DEFAULT_SIZE;
     let mut img = RgbImage::new(w, h, [255; 3]);
     {
-        let root = BitMapBackend::with_buffer(img.bytes_mut(), (w, h)).into_drawing_area();
+        let root = super::canvas::area(&mut img);
         lines_on(&root, series, ref_lines, y_range, axes)?;
         root.present().map_err(|e| VizError::draw(&axes.title, e))?;
     }
@@ -68,13 +68,17 @@ pub fn line_plot(
 pub fn learning_curve(epochs: &[f64], gen_loss: &[f64], kld: &[f64], total: &[f64]) -> VizResult<RgbImage> {
     for (what, v) in [("generative loss", gen_loss), ("KLD", kld), ("total loss", total)] {
         if v.len() != epochs.len() {
-            return Err(VizError::shape(format!("learning curve {what}"), format!("{} epochs", epochs.len()), v.len()));
+            return Err(VizError::shape(
+                format!("learning curve {what}"),
+                format!("{} epochs", epochs.len()),
+                v.len(),
+            ));
         }
     }
     let (w, h) = (800, 900);
     let mut img = RgbImage::new(w, h, [255; 3]);
     {
-        let root = BitMapBackend::with_buffer(img.bytes_mut(), (w, h)).into_drawing_area();
+        let root = super::canvas::area(&mut img);
         let (top, bottom) = root.split_vertically(520);
         let losses = [
             Series::new("generative loss", epochs.to_vec(), gen_loss.to_vec()),
@@ -106,12 +110,18 @@ fn lines_on<DB: DrawingBackend>(
     font::ensure_registered()?;
     for s in series {
         if s.x.len() != s.y.len() {
-            return Err(VizError::shape(format!("series '{}' y", s.name), format!("{} values (as x)", s.x.len()), s.y.len()));
+            return Err(VizError::shape(
+                format!("series '{}' y", s.name),
+                format!("{} values (as x)", s.x.len()),
+                s.y.len(),
+            ));
         }
     }
     let xr = frame::padded_range(series.iter().flat_map(|s| s.x.iter().copied()));
     let yr = y_range.unwrap_or_else(|| {
-        frame::padded_range(series.iter().flat_map(|s| s.y.iter().copied()).chain(ref_lines.iter().map(|r| r.y)))
+        frame::padded_range(
+            series.iter().flat_map(|s| s.y.iter().copied()).chain(ref_lines.iter().map(|r| r.y)),
+        )
     });
     let err = |e: DrawingAreaErrorKind<DB::ErrorType>| VizError::draw(&axes.title, e);
     let mut builder = ChartBuilder::on(area);
@@ -122,8 +132,9 @@ fn lines_on<DB: DrawingBackend>(
     let mut chart = builder.build_cartesian_2d(xr.clone(), yr).map_err(err)?;
     chart
         .configure_mesh()
-        .light_line_style(RGBColor(238, 238, 238))
-        .bold_line_style(RGBColor(215, 215, 215))
+        .max_light_lines(2)
+        .light_line_style(RGBColor(240, 240, 240))
+        .bold_line_style(RGBColor(220, 220, 220))
         .x_desc(&axes.x_label)
         .y_desc(&axes.y_label)
         .label_style((font::FAMILY, 14))
@@ -132,7 +143,9 @@ fn lines_on<DB: DrawingBackend>(
         .map_err(err)?;
     for r in ref_lines {
         let grey = RGBColor(120, 120, 120);
-        chart.draw_series(LineSeries::new([(xr.start, r.y), (xr.end, r.y)], grey.stroke_width(1))).map_err(err)?;
+        chart
+            .draw_series(LineSeries::new([(xr.start, r.y), (xr.end, r.y)], grey.stroke_width(1)))
+            .map_err(err)?;
         // Label just below the line's right end, inside the plotting area.
         let style = TextStyle::from((font::FAMILY, 13).into_font()).color(&grey);
         let at = (xr.start + 0.93 * (xr.end - xr.start), r.y);
@@ -143,14 +156,19 @@ fn lines_on<DB: DrawingBackend>(
         let color = RGBColor(c[0], c[1], c[2]);
         // Split at non-finite values so a NaN epoch leaves a gap.
         let mut first = true;
-        for piece in s.x.iter().zip(&s.y).collect::<Vec<_>>().split(|(x, y)| !(x.is_finite() && y.is_finite())) {
+        for piece in
+            s.x.iter().zip(&s.y).collect::<Vec<_>>().split(|(x, y)| !(x.is_finite() && y.is_finite()))
+        {
             let pts: Vec<(f64, f64)> = piece.iter().map(|&(&x, &y)| (x, y)).collect();
             if pts.is_empty() {
                 continue;
             }
-            let drawn = chart.draw_series(LineSeries::new(pts.clone(), color.stroke_width(2))).map_err(err)?;
+            let drawn =
+                chart.draw_series(LineSeries::new(pts.clone(), color.stroke_width(2))).map_err(err)?;
             if first {
-                drawn.label(&s.name).legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+                drawn
+                    .label(&s.name)
+                    .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
                 first = false;
             }
             if s.x.len() <= 60 {

@@ -53,8 +53,7 @@ pub fn scatter_with_marginals(x: &[f32], y: &[f32], axes: &Axes) -> VizResult<Rg
 /// Bars of the x histogram above the plotting area and of the y histogram to its right, aligned with
 /// its pixel columns and rows.
 fn draw_marginals(img: &mut RgbImage, fr: &Frame, hx: &[u32], hy: &[u32], margin: i32) -> VizResult<()> {
-    let (w, h) = (img.width(), img.height());
-    let root = BitMapBackend::with_buffer(img.bytes_mut(), (w, h)).into_drawing_area();
+    let root = super::canvas::area(img);
     let err = |e| VizError::draw("marginal histograms", e);
     let fill = RGBColor(DEFAULT_POINT[0], DEFAULT_POINT[1], DEFAULT_POINT[2]).mix(0.75).filled();
     let edge = WHITE.stroke_width(1);

@@ -18,6 +18,7 @@
 //! [`crate::VizError::Shape`].
 
 mod bar;
+mod canvas;
 mod font;
 mod frame;
 mod hexbin;

@@ -60,8 +60,7 @@ impl Overlay {
         }
         font::ensure_registered()?;
         let err = |e| VizError::draw("overlay", e);
-        let (w, h) = (img.width(), img.height());
-        let root = BitMapBackend::with_buffer(img.bytes_mut(), (w, h)).into_drawing_area();
+        let root = super::canvas::area(img);
         let to_px = |x: f32, y: f32| -> Option<(i32, i32)> {
             if !(x.is_finite() && y.is_finite()) {
                 return None;
@@ -81,14 +80,16 @@ impl Overlay {
                 root.draw(&Circle::new(p, 5, dark.stroke_width(1))).map_err(err)?;
             }
         }
-        let text = TextStyle::from((font::FAMILY, 15).into_font()).color(&BLACK).pos(Pos::new(HPos::Left, VPos::Center));
+        let text = TextStyle::from((font::FAMILY, 17).into_font())
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Left, VPos::Center));
         for m in &self.markers {
             let Some(p) = to_px(m.x, m.y) else { continue };
             let c = m.color;
-            root.draw(&Circle::new(p, 6, RGBColor(c[0], c[1], c[2]).filled())).map_err(err)?;
-            root.draw(&Circle::new(p, 6, dark.stroke_width(1))).map_err(err)?;
+            root.draw(&Circle::new(p, 8, RGBColor(c[0], c[1], c[2]).filled())).map_err(err)?;
+            root.draw(&Circle::new(p, 8, dark.stroke_width(1))).map_err(err)?;
             if !m.label.is_empty() {
-                root.draw_text(&m.label, &text, (p.0 + 8, p.1)).map_err(err)?;
+                root.draw_text(&m.label, &text, (p.0 + 11, p.1)).map_err(err)?;
             }
         }
         root.present().map_err(err)

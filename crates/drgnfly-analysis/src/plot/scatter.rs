@@ -24,7 +24,11 @@ pub(crate) fn check_xy(x: &[f32], y: &[f32], labels: Option<&[u16]>) -> VizResul
     }
     if let Some(l) = labels {
         if l.len() != x.len() {
-            return Err(VizError::shape("scatter labels", format!("{} values (one per point)", x.len()), l.len()));
+            return Err(VizError::shape(
+                "scatter labels",
+                format!("{} values (one per point)", x.len()),
+                l.len(),
+            ));
         }
     }
     Ok(())
@@ -98,7 +102,13 @@ pub(crate) fn draw_legend(img: &mut RgbImage, x: i64, y: i64, labels: &[u16]) ->
 /// let img = scatter(&x, &y, Some(&[0, 1, 1]), &Overlay::default(), &Axes::new("PCA", "PC1", "PC2")).unwrap();
 /// assert_eq!((img.width(), img.height()), (800 + 130, 640));
 /// ```
-pub fn scatter(x: &[f32], y: &[f32], labels: Option<&[u16]>, overlay: &Overlay, axes: &Axes) -> VizResult<RgbImage> {
+pub fn scatter(
+    x: &[f32],
+    y: &[f32],
+    labels: Option<&[u16]>,
+    overlay: &Overlay,
+    axes: &Axes,
+) -> VizResult<RgbImage> {
     check_xy(x, y, labels)?;
     let (w, h) = frame::DEFAULT_SIZE;
     let legend = if labels.is_some() { LEGEND_WIDTH } else { 0 };
@@ -172,7 +182,9 @@ mod tests {
         assert!(matches!(e, Err(VizError::Shape { .. })));
         let e = scatter(&[0.0], &[0.0], Some(&[0, 1]), &Overlay::default(), &Axes::default());
         assert!(matches!(e, Err(VizError::Shape { .. })));
-        let img = scatter(&[f32::NAN, 0.0], &[0.0, f32::INFINITY], None, &Overlay::default(), &Axes::default()).unwrap();
+        let img =
+            scatter(&[f32::NAN, 0.0], &[0.0, f32::INFINITY], None, &Overlay::default(), &Axes::default())
+                .unwrap();
         assert_eq!(count(&img, DEFAULT_POINT), 0);
     }
 

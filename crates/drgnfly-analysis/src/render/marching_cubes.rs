@@ -26,7 +26,9 @@ pub fn marching_cubes(vol: &VolumeRef, level: f32) -> Mesh {
             vol.at(x as usize, y as usize, z as usize)
         }
     };
-    let clamped = |x: i64, y: i64, z: i64| vol.at(x.clamp(0, nx - 1) as usize, y.clamp(0, ny - 1) as usize, z.clamp(0, nz - 1) as usize);
+    let clamped = |x: i64, y: i64, z: i64| {
+        vol.at(x.clamp(0, nx - 1) as usize, y.clamp(0, ny - 1) as usize, z.clamp(0, nz - 1) as usize)
+    };
     let gradient = |x: i64, y: i64, z: i64| -> [f32; 3] {
         [
             (clamped(x + 1, y, z) - clamped(x - 1, y, z)) * 0.5,
@@ -58,7 +60,7 @@ pub fn marching_cubes(vol: &VolumeRef, level: f32) -> Mesh {
                     let idx = tri.map(|e| {
                         let [a, b] = EDGES[e as usize];
                         let (pa, pb) = (corner(a), corner(b));
-                        let axis = (e / 4) as u8;
+                        let axis = e / 4;
                         let key = (x + pa[0] as i64, y + pa[1] as i64, z + pa[2] as i64, axis);
                         *vertex_of.entry(key).or_insert_with(|| {
                             let (va, vb) = (values[a], values[b]);
@@ -96,7 +98,9 @@ mod tests {
         for z in 0..d {
             for y in 0..d {
                 for x in 0..d {
-                    let r = ((x as f32 - c[0]).powi(2) + (y as f32 - c[1]).powi(2) + (z as f32 - c[2]).powi(2)).sqrt();
+                    let r =
+                        ((x as f32 - c[0]).powi(2) + (y as f32 - c[1]).powi(2) + (z as f32 - c[2]).powi(2))
+                            .sqrt();
                     v.push(r0 - r);
                 }
             }
@@ -116,9 +120,11 @@ mod tests {
         assert!((area / area0 - 1.0).abs() < 0.03, "area {area} vs {area0}");
         assert!((vol / vol0 - 1.0).abs() < 0.03, "volume {vol} vs {vol0}");
         // Normals point away from the centre.
-        let outward = mesh.vertices.iter().zip(&mesh.normals).filter(|(p, n)| {
-            (p[0] - 19.3) * n[0] + (p[1] - 20.0) * n[1] + (p[2] - 20.6) * n[2] > 0.0
-        });
+        let outward = mesh
+            .vertices
+            .iter()
+            .zip(&mesh.normals)
+            .filter(|(p, n)| (p[0] - 19.3) * n[0] + (p[1] - 20.0) * n[1] + (p[2] - 20.6) * n[2] > 0.0);
         assert_eq!(outward.count(), mesh.vertices.len());
     }
 
@@ -149,7 +155,11 @@ mod tests {
         let data: Vec<f32> = (0..d * d * d)
             .map(|_| {
                 s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                if s >> 31 == 1 { 1.0 } else { -1.0 }
+                if s >> 31 == 1 {
+                    1.0
+                } else {
+                    -1.0
+                }
             })
             .collect();
         let mesh = marching_cubes(&VolumeRef::cube(&data, d).unwrap(), 0.0);

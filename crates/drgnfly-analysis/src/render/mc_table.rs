@@ -61,7 +61,8 @@ fn triangulate(case: usize) -> Vec<[u8; 3]> {
     let mut next = [usize::MAX; 12];
     for (corners, normal) in FACES {
         let edge = |k: usize| edge_between(corners[k % 4], corners[(k + 1) % 4]);
-        let crossed: Vec<usize> = (0..4).filter(|&k| inside(corners[k]) != inside(corners[(k + 1) % 4])).collect();
+        let crossed: Vec<usize> =
+            (0..4).filter(|&k| inside(corners[k]) != inside(corners[(k + 1) % 4])).collect();
         let mut segments = Vec::new();
         match crossed.len() {
             2 => {
@@ -104,9 +105,9 @@ fn triangulate(case: usize) -> Vec<[u8; 3]> {
         // face (possible on ambiguous faces) would lie in that face, where the neighbouring cube may
         // draw the same chord, and the edge would be shared by four triangles.
         let k = ring.len();
-        if let Some(apex) = (0..k).find(|&a| {
-            (2..k - 1).all(|i| !share_face(ring[a] as usize, ring[(a + i) % k] as usize))
-        }) {
+        if let Some(apex) =
+            (0..k).find(|&a| (2..k - 1).all(|i| !share_face(ring[a] as usize, ring[(a + i) % k] as usize)))
+        {
             ring.rotate_left(apex);
         }
         // The loop runs counter-clockwise around the inside region seen from outside the cube, i.e.
@@ -153,7 +154,10 @@ mod tests {
                 }
             }
             for (&(a, b), &n) in &uses {
-                assert!(!share_face(a as usize, b as usize) || n == 1, "case {case:#010b}: chord {a}-{b} in a face");
+                assert!(
+                    !share_face(a as usize, b as usize) || n == 1,
+                    "case {case:#010b}: chord {a}-{b} in a face"
+                );
             }
         }
         // Every crossed edge is used: the edges in a case's triangles are exactly its crossed edges.

@@ -53,7 +53,12 @@ pub struct RenderOptions {
 
 impl Default for RenderOptions {
     fn default() -> Self {
-        Self { level: IsoLevel::default(), size: 256, views: vec![View::ThreeQuarter], color: palette::chimerax(0) }
+        Self {
+            level: IsoLevel::default(),
+            size: 256,
+            views: vec![View::ThreeQuarter],
+            color: palette::chimerax(0),
+        }
     }
 }
 
@@ -102,7 +107,8 @@ mod tests {
             seen[s] = true;
             while let Some(i) = stack.pop() {
                 let (x, y) = (i % w, i / w);
-                let nb = [(x > 0).then(|| i - 1), (x + 1 < w).then(|| i + 1), (y > 0).then(|| i - w), Some(i + w)];
+                let nb =
+                    [(x > 0).then(|| i - 1), (x + 1 < w).then(|| i + 1), (y > 0).then(|| i - w), Some(i + w)];
                 for j in nb.into_iter().flatten() {
                     if j < mask.len() && mask[j] && !seen[j] {
                         seen[j] = true;
@@ -120,7 +126,12 @@ mod tests {
         let data = sphere(d, [24.0, 24.0, 24.0], r);
         let vol = VolumeRef::cube(&data, d).unwrap();
         for view in [View::Front, View::ThreeQuarter] {
-            let opts = RenderOptions { level: IsoLevel::Value(0.0), size: 256, views: vec![view], ..Default::default() };
+            let opts = RenderOptions {
+                level: IsoLevel::Value(0.0),
+                size: 256,
+                views: vec![view],
+                ..Default::default()
+            };
             let img = render_isosurface(&vol, &opts).unwrap();
             let area = covered(&img).iter().filter(|&&c| c).count() as f64;
             // Scale: 48 voxels span 95% of 256 px.
@@ -137,14 +148,21 @@ mod tests {
         let b = sphere(d, [30.0, 20.0, 20.0], 7.0);
         let data: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x.max(*y)).collect();
         let vol = VolumeRef::cube(&data, d).unwrap();
-        let opts = RenderOptions { level: IsoLevel::Value(0.0), size: 200, views: vec![View::Front, View::Top], ..Default::default() };
+        let opts = RenderOptions {
+            level: IsoLevel::Value(0.0),
+            size: 200,
+            views: vec![View::Front, View::Top],
+            ..Default::default()
+        };
         let img = render_isosurface(&vol, &opts).unwrap();
         assert_eq!((img.width(), img.height()), (400, 200));
         let mask = covered(&img);
         assert_eq!(components(&mask, 400), 4, "two blobs in each of two views");
         // Front view: the larger blob (at +x) is on the right.
-        let left: usize = (0..200).flat_map(|y| (0..100).map(move |x| y * 400 + x)).filter(|&i| mask[i]).count();
-        let right: usize = (0..200).flat_map(|y| (100..200).map(move |x| y * 400 + x)).filter(|&i| mask[i]).count();
+        let left: usize =
+            (0..200).flat_map(|y| (0..100).map(move |x| y * 400 + x)).filter(|&i| mask[i]).count();
+        let right: usize =
+            (0..200).flat_map(|y| (100..200).map(move |x| y * 400 + x)).filter(|&i| mask[i]).count();
         assert!(right > left * 3 / 2, "left {left}, right {right}");
     }
 
@@ -153,7 +171,12 @@ mod tests {
         // A blob at +y appears in the top half of the front view.
         let d = 32;
         let data = sphere(d, [16.0, 26.0, 16.0], 4.0);
-        let opts = RenderOptions { level: IsoLevel::Value(0.0), size: 128, views: vec![View::Front], ..Default::default() };
+        let opts = RenderOptions {
+            level: IsoLevel::Value(0.0),
+            size: 128,
+            views: vec![View::Front],
+            ..Default::default()
+        };
         let img = render_isosurface(&VolumeRef::cube(&data, d).unwrap(), &opts).unwrap();
         let mask = covered(&img);
         let top = mask[..128 * 64].iter().filter(|&&c| c).count();

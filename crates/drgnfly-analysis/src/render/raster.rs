@@ -76,7 +76,9 @@ pub fn render_mesh(mesh: &Mesh, shape: [usize; 3], view: View, size: u32, color:
     let centre = [shape[2] as f64 / 2.0, shape[1] as f64 / 2.0, shape[0] as f64 / 2.0];
     let longest = shape.iter().copied().max().unwrap_or(1).max(1) as f64;
     let scale = 0.95 * big as f64 / longest;
-    let rot = |v: [f64; 3]| -> [f64; 3] { std::array::from_fn(|i| r[i][0] * v[0] + r[i][1] * v[1] + r[i][2] * v[2]) };
+    let rot = |v: [f64; 3]| -> [f64; 3] {
+        std::array::from_fn(|i| r[i][0] * v[0] + r[i][1] * v[1] + r[i][2] * v[2])
+    };
     // Screen position (column, row, depth w) of each vertex.
     let screen: Vec<[f64; 3]> = mesh
         .vertices

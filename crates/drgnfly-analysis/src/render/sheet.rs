@@ -40,7 +40,14 @@ pub fn contact_sheet(tiles: &[Tile], columns: usize, title: Option<&str>) -> Viz
         let y0 = top + GAP + r * (ch + CAPTION + GAP);
         let (tw, th) = (tile.image.width() as i64, tile.image.height() as i64);
         sheet.blit(&tile.image, x0 + (cw - tw) / 2, y0 + (ch - th) / 2);
-        sheet.draw_text(&tile.caption, (x0 + cw / 2) as i32, (y0 + ch + 4) as i32, 15.0, [20; 3], Align::Center)?;
+        sheet.draw_text(
+            &tile.caption,
+            (x0 + cw / 2) as i32,
+            (y0 + ch + 4) as i32,
+            15.0,
+            [20; 3],
+            Align::Center,
+        )?;
     }
     Ok(sheet)
 }
@@ -116,6 +123,9 @@ mod tests {
         };
         let xs: Vec<f64> = tiles.iter().map(|t| centroid_x(&t.image)).collect();
         assert!(xs.windows(2).all(|w| w[1] > w[0] + 3.0), "centroids {xs:?}");
-        assert!(matches!(render_tiles(&vols, &captions[..2], None, &opts), Err(crate::VizError::Shape { .. })));
+        assert!(matches!(
+            render_tiles(&vols, &captions[..2], None, &opts),
+            Err(crate::VizError::Shape { .. })
+        ));
     }
 }

@@ -64,8 +64,10 @@ fn voxel(vol: &VolumeRef, axis: Axis, col: usize, row: usize, k: usize, height: 
 pub fn central_slice(vol: &VolumeRef, axis: Axis) -> Plane {
     let (width, height, depth) = layout(vol.shape(), axis);
     let k = depth / 2;
-    let values =
-        (0..height).flat_map(|row| (0..width).map(move |col| (row, col))).map(|(row, col)| voxel(vol, axis, col, row, k, height)).collect();
+    let values = (0..height)
+        .flat_map(|row| (0..width).map(move |col| (row, col)))
+        .map(|(row, col)| voxel(vol, axis, col, row, k, height))
+        .collect();
     Plane { width, height, values }
 }
 
@@ -75,7 +77,8 @@ pub fn projection(vol: &VolumeRef, axis: Axis) -> Plane {
     let mut values = vec![0f32; width * height];
     for row in 0..height {
         for col in 0..width {
-            values[row * width + col] = (0..depth).map(|k| voxel(vol, axis, col, row, k, height) as f64).sum::<f64>() as f32;
+            values[row * width + col] =
+                (0..depth).map(|k| voxel(vol, axis, col, row, k, height) as f64).sum::<f64>() as f32;
         }
     }
     Plane { width, height, values }
@@ -85,7 +88,8 @@ impl Plane {
     /// Grey-scale picture, min → black, max → white, each pixel repeated `zoom × zoom` times.
     pub fn to_image(&self, zoom: usize) -> RgbImage {
         let zoom = zoom.max(1);
-        let (lo, hi) = self.values.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+        let (lo, hi) =
+            self.values.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
         let span = if hi > lo { hi - lo } else { 1.0 };
         let mut img = RgbImage::new((self.width * zoom) as u32, (self.height * zoom) as u32, [0; 3]);
         for row in 0..self.height {
@@ -124,7 +128,11 @@ pub fn slices_and_projections(vol: &VolumeRef) -> VizResult<RgbImage> {
                 (true, _) => format!("{name} projection"),
             };
             img.draw_text(&text, (x0 + cell / 2) as i32, y0 as i32, 14.0, [0; 3], Align::Center)?;
-            img.blit(&tile, x0 + (cell - tile.width() as i64) / 2, y0 + caption + (cell - tile.height() as i64) / 2);
+            img.blit(
+                &tile,
+                x0 + (cell - tile.width() as i64) / 2,
+                y0 + caption + (cell - tile.height() as i64) / 2,
+            );
         }
     }
     Ok(img)
@@ -160,15 +168,15 @@ mod tests {
         // XY slice at z = c holds the +x mark (right) and the +y mark (up = small row).
         let xy = central_slice(&vol, Axis::Z);
         assert_eq!(xy.values[(d - 1 - c) * d + (d - 2)], 1.0, "+x is right");
-        assert_eq!(xy.values[1 * d + c], 2.0, "+y is up");
+        assert_eq!(xy.values[d + c], 2.0, "+y is up");
         // XZ slice at y = c: +x right, +z up.
         let xz = central_slice(&vol, Axis::Y);
         assert_eq!(xz.values[(d - 1 - c) * d + (d - 2)], 1.0);
-        assert_eq!(xz.values[1 * d + c], 3.0, "+z is up in XZ");
+        assert_eq!(xz.values[d + c], 3.0, "+z is up in XZ");
         // YZ slice at x = c: +y right, +z up.
         let yz = central_slice(&vol, Axis::X);
         assert_eq!(yz.values[(d - 1 - c) * d + (d - 2)], 2.0, "+y is right in YZ");
-        assert_eq!(yz.values[1 * d + c], 3.0);
+        assert_eq!(yz.values[d + c], 3.0);
         // Projections: the brightest mark (3, at +z) lands on the centre along z and at the top
         // (row 1) of the XZ and YZ projections.
         assert_eq!(argmax(&projection(&vol, Axis::Z)), (c, d - 1 - c));

@@ -41,7 +41,7 @@ pub(crate) fn document(report: &Report) -> VizResult<String> {
     let mut body = String::new();
     let mut scripts = 0usize;
     for (s, section) in report.sections.iter().enumerate() {
-        let _ = write!(body, "<section id=\"s{s}\"><h2>{}</h2>\n", escape(&section.heading));
+        let _ = writeln!(body, "<section id=\"s{s}\"><h2>{}</h2>", escape(&section.heading));
         let mut in_figures = false;
         for item in &section.items {
             // Consecutive pictures share one flowing row.
@@ -102,9 +102,10 @@ fn item_html(out: &mut String, item: &Item, scripts: &mut usize) -> VizResult<()
         Item::Image { caption, source } => {
             let (mime, bytes) = match source {
                 ImageSource::Png(b) => ("image/png", std::borrow::Cow::Borrowed(b)),
-                ImageSource::Path(p) => {
-                    (mime(p), std::borrow::Cow::Owned(std::fs::read(p).map_err(|e| drgnfly_io::Error::io(p, e))?))
-                }
+                ImageSource::Path(p) => (
+                    mime(p),
+                    std::borrow::Cow::Owned(std::fs::read(p).map_err(|e| drgnfly_io::Error::io(p, e))?),
+                ),
             };
             let data = base64::engine::general_purpose::STANDARD.encode(bytes.as_slice());
             let cap = escape(caption);
@@ -125,7 +126,8 @@ fn item_html(out: &mut String, item: &Item, scripts: &mut usize) -> VizResult<()
             let enc = sc.encode()?;
             let id = *scripts;
             *scripts += 1;
-            let labels_attr = if enc.labels.is_some() { format!(" data-labels=\"dfs{id}-labels\"") } else { String::new() };
+            let labels_attr =
+                if enc.labels.is_some() { format!(" data-labels=\"dfs{id}-labels\"") } else { String::new() };
             let legend = if enc.labels.is_some() { "<div class=\"legend\"></div>" } else { "" };
             let _ = writeln!(
                 out,
@@ -140,7 +142,10 @@ fn item_html(out: &mut String, item: &Item, scripts: &mut usize) -> VizResult<()
                 xy = enc.xy,
             );
             if let Some(l) = enc.labels {
-                let _ = writeln!(out, "<script type=\"application/octet-stream\" id=\"dfs{id}-labels\">{l}</script>");
+                let _ = writeln!(
+                    out,
+                    "<script type=\"application/octet-stream\" id=\"dfs{id}-labels\">{l}</script>"
+                );
             }
             out.push_str("</div>\n");
         }

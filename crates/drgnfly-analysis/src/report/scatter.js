@@ -185,8 +185,12 @@
         legend.appendChild(btn);
       })(c);
     }
-    resize(); draw();
+    resize();
+    var t1 = performance.now();
+    draw();
+    // Load time (decode, index, first frame) and the cost of one frame, which every pan/zoom repeats.
     root.dataset.points = n; root.dataset.drawMs = Math.round(performance.now() - t0);
+    root.dataset.frameMs = Math.round(performance.now() - t1);
   }
 
   window.addEventListener("error", function (e) {

@@ -39,7 +39,11 @@ impl InteractiveScatter {
             return Err(VizError::shape(format!("interactive scatter '{}' y", self.title), n, self.y.len()));
         }
         if !self.labels.is_empty() && self.labels.len() != n {
-            return Err(VizError::shape(format!("interactive scatter '{}' labels", self.title), n, self.labels.len()));
+            return Err(VizError::shape(
+                format!("interactive scatter '{}' labels", self.title),
+                n,
+                self.labels.len(),
+            ));
         }
         let mut xy = Vec::with_capacity(8 * n);
         for (x, y) in self.x.iter().zip(&self.y) {
@@ -52,7 +56,8 @@ impl InteractiveScatter {
             b64.encode(bytes)
         });
         let classes = self.labels.iter().copied().max().map_or(0, |m| m as usize + 1);
-        let colors: Vec<String> = (0..classes).map(|k| json_string(&palette::hex(palette::category(k)))).collect();
+        let colors: Vec<String> =
+            (0..classes).map(|k| json_string(&palette::hex(palette::category(k)))).collect();
         let names: Vec<String> = (0..classes)
             .map(|k| json_string(self.class_names.get(k).map_or(&format!("class {k}"), |s| s)))
             .collect();

@@ -32,7 +32,11 @@ pub(crate) fn three_clusters(n: usize) -> InteractiveScatter {
         x,
         y,
         labels,
-        class_names: vec!["class 0 (open)".into(), "class 1 (closed)".into(), "class 2 <intermediate>".into()],
+        class_names: vec![
+            "class 0 (open)".into(),
+            "class 1 (closed)".into(),
+            "class 2 <intermediate>".into(),
+        ],
     }
 }
 
@@ -63,7 +67,10 @@ fn sample_report(scatter: InteractiveScatter) -> Report {
                     Item::Scatter(scatter),
                 ],
             ),
-            Section::new("Files written", vec![Item::Files(vec!["z_pca.png".into(), "kmeans20/labels.pkl".into()])]),
+            Section::new(
+                "Files written",
+                vec![Item::Files(vec!["z_pca.png".into(), "kmeans20/labels.pkl".into()])],
+            ),
         ],
     }
 }

@@ -15,7 +15,9 @@ use super::pkl_rows::{concat_rows, PklArrays};
 
 /// Concatenate the arrays of several .pkl files.
 #[derive(ClapArgs, Debug)]
-#[command(after_help = "Examples:\n  drgnfly concat-pkls ctf.a.pkl ctf.b.pkl -o ctf.pkl\n  drgnfly concat-pkls pose.a.pkl pose.b.pkl -o pose.pkl")]
+#[command(
+    after_help = "Examples:\n  drgnfly concat-pkls ctf.a.pkl ctf.b.pkl -o ctf.pkl\n  drgnfly concat-pkls pose.a.pkl pose.b.pkl -o pose.pkl"
+)]
 pub struct Args {
     /// Input .pkl files, in order.
     #[arg(required = true, num_args = 1..)]
@@ -43,7 +45,8 @@ pub fn run(args: Args) -> Result<()> {
     }
     let joined = (0..first.arrays().len())
         .map(|i| {
-            let parts: Vec<_> = args.inputs.iter().zip(&files).map(|(p, f)| (p.as_path(), &f.arrays()[i])).collect();
+            let parts: Vec<_> =
+                args.inputs.iter().zip(&files).map(|(p, f)| (p.as_path(), &f.arrays()[i])).collect();
             concat_rows(&parts)
         })
         .collect::<Result<Vec<_>>>()?;

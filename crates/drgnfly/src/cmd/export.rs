@@ -160,7 +160,14 @@ fn open_stacks(particles: &Path, datadir: Option<&Path>, full_path: bool) -> Res
                 header_apix = stack.header().known_apix();
             }
             Some(first) if first != s => {
-                bail!("{}: images are {}×{} but the first stack's are {}×{}", f.display(), s.1, s.0, first.1, first.0)
+                bail!(
+                    "{}: images are {}×{} but the first stack's are {}×{}",
+                    f.display(),
+                    s.1,
+                    s.0,
+                    first.1,
+                    first.0
+                )
             }
             Some(_) => {}
         }

@@ -16,7 +16,9 @@ use super::pkl_rows::{take_rows, PklArrays};
 
 /// Subset the arrays of a .pkl file with an index selection or to its first N rows.
 #[derive(ClapArgs, Debug)]
-#[command(after_help = "Examples:\n  drgnfly filter-pkl pose.pkl --ind good.pkl -o pose.good.pkl\n  drgnfly filter-pkl ctf.pkl --first 10000 -o ctf.10k.pkl")]
+#[command(
+    after_help = "Examples:\n  drgnfly filter-pkl pose.pkl --ind good.pkl -o pose.good.pkl\n  drgnfly filter-pkl ctf.pkl --first 10000 -o ctf.10k.pkl"
+)]
 #[command(group = clap::ArgGroup::new("which").required(true).args(["ind", "first"]))]
 pub struct Args {
     /// Input .pkl (array, tuple of arrays, or arrays back to back).

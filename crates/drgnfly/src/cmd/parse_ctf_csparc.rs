@@ -19,7 +19,9 @@ use super::parse_ctf_star::describe_first_ctf;
 
 /// Extract CTF parameters from a cryoSPARC .cs file into a cryoDRGN ctf.pkl.
 #[derive(ClapArgs, Debug)]
-#[command(after_help = "Examples:\n  drgnfly parse-ctf-csparc cryosparc_P12_J24_001_particles.cs -o ctf.pkl\n  drgnfly parse-ctf-csparc particles.cs -D 256 --Apix 1.1 -o ctf.pkl")]
+#[command(
+    after_help = "Examples:\n  drgnfly parse-ctf-csparc cryosparc_P12_J24_001_particles.cs -o ctf.pkl\n  drgnfly parse-ctf-csparc particles.cs -D 256 --Apix 1.1 -o ctf.pkl"
+)]
 pub struct Args {
     /// cryoSPARC particle .cs file.
     pub input: PathBuf,

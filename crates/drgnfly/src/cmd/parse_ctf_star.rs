@@ -54,7 +54,9 @@ impl CtfFlags {
 
 /// Extract CTF parameters from a RELION .star file into a cryoDRGN ctf.pkl.
 #[derive(ClapArgs, Debug)]
-#[command(after_help = "Examples:\n  drgnfly parse-ctf-star particles.star -o ctf.pkl\n  drgnfly parse-ctf-star run_data.star -D 300 --Apix 1.035 -w 0.1 -o ctf.pkl\n\nRELION 3.0 files have no _rlnImageSize: pass -D with the box of the ORIGINAL particles.")]
+#[command(
+    after_help = "Examples:\n  drgnfly parse-ctf-star particles.star -o ctf.pkl\n  drgnfly parse-ctf-star run_data.star -D 300 --Apix 1.035 -w 0.1 -o ctf.pkl\n\nRELION 3.0 files have no _rlnImageSize: pass -D with the box of the ORIGINAL particles."
+)]
 pub struct Args {
     /// RELION particle .star file (3.0 or 3.1+ with optics groups).
     pub input: PathBuf,

@@ -23,7 +23,9 @@ use super::parse_pose_star::describe_first_pose;
 
 /// Extract rotations and translations from a cryoSPARC .cs file into a cryoDRGN pose.pkl.
 #[derive(ClapArgs, Debug)]
-#[command(after_help = "Examples:\n  drgnfly parse-pose-csparc cryosparc_P12_J24_001_particles.cs -o pose.pkl\n  drgnfly parse-pose-csparc particles.cs -D 180 --hetrefine -o pose.pkl")]
+#[command(
+    after_help = "Examples:\n  drgnfly parse-pose-csparc cryosparc_P12_J24_001_particles.cs -o pose.pkl\n  drgnfly parse-pose-csparc particles.cs -D 180 --hetrefine -o pose.pkl"
+)]
 pub struct Args {
     /// cryoSPARC particle .cs file.
     pub input: PathBuf,
@@ -49,7 +51,9 @@ pub fn run(args: Args) -> Result<()> {
     let shifts = cs.shifts_px(args.abinit, args.hetrefine)?;
     let d = match d {
         Some(d) if d >= 1.0 => d,
-        Some(d) => bail!("{}: box size {d} from blob/shape is not a positive size; pass -D", args.input.display()),
+        Some(d) => {
+            bail!("{}: box size {d} from blob/shape is not a positive size; pass -D", args.input.display())
+        }
         None => 1.0, // no rows: nothing is divided
     };
     let poses = Poses {

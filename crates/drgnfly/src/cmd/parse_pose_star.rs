@@ -21,7 +21,9 @@ use drgnfly_io::relion::RelionParticles;
 
 /// Extract rotations and translations from a RELION .star file into a cryoDRGN pose.pkl.
 #[derive(ClapArgs, Debug)]
-#[command(after_help = "Examples:\n  drgnfly parse-pose-star particles.star -o pose.pkl\n  drgnfly parse-pose-star run_data.star -D 300 -o pose.pkl\n\nThe translations are stored as fractions of the ORIGINAL box (-D or _rlnImageSize), as cryoDRGN expects.")]
+#[command(
+    after_help = "Examples:\n  drgnfly parse-pose-star particles.star -o pose.pkl\n  drgnfly parse-pose-star run_data.star -D 300 -o pose.pkl\n\nThe translations are stored as fractions of the ORIGINAL box (-D or _rlnImageSize), as cryoDRGN expects."
+)]
 pub struct Args {
     /// RELION particle .star file (3.0 or 3.1+ with optics groups).
     pub input: PathBuf,
@@ -50,7 +52,11 @@ pub struct StarPoses {
 pub fn poses_from_star(star: &RelionParticles, d: Option<u32>, apix: Option<f64>) -> Result<StarPoses> {
     let boxes = star.box_size(d.map(f64::from))?;
     if let Some(i) = boxes.iter().position(|&b| b.is_nan() || b < 1.0) {
-        bail!("{}: particle {i}: box size {} is not a positive number of pixels; pass -D", star.path().display(), boxes[i]);
+        bail!(
+            "{}: particle {i}: box size {} is not a positive number of pixels; pass -D",
+            star.path().display(),
+            boxes[i]
+        );
     }
     let rot: Vec<Mat3> = star.euler_deg()?.into_iter().map(matrix_from_euler).collect();
     let trans = match star.origin_px(apix)? {
@@ -65,7 +71,10 @@ pub fn poses_from_star(star: &RelionParticles, d: Option<u32>, apix: Option<f64>
 
 /// Write `(rot float64 (N, 3, 3), trans float64 (N, 2))`, atomically.
 pub fn write_poses_f64(path: &Path, rot: &[Mat3], trans: &[[f64; 2]]) -> Result<()> {
-    let r = NdArray::new(vec![rot.len(), 3, 3], ArrayData::F64(rot.iter().flatten().flatten().copied().collect()));
+    let r = NdArray::new(
+        vec![rot.len(), 3, 3],
+        ArrayData::F64(rot.iter().flatten().flatten().copied().collect()),
+    );
     let t = NdArray::new(vec![trans.len(), 2], ArrayData::F64(trans.iter().flatten().copied().collect()));
     pickle::write_tuple(path, &[&r, &t])?;
     Ok(())

@@ -16,7 +16,9 @@ use super::parse_pose_star::{describe_first_pose, poses_from_star, write_poses_f
 
 /// Extract CTF parameters and poses from a RELION .star file (at least one output).
 #[derive(ClapArgs, Debug)]
-#[command(after_help = "Examples:\n  drgnfly parse-star particles.star --ctf ctf.pkl --poses pose.pkl\n  drgnfly parse-star run_data.star -D 300 --Apix 1.035 --poses pose.pkl")]
+#[command(
+    after_help = "Examples:\n  drgnfly parse-star particles.star --ctf ctf.pkl --poses pose.pkl\n  drgnfly parse-star run_data.star -D 300 --Apix 1.035 --poses pose.pkl"
+)]
 pub struct Args {
     /// RELION particle .star file (3.0 or 3.1+ with optics groups).
     pub input: PathBuf,
@@ -38,7 +40,8 @@ pub fn run(args: Args) -> Result<()> {
     let star = RelionParticles::open(&args.input)?;
     // Parse both before writing either, so a bad column leaves no half result behind.
     let ctf = args.ctf.as_ref().map(|_| ctf_from_star(&star, &args.flags)).transpose()?;
-    let poses = args.poses.as_ref().map(|_| poses_from_star(&star, args.flags.d, args.flags.apix)).transpose()?;
+    let poses =
+        args.poses.as_ref().map(|_| poses_from_star(&star, args.flags.d, args.flags.apix)).transpose()?;
     if let (Some(path), Some(ctf)) = (&args.ctf, &ctf) {
         pickle::write_ctf(path, ctf)?;
         eprintln!("{}: {} particles, {}", path.display(), ctf.len(), describe_first_ctf(ctf));

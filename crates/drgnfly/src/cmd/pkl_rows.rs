@@ -35,9 +35,11 @@ impl PklArrays {
                 path.display(),
                 other.describe()
             ),
-            (first, second) => {
-                PklArrays::Concatenated(arrays(path, first.into_iter().chain(second).chain(values).collect(), "pickle")?)
-            }
+            (first, second) => PklArrays::Concatenated(arrays(
+                path,
+                first.into_iter().chain(second).chain(values).collect(),
+                "pickle",
+            )?),
         };
         me.rows(path)?;
         Ok(me)
@@ -56,7 +58,9 @@ impl PklArrays {
         let mut it = arrays.into_iter();
         match (self, it.next()) {
             (PklArrays::Single(_), Some(a)) => PklArrays::Single(a),
-            (PklArrays::Concatenated(_), first) => PklArrays::Concatenated(first.into_iter().chain(it).collect()),
+            (PklArrays::Concatenated(_), first) => {
+                PklArrays::Concatenated(first.into_iter().chain(it).collect())
+            }
             (_, first) => PklArrays::Tuple(first.into_iter().chain(it).collect()),
         }
     }
@@ -92,7 +96,9 @@ impl PklArrays {
         match self {
             PklArrays::Single(a) => pickle::write_array(path, a)?,
             PklArrays::Tuple(v) => pickle::write_tuple(path, &v.iter().collect::<Vec<_>>())?,
-            PklArrays::Concatenated(v) => pickle::write_arrays_concatenated(path, &v.iter().collect::<Vec<_>>())?,
+            PklArrays::Concatenated(v) => {
+                pickle::write_arrays_concatenated(path, &v.iter().collect::<Vec<_>>())?
+            }
         }
         Ok(())
     }
@@ -176,8 +182,15 @@ pub fn concat_rows(parts: &[(&Path, &NdArray)]) -> Result<NdArray> {
     } else if parts.iter().all(|(_, a)| matches!(a.data, ArrayData::F32(_) | ArrayData::F64(_))) {
         ArrayData::F64(parts.iter().flat_map(|(_, a)| a.as_f64_vec()).collect())
     } else {
-        let (p, a) = parts.iter().find(|(_, a)| a.dtype() != first.dtype()).copied().unwrap_or((first_path, first));
-        bail!("{}: dtype {} cannot be joined with {} of {}", p.display(), a.dtype(), first.dtype(), first_path.display());
+        let (p, a) =
+            parts.iter().find(|(_, a)| a.dtype() != first.dtype()).copied().unwrap_or((first_path, first));
+        bail!(
+            "{}: dtype {} cannot be joined with {} of {}",
+            p.display(),
+            a.dtype(),
+            first.dtype(),
+            first_path.display()
+        );
     };
     Ok(NdArray::new(shape, data))
 }

@@ -13,7 +13,9 @@ use drgnfly_io::selection::{complement, select_random, write_selection};
 
 /// Select a random subset of N particles.
 #[derive(ClapArgs, Debug)]
-#[command(after_help = "Examples:\n  drgnfly select-random 189043 -n 10000 -o sel.pkl\n  drgnfly select-random 189043 --frac 0.5 --seed 1 -o half.pkl -s other_half.pkl")]
+#[command(
+    after_help = "Examples:\n  drgnfly select-random 189043 -n 10000 -o sel.pkl\n  drgnfly select-random 189043 --frac 0.5 --seed 1 -o half.pkl -s other_half.pkl"
+)]
 #[command(group = clap::ArgGroup::new("how_many").required(true).args(["n", "frac"]))]
 pub struct Args {
     /// Total number of particles.

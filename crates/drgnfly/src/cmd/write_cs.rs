@@ -17,6 +17,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::Args as ClapArgs;
+use drgnfly_em::rotation::align::best_rotation;
 use drgnfly_em::rotation::cryosparc::cryosparc_from_pose;
 use drgnfly_em::rotation::from_f32;
 use drgnfly_io::npy::{Column, StructuredBuilder};
@@ -25,7 +26,9 @@ use super::export::{self, ExportInputs};
 
 /// Write a cryoSPARC .cs file for a particle stack with its CTF and poses.
 #[derive(ClapArgs, Debug)]
-#[command(after_help = "Examples:\n  drgnfly write-cs particles.mrcs --ctf ctf.pkl --poses pose.pkl -o particles.cs\n  drgnfly write-cs particles.txt --ctf ctf.pkl --ind good.pkl --full-path -o good.cs\n\nTo subset an existing .cs file, use filter-cs.")]
+#[command(
+    after_help = "Examples:\n  drgnfly write-cs particles.mrcs --ctf ctf.pkl --poses pose.pkl -o particles.cs\n  drgnfly write-cs particles.txt --ctf ctf.pkl --ind good.pkl --full-path -o good.cs\n\nTo subset an existing .cs file, use filter-cs."
+)]
 pub struct Args {
     /// Particles: .mrcs stack or .txt list of stacks.
     pub particles: PathBuf,
@@ -80,7 +83,11 @@ pub fn run(args: Args) -> Result<()> {
     let width = ex.stack_paths.iter().map(String::len).max().unwrap_or(1).max(1);
     let mut b = StructuredBuilder::new(n);
     b.add("uid", &[], Column::U64((0..n as u64).map(uid).collect()))?;
-    b.add("blob/path", &[], Column::Bytes(width, ex.images.iter().map(|&(s, _)| ex.stack_paths[s].clone()).collect()))?;
+    b.add(
+        "blob/path",
+        &[],
+        Column::Bytes(width, ex.images.iter().map(|&(s, _)| ex.stack_paths[s].clone()).collect()),
+    )?;
     b.add("blob/idx", &[], Column::U32(ex.images.iter().map(|&(_, i)| i as u32).collect()))?;
     b.add("blob/shape", &[2], Column::U32(vec![d; 2 * n]))?;
     b.add("blob/psize_A", &[], Column::F32(apix.clone()))?;
@@ -99,7 +106,13 @@ pub fn run(args: Args) -> Result<()> {
         b.add("ctf/scale", &[], Column::F32(vec![1.0; n]))?;
     }
     if let Some(p) = &ex.poses {
-        let pose: Vec<f32> = p.rot.iter().flat_map(|r| cryosparc_from_pose(&from_f32(r)).map(|v| v as f32)).collect();
+        // A float32 matrix from a file is orthogonal only to ~1e-7; near 180° the rotation angle taken
+        // from its trace is ill-conditioned (1e-7 becomes 4e-5 rad), so project onto SO(3) first.
+        let pose: Vec<f32> = p
+            .rot
+            .iter()
+            .flat_map(|r| cryosparc_from_pose(&best_rotation(&from_f32(r))).map(|v| v as f32))
+            .collect();
         let dpx = ex.d as f32;
         let shift: Vec<f32> = p.trans.iter().flatten().flat_map(|t| [t[0] * dpx, t[1] * dpx]).collect();
         b.add("alignments3D/pose", &[3], Column::F32(pose))?;

@@ -28,7 +28,9 @@ use super::export::{self, ExportInputs};
 
 /// Write a RELION .star file for a particle stack with its CTF and poses.
 #[derive(ClapArgs, Debug)]
-#[command(after_help = "Examples:\n  drgnfly write-star particles.mrcs --ctf ctf.pkl --poses pose.pkl -o particles.star\n  drgnfly write-star particles.txt --ctf ctf.pkl --ind good.pkl --full-path -o good.star\n  drgnfly write-star particles.star --ind good.pkl -o good.star\n\nctf.pkl and pose.pkl must describe every image of the input, in order; --ind selects from all of them.")]
+#[command(
+    after_help = "Examples:\n  drgnfly write-star particles.mrcs --ctf ctf.pkl --poses pose.pkl -o particles.star\n  drgnfly write-star particles.txt --ctf ctf.pkl --ind good.pkl --full-path -o good.star\n  drgnfly write-star particles.star --ind good.pkl -o good.star\n\nctf.pkl and pose.pkl must describe every image of the input, in order; --ind selects from all of them."
+)]
 pub struct Args {
     /// Particles: .mrcs stack, .txt list of stacks, or a .star file to subset.
     pub particles: PathBuf,

@@ -10,10 +10,15 @@ use crate::util::{drgnfly, fixture, write_ind};
 fn write_star_from_star_with_image_past_the_stack() {
     let Some(mrcs) = fixture("cryodrgn/toy_projections.mrcs") else { return };
     let dir = tempfile::tempdir().unwrap();
-    let star = format!("data_particles\n\nloop_\n_rlnImageName #1\n000001@{mrcs}\n001001@{mrcs}\n000003@{mrcs}\n");
+    let star =
+        format!("data_particles\n\nloop_\n_rlnImageName #1\n000001@{mrcs}\n001001@{mrcs}\n000003@{mrcs}\n");
     std::fs::write(dir.path().join("in.star"), star).unwrap();
-    drgnfly(dir.path(), &["write-star", "in.star", "-o", "out.star"])
-        .fails_with(&["in.star", "row 2", "image 1001", "holds 1000 images"]);
+    drgnfly(dir.path(), &["write-star", "in.star", "-o", "out.star"]).fails_with(&[
+        "in.star",
+        "row 2",
+        "image 1001",
+        "holds 1000 images",
+    ]);
     assert!(!dir.path().join("out.star").exists(), "no output on failure");
 }
 
@@ -25,7 +30,11 @@ fn parse_pose_csparc_without_blob_shape_asks_for_d() {
     b.add("alignments3D/pose", &[3], Column::F32(vec![0.1, 0.2, 0.3, 0.0, 0.0, 0.0])).unwrap();
     b.add("alignments3D/shift", &[2], Column::F32(vec![3.0, -6.0, 0.0, 0.0])).unwrap();
     b.write(dir.path().join("p.cs")).unwrap();
-    drgnfly(dir.path(), &["parse-pose-csparc", "p.cs", "-o", "pose.pkl"]).fails_with(&["p.cs", "blob/shape", "-D"]);
+    drgnfly(dir.path(), &["parse-pose-csparc", "p.cs", "-o", "pose.pkl"]).fails_with(&[
+        "p.cs",
+        "blob/shape",
+        "-D",
+    ]);
     drgnfly(dir.path(), &["parse-pose-csparc", "p.cs", "-D", "60", "-o", "pose.pkl"]).ok();
     let poses = pickle::load_poses(dir.path().join("pose.pkl")).unwrap();
     assert_eq!(poses.trans.unwrap()[0], [0.05, -0.1]);
@@ -36,11 +45,18 @@ fn parse_pose_csparc_without_blob_shape_asks_for_d() {
 fn pickle_that_is_not_an_array() {
     let dir = tempfile::tempdir().unwrap();
     // python 3.11: pickle.dumps('hello', protocol=4)
-    std::fs::write(dir.path().join("s.pkl"), b"\x80\x04\x95\x09\x00\x00\x00\x00\x00\x00\x00\x8c\x05hello\x94.").unwrap();
+    std::fs::write(
+        dir.path().join("s.pkl"),
+        b"\x80\x04\x95\x09\x00\x00\x00\x00\x00\x00\x00\x8c\x05hello\x94.",
+    )
+    .unwrap();
     write_ind(&dir.path().join("ind.pkl"), &[0]);
-    drgnfly(dir.path(), &["filter-pkl", "s.pkl", "--ind", "ind.pkl", "-o", "o.pkl"]).fails_with(&["s.pkl", "holds a str"]);
-    drgnfly(dir.path(), &["concat-pkls", "ind.pkl", "s.pkl", "-o", "o.pkl"]).fails_with(&["s.pkl", "holds a str"]);
-    drgnfly(dir.path(), &["filter-pkl", "ind.pkl", "--ind", "s.pkl", "-o", "o.pkl"]).fails_with(&["s.pkl", "not a numpy array"]);
+    drgnfly(dir.path(), &["filter-pkl", "s.pkl", "--ind", "ind.pkl", "-o", "o.pkl"])
+        .fails_with(&["s.pkl", "holds a str"]);
+    drgnfly(dir.path(), &["concat-pkls", "ind.pkl", "s.pkl", "-o", "o.pkl"])
+        .fails_with(&["s.pkl", "holds a str"]);
+    drgnfly(dir.path(), &["filter-pkl", "ind.pkl", "--ind", "s.pkl", "-o", "o.pkl"])
+        .fails_with(&["s.pkl", "not a numpy array"]);
 }
 
 /// NaN in a numeric STAR column is reported with its row and column.
@@ -50,8 +66,11 @@ fn nan_in_a_star_column() {
     let star = "data_particles\n\nloop_\n_rlnImageName\n_rlnAngleRot\n_rlnAngleTilt\n_rlnAnglePsi\n_rlnOriginX\n_rlnOriginY\n\
                 1@a.mrcs 10.0 20.0 30.0 0.0 0.0\n2@a.mrcs nan 20.0 30.0 0.0 0.0\n";
     std::fs::write(dir.path().join("nan.star"), star).unwrap();
-    drgnfly(dir.path(), &["parse-pose-star", "nan.star", "-D", "64", "-o", "p.pkl"])
-        .fails_with(&["nan.star", "_rlnAngleRot", "not a finite number"]);
+    drgnfly(dir.path(), &["parse-pose-star", "nan.star", "-D", "64", "-o", "p.pkl"]).fails_with(&[
+        "nan.star",
+        "_rlnAngleRot",
+        "not a finite number",
+    ]);
     assert!(!dir.path().join("p.pkl").exists());
 }
 
@@ -67,11 +86,19 @@ fn selection_out_of_range_and_count_mismatch() {
     };
     let dir = tempfile::tempdir().unwrap();
     write_ind(&dir.path().join("ind.pkl"), &[0, 1000]);
-    drgnfly(dir.path(), &["filter-mrcs", &mrcs, "--ind", "ind.pkl", "-o", "o.mrcs"])
-        .fails_with(&["ind.pkl", "entry 1", "outside 0..999"]);
-    drgnfly(dir.path(), &["filter-pkl", &poses, "--ind", "ind.pkl", "-o", "o.pkl"]).fails_with(&["ind.pkl", "outside 0..999"]);
-    drgnfly(dir.path(), &["write-star", &mrcs, "--ctf", &ctf100, "-o", "o.star"])
-        .fails_with(&["test_ctf.100.pkl", "100 CTF rows", "1000 images"]);
-    drgnfly(dir.path(), &["write-cs", &ctf100, "--ctf", &ctf100, "-o", "o.cs"]).fails_with(&["expected an .mrcs stack"]);
+    drgnfly(dir.path(), &["filter-mrcs", &mrcs, "--ind", "ind.pkl", "-o", "o.mrcs"]).fails_with(&[
+        "ind.pkl",
+        "entry 1",
+        "outside 0..999",
+    ]);
+    drgnfly(dir.path(), &["filter-pkl", &poses, "--ind", "ind.pkl", "-o", "o.pkl"])
+        .fails_with(&["ind.pkl", "outside 0..999"]);
+    drgnfly(dir.path(), &["write-star", &mrcs, "--ctf", &ctf100, "-o", "o.star"]).fails_with(&[
+        "test_ctf.100.pkl",
+        "100 CTF rows",
+        "1000 images",
+    ]);
+    drgnfly(dir.path(), &["write-cs", &ctf100, "--ctf", &ctf100, "-o", "o.cs"])
+        .fails_with(&["expected an .mrcs stack"]);
     assert!(!dir.path().join("o.mrcs").exists() && !dir.path().join("o.star").exists());
 }

@@ -13,7 +13,8 @@ use crate::util::{arrays, drgnfly, fixture, write_ind};
 fn filter_star_keeps_rows_and_used_optics_groups() {
     let Some(input) = fixture("aspire/sample_particles_relion31.star") else { return };
     let src = RelionParticles::open(&input).unwrap();
-    let group2: Vec<usize> = (0..src.len()).filter(|&p| src.value(p, "_rlnOpticsGroup") == Some("2")).rev().collect();
+    let group2: Vec<usize> =
+        (0..src.len()).filter(|&p| src.value(p, "_rlnOpticsGroup") == Some("2")).rev().collect();
     assert!(!group2.is_empty() && group2.len() < src.len(), "the fixture mixes two groups");
 
     let dir = tempfile::tempdir().unwrap();
@@ -30,7 +31,8 @@ fn filter_star_keeps_rows_and_used_optics_groups() {
     }
 
     // Both groups used: both kept.
-    write_ind(&dir.path().join("two.pkl"), &[0, 2, 1]);
+    let group1 = (0..src.len()).find(|&p| src.value(p, "_rlnOpticsGroup") == Some("1")).unwrap();
+    write_ind(&dir.path().join("two.pkl"), &[group2[0] as i64, group1 as i64]);
     drgnfly(dir.path(), &["filter-star", &input, "--ind", "two.pkl", "-o", "two.star"]).ok();
     assert_eq!(RelionParticles::open(dir.path().join("two.star")).unwrap().optics().unwrap().len(), 2);
 }
@@ -66,7 +68,8 @@ fn filter_mrcs_copies_the_selected_images() {
 /// A pose tuple is filtered as a whole (rot and trans together), with its dtypes kept.
 #[test]
 fn filter_pkl_on_pose_tuple_and_ctf() {
-    let (Some(poses), Some(ctf)) = (fixture("cryodrgn/toy_rot_trans.pkl"), fixture("cryodrgn/test_ctf.pkl")) else {
+    let (Some(poses), Some(ctf)) = (fixture("cryodrgn/toy_rot_trans.pkl"), fixture("cryodrgn/test_ctf.pkl"))
+    else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -77,7 +80,8 @@ fn filter_pkl_on_pose_tuple_and_ctf() {
     assert_eq!(got.len(), 2, "still a (rot, trans) tuple");
     assert_eq!((got[0].shape.clone(), got[0].dtype()), (vec![4, 3, 3], DType::F32));
     assert_eq!((got[1].shape.clone(), got[1].dtype()), (vec![4, 2], DType::F64));
-    let (sr, st, gr, gt) = (src[0].as_f64_vec(), src[1].as_f64_vec(), got[0].as_f64_vec(), got[1].as_f64_vec());
+    let (sr, st, gr, gt) =
+        (src[0].as_f64_vec(), src[1].as_f64_vec(), got[0].as_f64_vec(), got[1].as_f64_vec());
     for (k, &r) in rows.iter().enumerate() {
         assert_eq!(gr[9 * k..9 * k + 9], sr[9 * r..9 * r + 9]);
         assert_eq!(gt[2 * k..2 * k + 2], st[2 * r..2 * r + 2]);
@@ -86,7 +90,8 @@ fn filter_pkl_on_pose_tuple_and_ctf() {
     drgnfly(dir.path(), &["filter-pkl", &ctf, "--first", "10", "-o", "c.pkl"]).ok();
     let c = pickle::load_ctf(dir.path().join("c.pkl")).unwrap();
     assert_eq!(c[..], pickle::load_ctf(&ctf).unwrap()[..10]);
-    drgnfly(dir.path(), &["filter-pkl", &ctf, "--first", "1001", "-o", "c.pkl"]).fails_with(&["--first 1001", "1000 rows"]);
+    drgnfly(dir.path(), &["filter-pkl", &ctf, "--first", "1001", "-o", "c.pkl"])
+        .fails_with(&["--first 1001", "1000 rows"]);
 }
 
 #[test]
@@ -110,9 +115,11 @@ fn select_random_counts_seed_and_complement() {
 
 #[test]
 fn concat_pkls_joins_rows_and_names_mismatches() {
-    let (Some(poses), Some(ctf), Some(trans)) =
-        (fixture("cryodrgn/toy_rot_trans.pkl"), fixture("cryodrgn/test_ctf.100.pkl"), fixture("cryodrgn/toy_trans.pkl"))
-    else {
+    let (Some(poses), Some(ctf), Some(trans)) = (
+        fixture("cryodrgn/toy_rot_trans.pkl"),
+        fixture("cryodrgn/test_ctf.100.pkl"),
+        fixture("cryodrgn/toy_trans.pkl"),
+    ) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -129,6 +136,8 @@ fn concat_pkls_joins_rows_and_names_mismatches() {
     assert_eq!((c[0].shape.clone(), c[0].dtype()), (vec![200, 9], DType::F32));
     assert!(matches!(&c[0].data, ArrayData::F32(v) if v[..900] == v[900..]));
 
-    drgnfly(p, &["concat-pkls", &ctf, &trans, "-o", "bad.pkl"]).fails_with(&["toy_trans.pkl", "does not match (100, 9)"]);
-    drgnfly(p, &["concat-pkls", &ctf, &poses, "-o", "bad.pkl"]).fails_with(&["toy_rot_trans.pkl", "same kind"]);
+    drgnfly(p, &["concat-pkls", &ctf, &trans, "-o", "bad.pkl"])
+        .fails_with(&["toy_trans.pkl", "does not match (100, 9)"]);
+    drgnfly(p, &["concat-pkls", &ctf, &poses, "-o", "bad.pkl"])
+        .fails_with(&["toy_rot_trans.pkl", "same kind"]);
 }

@@ -43,10 +43,14 @@ fn parse_ctf_star_matches_ctf1_pkl_and_parse_star_agrees() {
     assert_ctf_close(&got, &pickle::load_ctf(&golden).unwrap(), 1e-6);
     assert_eq!(arrays(&dir.path().join("ctf.pkl"))[0].dtype(), DType::F32);
 
-    drgnfly(dir.path(), &[&["parse-star", &star, "--ctf", "c.pkl", "--poses", "p.pkl"][..], &flags].concat()).ok();
+    drgnfly(dir.path(), &[&["parse-star", &star, "--ctf", "c.pkl", "--poses", "p.pkl"][..], &flags].concat())
+        .ok();
     let read = |name: &str| std::fs::read(dir.path().join(name)).unwrap();
     assert_eq!(read("c.pkl"), read("ctf.pkl"), "parse-star --ctf = parse-ctf-star");
-    let d = max_abs_diff(&arrays(&dir.path().join("p.pkl"))[0].as_f64_vec(), &arrays(golden_pose.as_ref())[0].as_f64_vec());
+    let d = max_abs_diff(
+        &arrays(&dir.path().join("p.pkl"))[0].as_f64_vec(),
+        &arrays(golden_pose.as_ref())[0].as_f64_vec(),
+    );
     assert!(d < 1e-5, "parse-star --poses rotations: max |Δ| = {d}");
 
     drgnfly(dir.path(), &["parse-star", &star]).fails_with(&["nothing to do", "--ctf", "--poses"]);

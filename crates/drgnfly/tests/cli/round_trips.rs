@@ -52,13 +52,18 @@ fn write_star_then_parse_gives_back_poses_and_ctf() {
     let all: Vec<usize> = (0..1000).collect();
     // Origins are written with 6 decimals in Å (1 Å/px, D = 30): t is exact to ~1e-6/30.
     assert_poses_close(&got, &want, &all, 1e-6);
-    assert_ctf_close(&pickle::load_ctf(dir.path().join("ctf.pkl")).unwrap(), &pickle::load_ctf(&ctf).unwrap(), 1e-6);
+    assert_ctf_close(
+        &pickle::load_ctf(dir.path().join("ctf.pkl")).unwrap(),
+        &pickle::load_ctf(&ctf).unwrap(),
+        1e-6,
+    );
 }
 
 /// RELION 3.0 with `--ind`: rows are selected from images, CTF and poses together; origins in px.
 #[test]
 fn write_star_relion30_with_selection() {
-    let (Some(mrcs), Some(poses)) = (fixture("cryodrgn/toy_projections.mrcs"), fixture("cryodrgn/toy_rot_trans.pkl"))
+    let (Some(mrcs), Some(poses)) =
+        (fixture("cryodrgn/toy_projections.mrcs"), fixture("cryodrgn/toy_rot_trans.pkl"))
     else {
         return;
     };
@@ -67,7 +72,19 @@ fn write_star_relion30_with_selection() {
     pickle::write_ctf(dir.path().join("ctf.pkl"), &ctf).unwrap();
     let rows = [17usize, 3, 999, 500];
     write_ind(&dir.path().join("ind.pkl"), &rows.map(|r| r as i64));
-    let args = ["write-star", &mrcs, "--ctf", "ctf.pkl", "--poses", &poses, "--ind", "ind.pkl", "--relion30", "-o", "o.star"];
+    let args = [
+        "write-star",
+        &mrcs,
+        "--ctf",
+        "ctf.pkl",
+        "--poses",
+        &poses,
+        "--ind",
+        "ind.pkl",
+        "--relion30",
+        "-o",
+        "o.star",
+    ];
     drgnfly(dir.path(), &args).ok();
     let star = RelionParticles::open(dir.path().join("o.star")).unwrap();
     assert!(star.optics().is_none() && star.particles().has_column("_rlnOriginX"));
@@ -75,7 +92,11 @@ fn write_star_relion30_with_selection() {
     assert_eq!(idx, rows.map(|r| r as u64));
 
     // RELION 3.0 has no _rlnImageSize: -D is required, and its absence is reported.
-    drgnfly(dir.path(), &["parse-pose-star", "o.star", "-o", "p.pkl"]).fails_with(&["o.star", "_rlnImageSize", "-D"]);
+    drgnfly(dir.path(), &["parse-pose-star", "o.star", "-o", "p.pkl"]).fails_with(&[
+        "o.star",
+        "_rlnImageSize",
+        "-D",
+    ]);
     drgnfly(dir.path(), &["parse-pose-star", "o.star", "-D", "30", "-o", "p.pkl"]).ok();
     drgnfly(dir.path(), &["parse-ctf-star", "o.star", "-D", "30", "-o", "c.pkl"]).ok();
     let got = pickle::load_poses(dir.path().join("p.pkl")).unwrap();
@@ -87,14 +108,16 @@ fn write_star_relion30_with_selection() {
 /// write-cs → parse-pose-csparc / parse-ctf-csparc, and the .cs fields as cryoSPARC reads them.
 #[test]
 fn write_cs_then_parse_gives_back_poses_and_ctf() {
-    let (Some(mrcs), Some(poses)) = (fixture("cryodrgn/toy_projections.mrcs"), fixture("cryodrgn/toy_rot_trans.pkl"))
+    let (Some(mrcs), Some(poses)) =
+        (fixture("cryodrgn/toy_projections.mrcs"), fixture("cryodrgn/toy_rot_trans.pkl"))
     else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let ctf = varied_ctf(1000, 30.0);
     pickle::write_ctf(dir.path().join("ctf.pkl"), &ctf).unwrap();
-    let rows: Vec<usize> = (0..1000).step_by(7).rev().collect();
+    // Every row, in reverse order: row 146 is a rotation by 179.99° (ill-conditioned for the log map).
+    let rows: Vec<usize> = (0..1000).rev().collect();
     write_ind(&dir.path().join("ind.pkl"), &rows.iter().map(|&r| r as i64).collect::<Vec<_>>());
     let args = ["write-cs", &mrcs, "--ctf", "ctf.pkl", "--poses", &poses, "--ind", "ind.pkl", "-o", "out.cs"];
     drgnfly(dir.path(), &args).ok();

@@ -37,7 +37,10 @@ pub fn drgnfly<S: AsRef<OsStr>>(dir: &Path, args: &[S]) -> Output {
         .env_remove("RUST_LOG")
         .output()
         .expect("the drgnfly binary runs");
-    Output { code: out.status.code().unwrap_or(-1), stderr: String::from_utf8_lossy(&out.stderr).into_owned() }
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
 }
 
 /// A fixture path as a string argument, or `None` (test skipped) when the shared data is absent.
@@ -82,7 +85,17 @@ pub fn varied_ctf(n: usize, d: f32) -> Vec<[f32; 9]> {
         .map(|i| {
             let f = i as f32;
             let w = if i % 2 == 0 { 0.07 } else { 0.1 };
-            [d, 1.5, 10000.0 + 37.0 * f, 9000.0 + 11.0 * f, (i * 7 % 180) as f32 - 90.0, 300.0, 2.7, w, (i % 5) as f32 * 10.0]
+            [
+                d,
+                1.5,
+                10000.0 + 37.0 * f,
+                9000.0 + 11.0 * f,
+                (i * 7 % 180) as f32 - 90.0,
+                300.0,
+                2.7,
+                w,
+                (i % 5) as f32 * 10.0,
+            ]
         })
         .collect()
 }

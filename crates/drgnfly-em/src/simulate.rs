@@ -1,0 +1,534 @@
+//! Particle simulation: volumes (or atom frames) → noisy, CTF-modulated, shifted projections, streamed in
+//! chunks with their ground truth.
+//!
+//! Per particle `i` (all randomness from a ChaCha8 stream of `(seed, i)`, so results do not depend on the
+//! chunk size or the thread count):
+//! 1. state `s`: drawn from the mixture weights (or uniform over frames);
+//! 2. pose `R`: uniform on SO(3) ([`crate::rotation::random`]) unless poses are given;
+//! 3. shift `t`: uniform in `[−m, m]²` px; `t` is **the shift that centres the image** (the pose.pkl
+//!    convention, §2.5): the image is the centred projection moved by `−t`, so translating it by `+t`
+//!    ([`crate::translate`]) centres it again;
+//! 4. CTF: defocus U uniform in `[min, max]` Å, V = U − `astigmatism·u` (u uniform in [0, 1]), angle
+//!    uniform in [0°, 180°), fixed kV, Cs, w, phase shift;
+//! 5. image `= −(P ⊛ CTF)` shifted by `−t`, computed in Hartley space
+//!    (`H′ = CTF·(cos(2πk·t)·H(k) − sin(2πk·t)·H(−k))`) and inverse-transformed;
+//! 6. noise: white Gaussian with `σ² = var(clean images)/SNR`, the variance taken over all pixels of the
+//!    first chunk's clean images and kept for the whole run (the `add_noise` approach of cryoDRGN-style
+//!    simulators, with a bounded sample).
+//!
+//! **Contrast.** Raw particles have inverted contrast: the stored image is `−(projection ⊛ CTF)`. With
+//! cryoDRGN's CTF (negative at zero frequency, `−w`) that makes protein bright at low frequency, as in
+//! RELION-extracted particles, and cryoDRGN's default `invert_data` turns it back into
+//! `projection ⊛ CTF`, which is what training compares `decoder × CTF` to. (cryoDRGN issue #65: white RELION
+//! particles backprojected with the default inversion and `--ctf` give the right contrast.) Without CTF
+//! the stored image is `−projection`.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+use rayon::prelude::*;
+
+use crate::ctf::CtfParams;
+use crate::project::Projector;
+use crate::rotation::random::random_rotation;
+use crate::rotation::Mat3;
+use crate::{Error, Result};
+
+/// Where the states come from.
+pub enum States<'a> {
+    /// Prepared projectors, one per state, drawn with probabilities ∝ `weights`.
+    Projectors {
+        /// One projector per state (all of side `D`).
+        projectors: &'a [Projector],
+        /// Mixture weights (≥ 0, not all 0); normalised here.
+        weights: Vec<f64>,
+    },
+    /// `n` states built on demand (e.g. frames of an atomic trajectory rendered by
+    /// [`crate::density`]), drawn uniformly; each chunk builds the projectors of the states it uses, so
+    /// memory stays bounded for hundreds of frames.
+    OnDemand {
+        /// Number of states (frames).
+        n: usize,
+        /// Builds the projector of state `k`.
+        make: &'a (dyn Fn(usize) -> Result<Projector> + Sync),
+    },
+}
+
+/// CTF parameter distribution.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CtfDistribution {
+    /// Smallest defocus U, Å.
+    pub defocus_min_a: f32,
+    /// Largest defocus U, Å.
+    pub defocus_max_a: f32,
+    /// Largest `U − V`, Å.
+    pub astigmatism_a: f32,
+    /// Voltage, kV.
+    pub voltage_kv: f32,
+    /// Spherical aberration, mm.
+    pub cs_mm: f32,
+    /// Amplitude contrast.
+    pub amp_contrast: f32,
+    /// Phase shift, degrees.
+    pub phase_shift_deg: f32,
+}
+
+impl Default for CtfDistribution {
+    /// 1–2.5 µm underfocus, up to 500 Å astigmatism, 300 kV, Cs 2.7 mm, w = 0.1.
+    fn default() -> Self {
+        Self {
+            defocus_min_a: 10_000.0,
+            defocus_max_a: 25_000.0,
+            astigmatism_a: 500.0,
+            voltage_kv: 300.0,
+            cs_mm: 2.7,
+            amp_contrast: 0.1,
+            phase_shift_deg: 0.0,
+        }
+    }
+}
+
+/// Simulation settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimConfig {
+    /// Number of particles.
+    pub n: usize,
+    /// Pixel size, Å (for the CTF and the ctf.pkl rows).
+    pub apix: f32,
+    /// Signal-to-noise ratio (signal variance / noise variance); `None` = noiseless.
+    pub snr: Option<f64>,
+    /// CTF distribution; `None` = no CTF (the image is `−projection`).
+    pub ctf: Option<CtfDistribution>,
+    /// Shifts are uniform in `[−m, m]²` px.
+    pub max_shift_px: f32,
+    /// Given rotations (one per particle) instead of uniform random ones.
+    pub rotations: Option<Vec<Mat3>>,
+    /// Particles per chunk (memory: `chunk × D² × 4` bytes of images).
+    pub chunk: usize,
+    /// Seed of all random draws.
+    pub seed: u64,
+}
+
+impl SimConfig {
+    /// `n` particles, noiseless, no CTF, no shifts, random poses, chunks of 1000, seed 0.
+    pub fn new(n: usize, apix: f32) -> Self {
+        Self { n, apix, snr: None, ctf: None, max_shift_px: 0.0, rotations: None, chunk: 1000, seed: 0 }
+    }
+}
+
+/// Ground truth of one particle.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ParticleTruth {
+    /// State (mixture component or frame index).
+    pub state: usize,
+    /// Pose rotation.
+    pub rot: Mat3,
+    /// The shift (px) that centres the image (pose.pkl stores `shift_px / D`).
+    pub shift_px: [f32; 2],
+    /// CTF parameters, when simulated.
+    pub ctf: Option<CtfParams>,
+}
+
+impl ParticleTruth {
+    /// The cryoDRGN ctf.pkl row `[D, Apix, dfU, dfV, dfAng, kV, Cs, w, phase]`, when a CTF was simulated.
+    pub fn ctf_row(&self, d: usize) -> Option<[f32; 9]> {
+        self.ctf.map(|c| {
+            [
+                d as f32,
+                c.angpix,
+                c.defocus_u_a,
+                c.defocus_v_a,
+                c.defocus_angle_deg,
+                c.voltage_kv,
+                c.cs_mm,
+                c.amp_contrast,
+                c.phase_shift_deg,
+            ]
+        })
+    }
+}
+
+/// One chunk of simulated particles, handed to the sink in order.
+#[derive(Debug)]
+pub struct SimChunk<'a> {
+    /// Index of the first particle of the chunk.
+    pub start: usize,
+    /// Images `(B, D, D)`, raw contrast (see the [module docs](self)).
+    pub images: &'a [f32],
+    /// Ground truth per image.
+    pub truth: &'a [ParticleTruth],
+}
+
+/// Summary of a finished simulation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SimSummary {
+    /// Particles produced.
+    pub n: usize,
+    /// Variance of the clean images (first chunk).
+    pub signal_variance: f64,
+    /// Noise standard deviation used (0 when noiseless).
+    pub noise_sigma: f64,
+}
+
+/// Runs the simulation, calling `sink` with each chunk in order. Box side `D` comes from the projectors.
+/// Memory is one chunk of images plus the projectors. Errors from `sink` stop the run.
+pub fn simulate<E: From<Error>>(
+    cfg: &SimConfig,
+    states: &States<'_>,
+    mut sink: impl FnMut(&SimChunk<'_>) -> Result<(), E>,
+) -> Result<SimSummary, E> {
+    let (n_states, cumulative) = check(cfg, states)?;
+    let d = match states {
+        States::Projectors { projectors, .. } => projectors.first().map_or(0, Projector::size),
+        States::OnDemand { make, .. } => make(0)?.size(),
+    };
+    let lattice = HalfLattice::new(d);
+    let mut noise_sigma: Option<f64> = cfg.snr.is_none().then_some(0.0);
+    let mut signal_variance = 0.0;
+    let chunk = cfg.chunk.max(1);
+    let mut images = vec![0.0f32; chunk.min(cfg.n) * d * d];
+    for start in (0..cfg.n).step_by(chunk) {
+        let b = chunk.min(cfg.n - start);
+        let truth: Vec<ParticleTruth> =
+            (start..start + b).map(|i| draw(cfg, i, n_states, &cumulative)).collect();
+        // Projectors for this chunk's states.
+        let built: Vec<Option<Projector>>;
+        let projectors: Vec<Option<&Projector>> = match states {
+            States::Projectors { projectors, .. } => projectors.iter().map(Some).collect(),
+            States::OnDemand { n, make } => {
+                let mut used = vec![false; *n];
+                truth.iter().for_each(|t| used[t.state] = true);
+                built = used
+                    .par_iter()
+                    .enumerate()
+                    .map(|(k, &u)| if u { make(k).map(Some) } else { Ok(None) })
+                    .collect::<Result<_>>()?;
+                built.iter().map(Option::as_ref).collect()
+            }
+        };
+        let imgs = &mut images[..b * d * d];
+        imgs.par_chunks_mut(d * d).zip(truth.par_iter()).try_for_each_init(
+            || {
+                (
+                    projectors.iter().flatten().next().map(|p| p.make_scratch()),
+                    vec![0.0f32; d * d],
+                    vec![0.0f32; d * d],
+                )
+            },
+            |(scratch, ht, ctf), (img, t)| -> Result<()> {
+                let (Some(p), Some(scratch)) = (projectors[t.state], scratch.as_mut()) else {
+                    return Err(Error::Param {
+                        name: "state",
+                        value: t.state.to_string(),
+                        why: "no projector for this state".into(),
+                    });
+                };
+                if p.size() != d {
+                    return Err(Error::Shape {
+                        op: "simulate",
+                        expected: format!("projectors of side {d}"),
+                        got: format!("state {} of side {}", t.state, p.size()),
+                    });
+                }
+                p.ht_slice(&t.rot, ht)?;
+                match t.ctf {
+                    Some(c) => c.compute(&lattice.freqs, ctf)?,
+                    None => ctf.iter_mut().for_each(|v| *v = 1.0),
+                }
+                lattice.shift_and_modulate(ht, ctf, [-t.shift_px[0], -t.shift_px[1]], img);
+                p.plan().iht2_center(img, scratch)
+            },
+        )?;
+        if noise_sigma.is_none() {
+            let n = imgs.len() as f64;
+            let mean = imgs.iter().map(|&v| v as f64).sum::<f64>() / n;
+            signal_variance = imgs.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+            noise_sigma = cfg.snr.map(|snr| (signal_variance / snr).sqrt());
+        }
+        let sigma = noise_sigma.unwrap_or(0.0) as f32;
+        if sigma > 0.0 {
+            imgs.par_chunks_mut(d * d).enumerate().for_each(|(j, img)| {
+                let mut rng = particle_rng(cfg.seed, start + j, 1);
+                img.iter_mut().for_each(|v| {
+                    let z: f32 = StandardNormal.sample(&mut rng);
+                    *v += sigma * z;
+                });
+            });
+        }
+        sink(&SimChunk { start, images: imgs, truth: &truth })?;
+    }
+    Ok(SimSummary { n: cfg.n, signal_variance, noise_sigma: noise_sigma.unwrap_or(0.0) })
+}
+
+/// Validates the configuration; returns the number of states and the cumulative state probabilities.
+fn check(cfg: &SimConfig, states: &States<'_>) -> Result<(usize, Vec<f64>)> {
+    let bad =
+        |name: &'static str, value: String, why: &str| Err(Error::Param { name, value, why: why.into() });
+    if let Some(snr) = cfg.snr {
+        if !(snr.is_finite() && snr > 0.0) {
+            return bad("SNR", snr.to_string(), "must be > 0 (omit it for noiseless images)");
+        }
+    }
+    if !(cfg.apix.is_finite() && cfg.apix > 0.0) {
+        return bad("pixel size (Å)", cfg.apix.to_string(), "must be > 0");
+    }
+    if !(cfg.max_shift_px.is_finite() && cfg.max_shift_px >= 0.0) {
+        return bad("max shift (px)", cfg.max_shift_px.to_string(), "must be ≥ 0");
+    }
+    if let Some(r) = &cfg.rotations {
+        if r.len() != cfg.n {
+            return bad(
+                "rotations",
+                format!("{} given", r.len()),
+                &format!("need one per particle ({})", cfg.n),
+            );
+        }
+    }
+    if let Some(c) = &cfg.ctf {
+        if !(c.defocus_min_a <= c.defocus_max_a && c.astigmatism_a >= 0.0) {
+            return bad(
+                "defocus range",
+                format!("{}–{} Å", c.defocus_min_a, c.defocus_max_a),
+                "needs min ≤ max and astigmatism ≥ 0",
+            );
+        }
+        ctf_params(c, cfg.apix, c.defocus_min_a, c.defocus_min_a, 0.0).validate()?;
+    }
+    match states {
+        States::Projectors { projectors, weights } => {
+            if projectors.is_empty() || weights.len() != projectors.len() {
+                return bad(
+                    "states",
+                    format!("{} projectors, {} weights", projectors.len(), weights.len()),
+                    "need ≥ 1 projector and one weight each",
+                );
+            }
+            let total: f64 = weights.iter().sum();
+            if weights.iter().any(|w| !(w.is_finite() && *w >= 0.0)) || total <= 0.0 {
+                return bad("mixture weights", format!("{weights:?}"), "must be ≥ 0 with a positive sum");
+            }
+            let mut acc = 0.0;
+            Ok((
+                projectors.len(),
+                weights
+                    .iter()
+                    .map(|w| {
+                        acc += w / total;
+                        acc
+                    })
+                    .collect(),
+            ))
+        }
+        States::OnDemand { n, .. } if *n == 0 => bad("states", "0".into(), "need at least one frame"),
+        States::OnDemand { n, .. } => Ok((*n, (1..=*n).map(|k| k as f64 / *n as f64).collect())),
+    }
+}
+
+fn ctf_params(c: &CtfDistribution, apix: f32, u: f32, v: f32, angle: f32) -> CtfParams {
+    CtfParams {
+        angpix: apix,
+        defocus_u_a: u,
+        defocus_v_a: v,
+        defocus_angle_deg: angle,
+        voltage_kv: c.voltage_kv,
+        cs_mm: c.cs_mm,
+        amp_contrast: c.amp_contrast,
+        phase_shift_deg: c.phase_shift_deg,
+        bfactor: None,
+        scale: 1.0,
+    }
+}
+
+/// The random stream of particle `i`: stream 0 for its parameters, 1 for its noise.
+fn particle_rng(seed: u64, i: usize, stream: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(2 * i as u64 + stream);
+    rng
+}
+
+fn draw(cfg: &SimConfig, i: usize, n_states: usize, cumulative: &[f64]) -> ParticleTruth {
+    let mut rng = particle_rng(cfg.seed, i, 0);
+    let u: f64 = rng.random();
+    let state = cumulative.iter().position(|&c| u < c).unwrap_or(n_states - 1);
+    let rot = match &cfg.rotations {
+        Some(r) => r[i],
+        None => random_rotation(&mut rng),
+    };
+    let m = cfg.max_shift_px;
+    let shift_px = if m > 0.0 { [rng.random_range(-m..=m), rng.random_range(-m..=m)] } else { [0.0, 0.0] };
+    let ctf = cfg.ctf.as_ref().map(|c| {
+        let u = c.defocus_min_a + (c.defocus_max_a - c.defocus_min_a) * rng.random::<f32>();
+        let v = u - c.astigmatism_a * rng.random::<f32>();
+        ctf_params(c, cfg.apix, u, v, 180.0 * rng.random::<f32>())
+    });
+    ParticleTruth { state, rot, shift_px, ctf }
+}
+
+/// Frequencies of the `D × D` centred grid and the mirror index for `H(−k)`.
+struct HalfLattice {
+    d: usize,
+    freqs: Vec<f32>,
+}
+
+impl HalfLattice {
+    fn new(d: usize) -> Self {
+        let h = (d / 2) as f32;
+        let freqs = (0..d * d)
+            .flat_map(|i| [((i % d) as f32 - h) / d as f32, ((i / d) as f32 - h) / d as f32])
+            .collect();
+        Self { d, freqs }
+    }
+
+    /// `out = −CTF·(HT shifted by s)`: `H′(k) = cos(2πk·s)H(k) + sin(2πk·s)H(−k)` (image moved by `+s`), with
+    /// `−k` at `((D − y) mod D, (D − x) mod D)` on the periodic `D × D` grid, then the contrast inversion.
+    fn shift_and_modulate(&self, ht: &[f32], ctf: &[f32], s: [f32; 2], out: &mut [f32]) {
+        let d = self.d;
+        let tau = std::f32::consts::TAU;
+        for (i, o) in out.iter_mut().enumerate() {
+            let (y, x) = (i / d, i % d);
+            let mirror = ((d - y) % d) * d + (d - x) % d;
+            let (kx, ky) = (self.freqs[2 * i], self.freqs[2 * i + 1]);
+            let (sn, cs) = (tau * (kx * s[0] + ky * s[1])).sin_cos();
+            *o = -ctf[i] * (cs * ht[i] + sn * ht[mirror]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backproject::{BackprojectConfig, Backprojector, Pose};
+    use crate::fsc::fsc;
+    use crate::hartley::{symmetrize_ht, HartleyPlan};
+    use crate::phantom::HingePhantom;
+
+    fn sym_hts(imgs: &[f32], d: usize) -> Vec<f32> {
+        let mut ht = imgs.to_vec();
+        HartleyPlan::new(d).unwrap().ht2_center_batch(&mut ht).unwrap();
+        let mut out = vec![0.0; imgs.len() / (d * d) * (d + 1) * (d + 1)];
+        symmetrize_ht(&ht, d, &mut out).unwrap();
+        out
+    }
+
+    /// Simulates and backprojects (images inverted as cryoDRGN's default, poses, shifts, CTF `mul`).
+    fn round_trip(cfg: &SimConfig, truth: &[f32], d: usize) -> (Vec<f64>, SimSummary) {
+        let proj = [Projector::new(truth, d, 2).unwrap()];
+        let states = States::Projectors { projectors: &proj, weights: vec![1.0] };
+        let bp =
+            Backprojector::new(BackprojectConfig { half_maps: false, ..BackprojectConfig::new(d) }).unwrap();
+        let mut acc = bp.accumulator();
+        let summary = simulate::<Error>(cfg, &states, |c| {
+            let inverted: Vec<f32> = c.images.iter().map(|v| -v).collect();
+            let poses: Vec<Pose> =
+                c.truth.iter().map(|t| Pose { rot: t.rot, shift_px: t.shift_px }).collect();
+            let ctf: Option<Vec<CtfParams>> = c.truth.iter().map(|t| t.ctf).collect();
+            bp.add_batch(&mut acc, &sym_hts(&inverted, d), &poses, ctf.as_deref())
+        })
+        .unwrap();
+        (fsc(&bp.finish(&acc).unwrap().volume, truth, d, None).unwrap().fsc, summary)
+    }
+
+    fn ctf_config(n: usize) -> SimConfig {
+        SimConfig {
+            ctf: Some(CtfDistribution {
+                defocus_min_a: 5_000.0,
+                defocus_max_a: 15_000.0,
+                ..Default::default()
+            }),
+            max_shift_px: 3.0,
+            chunk: 700,
+            seed: 7,
+            ..SimConfig::new(n, 3.0)
+        }
+    }
+
+    #[test]
+    fn noiseless_ctf_stack_backprojects_to_the_volume() {
+        let d = 32;
+        let truth = HingePhantom::new(d).unwrap().volume(0.5).unwrap();
+        let (curve, s) = round_trip(&ctf_config(2000), &truth, d);
+        assert_eq!(s.noise_sigma, 0.0);
+        // Shells up to 0.8 Nyquist (0.4 px⁻¹ = shell 12 at D = 32); positive: the contrast convention holds.
+        assert!(curve[..=12].iter().all(|&c| c >= 0.9), "FSC {curve:?}");
+    }
+
+    #[test]
+    fn more_noisy_images_give_a_better_map() {
+        let d = 32;
+        let truth = HingePhantom::new(d).unwrap().volume(0.0).unwrap();
+        let mean = |c: &[f64]| c[1..12].iter().sum::<f64>() / 11.0;
+        let few = round_trip(&SimConfig { snr: Some(0.1), ..ctf_config(200) }, &truth, d).0;
+        let (many, s) = round_trip(&SimConfig { snr: Some(0.1), ..ctf_config(2000) }, &truth, d);
+        assert!((s.noise_sigma.powi(2) * 0.1 - s.signal_variance).abs() < 1e-6 * s.signal_variance);
+        assert!(mean(&many) > mean(&few) + 0.1, "{} vs {}", mean(&many), mean(&few));
+    }
+
+    #[test]
+    fn shift_convention_and_determinism() {
+        // One blob at the centre, no CTF: the raw image is −projection moved by −t, so its darkest pixel sits
+        // at centre − t; chunking does not change any image.
+        let d = 32;
+        let blob = [crate::density::GaussianBlob { center: [0.0; 3], sigma: 1.5, amplitude: 100.0 }];
+        let vol = crate::density::render_blobs(&blob, d, 1.0).unwrap();
+        let proj = [Projector::new(&vol, d, 2).unwrap()];
+        let states = States::Projectors { projectors: &proj, weights: vec![1.0] };
+        let collect = |chunk: usize| {
+            let cfg = SimConfig { max_shift_px: 5.0, chunk, seed: 3, ..SimConfig::new(5, 1.0) };
+            let mut out = (vec![], vec![]);
+            simulate::<Error>(&cfg, &states, |c| {
+                out.0.extend_from_slice(c.images);
+                out.1.extend_from_slice(c.truth);
+                Ok(())
+            })
+            .unwrap();
+            out
+        };
+        let (imgs, truth) = collect(5);
+        assert_eq!(collect(2).0, imgs);
+        for (img, t) in imgs.chunks_exact(d * d).zip(&truth) {
+            let at = img.iter().enumerate().min_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
+            let (x, y) = ((at % d) as f32 - 16.0, (at / d) as f32 - 16.0);
+            assert!(
+                (x + t.shift_px[0]).abs() <= 0.5 && (y + t.shift_px[1]).abs() <= 0.5,
+                "min at ({x}, {y}), t = {:?}",
+                t.shift_px
+            );
+        }
+    }
+
+    #[test]
+    fn mixture_weights_and_on_demand_states() {
+        let d = 16;
+        let ph = HingePhantom::new(d).unwrap();
+        let make = |k: usize| Projector::new(&ph.volume(ph.state(k, 3)?)?, d, 1);
+        let states = States::OnDemand { n: 3, make: &make };
+        let mut counts = [0usize; 3];
+        let cfg = SimConfig { chunk: 400, ..SimConfig::new(1200, 2.0) };
+        simulate::<Error>(&cfg, &states, |c| {
+            c.truth.iter().for_each(|t| counts[t.state] += 1);
+            Ok(())
+        })
+        .unwrap();
+        assert!(counts.iter().all(|&c| (330..470).contains(&c)), "{counts:?}");
+        let p: Vec<Projector> = (0..2).map(|k| make(k).unwrap()).collect();
+        let states = States::Projectors { projectors: &p, weights: vec![1.0, 3.0] };
+        let mut ones = 0;
+        simulate::<Error>(&cfg, &states, |c| {
+            ones += c.truth.iter().filter(|t| t.state == 1).count();
+            Ok(())
+        })
+        .unwrap();
+        assert!((840..960).contains(&ones), "{ones} of 1200 in state 1 (expected 900)");
+        assert!(matches!(
+            simulate::<Error>(&SimConfig { snr: Some(0.0), ..cfg.clone() }, &states, |_| Ok(())),
+            Err(Error::Param { .. })
+        ));
+        let t = ParticleTruth {
+            state: 0,
+            rot: crate::rotation::IDENTITY,
+            shift_px: [0.0; 2],
+            ctf: Some(ctf_params(&CtfDistribution::default(), 2.0, 1e4, 9e3, 30.0)),
+        };
+        assert_eq!(t.ctf_row(64).unwrap(), [64.0, 2.0, 1e4, 9e3, 30.0, 300.0, 2.7, 0.1, 0.0]);
+    }
+}
