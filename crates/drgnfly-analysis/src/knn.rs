@@ -202,7 +202,8 @@ pub fn knn_nn_descent(z: Latents<'_>, params: &NnDescentParams) -> Result<Knn> {
                     for task in &tasks {
                         for &(t, o, d) in &task[s] {
                             let r = t as usize - s * rows_per_shard;
-                            let mut heap = RowHeap::new(&mut ri[r * k..(r + 1) * k], &mut rd[r * k..(r + 1) * k]);
+                            let mut heap =
+                                RowHeap::new(&mut ri[r * k..(r + 1) * k], &mut rd[r * k..(r + 1) * k]);
                             if let Some(slot) = heap.push(o, d) {
                                 rn[r * k + slot] = true;
                                 count += 1;
@@ -224,7 +225,14 @@ pub fn knn_nn_descent(z: Latents<'_>, params: &NnDescentParams) -> Result<Knn> {
 
 /// New and old candidate lists (N×mc each, `u32::MAX` = empty), sampled by hashed priority; neighbours
 /// chosen as new candidates lose their "new" flag (they are joined this iteration).
-fn build_candidates(idx: &[u32], is_new: &mut [bool], n: usize, k: usize, mc: usize, salt: u64) -> (Vec<u32>, Vec<u32>) {
+fn build_candidates(
+    idx: &[u32],
+    is_new: &mut [bool],
+    n: usize,
+    k: usize,
+    mc: usize,
+    salt: u64,
+) -> (Vec<u32>, Vec<u32>) {
     let mut new_c = vec![u32::MAX; n * mc];
     let mut new_p = vec![u32::MAX; n * mc];
     let mut old_c = vec![u32::MAX; n * mc];
@@ -242,13 +250,15 @@ fn build_candidates(idx: &[u32], is_new: &mut [bool], n: usize, k: usize, mc: us
             cand_push(&mut c[j * mc..(j + 1) * mc], &mut p[j * mc..(j + 1) * mc], i as u32, prio);
         }
     }
-    is_new.par_chunks_mut(k).zip(idx.par_chunks(k)).zip(new_c.par_chunks(mc)).for_each(|((flags, row), cand)| {
-        for (f, j) in flags.iter_mut().zip(row) {
-            if *f && cand.contains(j) {
-                *f = false;
+    is_new.par_chunks_mut(k).zip(idx.par_chunks(k)).zip(new_c.par_chunks(mc)).for_each(
+        |((flags, row), cand)| {
+            for (f, j) in flags.iter_mut().zip(row) {
+                if *f && cand.contains(j) {
+                    *f = false;
+                }
             }
-        }
-    });
+        },
+    );
     (new_c, old_c)
 }
 
@@ -378,8 +388,16 @@ mod tests {
         let z = gaussian(1500, 4, 5);
         let l = Latents::new(&z, 4).unwrap();
         let p = NnDescentParams::new(10, 1500, 1);
-        let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(|| knn_nn_descent(l, &p).unwrap());
-        let many = rayon::ThreadPoolBuilder::new().num_threads(4).build().unwrap().install(|| knn_nn_descent(l, &p).unwrap());
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap()
+            .install(|| knn_nn_descent(l, &p).unwrap());
+        let many = rayon::ThreadPoolBuilder::new()
+            .num_threads(4)
+            .build()
+            .unwrap()
+            .install(|| knn_nn_descent(l, &p).unwrap());
         assert_eq!(one.indices, many.indices);
     }
 

@@ -72,7 +72,8 @@ fn parse_line(rest: &str) -> Option<EpochLoss> {
     if gen_loss.is_some() != kld.is_some() {
         return None;
     }
-    let seconds = rest.find("Finished in").and_then(|p| duration_seconds(rest[p + "Finished in".len()..].trim()));
+    let seconds =
+        rest.find("Finished in").and_then(|p| duration_seconds(rest[p + "Finished in".len()..].trim()));
     Some(EpochLoss { epoch, gen_loss, kld, total_loss, seconds })
 }
 
@@ -104,7 +105,9 @@ fn duration_seconds(s: &str) -> Option<f64> {
     let clock = clock.trim_end_matches('s');
     let parts: Vec<&str> = clock.split(':').collect();
     let secs = match parts.as_slice() {
-        [h, m, sec] => h.parse::<f64>().ok()? * 3600.0 + m.parse::<f64>().ok()? * 60.0 + sec.parse::<f64>().ok()?,
+        [h, m, sec] => {
+            h.parse::<f64>().ok()? * 3600.0 + m.parse::<f64>().ok()? * 60.0 + sec.parse::<f64>().ok()?
+        }
         [m, sec] => m.parse::<f64>().ok()? * 60.0 + sec.parse::<f64>().ok()?,
         [sec] => sec.parse::<f64>().ok()?,
         _ => return None,
@@ -130,14 +133,19 @@ noise line
         assert_eq!(c.skipped_lines, vec![4]);
         assert_eq!(c.epochs.iter().map(|e| e.epoch).collect::<Vec<_>>(), vec![1, 2, 5]);
         let e1 = &c.epochs[0];
-        assert_eq!((e1.gen_loss, e1.kld, e1.total_loss, e1.seconds), (Some(0.015), Some(3.25), 0.0151, Some(62.5)));
+        assert_eq!(
+            (e1.gen_loss, e1.kld, e1.total_loss, e1.seconds),
+            (Some(0.015), Some(3.25), 0.0151, Some(62.5))
+        );
         // Epoch 2 was logged twice (resumed run): the later line wins.
         let e2 = &c.epochs[1];
         assert_eq!((e2.kld, e2.total_loss, e2.seconds), (Some(f64::NEG_INFINITY), 0.01, Some(12.5)));
         let e5 = &c.epochs[2];
         assert_eq!((e5.gen_loss, e5.total_loss, e5.seconds), (None, 0.25, Some(10.0)));
         assert!(c.non_finite_epochs().is_empty());
-        let nan = parse_learning_curve("# =====> Epoch: 7 Average gen loss = nan, KLD = 1, total loss = nan; Finished in 1:00");
+        let nan = parse_learning_curve(
+            "# =====> Epoch: 7 Average gen loss = nan, KLD = 1, total loss = nan; Finished in 1:00",
+        );
         assert_eq!(nan.non_finite_epochs(), vec![7]);
         assert_eq!(nan.epochs[0].seconds, Some(60.0));
         assert_eq!(parse_learning_curve(""), LearningCurve::default());

@@ -12,7 +12,11 @@ pub fn select_clusters(labels: &[u32], clusters: &[u32]) -> Result<Vec<usize>> {
     for &c in clusters {
         if !labels.contains(&c) {
             let max = labels.iter().max().map_or("none".to_string(), |m| format!("0..={m}"));
-            return Err(Error::Param { name: "--cluster", value: c.to_string(), why: format!("no particle has this label (labels: {max})") });
+            return Err(Error::Param {
+                name: "--cluster",
+                value: c.to_string(),
+                why: format!("no particle has this label (labels: {max})"),
+            });
         }
     }
     Ok(labels.iter().enumerate().filter(|(_, l)| clusters.contains(l)).map(|(i, _)| i).collect())
@@ -22,10 +26,19 @@ pub fn select_clusters(labels: &[u32], clusters: &[u32]) -> Result<Vec<usize>> {
 /// polygon closes itself; points exactly on an edge may fall either way).
 pub fn select_in_polygon(points: &[f32], polygon: &[[f32; 2]]) -> Result<Vec<usize>> {
     if polygon.len() < 3 {
-        return Err(Error::Param { name: "polygon", value: format!("{} vertices", polygon.len()), why: "needs at least 3 vertices".into() });
+        return Err(Error::Param {
+            name: "polygon",
+            value: format!("{} vertices", polygon.len()),
+            why: "needs at least 3 vertices".into(),
+        });
     }
     check_rows(points, 2)?;
-    Ok(points.chunks_exact(2).enumerate().filter(|(_, p)| inside(p[0], p[1], polygon)).map(|(i, _)| i).collect())
+    Ok(points
+        .chunks_exact(2)
+        .enumerate()
+        .filter(|(_, p)| inside(p[0], p[1], polygon))
+        .map(|(i, _)| i)
+        .collect())
 }
 
 /// Ray casting: count crossings of a horizontal ray from (x, y) to +∞.
@@ -46,7 +59,11 @@ fn inside(x: f32, y: f32, poly: &[[f32; 2]]) -> bool {
 /// `lo ≤ p ≤ hi` in every dimension.
 pub fn select_in_box(points: &[f32], dims: usize, lo: &[f32], hi: &[f32]) -> Result<Vec<usize>> {
     if dims == 0 || lo.len() != dims || hi.len() != dims {
-        return Err(Error::Shape { what: "selection box", expected: format!("{dims} lower and {dims} upper bounds"), got: format!("{} and {}", lo.len(), hi.len()) });
+        return Err(Error::Shape {
+            what: "selection box",
+            expected: format!("{dims} lower and {dims} upper bounds"),
+            got: format!("{} and {}", lo.len(), hi.len()),
+        });
     }
     check_rows(points, dims)?;
     Ok(points
@@ -66,7 +83,11 @@ pub fn complement(selected: &[usize], n: usize) -> Result<Vec<usize>> {
         match keep.get_mut(i) {
             Some(k) => *k = false,
             None => {
-                return Err(Error::Param { name: "selection", value: i.to_string(), why: format!("index out of range for {n} particles") })
+                return Err(Error::Param {
+                    name: "selection",
+                    value: i.to_string(),
+                    why: format!("index out of range for {n} particles"),
+                })
             }
         }
     }
@@ -75,7 +96,11 @@ pub fn complement(selected: &[usize], n: usize) -> Result<Vec<usize>> {
 
 fn check_rows(points: &[f32], dims: usize) -> Result<()> {
     if points.len() % dims != 0 {
-        return Err(Error::Shape { what: "points", expected: format!("a multiple of {dims} values"), got: points.len().to_string() });
+        return Err(Error::Shape {
+            what: "points",
+            expected: format!("a multiple of {dims} values"),
+            got: points.len().to_string(),
+        });
     }
     Ok(())
 }

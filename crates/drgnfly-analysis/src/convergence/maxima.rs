@@ -70,7 +70,11 @@ pub fn density_maxima(points: &[f32], z: Latents<'_>, params: &MaximaParams) -> 
     }
     Latents::new(points, 2)?;
     if params.n_bins < 3 {
-        return Err(Error::Param { name: "--n-bins", value: params.n_bins.to_string(), why: "must be at least 3".into() });
+        return Err(Error::Param {
+            name: "--n-bins",
+            value: params.n_bins.to_string(),
+            why: "must be at least 3".into(),
+        });
     }
     if n == 0 {
         return Ok(Vec::new());
@@ -114,9 +118,18 @@ pub fn density_maxima(points: &[f32], z: Latents<'_>, params: &MaximaParams) -> 
             let med: Vec<f32> = (0..z.zdim())
                 .map(|j| median(&near.iter().map(|&i| z.row(i)[j]).collect::<Vec<_>>()).unwrap_or(0.0) as f32)
                 .collect();
-            let representative = (0..n).min_by(|&a, &b| sq_dist(z.row(a), &med).total_cmp(&sq_dist(z.row(b), &med))).unwrap_or(0);
+            let representative = (0..n)
+                .min_by(|&a, &b| sq_dist(z.row(a), &med).total_cmp(&sq_dist(z.row(b), &med)))
+                .unwrap_or(0);
             let center = [lo[0] + (bx as f32 + 0.5) * width[0], lo[1] + (by as f32 + 0.5) * width[1]];
-            DensityMaximum { bin: (bx, by), center, height, count: near.len(), representative, basin: Vec::new() }
+            DensityMaximum {
+                bin: (bx, by),
+                center,
+                height,
+                count: near.len(),
+                representative,
+                basin: Vec::new(),
+            }
         })
         .collect();
     out.sort_by(|a, b| b.count.cmp(&a.count).then(b.height.total_cmp(&a.height)));
@@ -148,7 +161,8 @@ fn axis_range(points: &[f32], nb: usize) -> ([f32; 2], [f32; 2]) {
         }
     }
     // Nudge the upper edge so the maximum falls in the last bin.
-    let w = |a: usize| if hi[a] > lo[a] { (hi[a] - lo[a]) * (1.0 + 1e-6) / nb as f32 } else { 1.0 / nb as f32 };
+    let w =
+        |a: usize| if hi[a] > lo[a] { (hi[a] - lo[a]) * (1.0 + 1e-6) / nb as f32 } else { 1.0 / nb as f32 };
     ([lo[0], lo[1]], [w(0), w(1)])
 }
 
@@ -185,7 +199,11 @@ fn gaussian_smooth(img: &[f64], nb: usize, sigma: f64) -> Vec<f64> {
                     .enumerate()
                     .map(|(t, w)| {
                         let o = t as isize - r;
-                        let (sx, sy) = if horizontal { (reflect(x as isize + o), y) } else { (x, reflect(y as isize + o)) };
+                        let (sx, sy) = if horizontal {
+                            (reflect(x as isize + o), y)
+                        } else {
+                            (x, reflect(y as isize + o))
+                        };
                         w * src[sy * nb + sx]
                     })
                     .sum::<f64>()
@@ -213,7 +231,8 @@ pub struct MaximaMatch {
 /// Pair the maxima of two epochs by basin overlap (Hungarian on 1 − Jaccard).
 pub fn match_maxima(epoch: usize, previous: &[DensityMaximum], current: &[DensityMaximum]) -> MaximaMatch {
     let (np, nc) = (previous.len(), current.len());
-    let jac: Vec<f64> = previous.iter().flat_map(|p| current.iter().map(move |c| jaccard(&p.basin, &c.basin))).collect();
+    let jac: Vec<f64> =
+        previous.iter().flat_map(|p| current.iter().map(move |c| jaccard(&p.basin, &c.basin))).collect();
     let pairs: Vec<(usize, usize, f64)> = if np == 0 || nc == 0 {
         Vec::new()
     } else if np <= nc {
@@ -277,7 +296,10 @@ mod tests {
         let expect = [(0.0, 0.0), (10.0, 0.0), (0.0, 10.0)];
         for (mx, (ex, ey)) in m.iter().zip(expect) {
             let r = l.row(mx.representative);
-            assert!((r[0] - ex).abs() < 0.7 && (r[1] - ey).abs() < 0.7, "representative {r:?} vs ({ex}, {ey})");
+            assert!(
+                (r[0] - ex).abs() < 0.7 && (r[1] - ey).abs() < 0.7,
+                "representative {r:?} vs ({ex}, {ey})"
+            );
         }
         assert!(m[0].count > m[1].count && m[1].count > m[2].count);
         // Basins hold their own blob: the first basin is within the first 600 particles.

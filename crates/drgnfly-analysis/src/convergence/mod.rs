@@ -138,7 +138,8 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
         let nd = Normal::new(0.0f32, 1.0).unwrap();
         let centres = [[0.0f32, 0.0, 0.0], [8.0, 0.0, 0.0], [0.0, 8.0, 0.0]];
-        let fin: Vec<f32> = (0..600).flat_map(|i| centres[i % 3].map(|c| c + 0.6 * nd.sample(&mut rng))).collect();
+        let fin: Vec<f32> =
+            (0..600).flat_map(|i| centres[i % 3].map(|c| c + 0.6 * nd.sample(&mut rng))).collect();
         let offset: Vec<f32> = (0..600 * 3).map(|_| 3.0 * nd.sample(&mut rng)).collect();
         (1..=20)
             .map(|e| {
@@ -165,7 +166,10 @@ mod tests {
             prev_maxima = Some(maxima);
         }
         let spread = latent_spread(Latents::new(&zs[upto - 1], 3).unwrap());
-        verdict(&ConvergenceEvidence { shifts: &shifts, spread, maxima: &matches, volumes: &[] }, &VerdictRule::default())
+        verdict(
+            &ConvergenceEvidence { shifts: &shifts, spread, maxima: &matches, volumes: &[] },
+            &VerdictRule::default(),
+        )
     }
 
     #[test]
@@ -183,17 +187,40 @@ mod tests {
     #[test]
     fn poor_volume_agreement_blocks_the_verdict() {
         let shifts: Vec<LatentShift> = (2..6)
-            .map(|e| LatentShift { epoch: e, previous_epoch: e - 1, median_magnitude: 0.01, median_cosine: Some(0.0), median_dot: Some(0.0) })
+            .map(|e| LatentShift {
+                epoch: e,
+                previous_epoch: e - 1,
+                median_magnitude: 0.01,
+                median_cosine: Some(0.0),
+                median_dot: Some(0.0),
+            })
             .collect();
-        let vol = |cc| VolumeConsistency { epoch: 5, previous_epoch: 4, maximum: 0, cc_masked: cc, fsc_freq: vec![], fsc: vec![] };
+        let vol = |cc| VolumeConsistency {
+            epoch: 5,
+            previous_epoch: 4,
+            maximum: 0,
+            cc_masked: cc,
+            fsc_freq: vec![],
+            fsc: vec![],
+        };
         let rule = VerdictRule::default();
-        let (ok, why) = verdict(&ConvergenceEvidence { shifts: &shifts, spread: 1.0, maxima: &[], volumes: &[vol(0.8)] }, &rule);
+        let (ok, why) = verdict(
+            &ConvergenceEvidence { shifts: &shifts, spread: 1.0, maxima: &[], volumes: &[vol(0.8)] },
+            &rule,
+        );
         assert!(!ok && why.contains("CC"), "{why}");
-        let (ok, _) = verdict(&ConvergenceEvidence { shifts: &shifts, spread: 1.0, maxima: &[], volumes: &[vol(0.99)] }, &rule);
+        let (ok, _) = verdict(
+            &ConvergenceEvidence { shifts: &shifts, spread: 1.0, maxima: &[], volumes: &[vol(0.99)] },
+            &rule,
+        );
         assert!(ok);
         // Consistent drift (cosine 0.9) is not settled even when small.
-        let drifting: Vec<LatentShift> = shifts.iter().map(|s| LatentShift { median_cosine: Some(0.9), ..s.clone() }).collect();
-        let (ok, why) = verdict(&ConvergenceEvidence { shifts: &drifting, spread: 1.0, maxima: &[], volumes: &[] }, &rule);
+        let drifting: Vec<LatentShift> =
+            shifts.iter().map(|s| LatentShift { median_cosine: Some(0.9), ..s.clone() }).collect();
+        let (ok, why) = verdict(
+            &ConvergenceEvidence { shifts: &drifting, spread: 1.0, maxima: &[], volumes: &[] },
+            &rule,
+        );
         assert!(!ok && why.contains("drift"), "{why}");
     }
 }

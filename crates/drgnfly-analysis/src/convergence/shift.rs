@@ -50,7 +50,8 @@ impl LatentShiftTracker {
             });
         }
         let step: Vec<f32> = z.as_slice().iter().zip(&prev).map(|(a, b)| a - b).collect();
-        let mags: Vec<f32> = step.chunks_exact(zdim).map(|d| d.iter().map(|x| x * x).sum::<f32>().sqrt()).collect();
+        let mags: Vec<f32> =
+            step.chunks_exact(zdim).map(|d| d.iter().map(|x| x * x).sum::<f32>().sqrt()).collect();
         let (median_cosine, median_dot) = match &self.previous_step {
             None => (None, None),
             Some(last) => {

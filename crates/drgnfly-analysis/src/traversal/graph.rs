@@ -46,7 +46,7 @@ pub struct LatentGraph {
 impl LatentGraph {
     /// Build the pruned neighbour graph of the latents (see the module doc).
     pub fn build(z: Latents<'_>, params: &GraphTraversalParams) -> Result<Self> {
-        if !(params.avg_neighbors > 0.0) {
+        if params.avg_neighbors.is_nan() || params.avg_neighbors <= 0.0 {
             return Err(Error::Param {
                 name: "--avg-neighbors",
                 value: params.avg_neighbors.to_string(),
@@ -74,7 +74,11 @@ impl LatentGraph {
         let edges: Vec<(usize, usize, f32)> = (0..z.len())
             .flat_map(|i| {
                 let (nb, d) = knn.neighbors(i);
-                nb.iter().zip(d).filter(|(_, &dd)| dd <= threshold).map(move |(&j, &dd)| (i, j as usize, dd)).collect::<Vec<_>>()
+                nb.iter()
+                    .zip(d)
+                    .filter(|(_, &dd)| dd <= threshold)
+                    .map(move |(&j, &dd)| (i, j as usize, dd))
+                    .collect::<Vec<_>>()
             })
             .collect();
         Ok(Self::from_edges(z.len(), &edges))
@@ -102,7 +106,11 @@ impl LatentGraph {
         for i in 0..n {
             indptr[i + 1] += indptr[i];
         }
-        Self { indptr, indices: both.iter().map(|e| e.1).collect(), weights: both.iter().map(|e| e.2).collect() }
+        Self {
+            indptr,
+            indices: both.iter().map(|e| e.1).collect(),
+            weights: both.iter().map(|e| e.2).collect(),
+        }
     }
 
     /// Number of nodes.
@@ -182,7 +190,11 @@ pub struct GraphPath {
 ///
 /// Errors: fewer than 2 anchors or an anchor out of range ([`Error::Param`]); a disconnected pair
 /// ([`Error::NoPath`], which says to raise `--avg-neighbors`/`--max-neighbors`).
-pub fn graph_traversal(z: Latents<'_>, anchors: &[usize], params: &GraphTraversalParams) -> Result<GraphPath> {
+pub fn graph_traversal(
+    z: Latents<'_>,
+    anchors: &[usize],
+    params: &GraphTraversalParams,
+) -> Result<GraphPath> {
     if anchors.len() < 2 {
         return Err(Error::Param {
             name: "--anchors",
@@ -212,7 +224,8 @@ mod tests {
     #[test]
     fn dijkstra_on_a_hand_built_graph() {
         // 0–1 (1), 1–2 (1), 0–2 (3), 2–3 (1), 1–3 (5), 4 isolated. Shortest 0→3 is 0-1-2-3 (3).
-        let g = LatentGraph::from_edges(5, &[(0, 1, 1.0), (1, 2, 1.0), (0, 2, 3.0), (2, 3, 1.0), (1, 3, 5.0)]);
+        let g =
+            LatentGraph::from_edges(5, &[(0, 1, 1.0), (1, 2, 1.0), (0, 2, 3.0), (2, 3, 1.0), (1, 3, 5.0)]);
         assert_eq!(g.n_edges(), 5);
         let (path, len) = g.shortest_path(0, 3).unwrap();
         assert_eq!(path, vec![0, 1, 2, 3]);

@@ -11,6 +11,6 @@ mod pc;
 mod ztext;
 
 pub use direct::direct_traversal;
-pub use graph::{graph_traversal, GraphPath, GraphTraversalParams, LatentGraph};
+pub use graph::{graph_traversal, GraphPath, GraphTraversalParams, LatentGraph, EXACT_KNN_MAX};
 pub use pc::{pc_traversal, PcSpacing, PcTraversal};
 pub use ztext::{format_z_text, parse_z_text};

@@ -33,7 +33,13 @@ pub struct PcTraversal {
 ///
 /// Percentiles use numpy's linear interpolation. Errors: `pc` outside 1..=zdim, `n == 0`, latents whose
 /// zdim differs from the PCA's.
-pub fn pc_traversal(pca: &Pca, z: Latents<'_>, pc: usize, n: usize, spacing: PcSpacing) -> Result<PcTraversal> {
+pub fn pc_traversal(
+    pca: &Pca,
+    z: Latents<'_>,
+    pc: usize,
+    n: usize,
+    spacing: PcSpacing,
+) -> Result<PcTraversal> {
     if pc == 0 || pc > pca.zdim {
         return Err(Error::Param {
             name: "--pc",
@@ -90,7 +96,10 @@ mod tests {
         assert_eq!(lim.coords, vec![-1.0, 0.0, 1.0]);
         // Other PCs at 0: the middle point is the mean.
         assert!((lim.z[2] - 50.0).abs() < 1e-3 && (lim.z[3] - 100.0).abs() < 1e-3);
-        assert!(matches!(pc_traversal(&pca, l, 3, 10, PcSpacing::PercentileSpaced), Err(Error::Param { .. })));
+        assert!(matches!(
+            pc_traversal(&pca, l, 3, 10, PcSpacing::PercentileSpaced),
+            Err(Error::Param { .. })
+        ));
     }
 
     #[test]

@@ -48,10 +48,16 @@ pub fn parse_z_text(text: &str) -> Result<(Vec<f32>, usize)> {
         for field in line.split_whitespace() {
             let v: f32 = field.parse().map_err(|_| Error::Parse {
                 line: ln + 1,
-                problem: format!("`{field}` is not a number; expected {} numbers per line", zdim.unwrap_or(count + 1)),
+                problem: format!(
+                    "`{field}` is not a number; expected {} numbers per line",
+                    zdim.unwrap_or(count + 1)
+                ),
             })?;
             if !v.is_finite() {
-                return Err(Error::Parse { line: ln + 1, problem: format!("`{field}` is not a finite z value") });
+                return Err(Error::Parse {
+                    line: ln + 1,
+                    problem: format!("`{field}` is not a finite z value"),
+                });
             }
             values.push(v);
             count += 1;
@@ -61,7 +67,9 @@ pub fn parse_z_text(text: &str) -> Result<(Vec<f32>, usize)> {
             Some(d) if d != count => {
                 return Err(Error::Parse {
                     line: ln + 1,
-                    problem: format!("{count} values, but the first row has {d}; every row must hold zdim values"),
+                    problem: format!(
+                        "{count} values, but the first row has {d}; every row must hold zdim values"
+                    ),
                 })
             }
             Some(_) => {}

@@ -105,7 +105,11 @@ mod tests {
     #[test]
     fn sigma_solves_the_log2_k_equation_and_union_is_symmetric() {
         // 4 points on a line, k = 2 others; n_neighbors = 3 → target log₂ 3.
-        let knn = Knn { k: 2, indices: vec![1, 2, 0, 2, 1, 3, 2, 1], dists: vec![1.0, 3.0, 1.0, 2.0, 2.0, 3.0, 3.0, 5.0] };
+        let knn = Knn {
+            k: 2,
+            indices: vec![1, 2, 0, 2, 1, 3, 2, 1],
+            dists: vec![1.0, 3.0, 1.0, 2.0, 2.0, 3.0, 3.0, 5.0],
+        };
         let (rho, sigma) = smooth_knn_dist(&knn, 3);
         assert_eq!(rho, vec![1.0, 1.0, 2.0, 3.0]);
         for i in 0..4 {

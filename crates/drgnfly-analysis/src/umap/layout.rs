@@ -49,7 +49,8 @@ pub(crate) fn optimize(graph: &Graph, y: &mut Vec<f32>, p: &LayoutParams) {
     }
     let cutoff = wmax / p.n_epochs as f32;
     // epochs_per_sample = w_max / w; ∞ for dropped edges (never sampled).
-    let eps: Vec<f32> = graph.weights.iter().map(|&w| if w >= cutoff { wmax / w } else { f32::INFINITY }).collect();
+    let eps: Vec<f32> =
+        graph.weights.iter().map(|&w| if w >= cutoff { wmax / w } else { f32::INFINITY }).collect();
     let neg_rate = p.negative_sample_rate as f32;
     let mut next = eps.clone();
     let mut next_neg: Vec<f32> = eps.iter().map(|e| e / neg_rate).collect();
@@ -73,12 +74,13 @@ pub(crate) fn optimize(graph: &Graph, y: &mut Vec<f32>, p: &LayoutParams) {
                 for i in r0..r1 {
                     let (yi0, yi1) = (old[2 * i], old[2 * i + 1]);
                     let (mut m0, mut m1) = (0.0f32, 0.0f32);
-                    for e in graph.indptr[i]..graph.indptr[i + 1] {
+                    let row = graph.indptr[i]..graph.indptr[i + 1];
+                    for ((e, &j), &eps_e) in row.clone().zip(&graph.indices[row.clone()]).zip(&eps[row]) {
                         let le = e - e0;
                         if nx[le] > ep {
                             continue;
                         }
-                        let j = graph.indices[e] as usize;
+                        let j = j as usize;
                         let (d0, d1) = (yi0 - old[2 * j], yi1 - old[2 * j + 1]);
                         let d2 = d0 * d0 + d1 * d1;
                         if d2 > 0.0 {
@@ -88,8 +90,8 @@ pub(crate) fn optimize(graph: &Graph, y: &mut Vec<f32>, p: &LayoutParams) {
                             m0 += 2.0 * clip(gc * d0) * alpha;
                             m1 += 2.0 * clip(gc * d1) * alpha;
                         }
-                        nx[le] += eps[e];
-                        let epsn = eps[e] / neg_rate;
+                        nx[le] += eps_e;
+                        let epsn = eps_e / neg_rate;
                         let n_neg = ((ep - nn[le]) / epsn).max(0.0) as usize;
                         for s in 0..n_neg {
                             let h = hash64(epoch_salt ^ ((e as u64) << 16 | s as u64));

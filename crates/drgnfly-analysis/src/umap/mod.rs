@@ -88,7 +88,12 @@ pub fn umap(z: Latents<'_>, params: &UmapParams) -> Result<Vec<f32>> {
     }
     let n = z.len();
     if n < 3 {
-        return Err(Error::TooFew { what: "UMAP".into(), needed: 3, got: n, hint: "Skip UMAP (--skip-umap)" });
+        return Err(Error::TooFew {
+            what: "UMAP".into(),
+            needed: 3,
+            got: n,
+            hint: "Skip UMAP (--skip-umap)",
+        });
     }
     let k = (params.n_neighbors - 1).min(n - 1);
     let knn = knn_nn_descent(z, &NnDescentParams::new(k, n, params.seed))?;
@@ -114,7 +119,11 @@ fn pca_init(z: Latents<'_>, seed: u64) -> Result<Vec<f32>> {
     let pca = Pca::fit(z)?;
     let mut y = pca.transform(z, 2)?;
     for axis in 0..2 {
-        let (lo, hi) = y.iter().skip(axis).step_by(2).fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+        let (lo, hi) = y
+            .iter()
+            .skip(axis)
+            .step_by(2)
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
         let scale = if hi > lo { 10.0 / (hi - lo) } else { 0.0 };
         y.iter_mut().skip(axis).step_by(2).for_each(|v| *v = (*v - lo) * scale);
     }
@@ -157,8 +166,11 @@ mod tests {
         let l = Latents::new(&z, 8).unwrap();
         let y = umap(l, &UmapParams::default()).unwrap();
         assert!(y.iter().all(|v| v.is_finite()));
-        let km = kmeans(Latents::new(&y, 2).unwrap(), &KMeansParams { k: 3, max_iter: 100, n_init: 4, ..Default::default() })
-            .unwrap();
+        let km = kmeans(
+            Latents::new(&y, 2).unwrap(),
+            &KMeansParams { k: 3, max_iter: 100, n_init: 4, ..Default::default() },
+        )
+        .unwrap();
         let acc = best_match_accuracy(&km.labels, &truth).unwrap().accuracy;
         assert!(acc >= 0.99, "k-means on the embedding recovers {acc} of the labels");
     }
@@ -168,8 +180,10 @@ mod tests {
         let (z, _) = three_clusters(150);
         let l = Latents::new(&z, 8).unwrap();
         let p = UmapParams { n_epochs: Some(50), ..Default::default() };
-        let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(|| umap(l, &p).unwrap());
-        let many = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap().install(|| umap(l, &p).unwrap());
+        let one =
+            rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(|| umap(l, &p).unwrap());
+        let many =
+            rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap().install(|| umap(l, &p).unwrap());
         assert_eq!(one, many);
     }
 
@@ -177,12 +191,19 @@ mod tests {
     fn degenerate_inputs() {
         // All points equal: finite output, no panic.
         let z = vec![0.25f32; 3 * 50];
-        let y = umap(Latents::new(&z, 3).unwrap(), &UmapParams { n_epochs: Some(20), ..Default::default() }).unwrap();
+        let y = umap(Latents::new(&z, 3).unwrap(), &UmapParams { n_epochs: Some(20), ..Default::default() })
+            .unwrap();
         assert!(y.iter().all(|v| v.is_finite()));
         // Fewer points than neighbours.
         let z: Vec<f32> = (0..12).map(|i| i as f32).collect();
         assert_eq!(umap(Latents::new(&z, 3).unwrap(), &UmapParams::default()).unwrap().len(), 8);
-        assert!(matches!(umap(Latents::new(&z, 1).unwrap(), &UmapParams::default()), Err(Error::Param { .. })));
-        assert!(matches!(umap(Latents::new(&z[..6], 3).unwrap(), &UmapParams::default()), Err(Error::TooFew { .. })));
+        assert!(matches!(
+            umap(Latents::new(&z, 1).unwrap(), &UmapParams::default()),
+            Err(Error::Param { .. })
+        ));
+        assert!(matches!(
+            umap(Latents::new(&z[..6], 3).unwrap(), &UmapParams::default()),
+            Err(Error::TooFew { .. })
+        ));
     }
 }

@@ -33,9 +33,12 @@ pub fn rotation_from_axis_angle(v: [f64; 3]) -> Mat3 {
 pub fn axis_angle_from_rotation(r: &Mat3) -> [f64; 3] {
     let tr = r[0][0] + r[1][1] + r[2][2];
     let cos_t = ((tr - 1.0) / 2.0).clamp(-1.0, 1.0);
-    let theta = cos_t.acos();
     // vee(R − Rᵀ) = 2 sin θ · n
     let anti = [r[2][1] - r[1][2], r[0][2] - r[2][0], r[1][0] - r[0][1]];
+    // atan2 rather than acos: acos is ill-conditioned near 0 and π, where a float32 matrix (orthogonal to
+    // ~1e-7) would give the angle ~4e-5 rad wrong (seen on a 179.99° pose of cryoDRGN's toy_rot_trans.pkl).
+    let sin_t = 0.5 * (anti[0] * anti[0] + anti[1] * anti[1] + anti[2] * anti[2]).sqrt();
+    let theta = sin_t.atan2(cos_t);
     if theta < std::f64::consts::FRAC_PI_2 {
         // θ/(2 sin θ) → 1/2 as θ → 0.
         let f = if theta < 1e-8 { 0.5 } else { theta / (2.0 * theta.sin()) };

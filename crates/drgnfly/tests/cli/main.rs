@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod filters;
+mod help;
 mod parse_golden;
 mod round_trips;
 mod util;

@@ -142,3 +142,38 @@ fn write_cs_then_parse_gives_back_poses_and_ctf() {
     // Angles go through float32 radians.
     assert_ctf_close(&pickle::load_ctf(dir.path().join("c.pkl")).unwrap(), &want, 1e-5);
 }
+
+/// A .txt list in another directory: its entries are relative to the list, and the .star names them
+/// so that they resolve from where the command ran (and from the .star's directory).
+#[test]
+fn write_star_from_a_stack_list_in_a_subdirectory() {
+    use drgnfly_io::mrc::{MrcDtype, MrcStackWriter};
+    use drgnfly_io::source::{ParticleSource, SourceOptions};
+
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let image = |k: usize| -> Vec<f32> { (0..16).map(|i| (100 * k + i) as f32).collect() };
+    for (name, ks) in [("a.mrcs", 0..3), ("b.mrcs", 3..5)] {
+        let mut w = MrcStackWriter::create(sub.join(name), 4, 4, 2.0, MrcDtype::F32).unwrap();
+        for k in ks {
+            w.push(&image(k)).unwrap();
+        }
+        w.finish().unwrap();
+    }
+    std::fs::write(sub.join("list.txt"), "a.mrcs\nb.mrcs\n").unwrap();
+    pickle::write_ctf(dir.path().join("ctf.pkl"), &varied_ctf(5, 4.0)).unwrap();
+    write_ind(&dir.path().join("ind.pkl"), &[4, 0]);
+    drgnfly(
+        dir.path(),
+        &["write-star", "sub/list.txt", "--ctf", "ctf.pkl", "--ind", "ind.pkl", "-o", "out.star"],
+    )
+    .ok();
+
+    let star = RelionParticles::open(dir.path().join("out.star")).unwrap();
+    let names: Vec<&str> = (0..2).map(|p| star.value(p, "_rlnImageName").unwrap()).collect();
+    assert_eq!(names, ["000002@sub/b.mrcs", "000001@sub/a.mrcs"]);
+    assert_eq!(star.optics().unwrap().len(), 1, "rows 4 and 0 share one optics group (even rows)");
+    let src = ParticleSource::open(dir.path().join("out.star"), &SourceOptions::default()).unwrap();
+    assert_eq!((src.read(0).unwrap(), src.read(1).unwrap()), (image(4), image(0)));
+}
