@@ -78,17 +78,19 @@ pub fn kmeans(z: Latents<'_>, params: &KMeansParams) -> Result<KMeans> {
     }
     let d = z.zdim();
     let mean_var = mean_variance(z);
-    let mut best: Option<(Vec<f64>, Vec<u32>, f64, usize)> = None;
-    for run in 0..params.n_init {
+    let run = |r: usize| {
         let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
-        rng.set_stream(run as u64);
+        rng.set_stream(r as u64);
         let init = kmeanspp(z, params.k, &mut rng);
-        let (centers, labels, inertia, n_iter) = lloyd(z, init, params.max_iter, params.tol * mean_var);
-        if best.as_ref().is_none_or(|b| inertia < b.2) {
-            best = Some((centers, labels, inertia, n_iter));
+        lloyd(z, init, params.max_iter, params.tol * mean_var)
+    };
+    let (mut centers, mut labels, mut inertia, mut n_iter) = run(0);
+    for r in 1..params.n_init {
+        let candidate = run(r);
+        if candidate.2 < inertia {
+            (centers, labels, inertia, n_iter) = candidate;
         }
     }
-    let Some((centers, labels, inertia, n_iter)) = best else { unreachable!("n_init ≥ 1 was checked") };
     let center_indices: Vec<usize> = centers.chunks_exact(d).map(|c| nearest_particle(z, c)).collect();
     let snapped = center_indices.iter().flat_map(|&i| z.row(i).iter().copied()).collect();
     Ok(KMeans { zdim: d, labels, centers: snapped, center_indices, inertia, n_iter })

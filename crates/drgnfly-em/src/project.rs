@@ -176,6 +176,7 @@ mod tests {
     use crate::rotation::random::random_rotations;
     use crate::rotation::relion::matrix_from_euler;
     use crate::rotation::transpose;
+    use crate::testdata::read_npz;
 
     pub(crate) fn ncc(a: &[f32], b: &[f32]) -> f64 {
         let n = a.len() as f64;
@@ -261,22 +262,12 @@ mod tests {
         assert!(matches!(proj.project(&rots, &mut imgs[1..]), Err(Error::Shape { .. })));
     }
 
-    /// Reads the arrays of an `.npz` (zip of `.npy`) through the io crate's npy reader.
-    fn npz(path: &std::path::Path, name: &str) -> (Vec<usize>, Vec<f64>) {
-        use std::io::Read;
-        let mut z = zip::ZipArchive::new(std::fs::File::open(path).unwrap()).unwrap();
-        let mut bytes = vec![];
-        z.by_name(&format!("{name}.npy")).unwrap().read_to_end(&mut bytes).unwrap();
-        let a = drgnfly_io::npy::NpyArray::from_bytes(name, bytes).unwrap();
-        (a.shape().to_vec(), a.to_f64_vec().unwrap())
-    }
-
     #[test]
     fn cistem_reference_projections() {
         let p = drgnfly_io::fixture_or_skip!("cryojax/cistem_projection.npz");
-        let (vshape, vol) = npz(&p, "volume");
-        let (_, angles) = npz(&p, "angles");
-        let (pshape, projs) = npz(&p, "projections");
+        let (vol, angles, projs) =
+            (read_npz(&p, "volume"), read_npz(&p, "angles").data, read_npz(&p, "projections"));
+        let (vshape, pshape, vol, projs) = (vol.shape, projs.shape, vol.data, projs.data);
         let d = vshape[0];
         assert_eq!((vshape.len(), pshape[0], pshape[1]), (3, 12, d));
         let vol: Vec<f32> = vol.iter().map(|&v| v as f32).collect();
