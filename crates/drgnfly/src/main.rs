@@ -5,6 +5,7 @@
 
 mod cmd;
 mod progress;
+mod volumes;
 
 use std::process::ExitCode;
 
