@@ -201,7 +201,7 @@ mod tests {
         let frozen = Var::new(&[2.0f32], &dev)?;
         let mut adam = Adam::new(vec![("x".into(), x.clone()), ("frozen".into(), frozen.clone())], cfg)?;
         // loss = Σ x³ → g = 3x², recomputed each step from the current x.
-        let mut history = vec![vec![], vec![]];
+        let mut history: [Vec<f64>; 2] = [vec![], vec![]];
         let mut want = [1.5f64, -0.5];
         for _ in 0..3 {
             let cur = x.as_tensor().to_vec1::<f32>()?;

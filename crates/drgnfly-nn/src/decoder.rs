@@ -138,9 +138,9 @@ impl CoordinateNet {
         }
         if n > 0 && b > 0 {
             let max = coords.abs()?.max_all()?.to_scalar::<f32>()?;
-            if !(max <= 0.5 + EXTENT_TOLERANCE) {
+            if !within(max, 0.5 + EXTENT_TOLERANCE) {
                 let flat = coords.flatten_all()?.to_vec1::<f32>()?;
-                let index = flat.iter().position(|v| !(v.abs() <= 0.5 + EXTENT_TOLERANCE)).unwrap_or(0);
+                let index = flat.iter().position(|v| !within(v.abs(), 0.5 + EXTENT_TOLERANCE)).unwrap_or(0);
                 let value = flat.get(index).copied().unwrap_or(max);
                 return Err(Error::CoordinateOutOfRange { index, value, extent: 0.5 });
             }
@@ -237,6 +237,11 @@ impl FourierDecoder {
     }
 }
 
+/// `value ≤ limit`, false for NaN (so NaN coordinates are rejected too).
+fn within(value: f32, limit: f32) -> bool {
+    value <= limit
+}
+
 /// Verify point N−1−i = −point i for i < half (within rounding), as [`FourierDecoder::forward`] needs.
 fn check_centrosymmetric(coords: &Tensor, half: usize, reverse: &Tensor) -> Result<()> {
     if half == 0 {
@@ -247,11 +252,11 @@ fn check_centrosymmetric(coords: &Tensor, half: usize, reverse: &Tensor) -> Resu
     let tail = coords.narrow(1, n - half, half)?.contiguous()?.index_select(reverse, 1)?;
     let dev = (head + tail)?.abs()?.max(2)?; // (B, half)
     let worst = dev.max_all()?.to_scalar::<f32>()?;
-    if worst <= EXTENT_TOLERANCE {
+    if within(worst, EXTENT_TOLERANCE) {
         return Ok(());
     }
     let flat = dev.flatten_all()?.to_vec1::<f32>()?;
-    let at = flat.iter().position(|&d| !(d <= EXTENT_TOLERANCE)).unwrap_or(0);
+    let at = flat.iter().position(|&d| !within(d, EXTENT_TOLERANCE)).unwrap_or(0);
     let index = at % half;
     Err(Error::NotCentrosymmetric { index, mirror: n - 1 - index, deviation: worst })
 }

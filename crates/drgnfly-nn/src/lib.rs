@@ -38,6 +38,7 @@ pub mod loss;
 pub mod mlp;
 pub mod params;
 pub mod pe;
+pub mod train;
 pub mod vae;
 
 pub use adam::{Adam, AdamConfig};

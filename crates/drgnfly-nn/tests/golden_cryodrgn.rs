@@ -15,6 +15,9 @@
 //! Tolerance: 1e-5 relative to the largest magnitude of each compared set (f32 arithmetic in a different
 //! summation order).
 
+// The constants are pasted verbatim as Python printed them (10 significant digits).
+#![allow(clippy::excessive_precision)]
+
 use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};

@@ -5,6 +5,7 @@
 
 mod cmd;
 mod progress;
+mod run_config;
 mod volumes;
 
 use std::process::ExitCode;
@@ -86,6 +87,42 @@ enum Command {
     /// Concatenate the arrays of several .pkl files along the first axis.
     #[command(alias = "concat_pkls")]
     ConcatPkls(cmd::concat_pkls::Args),
+    /// Train a heterogeneous VAE on particles with known poses.
+    #[command(alias = "train_vae")]
+    TrainVae(Box<cmd::train_vae::Args>),
+    /// Train a homogeneous decoder on particles with known poses.
+    #[command(alias = "train_nn")]
+    TrainNn(Box<cmd::train_nn::Args>),
+    /// Generate volumes from a trained model at given latents.
+    #[command(alias = "eval_vol")]
+    EvalVol(cmd::eval_vol::Args),
+    /// Encode particles with a trained VAE and report its losses.
+    #[command(alias = "eval_images")]
+    EvalImages(cmd::eval_images::Args),
+    /// PCA, UMAP, k-means, volumes and an HTML report for one epoch of a training run.
+    #[command(alias = "analyze")]
+    Analyze(cmd::analyze::Args),
+    /// z values along principal components of the latents (for eval-vol --zfile).
+    #[command(alias = "pc_traversal")]
+    PcTraversal(cmd::pc_traversal::Args),
+    /// Shortest path through the data between anchor particles (for eval-vol --zfile).
+    #[command(alias = "graph_traversal")]
+    GraphTraversal(cmd::graph_traversal::Args),
+    /// Straight lines in latent space between anchor particles (for eval-vol --zfile).
+    #[command(alias = "direct_traversal")]
+    DirectTraversal(cmd::direct_traversal::Args),
+    /// Has training converged? Latent shifts, density maxima and volumes across epochs.
+    #[command(alias = "analyze_convergence")]
+    AnalyzeConvergence(cmd::analyze_convergence::Args),
+    /// Particle indices of chosen k-means clusters.
+    #[command(alias = "select_clusters")]
+    SelectClusters(cmd::select_clusters::Args),
+    /// Select particles by cluster, PC box or UMAP polygon; export .pkl, .star, .cs (cryoDRGN filter).
+    #[command(alias = "select_particles", alias = "filter")]
+    SelectParticles(cmd::select_particles::Args),
+    /// Latent quality against simulation ground truth (accuracy, Spearman, entanglement).
+    #[command(alias = "eval_simulation")]
+    EvalSimulation(cmd::eval_simulation::Args),
 }
 
 fn main() -> ExitCode {
@@ -129,6 +166,18 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::FilterPkl(a) => cmd::filter_pkl::run(a),
         Command::SelectRandom(a) => cmd::select_random::run(a),
         Command::ConcatPkls(a) => cmd::concat_pkls::run(a),
+        Command::TrainVae(a) => cmd::train_vae::run(*a),
+        Command::TrainNn(a) => cmd::train_nn::run(*a),
+        Command::EvalVol(a) => cmd::eval_vol::run(a),
+        Command::EvalImages(a) => cmd::eval_images::run(a),
+        Command::Analyze(a) => cmd::analyze::run(a),
+        Command::PcTraversal(a) => cmd::pc_traversal::run(a),
+        Command::GraphTraversal(a) => cmd::graph_traversal::run(a),
+        Command::DirectTraversal(a) => cmd::direct_traversal::run(a),
+        Command::AnalyzeConvergence(a) => cmd::analyze_convergence::run(a),
+        Command::SelectClusters(a) => cmd::select_clusters::run(a),
+        Command::SelectParticles(a) => cmd::select_particles::run(a),
+        Command::EvalSimulation(a) => cmd::eval_simulation::run(a),
     }
 }
 

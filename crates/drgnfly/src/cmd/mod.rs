@@ -1,19 +1,33 @@
 //! One module per subcommand. Each has `Args` (parsing and validation only) and `run(args)`.
 
 pub mod add_psize;
+pub mod analysis_common;
+pub mod analyze;
+pub mod analyze_convergence;
 pub mod concat_pkls;
+pub mod direct_traversal;
+pub mod eval_images;
+pub mod eval_simulation;
+pub mod eval_vol;
 pub mod export;
 pub mod filter_cs;
 pub mod filter_mrcs;
 pub mod filter_pkl;
 pub mod filter_star;
+pub mod graph_traversal;
 pub mod parse_ctf_csparc;
 pub mod parse_ctf_star;
 pub mod parse_pose_csparc;
 pub mod parse_pose_star;
 pub mod parse_star;
+pub mod pc_traversal;
 pub mod pkl_rows;
+pub mod select_clusters;
+pub mod select_particles;
 pub mod select_random;
+pub mod train_common;
+pub mod train_nn;
+pub mod train_vae;
 pub mod view_header;
 pub mod write_cs;
 pub mod write_star;

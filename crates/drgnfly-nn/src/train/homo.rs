@@ -1,0 +1,116 @@
+//! The homogeneous trainer (cryoDRGN `train_nn`): a coordinate decoder without latent, fitted by the MSE
+//! between the CTF-weighted slice and the translated image on the loss mask.
+//!
+//! Parameter names have no prefix (`rand_freqs`, `decoder.main.*`), as cryoDRGN's `train_nn` model.
+
+use std::path::Path;
+
+use candle_core::Device;
+
+use super::batch::PreparedBatch;
+use super::error::TrainResult;
+use crate::adam::{Adam, AdamConfig};
+use crate::checkpoint::{load_checkpoint, save_checkpoint};
+use crate::decoder::{Decoder, DecoderConfig};
+use crate::error::Error;
+use crate::params::ParamStore;
+
+/// Decoder, parameters and optimizer of a `train_nn` run.
+pub struct HomoTrainer {
+    store: ParamStore,
+    decoder: Decoder,
+    adam: Adam,
+}
+
+impl HomoTrainer {
+    /// A fresh decoder (`decoder.zdim` must be 0) initialised from `seed`.
+    pub fn new(decoder: &DecoderConfig, seed: u64, adam: AdamConfig, device: &Device) -> TrainResult<Self> {
+        if decoder.zdim != 0 {
+            return Err(Error::Config {
+                field: "zdim",
+                problem: format!("a homogeneous decoder has no latent, got zdim {}", decoder.zdim),
+            }
+            .into());
+        }
+        let store = ParamStore::new(seed, device);
+        let decoder = Decoder::new(decoder, store.var_builder())?;
+        let adam = Adam::new(store.named_vars(), adam)?;
+        Ok(Self { store, decoder, adam })
+    }
+
+    /// The parameters.
+    pub fn store(&self) -> &ParamStore {
+        &self.store
+    }
+
+    /// The decoder.
+    pub fn decoder(&self) -> &Decoder {
+        &self.decoder
+    }
+
+    /// One step; returns the batch's MSE before the step, or [`Error::NonFinite`] (no step taken).
+    pub fn train_step(&mut self, batch: &PreparedBatch) -> TrainResult<f32> {
+        let slice = self.decoder.forward(&batch.coords, None)?;
+        let pred = match &batch.ctf {
+            Some(c) => (slice * c)?,
+            None => slice,
+        };
+        let loss = (pred - &batch.target)?.sqr()?.mean_all()?;
+        let value = loss.to_scalar::<f32>()?;
+        if !value.is_finite() {
+            return Err(Error::NonFinite {
+                term: "loss",
+                value,
+                hint: "check the images and the normalisation for NaN/Inf, or lower the learning rate",
+            }
+            .into());
+        }
+        self.adam.backward_step(&loss)?;
+        Ok(value)
+    }
+
+    /// Write decoder, optimizer state and completed epochs to `path` (atomic).
+    pub fn save(&self, path: &Path, epoch: u64) -> TrainResult<()> {
+        Ok(save_checkpoint(path, &self.store, Some(&self.adam), epoch)?)
+    }
+
+    /// Restore decoder and optimizer; returns the checkpoint's epoch.
+    pub fn load(&mut self, path: &Path) -> TrainResult<u64> {
+        Ok(load_checkpoint(path, &self.store, Some(&mut self.adam))?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decoder::Domain;
+    use crate::train::{BatchPrep, EncoderInput, ImagePose};
+    use drgnfly_em::preprocess::{Normalization, PreprocessConfig};
+
+    #[test]
+    fn fits_a_fixed_batch_and_rejects_a_latent() {
+        let d = 8;
+        let prep = BatchPrep::new(
+            d,
+            &PreprocessConfig::default(),
+            Normalization { mean: 0.0, std: 5.0 },
+            EncoderInput::None,
+            &Device::Cpu,
+        )
+        .unwrap();
+        let mut cfg = DecoderConfig::new(d + 1, 0);
+        (cfg.layers, cfg.dim, cfg.domain) = (1, 32, Domain::Hartley);
+        let adam = AdamConfig { lr: 3e-3, ..Default::default() };
+        let mut t = HomoTrainer::new(&cfg, 0, adam, &Device::Cpu).unwrap();
+        let raw: Vec<f32> = (0..2 * 64).map(|i| ((i * 5) % 11) as f32 - 5.0).collect();
+        let id = ImagePose { rot: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], shift_px: [0.0; 2] };
+        let b = prep.prepare(&raw, &[id; 2], None).unwrap();
+        assert!(b.encoder_input.is_none());
+        let first = t.train_step(&b).unwrap();
+        let last = (0..100).map(|_| t.train_step(&b).unwrap()).last().unwrap();
+        assert!(last < 0.3 * first, "{first} → {last}");
+        assert!(t.store().named_vars().iter().any(|(n, _)| n == "decoder.main.0.weight"));
+        cfg.zdim = 1;
+        assert!(HomoTrainer::new(&cfg, 0, adam, &Device::Cpu).is_err());
+    }
+}

@@ -1,0 +1,542 @@
+//! What `train-vae`, `train-nn` and `eval-images` share: the data flags, loading particles with their
+//! poses and CTF, the normalization estimate, `run.log`, checkpoint discovery and the device.
+//!
+//! Poses and CTF rows are indexed like the particle file's rows (before `--ind`), as in cryoDRGN, so one
+//! pose.pkl/ctf.pkl serves every selection. Translations in pose.pkl are fractions of the box; they are
+//! converted to pixels with **D** (cryoDRGN multiplies by D + 1, ≈0.8% too far at D = 128; see
+//! `drgnfly_em`'s conventions).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args as ClapArgs, ValueEnum};
+use drgnfly_em::ctf::{CtfParams, PixelSizeFrom};
+use drgnfly_em::preprocess::{estimate_norm, Normalization, PreprocessConfig};
+use drgnfly_io::pickle::{load_ctf, load_poses, load_poses_split, Poses};
+use drgnfly_io::selection::load_selection;
+use drgnfly_io::source::{ParticleSource, SourceOptions};
+use drgnfly_nn::train::ImagePose;
+use drgnfly_nn::{Activation, DecoderConfig, Domain, PeType};
+
+use crate::run_config::{DatasetArgs, PosesArg};
+
+/// Particle data and preprocessing flags (cryoDRGN's names and defaults).
+#[derive(ClapArgs, Debug, Clone)]
+pub struct DataArgs {
+    /// Particle images: .mrcs stack, .star, .cs, or .txt list of stacks.
+    pub particles: PathBuf,
+    /// Poses: pose.pkl (rotations, translations as fractions of the box), or rot.pkl trans.pkl.
+    #[arg(long, required = true, num_args = 1..=2, value_name = "PKL")]
+    pub poses: Vec<PathBuf>,
+    /// CTF parameters (ctf.pkl); without it the images are taken as CTF-free.
+    #[arg(long, value_name = "PKL")]
+    pub ctf: Option<PathBuf>,
+    /// Train on these particles only (0-based indices, .pkl or .txt).
+    #[arg(long, value_name = "PKL")]
+    pub ind: Option<PathBuf>,
+    /// Directory of the stacks a .star/.cs/.txt refers to.
+    #[arg(long)]
+    pub datadir: Option<PathBuf>,
+    /// Do not invert the image contrast (by default images are multiplied by −1).
+    #[arg(long)]
+    pub uninvert_data: bool,
+    /// Inner radius of the real-space window, as a fraction of the half box.
+    #[arg(long, default_value_t = 0.85)]
+    pub window_r: f32,
+    /// Do not window the images.
+    #[arg(long)]
+    pub no_window: bool,
+    /// Normalization of the Hartley-transformed images (default: mean 0 and the estimated std).
+    #[arg(long, num_args = 2, value_names = ["MEAN", "STD"], allow_negative_numbers = true)]
+    pub norm: Option<Vec<f32>>,
+}
+
+impl DataArgs {
+    /// Window and inversion settings.
+    pub fn preprocess(&self) -> Result<PreprocessConfig> {
+        if !self.no_window && !(self.window_r.is_finite() && self.window_r > 0.0 && self.window_r < 0.99) {
+            bail!("--window-r {}: must be between 0 and 0.99 (fraction of the half box)", self.window_r);
+        }
+        Ok(PreprocessConfig {
+            window_r: (!self.no_window).then_some(self.window_r),
+            invert: !self.uninvert_data,
+        })
+    }
+
+    /// `dataset_args` of config.yaml.
+    pub fn dataset_args(&self, norm: Normalization) -> DatasetArgs {
+        let s = |p: &Path| absolute(p).display().to_string();
+        DatasetArgs {
+            particles: s(&self.particles),
+            norm: vec![norm.mean, norm.std],
+            invert_data: !self.uninvert_data,
+            ind: self.ind.as_deref().map(s),
+            keepreal: false,
+            window: !self.no_window,
+            window_r: self.window_r,
+            datadir: self.datadir.as_deref().map(s),
+            ctf: self.ctf.as_deref().map(s),
+            poses: Some(match self.poses.as_slice() {
+                [one] => PosesArg::One(s(one)),
+                many => PosesArg::Split(many.iter().map(|p| s(p)).collect()),
+            }),
+        }
+    }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// Particles with one pose and (optionally) one CTF per dataset position.
+pub struct TrainData {
+    /// The images.
+    pub source: Arc<ParticleSource>,
+    /// Pose of each dataset position (shift in pixels).
+    pub poses: Vec<ImagePose>,
+    /// CTF of each dataset position.
+    pub ctf: Option<Vec<CtfParams>>,
+    /// Pixel size of the training images from ctf.pkl (D₀·Apix₀/D), when known.
+    pub ctf_apix: Option<f32>,
+}
+
+impl TrainData {
+    /// Open particles, poses and CTF, checking that they describe the same particles.
+    pub fn open(
+        particles: &Path,
+        poses: &[PathBuf],
+        ctf: Option<&Path>,
+        ind: Option<&Path>,
+        datadir: Option<&Path>,
+    ) -> Result<Self> {
+        let mut opts = SourceOptions { datadir: datadir.map(Path::to_path_buf), ind: None };
+        let mut source = ParticleSource::open(particles, &opts)?;
+        if let Some(ind) = ind {
+            opts.ind = Some(load_selection(ind, source.n_rows())?);
+            source = ParticleSource::open(particles, &opts)?;
+        }
+        if source.is_empty() {
+            bail!("{}: no particles to train on", particles.display());
+        }
+        let d = source.box_size();
+        if d % 2 != 0 || d < 4 {
+            bail!("{}: box size {d} must be even and at least 4 (crop or pad the images)", particles.display());
+        }
+        let rows: Vec<usize> = (0..source.len()).map(|p| source.row_of(p).unwrap_or(p)).collect();
+        let n_rows = source.n_rows();
+        let pose_file = match poses {
+            [one] => load_poses(one)?,
+            [rot, trans] => load_poses_split(rot, trans)?,
+            _ => bail!("--poses takes pose.pkl, or rot.pkl and trans.pkl"),
+        };
+        let pose_name = poses.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" + ");
+        check_count(&pose_name, "poses", pose_file.len(), particles, n_rows)?;
+        let poses = image_poses(&pose_file, &rows, d);
+        let (ctf, ctf_apix) = match ctf {
+            None => (None, None),
+            Some(path) => {
+                let table = load_ctf(path)?;
+                check_count(&path.display().to_string(), "CTF rows", table.len(), particles, n_rows)?;
+                let params = CtfParams::from_pkl_rows(&table, d, PixelSizeFrom::FirstRow)
+                    .with_context(|| format!("{}: invalid CTF parameters", path.display()))?;
+                let apix = params.first().map(|p| p.angpix);
+                (Some(rows.iter().map(|&r| params[r]).collect()), apix)
+            }
+        };
+        Ok(Self { source: Arc::new(source), poses, ctf, ctf_apix })
+    }
+
+    /// Box size D.
+    pub fn image_size(&self) -> usize {
+        self.source.box_size()
+    }
+
+    /// Number of particles (after `--ind`).
+    pub fn len(&self) -> usize {
+        self.source.len()
+    }
+
+    /// Poses of the given dataset positions.
+    pub fn batch_poses(&self, positions: &[usize]) -> Vec<ImagePose> {
+        positions.iter().map(|&p| self.poses[p]).collect()
+    }
+
+    /// CTFs of the given dataset positions.
+    pub fn batch_ctf(&self, positions: &[usize]) -> Option<Vec<CtfParams>> {
+        self.ctf.as_ref().map(|c| positions.iter().map(|&p| c[p]).collect())
+    }
+
+    /// `--norm` if given, else cryoDRGN's estimate (mean 0, std of the Hartley transforms of up to ~2000
+    /// evenly spaced images, without the window). A NaN/Inf pixel is reported with its particle.
+    pub fn normalization(&self, norm: Option<&[f32]>) -> Result<Normalization> {
+        if let Some(v) = norm {
+            return match *v {
+                [mean, std] if mean.is_finite() && std.is_finite() && std > 0.0 => Ok(Normalization { mean, std }),
+                _ => bail!("--norm {v:?}: give MEAN STD with STD > 0"),
+            };
+        }
+        let (n, d) = (self.len(), self.image_size());
+        let source = &self.source;
+        estimate_norm(n, d, |i| -> Result<Vec<f32>> {
+            let img = source.read(i)?;
+            if let Some(px) = img.iter().position(|v| !v.is_finite()) {
+                bail!("{}", bad_pixel_message(source, i, px, img[px]));
+            }
+            Ok(img)
+        })
+        .context("estimating the image normalization (pass --norm MEAN STD to skip)")
+    }
+
+    /// Context for an error in a batch: the stage (`epoch 3`, `encoding`), the 1-based batch number, the
+    /// particles it held, and the particle with a NaN/Inf pixel when there is one.
+    pub fn batch_context(&self, stage: &str, batch: usize, positions: &[usize]) -> String {
+        let shown: Vec<String> = positions.iter().take(4).map(|p| p.to_string()).collect();
+        let more = if positions.len() > 4 { ", …" } else { "" };
+        let bad = positions.iter().find(|&&p| {
+            self.source.read(p).map(|img| img.iter().any(|v| !v.is_finite())).unwrap_or(false)
+        });
+        let culprit = match bad {
+            Some(&p) => {
+                let img = self.source.read(p).unwrap_or_default();
+                let px = img.iter().position(|v| !v.is_finite()).unwrap_or(0);
+                format!("; {}", bad_pixel_message(&self.source, p, px, img.get(px).copied().unwrap_or(0.0)))
+            }
+            None => String::new(),
+        };
+        format!("{stage}, batch {batch} (particles {}{more}){culprit}", shown.join(", "))
+    }
+}
+
+fn bad_pixel_message(source: &ParticleSource, pos: usize, px: usize, v: f32) -> String {
+    let d = source.box_size();
+    let row = source.row_of(pos).unwrap_or(pos);
+    format!(
+        "{}: particle {pos} (row {row} of the file) has pixel (x {}, y {}) = {v}; remove it with --ind or \
+         fix the stack",
+        source.path().display(),
+        px % d,
+        px / d
+    )
+}
+
+fn check_count(file: &str, what: &str, count: usize, particles: &Path, n_rows: usize) -> Result<()> {
+    if count != n_rows {
+        bail!(
+            "{file} has {count} {what} but {} has {n_rows} particles; they must describe the same particles \
+             in the same order (one row per particle of the file, before --ind)",
+            particles.display()
+        );
+    }
+    Ok(())
+}
+
+/// Poses of the selected rows, translations converted from box fractions to pixels (×D).
+fn image_poses(poses: &Poses, rows: &[usize], d: usize) -> Vec<ImagePose> {
+    rows.iter()
+        .map(|&r| ImagePose {
+            rot: poses.rot[r],
+            shift_px: poses.trans.as_ref().map_or([0.0; 2], |t| [t[r][0] * d as f32, t[r][1] * d as f32]),
+        })
+        .collect()
+}
+
+/// Training flags shared by `train-vae` and `train-nn`.
+#[derive(ClapArgs, Debug, Clone)]
+pub struct TrainArgs {
+    /// Output directory (created).
+    #[arg(short = 'o', long)]
+    pub outdir: PathBuf,
+    /// Number of epochs.
+    #[arg(short = 'n', long = "num-epochs", default_value_t = 20)]
+    pub num_epochs: usize,
+    /// Images per batch.
+    #[arg(short = 'b', long = "batch-size", default_value_t = 16)]
+    pub batch_size: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 1e-4)]
+    pub lr: f64,
+    /// Adam weight decay (L2).
+    #[arg(long, default_value_t = 0.0)]
+    pub wd: f64,
+    /// Random seed (default: taken from the output's config.yaml when resuming, else random).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Save a checkpoint every N epochs (and after the last).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub checkpoint: usize,
+    /// Resume from a checkpoint: a weights.N.safetensors file, or `latest` for the newest in the outdir.
+    #[arg(long, value_name = "WEIGHTS|latest")]
+    pub load: Option<String>,
+    /// Where to compute.
+    #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
+    pub device: DeviceKind,
+}
+
+impl TrainArgs {
+    /// Check the numbers and create the output directory.
+    pub fn validate(&self) -> Result<()> {
+        if self.num_epochs == 0 || self.batch_size == 0 || self.checkpoint == 0 {
+            bail!("-n, -b and --checkpoint must be at least 1");
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) || !(self.wd.is_finite() && self.wd >= 0.0) {
+            bail!("--lr must be > 0 and --wd ≥ 0 (got {} and {})", self.lr, self.wd);
+        }
+        std::fs::create_dir_all(&self.outdir)
+            .with_context(|| format!("cannot create output directory {}", self.outdir.display()))
+    }
+
+    /// The seed: `--seed`, else the one in an existing config.yaml when resuming, else a fresh one.
+    pub fn resolve_seed(&self) -> u64 {
+        if let Some(s) = self.seed {
+            return s;
+        }
+        if self.load.is_some() {
+            let cfg = crate::run_config::RunConfig::read(&self.outdir.join("config.yaml"));
+            if let Some(s) = cfg.ok().and_then(|c| c.seed) {
+                return s;
+            }
+        }
+        // cryoDRGN draws a random seed below 100000 and records it; do the same from the clock.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos() as u64 ^ d.as_secs());
+        nanos % 100_000
+    }
+
+    /// The checkpoint to resume from, if any.
+    pub fn checkpoint_to_load(&self) -> Result<Option<PathBuf>> {
+        match self.load.as_deref() {
+            None => Ok(None),
+            Some("latest") => latest_checkpoint(&self.outdir)?.map(Some).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--load latest: no weights.N.safetensors in {}; start without --load",
+                    self.outdir.display()
+                )
+            }),
+            Some(path) => Ok(Some(PathBuf::from(path))),
+        }
+    }
+
+    /// Whether epoch `epoch` (1-based) gets a checkpoint.
+    pub fn is_checkpoint(&self, epoch: usize) -> bool {
+        epoch % self.checkpoint == 0 || epoch == self.num_epochs
+    }
+}
+
+/// The newest `weights.N.safetensors` in `dir` (largest N).
+pub fn latest_checkpoint(dir: &Path) -> Result<Option<PathBuf>> {
+    let entries = std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
+    let mut best: Option<(u64, PathBuf)> = None;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(n) = name
+            .to_str()
+            .and_then(|s| s.strip_prefix("weights."))
+            .and_then(|s| s.strip_suffix(".safetensors"))
+            .and_then(|s| s.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        if best.as_ref().is_none_or(|(b, _)| n > *b) {
+            best = Some((n, entry.path()));
+        }
+    }
+    Ok(best.map(|(_, p)| p))
+}
+
+/// Compute device.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceKind {
+    /// CPU (all cores, or --threads).
+    Cpu,
+    /// The first CUDA GPU (needs a build with CUDA support).
+    Cuda,
+}
+
+impl DeviceKind {
+    /// The candle device.
+    pub fn device(self) -> Result<candle_core::Device> {
+        match self {
+            DeviceKind::Cpu => Ok(candle_core::Device::Cpu),
+            DeviceKind::Cuda => candle_core::Device::new_cuda(0)
+                .context("--device cuda: no usable GPU (this build may lack CUDA support; use --device cpu)"),
+        }
+    }
+}
+
+/// `--pe-type` (cryoDRGN's spellings).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeTypeArg {
+    /// Geometric frequencies Dπ … 2π.
+    #[value(name = "geom_ft")]
+    GeomFt,
+    /// Geometric frequencies Dπ … 1.
+    #[value(name = "geom_full")]
+    GeomFull,
+    /// Geometric frequencies D/2 … 1.
+    #[value(name = "geom_lowf")]
+    GeomLowf,
+    /// Geometric frequencies D/2 … 2π.
+    #[value(name = "geom_nohighf")]
+    GeomNohighf,
+    /// Integer frequencies 1 … D/2.
+    #[value(name = "linear_lowf")]
+    LinearLowf,
+    /// Random Gaussian Fourier features (σ = --feat-sigma).
+    #[value(name = "gaussian")]
+    Gaussian,
+    /// Raw coordinates.
+    #[value(name = "none")]
+    None,
+}
+
+impl From<PeTypeArg> for PeType {
+    fn from(v: PeTypeArg) -> Self {
+        match v {
+            PeTypeArg::GeomFt => PeType::GeomFt,
+            PeTypeArg::GeomFull => PeType::GeomFull,
+            PeTypeArg::GeomLowf => PeType::GeomLowf,
+            PeTypeArg::GeomNohighf => PeType::GeomNohighf,
+            PeTypeArg::LinearLowf => PeType::LinearLowf,
+            PeTypeArg::Gaussian => PeType::Gaussian,
+            PeTypeArg::None => PeType::None,
+        }
+    }
+}
+
+/// `--domain`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DomainArg {
+    /// (Re, Im) outputs on a half-space, Friedel symmetry built in (cryoDRGN's default).
+    Fourier,
+    /// One Hartley output per point.
+    Hartley,
+}
+
+impl From<DomainArg> for Domain {
+    fn from(v: DomainArg) -> Self {
+        match v {
+            DomainArg::Fourier => Domain::Fourier,
+            DomainArg::Hartley => Domain::Hartley,
+        }
+    }
+}
+
+/// `--activation`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActivationArg {
+    /// max(x, 0).
+    #[value(name = "relu")]
+    Relu,
+    /// Leaky ReLU, slope 0.01.
+    #[value(name = "leaky_relu")]
+    LeakyRelu,
+}
+
+impl From<ActivationArg> for Activation {
+    fn from(v: ActivationArg) -> Self {
+        match v {
+            ActivationArg::Relu => Activation::Relu,
+            ActivationArg::LeakyRelu => Activation::LeakyRelu,
+        }
+    }
+}
+
+/// Decoder flags shared by `train-vae` (`--dec-*`) and `train-nn` (`--layers/--dim`), minus the sizes.
+#[derive(ClapArgs, Debug, Clone)]
+pub struct DecoderArgs {
+    /// Positional encoding of the decoder's coordinates.
+    #[arg(long, value_enum, default_value_t = PeTypeArg::Gaussian)]
+    pub pe_type: PeTypeArg,
+    /// Frequencies per encoding (default D/2).
+    #[arg(long)]
+    pub pe_dim: Option<usize>,
+    /// σ of the Gaussian encoding's frequencies.
+    #[arg(long, default_value_t = 0.5)]
+    pub feat_sigma: f64,
+    /// Output domain of the decoder.
+    #[arg(long, value_enum, default_value_t = DomainArg::Fourier)]
+    pub domain: DomainArg,
+    /// Hidden activation.
+    #[arg(long, value_enum, default_value_t = ActivationArg::Relu)]
+    pub activation: ActivationArg,
+}
+
+impl DecoderArgs {
+    /// The decoder configuration for lattice side `lattice_size`, latent `zdim`, `layers` × `dim`.
+    pub fn config(&self, lattice_size: usize, zdim: usize, layers: usize, dim: usize) -> Result<DecoderConfig> {
+        if dim == 0 || self.pe_dim == Some(0) || !(self.feat_sigma.is_finite() && self.feat_sigma > 0.0) {
+            bail!("decoder width, --pe-dim and --feat-sigma must be positive");
+        }
+        let mut cfg = DecoderConfig::new(lattice_size, zdim);
+        cfg.layers = layers;
+        cfg.dim = dim;
+        cfg.pe_type = self.pe_type.into();
+        cfg.pe_dim = self.pe_dim;
+        cfg.feat_sigma = self.feat_sigma;
+        cfg.domain = self.domain.into();
+        cfg.activation = self.activation.into();
+        Ok(cfg)
+    }
+}
+
+/// `run.log` in the output directory (appended, so a resumed run keeps its history), mirrored to stderr.
+pub struct RunLog {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl RunLog {
+    /// Open `outdir/run.log` for appending.
+    pub fn open(outdir: &Path) -> Result<Self> {
+        let path = outdir.join("run.log");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        Ok(Self { file, path })
+    }
+
+    /// Write a line to the log and to stderr.
+    pub fn line(&mut self, msg: &str) -> Result<()> {
+        tracing::info!("{msg}");
+        writeln!(self.file, "{msg}").with_context(|| format!("cannot write {}", self.path.display()))
+    }
+}
+
+/// A duration as Python prints a `timedelta` (`H:MM:SS.ffffff`), which cryoDRGN's logs use.
+pub fn timedelta(d: Duration) -> String {
+    let micros = d.as_micros();
+    let (secs, us) = (micros / 1_000_000, micros % 1_000_000);
+    format!("{}:{:02}:{:02}.{us:06}", secs / 3600, (secs / 60) % 60, secs % 60)
+}
+
+/// The command line, for config.yaml and run.log.
+pub fn command_line() -> Vec<String> {
+    std::env::args().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timedelta_matches_python() {
+        assert_eq!(timedelta(Duration::from_micros(62_500_000)), "0:01:02.500000");
+        assert_eq!(timedelta(Duration::from_secs(3 * 3600 + 7)), "3:00:07.000000");
+    }
+
+    #[test]
+    fn latest_checkpoint_takes_the_largest_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["weights.2.safetensors", "weights.10.safetensors", "weights.9.pkl", "z.11.pkl"] {
+            std::fs::write(dir.path().join(name), b"").unwrap();
+        }
+        assert_eq!(latest_checkpoint(dir.path()).unwrap(), Some(dir.path().join("weights.10.safetensors")));
+        assert_eq!(latest_checkpoint(tempfile::tempdir().unwrap().path()).unwrap(), None);
+    }
+}

@@ -1,0 +1,324 @@
+//! `config.yaml`: the run configuration written by `train-vae` / `train-nn` and read by `eval-vol`,
+//! `eval-images` and `analyze`, in cryoDRGN's layout (reference §1.4) so either tool reads the other's:
+//!
+//! ```yaml
+//! dataset_args: {particles, norm: [mean, std], invert_data, ind, keepreal, window, window_r, datadir, ctf, poses}
+//! lattice_args: {D: image D + 1, extent: 0.5, ignore_DC: true}
+//! model_args:   {qlayers, qdim, players, pdim, zdim, encode_mode, enc_mask, pe_type, feat_sigma, pe_dim,
+//!                domain, activation}
+//! seed, version, time, cmd
+//! ```
+//!
+//! A homogeneous (`train_nn`) run has no `zdim`; its decoder size is in `qlayers`/`qdim`, as cryoDRGN's
+//! `train_nn` writes it (`layers`/`dim` and `players`/`pdim` are read too). Unknown keys are ignored, so
+//! cryoDRGN's configs (with `time`, `tilt_params`, …) load.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use drgnfly_nn::train::EncoderInput;
+use drgnfly_nn::{Activation, DataNorm, DecoderConfig, Domain, EncodeMode, EncoderConfig, PeType};
+use serde::{Deserialize, Serialize};
+
+/// The whole file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunConfig {
+    /// Data and preprocessing.
+    pub dataset_args: DatasetArgs,
+    /// The Fourier lattice.
+    pub lattice_args: LatticeArgs,
+    /// Architecture.
+    pub model_args: ModelArgs,
+    /// Seed of the run (weights initialisation, shuffling, latent noise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Version of the program that wrote the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Command line of the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cmd: Option<Vec<String>>,
+}
+
+/// `dataset_args`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DatasetArgs {
+    /// Particle file as given.
+    pub particles: String,
+    /// `[mean, std]` of the Hartley-transformed images.
+    pub norm: Vec<f32>,
+    /// Images were multiplied by −1.
+    #[serde(default = "yes")]
+    pub invert_data: bool,
+    /// `--ind` file.
+    #[serde(default)]
+    pub ind: Option<String>,
+    /// Real-space images kept (cryoDRGN's conv encoder); always false here.
+    #[serde(default)]
+    pub keepreal: bool,
+    /// Real-space window applied.
+    #[serde(default = "yes")]
+    pub window: bool,
+    /// Inner window radius.
+    #[serde(default = "default_window_r")]
+    pub window_r: f32,
+    /// `--datadir`.
+    #[serde(default)]
+    pub datadir: Option<String>,
+    /// ctf.pkl.
+    #[serde(default)]
+    pub ctf: Option<String>,
+    /// pose.pkl (or rot.pkl and trans.pkl).
+    #[serde(default)]
+    pub poses: Option<PosesArg>,
+}
+
+/// One pose file, or rotations and translations in two.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PosesArg {
+    /// pose.pkl.
+    One(String),
+    /// rot.pkl, trans.pkl.
+    Split(Vec<String>),
+}
+
+/// `lattice_args`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LatticeArgs {
+    /// Lattice side: image D + 1.
+    #[serde(rename = "D")]
+    pub d: usize,
+    /// Coordinate extent (0.5).
+    pub extent: f64,
+    /// DC excluded from the masks.
+    #[serde(rename = "ignore_DC", default = "yes")]
+    pub ignore_dc: bool,
+}
+
+/// `model_args`; everything optional so cryoDRGN's variants load, with cryoDRGN's defaults filled in.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelArgs {
+    /// Encoder hidden layers (homogeneous runs: decoder layers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qlayers: Option<usize>,
+    /// Encoder width (homogeneous runs: decoder width).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qdim: Option<usize>,
+    /// Decoder hidden layers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub players: Option<usize>,
+    /// Decoder width.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pdim: Option<usize>,
+    /// Decoder layers (some cryoDRGN homogeneous configs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers: Option<usize>,
+    /// Decoder width (some cryoDRGN homogeneous configs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dim: Option<usize>,
+    /// Latent width; absent or 0 for a homogeneous model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zdim: Option<usize>,
+    /// Encoder architecture.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encode_mode: Option<EncodeMode>,
+    /// Encoder disc radius in lattice steps; −1 = the whole lattice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enc_mask: Option<i64>,
+    /// Positional encoding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pe_type: Option<PeType>,
+    /// σ of the gaussian encoding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feat_sigma: Option<f64>,
+    /// Encoding frequencies (default D/2).
+    #[serde(default)]
+    pub pe_dim: Option<usize>,
+    /// Decoder output domain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<Domain>,
+    /// Hidden activation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activation: Option<Activation>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_window_r() -> f32 {
+    0.85
+}
+
+impl RunConfig {
+    /// Read and check a config.yaml.
+    pub fn read(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let raw: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text)
+            .with_context(|| format!("{}: not a YAML file", path.display()))?;
+        if raw.get("data_norm_mean").is_some() {
+            bail!(
+                "{}: this is a cryoDRGN-AI (abinit) config; its hypervolume checkpoints are not supported by \
+                 drgnfly yet",
+                path.display()
+            );
+        }
+        let cfg: RunConfig = serde_yaml_ng::from_value(raw).with_context(|| {
+            format!(
+                "{}: not a train_vae/train_nn config.yaml (dataset_args, lattice_args, model_args)",
+                path.display()
+            )
+        })?;
+        cfg.norm().with_context(|| format!("{}: dataset_args.norm", path.display()))?;
+        let d = cfg.lattice_args.d;
+        if d < 3 || d % 2 == 0 {
+            bail!("{}: lattice_args.D = {d} must be odd (image box + 1)", path.display());
+        }
+        Ok(cfg)
+    }
+
+    /// Write atomically.
+    pub fn write(&self, path: &Path) -> anyhow::Result<()> {
+        let text = serde_yaml_ng::to_string(self).context("serialising config.yaml")?;
+        drgnfly_io::atomic::write_atomic(path, text.as_bytes())?;
+        Ok(())
+    }
+
+    /// Image box size D.
+    pub fn image_size(&self) -> usize {
+        self.lattice_args.d - 1
+    }
+
+    /// Latent width (0 for a homogeneous model).
+    pub fn zdim(&self) -> usize {
+        self.model_args.zdim.unwrap_or(0)
+    }
+
+    /// `[mean, std]` checked.
+    pub fn norm(&self) -> anyhow::Result<DataNorm> {
+        match self.dataset_args.norm.as_slice() {
+            &[mean, std] if mean.is_finite() && std.is_finite() && std > 0.0 => Ok(DataNorm { mean, std }),
+            other => bail!("expected [mean, std] with std > 0, found {other:?}"),
+        }
+    }
+
+    /// The decoder of this run.
+    pub fn decoder_config(&self) -> DecoderConfig {
+        let m = &self.model_args;
+        let mut cfg = DecoderConfig::new(self.lattice_args.d, self.zdim());
+        let homogeneous = self.zdim() == 0;
+        let (layers, dim) = if homogeneous {
+            (m.players.or(m.layers).or(m.qlayers), m.pdim.or(m.dim).or(m.qdim))
+        } else {
+            (m.players, m.pdim)
+        };
+        cfg.layers = layers.unwrap_or(cfg.layers);
+        cfg.dim = dim.unwrap_or(cfg.dim);
+        cfg.pe_type = m.pe_type.unwrap_or(cfg.pe_type);
+        cfg.pe_dim = m.pe_dim;
+        cfg.feat_sigma = m.feat_sigma.unwrap_or(cfg.feat_sigma);
+        cfg.domain = m.domain.unwrap_or(cfg.domain);
+        cfg.activation = m.activation.unwrap_or(cfg.activation);
+        cfg
+    }
+
+    /// The encoder of a heterogeneous run (`None` when zdim is 0), for `encoder_inputs` masked pixels.
+    pub fn encoder_config(&self, encoder_inputs: usize) -> Option<EncoderConfig> {
+        let zdim = self.zdim();
+        (zdim > 0).then(|| {
+            let m = &self.model_args;
+            let mut cfg = EncoderConfig::new(encoder_inputs, zdim);
+            cfg.layers = m.qlayers.unwrap_or(cfg.layers);
+            cfg.dim = m.qdim.unwrap_or(cfg.dim);
+            cfg.mode = m.encode_mode.unwrap_or(cfg.mode);
+            cfg.activation = m.activation.unwrap_or(cfg.activation);
+            cfg
+        })
+    }
+
+    /// The encoder's input pixels from `enc_mask`: the disc of that radius (default D/2), or the whole
+    /// lattice for −1.
+    pub fn encoder_input(&self) -> anyhow::Result<EncoderInput> {
+        let half = (self.lattice_args.d / 2) as i64;
+        Ok(match self.model_args.enc_mask.unwrap_or(half) {
+            -1 => EncoderInput::FullLattice,
+            r if r >= 1 && r <= half => EncoderInput::Disc(r as usize),
+            r => bail!("model_args.enc_mask = {r}: must be -1 or between 1 and {half}"),
+        })
+    }
+
+    /// Number of encoder inputs ([`Self::encoder_input`]).
+    pub fn encoder_input_count(&self) -> anyhow::Result<usize> {
+        let lattice = drgnfly_em::lattice::Lattice::new(self.lattice_args.d, 0.5)?;
+        Ok(match self.encoder_input()? {
+            EncoderInput::Disc(r) => lattice.circular_mask(r as f32, true).len(),
+            EncoderInput::FullLattice | EncoderInput::None => lattice.len(),
+        })
+    }
+
+    /// ctf.pkl of the run, resolved against the config's directory when relative and not found as given.
+    pub fn ctf_path(&self, config_path: &Path) -> Option<PathBuf> {
+        let ctf = PathBuf::from(self.dataset_args.ctf.as_ref()?);
+        if ctf.is_absolute() || ctf.exists() {
+            return Some(ctf);
+        }
+        config_path.parent().map(|dir| dir.join(&ctf)).filter(|p| p.exists()).or(Some(ctf))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_cryodrgn_het_config() {
+        let Some(path) = drgnfly_io::fixtures::fixture("cryodrgn/het_config.yaml") else { return };
+        let cfg = RunConfig::read(&path).unwrap();
+        assert_eq!(cfg.lattice_args.d, 65);
+        assert_eq!(cfg.norm().unwrap(), DataNorm { mean: 0.0, std: 94.4266 });
+        let dec = cfg.decoder_config();
+        assert_eq!((dec.layers, dec.dim, dec.zdim, dec.pe_dim), (3, 8, 8, Some(8)));
+        assert_eq!(dec.domain, Domain::Hartley);
+        let enc = cfg.encoder_config(3208).unwrap();
+        assert_eq!((enc.layers, enc.dim, enc.in_dim), (2, 8, 3208));
+        assert_eq!(cfg.model_args.enc_mask, Some(32));
+    }
+
+    #[test]
+    fn round_trips_and_rejects_bad_norm() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        let mut cfg = RunConfig {
+            dataset_args: DatasetArgs {
+                particles: "p.mrcs".into(),
+                norm: vec![0.0, 2.5],
+                invert_data: true,
+                ind: None,
+                keepreal: false,
+                window: true,
+                window_r: 0.85,
+                datadir: None,
+                ctf: Some("ctf.pkl".into()),
+                poses: Some(PosesArg::Split(vec!["rot.pkl".into(), "trans.pkl".into()])),
+            },
+            lattice_args: LatticeArgs { d: 33, extent: 0.5, ignore_dc: true },
+            model_args: ModelArgs { qlayers: Some(2), qdim: Some(64), ..Default::default() },
+            seed: Some(7),
+            version: Some("0.1.0".into()),
+            cmd: Some(vec!["drgnfly".into(), "train-nn".into()]),
+        };
+        cfg.write(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("D: 33") && text.contains("ignore_DC: true"), "{text}");
+        let back = RunConfig::read(&path).unwrap();
+        assert_eq!(back, cfg);
+        // Homogeneous: the decoder size comes from qlayers/qdim.
+        assert_eq!((back.decoder_config().layers, back.decoder_config().dim), (2, 64));
+        assert!(back.encoder_config(10).is_none());
+        cfg.dataset_args.norm = vec![0.0, 0.0];
+        cfg.write(&path).unwrap();
+        let err = RunConfig::read(&path).unwrap_err();
+        assert!(format!("{err:#}").contains("dataset_args.norm"), "{err:#}");
+    }
+}
