@@ -100,7 +100,6 @@ enum Command {
     #[command(alias = "eval_images")]
     EvalImages(cmd::eval_images::Args),
     /// PCA, UMAP, k-means, volumes and an HTML report for one epoch of a training run.
-    #[command(alias = "analyze")]
     Analyze(cmd::analyze::Args),
     /// z values along principal components of the latents (for eval-vol --zfile).
     #[command(alias = "pc_traversal")]
@@ -123,6 +122,27 @@ enum Command {
     /// Latent quality against simulation ground truth (accuracy, Spearman, entanglement).
     #[command(alias = "eval_simulation")]
     EvalSimulation(cmd::eval_simulation::Args),
+    /// Simulate particles (CTF, noise, shifts) from maps, atomic models or a phantom, with ground truth.
+    Simulate(cmd::simulate::Args),
+    /// Reconstruct a map from particles with known poses (and CTF), with half maps and FSC.
+    #[command(alias = "backproject_voxel")]
+    Backproject(cmd::backproject::Args),
+    /// Fourier shell correlation between two maps; resolution at 0.5 and 0.143.
+    Fsc(cmd::fsc::Args),
+    /// Soft solvent mask from a map: threshold, dilate, cosine edge.
+    #[command(alias = "gen_mask")]
+    GenMask(cmd::gen_mask::Args),
+    /// Multiply each image's Fourier transform by the sign of its CTF.
+    #[command(alias = "phase_flip")]
+    PhaseFlip(cmd::phase_flip::Args),
+    /// Downsample particles or a map by Fourier cropping (.mrcs, .txt, .star outputs).
+    Downsample(cmd::downsample::Args),
+    /// Multiply a map by −1.
+    #[command(alias = "invert_contrast")]
+    InvertContrast(cmd::invert_contrast::Args),
+    /// Mirror a map (reverse its z axis).
+    #[command(alias = "flip_hand")]
+    FlipHand(cmd::flip_hand::Args),
 }
 
 fn main() -> ExitCode {
@@ -178,6 +198,14 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::SelectClusters(a) => cmd::select_clusters::run(a),
         Command::SelectParticles(a) => cmd::select_particles::run(a),
         Command::EvalSimulation(a) => cmd::eval_simulation::run(a),
+        Command::Simulate(a) => cmd::simulate::run(a),
+        Command::Backproject(a) => cmd::backproject::run(a),
+        Command::Fsc(a) => cmd::fsc::run(a),
+        Command::GenMask(a) => cmd::gen_mask::run(a),
+        Command::PhaseFlip(a) => cmd::phase_flip::run(a),
+        Command::Downsample(a) => cmd::downsample::run(a),
+        Command::InvertContrast(a) => cmd::invert_contrast::run(a),
+        Command::FlipHand(a) => cmd::flip_hand::run(a),
     }
 }
 

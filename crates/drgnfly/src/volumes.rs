@@ -195,10 +195,11 @@ pub fn generate_volumes(
     if zdim != model.zdim() {
         bail!("latents have {zdim} dimensions but the model in {} has zdim {}", weights.display(), model.zdim());
     }
-    let rows: Vec<&[f32]> = if zdim == 0 { vec![&[]] } else { z.chunks_exact(zdim).collect() };
     if zdim > 0 && (z.is_empty() || z.len() % zdim != 0) {
         bail!("{} latent values do not form rows of zdim {zdim}", z.len());
     }
+    let empty: &[f32] = &[];
+    let rows: Vec<&[f32]> = if zdim == 0 { vec![empty] } else { z.chunks_exact(zdim).collect() };
     std::fs::create_dir_all(out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
     let mut progress = crate::progress::Progress::new("volumes", rows.len() as u64, "volumes");
     let mut written = Vec::with_capacity(rows.len());

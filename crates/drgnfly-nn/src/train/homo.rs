@@ -100,14 +100,15 @@ mod tests {
         .unwrap();
         let mut cfg = DecoderConfig::new(d + 1, 0);
         (cfg.layers, cfg.dim, cfg.domain) = (1, 32, Domain::Hartley);
-        let adam = AdamConfig { lr: 3e-3, ..Default::default() };
+        let adam = AdamConfig { lr: 1e-2, ..Default::default() };
         let mut t = HomoTrainer::new(&cfg, 0, adam, &Device::Cpu).unwrap();
-        let raw: Vec<f32> = (0..2 * 64).map(|i| ((i * 5) % 11) as f32 - 5.0).collect();
+        // The same image twice with the same pose: a decoder can fit it exactly.
+        let raw: Vec<f32> = (0..2 * 64).map(|i| ((i % 64 * 5) % 11) as f32 - 5.0).collect();
         let id = ImagePose { rot: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], shift_px: [0.0; 2] };
         let b = prep.prepare(&raw, &[id; 2], None).unwrap();
         assert!(b.encoder_input.is_none());
         let first = t.train_step(&b).unwrap();
-        let last = (0..100).map(|_| t.train_step(&b).unwrap()).last().unwrap();
+        let last = (0..200).map(|_| t.train_step(&b).unwrap()).last().unwrap();
         assert!(last < 0.3 * first, "{first} → {last}");
         assert!(t.store().named_vars().iter().any(|(n, _)| n == "decoder.main.0.weight"));
         cfg.zdim = 1;

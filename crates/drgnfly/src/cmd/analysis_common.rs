@@ -75,7 +75,10 @@ impl Workdir {
 
     /// The checkpoint of `epoch`: `weights.E.safetensors`, else cryoDRGN's `weights.E.pkl`.
     pub fn weights_path(&self, epoch: usize) -> Option<PathBuf> {
-        ["safetensors", "pkl"].iter().map(|ext| self.dir.join(format!("weights.{epoch}.{ext}"))).find(|p| p.is_file())
+        ["safetensors", "pkl"]
+            .iter()
+            .map(|ext| self.dir.join(format!("weights.{epoch}.{ext}")))
+            .find(|p| p.is_file())
     }
 
     /// `config.yaml` (or cryoDRGN 2's `config.pkl` is not read: the YAML is required).
@@ -176,9 +179,8 @@ pub fn load_labels(path: &Path) -> Result<Vec<u32>> {
         .iter()
         .enumerate()
         .map(|(i, &l)| {
-            u32::try_from(l).with_context(|| {
-                format!("{}: entry {i} is {l}; labels must be integers ≥ 0", path.display())
-            })
+            u32::try_from(l)
+                .with_context(|| format!("{}: entry {i} is {l}; labels must be integers ≥ 0", path.display()))
         })
         .collect()
 }
@@ -301,14 +303,20 @@ impl VolumeMaker {
 
 /// Contact sheets of volumes: shaded isosurfaces (three-quarter view) and central slices, captioned
 /// with the file stems. `colors` gives each map's surface colour (ChimeraX's per-class colours).
-pub fn volume_sheets(paths: &[PathBuf], colors: Option<&[[u8; 3]]>, title: &str) -> Result<(RgbImage, RgbImage)> {
+pub fn volume_sheets(
+    paths: &[PathBuf],
+    colors: Option<&[[u8; 3]]>,
+    title: &str,
+) -> Result<(RgbImage, RgbImage)> {
     let maps = paths
         .iter()
         .map(|p| drgnfly_io::mrc::read_volume(p).with_context(|| format!("reading {}", p.display())))
         .collect::<Result<Vec<_>>>()?;
     let vols = maps.iter().map(|m| VolumeRef::new(&m.data, m.shape)).collect::<Result<Vec<_>, _>>()?;
-    let captions: Vec<String> =
-        paths.iter().map(|p| p.file_stem().map_or(String::new(), |s| s.to_string_lossy().into_owned())).collect();
+    let captions: Vec<String> = paths
+        .iter()
+        .map(|p| p.file_stem().map_or(String::new(), |s| s.to_string_lossy().into_owned()))
+        .collect();
     let opts = RenderOptions { size: 192, views: vec![View::ThreeQuarter], ..RenderOptions::default() };
     let tiles = render::render_tiles(&vols, &captions, colors, &opts)?;
     let columns = (paths.len() as f64).sqrt().ceil() as usize;
@@ -316,7 +324,9 @@ pub fn volume_sheets(paths: &[PathBuf], colors: Option<&[[u8; 3]]>, title: &str)
     let slice_tiles = vols
         .iter()
         .zip(&captions)
-        .map(|(v, c)| Ok(Tile { image: render::slices_and_projections(v)?.downsample(2), caption: c.clone() }))
+        .map(|(v, c)| {
+            Ok(Tile { image: render::slices_and_projections(v)?.downsample(2), caption: c.clone() })
+        })
         .collect::<Result<Vec<_>>>()?;
     let slices = render::contact_sheet(&slice_tiles, columns.clamp(1, 4), Some(title))?;
     Ok((renders, slices))

@@ -117,8 +117,11 @@ pub fn run(args: Args) -> Result<()> {
     }
     let wd = Workdir::open(&args.workdir, args.epoch)?;
     let last = wd.epoch;
-    let epochs: Vec<usize> =
-        wd.epochs()?.into_iter().filter(|&e| e <= last && (e % args.epoch_interval == 0 || e == last)).collect();
+    let epochs: Vec<usize> = wd
+        .epochs()?
+        .into_iter()
+        .filter(|&e| e <= last && (e % args.epoch_interval == 0 || e == last))
+        .collect();
     let out = args.outdir.clone().unwrap_or_else(|| wd.dir.join(format!("convergence.{last}")));
     let plots_dir = out.join("plots");
     std::fs::create_dir_all(&plots_dir).with_context(|| format!("creating {}", plots_dir.display()))?;
@@ -145,7 +148,8 @@ pub fn run(args: Args) -> Result<()> {
     let mut matches: Vec<MaximaMatch> = Vec::new();
     let mut views: Vec<EpochView> = Vec::new();
     for &e in &epochs {
-        let view = steps.run(&format!("epoch {e}"), || epoch_view(&wd, e, zdim, n, &subset, &args, &params))?;
+        let view =
+            steps.run(&format!("epoch {e}"), || epoch_view(&wd, e, zdim, n, &subset, &args, &params))?;
         let lat = Latents::new(&view.z, zdim)?;
         shifts.extend(tracker.push(e, lat)?);
         if let Some(prev) = views.last() {
@@ -248,7 +252,9 @@ fn compare_volumes(
         maker.set_epoch(wd, v.epoch);
         let z: Vec<f32> = reps.iter().flat_map(|&r| v.z[r * zdim..(r + 1) * zdim].iter().copied()).collect();
         let dir = out.join(format!("vols.{}", v.epoch));
-        let made = steps.run(&format!("{} volumes for epoch {}", reps.len(), v.epoch), || Ok(maker.make(&z, zdim, &dir)))?;
+        let made = steps.run(&format!("{} volumes for epoch {}", reps.len(), v.epoch), || {
+            Ok(maker.make(&z, zdim, &dir))
+        })?;
         match made {
             Some(paths) => per_epoch.push((v.epoch, paths)),
             None if maker.skipped.is_some() => break,
@@ -259,7 +265,8 @@ fn compare_volumes(
         notes.push(format!("volumes not compared: {why}"));
         return Ok(Vec::new());
     }
-    let mask_rule = CosineDilationMask::from_angstrom(args.thresh, args.dilate, args.dist, apix.unwrap_or(1.0))?;
+    let mask_rule =
+        CosineDilationMask::from_angstrom(args.thresh, args.dilate, args.dist, apix.unwrap_or(1.0))?;
     let mut scores = Vec::new();
     for pair in per_epoch.windows(2) {
         let ((e0, a), (e1, b)) = (&pair[0], &pair[1]);
@@ -281,7 +288,13 @@ fn volume_consistency(
     let va = drgnfly_io::mrc::read_volume(a)?;
     let vb = drgnfly_io::mrc::read_volume(b)?;
     if va.shape != vb.shape || va.shape[0] != va.shape[1] || va.shape[1] != va.shape[2] {
-        bail!("{} and {}: volumes of shapes {:?} and {:?} cannot be compared", a.display(), b.display(), va.shape, vb.shape);
+        bail!(
+            "{} and {}: volumes of shapes {:?} and {:?} cannot be compared",
+            a.display(),
+            b.display(),
+            va.shape,
+            vb.shape
+        );
     }
     let d = va.shape[0];
     let mask = mask_rule.compute(&vb.data, vb.shape)?;
@@ -302,7 +315,8 @@ fn volume_consistency(
 /// Pearson correlation (0 when either side is constant).
 fn pearson(a: &[f32], b: &[f32]) -> f64 {
     let n = a.len().max(1) as f64;
-    let (ma, mb) = (a.iter().map(|&v| f64::from(v)).sum::<f64>() / n, b.iter().map(|&v| f64::from(v)).sum::<f64>() / n);
+    let (ma, mb) =
+        (a.iter().map(|&v| f64::from(v)).sum::<f64>() / n, b.iter().map(|&v| f64::from(v)).sum::<f64>() / n);
     let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
     for (&x, &y) in a.iter().zip(b) {
         let (dx, dy) = (f64::from(x) - ma, f64::from(y) - mb);
@@ -336,7 +350,15 @@ fn write_plots(
         if !curve.epochs.is_empty() {
             let e: Vec<f64> = curve.epochs.iter().map(|e| e.epoch as f64).collect();
             let t: Vec<f64> = curve.epochs.iter().map(|e| e.total_loss).collect();
-            save(plot::line_plot(&[Series::new("total loss", e, t)], &[], None, &Axes::new("Total loss", "epoch", "loss"))?, "00_total_loss.png")?;
+            save(
+                plot::line_plot(
+                    &[Series::new("total loss", e, t)],
+                    &[],
+                    None,
+                    &Axes::new("Total loss", "epoch", "loss"),
+                )?,
+                "00_total_loss.png",
+            )?;
         }
     }
     let embedded: Vec<&EpochView> = views.iter().filter(|v| v.xy.is_some()).collect();
@@ -352,28 +374,59 @@ fn write_plots(
                             .maxima
                             .iter()
                             .enumerate()
-                            .map(|(k, m)| Marker { x: m.center[0], y: m.center[1], label: k.to_string(), color: plot::palette::chimerax(k) })
+                            .map(|(k, m)| Marker {
+                                x: m.center[0],
+                                y: m.center[1],
+                                label: k.to_string(),
+                                color: plot::palette::chimerax(k),
+                            })
                             .collect();
                         Overlay { markers, paths: Vec::new() }
                     } else {
                         Overlay::default()
                     };
-                    let img = plot::scatter(&x, &y, None, &overlay, &Axes::new(format!("epoch {}", v.epoch), "", ""))?;
+                    let img = plot::scatter(
+                        &x,
+                        &y,
+                        None,
+                        &overlay,
+                        &Axes::new(format!("epoch {}", v.epoch), "", ""),
+                    )?;
                     Ok(Tile { image: img.downsample(2), caption: format!("epoch {}", v.epoch) })
                 })
                 .collect()
         };
         let cols = (embedded.len() as f64).sqrt().ceil() as usize;
-        save(contact_sheet(&tiles(false)?, cols, Some("Latent embeddings by epoch"))?, "01_encoder_umaps.png")?;
-        save(contact_sheet(&tiles(true)?, cols, Some("Density maxima by epoch"))?, "03_decoder_UMAP-sketching.png")?;
+        save(
+            contact_sheet(&tiles(false)?, cols, Some("Latent embeddings by epoch"))?,
+            "01_encoder_umaps.png",
+        )?;
+        save(
+            contact_sheet(&tiles(true)?, cols, Some("Density maxima by epoch"))?,
+            "03_decoder_UMAP-sketching.png",
+        )?;
     }
     if !shifts.is_empty() {
         let e: Vec<f64> = shifts.iter().map(|s| s.epoch as f64).collect();
-        let pct: Vec<f64> = shifts.iter().map(|s| if spread > 0.0 { 100.0 * s.median_magnitude / spread } else { f64::NAN }).collect();
+        let pct: Vec<f64> = shifts
+            .iter()
+            .map(|s| if spread > 0.0 { 100.0 * s.median_magnitude / spread } else { f64::NAN })
+            .collect();
         let cos: Vec<f64> = shifts.iter().map(|s| s.median_cosine.unwrap_or(f64::NAN)).collect();
-        let top = plot::line_plot(&[Series::new("median ‖Δz‖ (% of spread)", e.clone(), pct)], &[], None, &Axes::new("Encoder latent vector shifts", "epoch", "% of latent spread"))?;
-        let bottom = plot::line_plot(&[Series::new("median cos(Δz, previous Δz)", e, cos)], &[], Some(-1.05..1.05), &Axes::new("", "epoch", "cosine"))?;
-        let mut img = RgbImage::new(top.width().max(bottom.width()), top.height() + bottom.height(), [255; 3]);
+        let top = plot::line_plot(
+            &[Series::new("median ‖Δz‖ (% of spread)", e.clone(), pct)],
+            &[],
+            None,
+            &Axes::new("Encoder latent vector shifts", "epoch", "% of latent spread"),
+        )?;
+        let bottom = plot::line_plot(
+            &[Series::new("median cos(Δz, previous Δz)", e, cos)],
+            &[],
+            Some(-1.05..1.05),
+            &Axes::new("", "epoch", "cosine"),
+        )?;
+        let mut img =
+            RgbImage::new(top.width().max(bottom.width()), top.height() + bottom.height(), [255; 3]);
         img.blit(&top, 0, 0);
         img.blit(&bottom, 0, top.height() as i64);
         save(img, "02_encoder_latent_vector_shifts.png")?;
@@ -381,7 +434,15 @@ fn write_plots(
     if !matches.is_empty() {
         let e: Vec<f64> = matches.iter().map(|m| m.epoch as f64).collect();
         let j: Vec<f64> = matches.iter().map(|m| m.mean_jaccard).collect();
-        save(plot::line_plot(&[Series::new("mean basin Jaccard", e, j)], &[], Some(0.0..1.05), &Axes::new("Maxima consistency with the previous epoch", "epoch", "Jaccard"))?, "04_decoder_maxima-sketch-consistency.png")?;
+        save(
+            plot::line_plot(
+                &[Series::new("mean basin Jaccard", e, j)],
+                &[],
+                Some(0.0..1.05),
+                &Axes::new("Maxima consistency with the previous epoch", "epoch", "Jaccard"),
+            )?,
+            "04_decoder_maxima-sketch-consistency.png",
+        )?;
     }
     if !volumes.is_empty() {
         let maxima = volumes.iter().map(|v| v.maximum).max().unwrap_or(0) + 1;
@@ -389,19 +450,45 @@ fn write_plots(
             (0..maxima)
                 .map(|m| {
                     let pts: Vec<&VolumeConsistency> = volumes.iter().filter(|v| v.maximum == m).collect();
-                    Series::new(format!("maximum {m}"), pts.iter().map(|v| v.epoch as f64).collect(), pts.iter().map(|v| f(v)).collect())
+                    Series::new(
+                        format!("maximum {m}"),
+                        pts.iter().map(|v| v.epoch as f64).collect(),
+                        pts.iter().map(|v| f(v)).collect(),
+                    )
                 })
                 .collect()
         };
-        save(plot::line_plot(&per_max(&|v| v.cc_masked), &[], None, &Axes::new("Masked CC with the previous epoch", "epoch", "CC"))?, "05_decoder_CC.png")?;
+        save(
+            plot::line_plot(
+                &per_max(&|v| v.cc_masked),
+                &[],
+                None,
+                &Axes::new("Masked CC with the previous epoch", "epoch", "CC"),
+            )?,
+            "05_decoder_CC.png",
+        )?;
         let last_epoch = volumes.iter().map(|v| v.epoch).max().unwrap_or(0);
         let curves: Vec<Series> = volumes
             .iter()
             .filter(|v| v.epoch == last_epoch)
             .map(|v| Series::new(format!("maximum {}", v.maximum), v.fsc_freq.clone(), v.fsc.clone()))
             .collect();
-        save(plot::fsc_plot(&curves, &Axes::new(format!("FSC, epoch {last_epoch} vs previous"), "frequency", "FSC"))?, "06_decoder_FSC.png")?;
-        save(plot::line_plot(&per_max(&|v| v.fsc_at_nyquist().unwrap_or(f64::NAN)), &[], None, &Axes::new("FSC at Nyquist with the previous epoch", "epoch", "FSC"))?, "07_decoder_FSC-nyquist.png")?;
+        save(
+            plot::fsc_plot(
+                &curves,
+                &Axes::new(format!("FSC, epoch {last_epoch} vs previous"), "frequency", "FSC"),
+            )?,
+            "06_decoder_FSC.png",
+        )?;
+        save(
+            plot::line_plot(
+                &per_max(&|v| v.fsc_at_nyquist().unwrap_or(f64::NAN)),
+                &[],
+                None,
+                &Axes::new("FSC at Nyquist with the previous epoch", "epoch", "FSC"),
+            )?,
+            "07_decoder_FSC-nyquist.png",
+        )?;
     }
     Ok(())
 }

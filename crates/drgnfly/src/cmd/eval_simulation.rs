@@ -55,7 +55,8 @@ pub fn run(args: Args) -> Result<()> {
     let wd = Workdir::open(&args.workdir, args.epoch)?;
     let (z, zdim) = wd.load_z(wd.epoch)?;
     let n = z.len() / zdim;
-    let lat = Latents::new(&z, zdim).with_context(|| format!("latents of {}", wd.z_path(wd.epoch).display()))?;
+    let lat =
+        Latents::new(&z, zdim).with_context(|| format!("latents of {}", wd.z_path(wd.epoch).display()))?;
     let ind = wd.dataset_ind(n)?;
     let per_z = |path: &PathBuf| -> Result<Vec<u32>> {
         let v = load_labels(path)?;
@@ -82,12 +83,14 @@ pub fn run(args: Args) -> Result<()> {
         bail!("{}: all particles have the same state; nothing to classify", args.labels.display());
     }
     let k = states.len().min(n);
-    let km = kmeans(lat, &KMeansParams { k, max_iter: 300, n_init: 10, seed: args.seed, ..Default::default() })?;
+    let km =
+        kmeans(lat, &KMeansParams { k, max_iter: 300, n_init: 10, seed: args.seed, ..Default::default() })?;
     let acc = best_match_accuracy(&km.labels, &truth)?;
     let pca = Pca::fit(lat)?;
     let pc1: Vec<f64> = pca.transform(lat, 1)?.into_iter().map(f64::from).collect();
     let frame_f: Vec<f64> = frames.iter().map(|&f| f64::from(f)).collect();
-    let rho = spearman(&pc1, &frame_f)?;
+    // Constant PC1 or frames leave the correlation undefined: reported as n/a, not an error.
+    let rho = spearman(&pc1, &frame_f).ok();
     let e_z = entanglement_z(lat, &truth)?;
 
     let rows = [
@@ -97,7 +100,7 @@ pub fn run(args: Args) -> Result<()> {
         ("k-means accuracy", format!("{:.4}", acc.accuracy)),
         (
             if args.frames.is_some() { "|Spearman(PC1, frame)|" } else { "|Spearman(PC1, state)|" },
-            format!("{:.4}", rho.abs()),
+            rho.map_or("n/a".to_string(), |r| format!("{:.4}", r.abs())),
         ),
         ("entanglement E_z", format!("{e_z:.4}")),
     ];
@@ -117,7 +120,10 @@ pub fn run(args: Args) -> Result<()> {
         "spearman_against": if args.frames.is_some() { "frames" } else { "labels" },
         "entanglement_z": e_z,
     });
-    let path = args.output.clone().unwrap_or_else(|| wd.dir.join(format!("analyze.{}", wd.epoch)).join("metrics.json"));
+    let path = args
+        .output
+        .clone()
+        .unwrap_or_else(|| wd.dir.join(format!("analyze.{}", wd.epoch)).join("metrics.json"));
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }

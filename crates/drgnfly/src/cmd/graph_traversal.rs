@@ -43,7 +43,8 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let (z, zdim) = load_zfile(&args.zfile)?;
     let lat = Latents::new(&z, zdim).with_context(|| format!("latents of {}", args.zfile.display()))?;
-    let params = GraphTraversalParams { max_neighbors: args.max_neighbors, avg_neighbors: args.avg_neighbors };
+    let params =
+        GraphTraversalParams { max_neighbors: args.max_neighbors, avg_neighbors: args.avg_neighbors };
     let path = graph_traversal(lat, &args.anchors, &params)?;
     write_text(&args.output, &format_z_text(&path.z, zdim))?;
     write_text(&args.outind, &format_indices(&path.indices))?;

@@ -83,7 +83,12 @@ pub fn run(args: Args) -> Result<()> {
     let rows = if let Some(k) = args.kmeans {
         let path = adir.join(format!("kmeans{k}")).join("labels.pkl");
         if !path.is_file() {
-            bail!("{}: not found; run `drgnfly analyze {} {} --ksample {k}` first", path.display(), wd.dir.display(), wd.epoch);
+            bail!(
+                "{}: not found; run `drgnfly analyze {} {} --ksample {k}` first",
+                path.display(),
+                wd.dir.display(),
+                wd.epoch
+            );
         }
         let labels = load_labels(&path)?;
         check_rows(&path, labels.len(), n)?;
@@ -101,7 +106,12 @@ pub fn run(args: Args) -> Result<()> {
         }
         let path = adir.join("umap.pkl");
         if !path.is_file() {
-            bail!("{}: not found; run `drgnfly analyze {} {}` (without --skip-umap) first", path.display(), wd.dir.display(), wd.epoch);
+            bail!(
+                "{}: not found; run `drgnfly analyze {} {}` (without --skip-umap) first",
+                path.display(),
+                wd.dir.display(),
+                wd.epoch
+            );
         }
         let umap = drgnfly_io::pickle::load_array(&path)?;
         if umap.shape != [n, 2] {
@@ -148,7 +158,10 @@ fn as_i64(v: &[usize]) -> Vec<i64> {
 /// A per-particle file of the analysis must have one row per z row.
 fn check_rows(path: &std::path::Path, got: usize, n: usize) -> Result<()> {
     if got != n {
-        bail!("{}: {got} rows but the latents hold {n} particles; was it made for another epoch or run?", path.display());
+        bail!(
+            "{}: {got} rows but the latents hold {n} particles; was it made for another epoch or run?",
+            path.display()
+        );
     }
     Ok(())
 }
@@ -158,7 +171,11 @@ fn check_rows(path: &std::path::Path, got: usize, n: usize) -> Result<()> {
 fn check_original(path: &std::path::Path, rows: usize, n: usize, n_min: usize, has_ind: bool) -> Result<()> {
     let ok = if has_ind { rows >= n_min } else { rows == n };
     if !ok {
-        let want = if has_ind { format!("at least {n_min} (the training --ind reaches row {})", n_min - 1) } else { format!("{n}") };
+        let want = if has_ind {
+            format!("at least {n_min} (the training --ind reaches row {})", n_min - 1)
+        } else {
+            format!("{n}")
+        };
         return Err(anyhow::anyhow!(
             "{}: {rows} particles, but the model was trained on {n}; expected {want} rows. Pass the file training read",
             path.display()

@@ -1,9 +1,12 @@
 //! End-to-end tests of the metadata subcommands: the built `drgnfly` binary run in temporary
 //! directories on the shared fixtures (cryoDRGN's golden parser outputs) and on generated files.
 
+mod analysis;
 mod bad_input;
 mod filters;
 mod help;
 mod parse_golden;
+mod physics;
 mod round_trips;
+mod train;
 mod util;

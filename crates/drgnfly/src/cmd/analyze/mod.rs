@@ -122,7 +122,8 @@ pub fn run(args: Args) -> Result<()> {
         let pcs = pca.transform(lat, 2)?;
         let evr: Vec<String> =
             pca.explained_variance_ratio.iter().take(5).map(|r| format!("{:.1}%", 100.0 * r)).collect();
-        latent_items.push(Item::Text(format!("Explained variance of the first components: {}.", evr.join(", "))));
+        latent_items
+            .push(Item::Text(format!("Explained variance of the first components: {}.", evr.join(", "))));
         latent_items.extend(plots::embedding(&mut o, &pcs, "z_pca", &Axes::new("PCA", "PC1", "PC2"))?);
         (Some(pca), Some(pcs))
     } else {
@@ -138,7 +139,11 @@ pub fn run(args: Args) -> Result<()> {
     };
     let embeddings: Vec<Embedding> = [
         pcs.as_ref().map(|p| Embedding { xy: p.clone(), axes: Axes::new("", "PC1", "PC2"), stem: "z_pca" }),
-        umap_xy.as_ref().map(|u| Embedding { xy: u.clone(), axes: Axes::new("", "UMAP1", "UMAP2"), stem: "umap" }),
+        umap_xy.as_ref().map(|u| Embedding {
+            xy: u.clone(),
+            axes: Axes::new("", "UMAP1", "UMAP2"),
+            stem: "umap",
+        }),
     ]
     .into_iter()
     .flatten()
@@ -162,7 +167,16 @@ pub fn run(args: Args) -> Result<()> {
     let mut traversal_items = Vec::new();
     if let Some(pca) = &pca {
         for pc in 1..=args.pc.min(zdim) {
-            traversal_items.extend(pc_outputs(&mut o, &mut vols, pca, lat, pc, args.n_per_pc, &embeddings, &steps)?);
+            traversal_items.extend(pc_outputs(
+                &mut o,
+                &mut vols,
+                pca,
+                lat,
+                pc,
+                args.n_per_pc,
+                &embeddings,
+                &steps,
+            )?);
         }
     } else {
         let zs = percentile_series(&z, args.n_per_pc);
@@ -190,10 +204,8 @@ pub fn run(args: Args) -> Result<()> {
         class_names: (0..k).map(|c| format!("class {c} (vol_{:03})", c + 1)).collect(),
     };
     let params = parameters(&args, &wd, n, zdim, k, &apix_text, umap_xy.is_some(), &vols);
-    let mut sections = vec![
-        Section::new("Parameters", vec![params]),
-        Section::new("Explore", vec![Item::Scatter(scatter)]),
-    ];
+    let mut sections =
+        vec![Section::new("Parameters", vec![params]), Section::new("Explore", vec![Item::Scatter(scatter)])];
     if !curve.is_empty() {
         sections.push(Section::new("Learning curve", curve));
     }
@@ -276,15 +288,26 @@ fn kmeans_outputs(
         }
     }
     let rows = (0..k)
-        .map(|c| vec![c.to_string(), format!("vol_{:03}", c + 1), counts[c].to_string(), km.center_indices[c].to_string()])
+        .map(|c| {
+            vec![
+                c.to_string(),
+                format!("vol_{:03}", c + 1),
+                counts[c].to_string(),
+                km.center_indices[c].to_string(),
+            ]
+        })
         .collect();
     let mut items = vec![Item::Table {
         header: vec!["class".into(), "volume".into(), "particles".into(), "centre particle".into()],
         rows,
     }];
     for e in embeddings {
-        let centres: Vec<[f32; 2]> = km.center_indices.iter().map(|&i| [e.xy[2 * i], e.xy[2 * i + 1]]).collect();
-        let axes = Axes { title: format!("k-means classes on {}", if e.stem == "umap" { "UMAP" } else { "PCA" }), ..e.axes.clone() };
+        let centres: Vec<[f32; 2]> =
+            km.center_indices.iter().map(|&i| [e.xy[2 * i], e.xy[2 * i + 1]]).collect();
+        let axes = Axes {
+            title: format!("k-means classes on {}", if e.stem == "umap" { "UMAP" } else { "PCA" }),
+            ..e.axes.clone()
+        };
         items.extend(plots::kmeans_on(o, &e.xy, labels16, &centres, &format!("{rel}/{}", e.stem), &axes)?);
     }
     Ok(items)
@@ -319,7 +342,11 @@ fn volume_items(
     let (renders, slices) = volume_sheets(&paths, class_colors.then_some(&colors[..]), &title)?;
     Ok(vec![
         o.png(&renders, &format!("{prefix}vol_renders.png"), &format!("{title}: isosurfaces"))?,
-        o.png(&slices, &format!("{prefix}vol_slices.png"), &format!("{title}: central slices and projections"))?,
+        o.png(
+            &slices,
+            &format!("{prefix}vol_slices.png"),
+            &format!("{title}: central slices and projections"),
+        )?,
     ])
 }
 
@@ -365,8 +392,22 @@ fn pc_outputs(
         };
         let name = if e.stem == "z_pca" { "pca" } else { "umap" };
         let axes = Axes { title: format!("PC{pc} traversal"), ..e.axes.clone() };
-        items.push(plots::traversal_on(o, &e.xy, &path, false, &format!("{rel}/{name}_traversal.png"), &axes)?);
-        items.push(plots::traversal_on(o, &e.xy, &path, true, &format!("{rel}/{name}_traversal_connected.png"), &axes)?);
+        items.push(plots::traversal_on(
+            o,
+            &e.xy,
+            &path,
+            false,
+            &format!("{rel}/{name}_traversal.png"),
+            &axes,
+        )?);
+        items.push(plots::traversal_on(
+            o,
+            &e.xy,
+            &path,
+            true,
+            &format!("{rel}/{name}_traversal_connected.png"),
+            &axes,
+        )?);
     }
     items.extend(volume_items(o, vols, &tr.z, zdim, &rel, false, steps)?);
     Ok(items)

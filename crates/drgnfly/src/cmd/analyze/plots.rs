@@ -20,7 +20,11 @@ pub fn embedding(o: &mut Outputs, xy: &[f32], stem: &str, axes: &Axes) -> Result
     let none = Overlay::default();
     Ok(vec![
         o.png(&plot::scatter(&x, &y, None, &none, axes)?, &format!("{stem}.png"), &axes.title)?,
-        o.png(&plot::hexbin(&x, &y, &none, axes)?, &format!("{stem}_hexbin.png"), &format!("{} (density)", axes.title))?,
+        o.png(
+            &plot::hexbin(&x, &y, &none, axes)?,
+            &format!("{stem}_hexbin.png"),
+            &format!("{} (density)", axes.title),
+        )?,
         o.png(
             &plot::scatter_with_marginals(&x, &y, axes)?,
             &format!("{stem}_marginals.png"),
@@ -63,7 +67,11 @@ pub fn kmeans_on(
     let (x, y) = columns(xy);
     let overlay = Overlay::centers(centres);
     Ok(vec![
-        o.png(&plot::scatter(&x, &y, Some(labels), &overlay, axes)?, &format!("{rel_stem}.png"), &axes.title)?,
+        o.png(
+            &plot::scatter(&x, &y, Some(labels), &overlay, axes)?,
+            &format!("{rel_stem}.png"),
+            &axes.title,
+        )?,
         o.png(
             &plot::hexbin(&x, &y, &overlay, axes)?,
             &format!("{rel_stem}_hex.png"),
@@ -117,7 +125,10 @@ pub fn learning_curve(o: &mut Outputs, wd: &Workdir) -> Result<Vec<Item>> {
     }
     let bad = curve.non_finite_epochs();
     if !bad.is_empty() {
-        o.note(format!("{}: non-finite total loss at epoch(s) {bad:?} (left out of the plot)", log.display()));
+        o.note(format!(
+            "{}: non-finite total loss at epoch(s) {bad:?} (left out of the plot)",
+            log.display()
+        ));
     }
     if !curve.skipped_lines.is_empty() {
         o.note(format!("{}: unreadable epoch line(s) {:?} skipped", log.display(), curve.skipped_lines));

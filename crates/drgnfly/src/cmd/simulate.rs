@@ -1,0 +1,566 @@
+//! `simulate`: a synthetic particle dataset with its ground truth, from maps, atomic models, or the built-in
+//! hinge phantom ([`drgnfly_em::simulate`] does the physics).
+//!
+//! Sources (exactly one):
+//! - `--vol a.mrc b.mrc …`: discrete states, drawn with `--weights` (default equal);
+//! - `--pdb model.pdb|.cif`: every model of the file is a state (`-D`, `--Apix` set the grid);
+//! - `--traj frames.npy` (F, N, 3) Å: every frame is a state along a continuous motion, drawn uniformly
+//!   (`--elements` gives the atoms' elements, else all carbon);
+//! - `--phantom hinge`: `--states K` evenly spaced openings (default 2), or `--continuous` with
+//!   `--frames F` openings (labels are then the frame index along the motion).
+//!
+//! Atoms are rendered with Peng (1996) scattering factors ([`drgnfly_em::density`]), all frames about the
+//! centre of the first one so the motion is kept.
+//!
+//! Conventions (the files round-trip with `backproject` and training):
+//! - `particles.mrcs`: raw contrast, `−(projection ⊛ CTF)` (dark particles, inverted by default on
+//!   reading), float32, the pixel size in the header;
+//! - `pose.pkl`: `(rot (N,3,3), trans (N,2))`, `trans` = the shift that centres the image in pixels
+//!   divided by **D** (see the `drgnfly-em` crate docs on D vs D + 1);
+//! - `ctf.pkl` (unless `--no-ctf`), `particles.star` (RELION 3.1, same poses and CTF, origins in Å);
+//! - `labels.pkl`: int64 state (or frame) index per particle, 0-based; `gt_volumes/vol_XXX.mrc` is the
+//!   map of state XXX (the same 0-based index);
+//! - `simulate.json`: every parameter and the noise level used.
+//!
+//! With `--poses`, rotations (and translations, if the file has them) come from the file instead of
+//! being drawn; `-n` must then match its length (or be left out).
+//!
+//! Example usage:
+//!   drgnfly simulate --phantom hinge --states 2 -D 64 -n 5000 --snr 0.3 -o sim/
+//!   drgnfly simulate --vol open.mrc closed.mrc --weights 0.25 0.75 -n 10000 --max-shift 4 -o sim/
+//!   drgnfly simulate --traj adk.npy --elements adk_atoms.tsv -D 64 --Apix 1.5 -n 20000 -o sim/
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{ArgGroup, Args as ClapArgs, ValueEnum};
+use drgnfly_em::density::{render_atoms, scattering_center, DensityParams, Scattering};
+use drgnfly_em::hartley::{symmetrize_ht, unsymmetrize_ht, HartleyPlan};
+use drgnfly_em::lattice::Lattice;
+use drgnfly_em::phantom::HingePhantom;
+use drgnfly_em::project::Projector;
+use drgnfly_em::rotation::relion::euler_from_matrix;
+use drgnfly_em::rotation::{from_f32, to_f32};
+use drgnfly_em::simulate::{simulate, CtfDistribution, ParticleTruth, SimConfig, States};
+use drgnfly_em::translate::translate_ht;
+use drgnfly_io::atomic::write_atomic;
+use drgnfly_io::atoms::{read_element_list, read_npy_trajectory, AtomicModel};
+use drgnfly_io::mrc::{MrcDtype, MrcStackWriter};
+use drgnfly_io::pickle::{self, ArrayData, NdArray, Poses};
+use drgnfly_io::relion::{format_image_name, write_relion, ParticleRecords, RelionVersion};
+
+use super::maps::{read_cubic, write_map};
+use crate::progress::Progress;
+
+/// Fourier oversampling of the projectors (trilinear interpolation error ≤ 5% inside the usual mask).
+const OVERSAMPLING: usize = 2;
+/// Bytes of projector tables held at once before states are built per chunk instead.
+const PROJECTOR_BUDGET: usize = 2 << 30;
+/// Bytes of images simulated per chunk.
+const CHUNK_BYTES: usize = 128 << 20;
+
+/// Built-in phantoms.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum PhantomKind {
+    /// Two domains of Gaussian blobs; one rotates about a hinge.
+    Hinge,
+}
+
+/// Simulate particles with ground truth.
+#[derive(ClapArgs, Debug)]
+#[command(group(ArgGroup::new("source").required(true).args(["vol", "pdb", "traj", "phantom"])))]
+#[command(
+    after_help = "Examples:\n  drgnfly simulate --phantom hinge --states 2 -D 64 -n 5000 --snr 0.3 -o sim/\n  drgnfly simulate --phantom hinge --continuous --frames 50 -D 64 -n 20000 -o sim/\n  drgnfly simulate --vol open.mrc closed.mrc --weights 0.25 0.75 -n 10000 --max-shift 4 -o sim/\n  drgnfly simulate --pdb ensemble.pdb -D 64 --Apix 1.5 -n 10000 --snr inf --no-ctf -o sim/\n  drgnfly simulate --traj adk.npy --elements adk_atoms.tsv -D 64 --Apix 1.5 -n 20000 -o sim/\n\nWrites particles.mrcs, pose.pkl, ctf.pkl, particles.star, labels.pkl, gt_volumes/vol_XXX.mrc and simulate.json."
+)]
+pub struct Args {
+    /// Maps of the states (.mrc), all the same cubic box.
+    #[arg(long, num_args = 1.., value_name = "MRC")]
+    pub vol: Vec<PathBuf>,
+    /// Atomic model (.pdb/.cif); each model of the file is a state.
+    #[arg(long)]
+    pub pdb: Option<PathBuf>,
+    /// Trajectory (.npy, frames × atoms × 3, Å); each frame is a state.
+    #[arg(long)]
+    pub traj: Option<PathBuf>,
+    /// Built-in phantom.
+    #[arg(long, value_enum)]
+    pub phantom: Option<PhantomKind>,
+    /// Mixture weights of the states (--vol, --pdb models, --phantom --states); default equal.
+    #[arg(long, num_args = 1..)]
+    pub weights: Vec<f64>,
+    /// Elements of the trajectory's atoms (a table with an `element` column, or one symbol per line).
+    #[arg(long, requires = "traj")]
+    pub elements: Option<PathBuf>,
+    /// Discrete phantom states (evenly spaced hinge openings).
+    #[arg(long, default_value_t = 2)]
+    pub states: usize,
+    /// Continuous phantom motion, sampled at --frames openings.
+    #[arg(long, requires = "phantom")]
+    pub continuous: bool,
+    /// Openings along the continuous phantom motion.
+    #[arg(long, default_value_t = 50)]
+    pub frames: usize,
+    /// Box size in pixels (atoms, phantom; default 64 for the phantom; a --vol sets its own).
+    #[arg(short = 'D')]
+    pub d: Option<usize>,
+    /// Pixel size in Å (default: the --vol header, else 1; 3 for the phantom; 1 for atoms).
+    #[arg(long = "Apix", value_name = "Å")]
+    pub apix: Option<f32>,
+    /// Number of particles (default: the number of --poses, else 1000).
+    #[arg(short = 'n', long = "num-particles")]
+    pub n: Option<usize>,
+    /// Signal-to-noise ratio (variance of the clean images over that of the noise); `inf` for none.
+    #[arg(long, default_value = "0.1", allow_negative_numbers = true)]
+    pub snr: String,
+    /// Smallest defocus (Å).
+    #[arg(long, default_value_t = 10_000.0, value_name = "Å")]
+    pub defocus_min: f32,
+    /// Largest defocus (Å).
+    #[arg(long, default_value_t = 25_000.0, value_name = "Å")]
+    pub defocus_max: f32,
+    /// Largest astigmatism, defocus U − V (Å).
+    #[arg(long, default_value_t = 500.0, value_name = "Å")]
+    pub astigmatism: f32,
+    /// Voltage (kV).
+    #[arg(long, default_value_t = 300.0)]
+    pub kv: f32,
+    /// Spherical aberration (mm).
+    #[arg(long, default_value_t = 2.7)]
+    pub cs: f32,
+    /// Amplitude contrast.
+    #[arg(short = 'w', long = "amp-contrast", default_value_t = 0.1)]
+    pub w: f32,
+    /// Phase shift (degrees).
+    #[arg(long = "ps", default_value_t = 0.0)]
+    pub phase_shift: f32,
+    /// Simulate without CTF.
+    #[arg(long)]
+    pub no_ctf: bool,
+    /// Shifts are uniform in [−m, m]² pixels.
+    #[arg(long, default_value_t = 0.0, value_name = "PX")]
+    pub max_shift: f32,
+    /// Use these poses (pose.pkl) instead of random ones.
+    #[arg(long)]
+    pub poses: Option<PathBuf>,
+    /// Seed of every random draw.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output directory.
+    #[arg(short = 'o', long = "outdir")]
+    pub outdir: PathBuf,
+}
+
+/// The states to simulate, ready for [`simulate`].
+enum Source {
+    /// Projectors held in memory, drawn with weights.
+    Held { projectors: Vec<Projector>, weights: Vec<f64> },
+    /// States built per chunk (many frames), drawn uniformly.
+    Frames { n: usize, make: Box<dyn Fn(usize) -> drgnfly_em::Result<Vec<f32>> + Sync> },
+}
+
+/// What the states were made from, for the summary.
+struct Prepared {
+    source: Source,
+    d: usize,
+    apix: f32,
+    describe: String,
+}
+
+/// Simulate and write everything.
+pub fn run(args: Args) -> Result<()> {
+    let snr = parse_snr(&args.snr)?;
+    let given = match &args.poses {
+        Some(p) => Some(pickle::load_poses(p)?),
+        None => None,
+    };
+    let n = match (&given, args.n) {
+        (Some(g), Some(n)) if g.len() != n => bail!(
+            "{}: has {} poses but -n asks for {n} particles; give one pose per particle (or leave out -n)",
+            args.poses.as_deref().map(Path::display).map(|d| d.to_string()).unwrap_or_default(),
+            g.len()
+        ),
+        (Some(g), _) => g.len(),
+        (None, Some(n)) => n,
+        (None, None) => 1000,
+    };
+    if n == 0 {
+        bail!("-n 0: nothing to simulate; give at least one particle");
+    }
+    let given_shifts = given.as_ref().and_then(|g| g.trans.clone());
+    if given_shifts.is_some() && args.max_shift > 0.0 {
+        bail!(
+            "--max-shift draws random shifts, but {} has translations; use one or the other",
+            path_str(&args.poses)
+        );
+    }
+    std::fs::create_dir_all(args.outdir.join("gt_volumes"))
+        .with_context(|| format!("creating {}", args.outdir.join("gt_volumes").display()))?;
+    let prep = prepare(&args)?;
+    let (d, apix) = (prep.d, prep.apix);
+
+    let cfg = SimConfig {
+        snr,
+        ctf: (!args.no_ctf).then_some(CtfDistribution {
+            defocus_min_a: args.defocus_min,
+            defocus_max_a: args.defocus_max,
+            astigmatism_a: args.astigmatism,
+            voltage_kv: args.kv,
+            cs_mm: args.cs,
+            amp_contrast: args.w,
+            phase_shift_deg: args.phase_shift,
+        }),
+        max_shift_px: args.max_shift,
+        rotations: given.as_ref().map(|g| g.rot.iter().map(from_f32).collect()),
+        chunk: (CHUNK_BYTES / (d * d * 4)).clamp(1, n),
+        seed: args.seed,
+        ..SimConfig::new(n, apix)
+    };
+    let make_projector;
+    let states = match &prep.source {
+        Source::Held { projectors, weights } => States::Projectors { projectors, weights: weights.clone() },
+        Source::Frames { n, make } => {
+            make_projector = move |k: usize| Projector::new(&make(k)?, d, OVERSAMPLING);
+            States::OnDemand { n: *n, make: &make_projector }
+        }
+    };
+
+    let stack_path = args.outdir.join("particles.mrcs");
+    let mut writer = MrcStackWriter::create(&stack_path, d, d, apix, MrcDtype::F32)?;
+    let mut truth: Vec<ParticleTruth> = Vec::with_capacity(n);
+    let shifter = match &given_shifts {
+        Some(_) => Some(Shifter::new(d)?),
+        None => None,
+    };
+    let mut progress = Progress::new("simulate", n as u64, "images");
+    let summary = simulate::<anyhow::Error>(&cfg, &states, |chunk| {
+        let mut chunk_truth = chunk.truth.to_vec();
+        match (&shifter, &given_shifts) {
+            (Some(s), Some(t)) => {
+                let mut images = chunk.images.to_vec();
+                for (j, (img, tr)) in images.chunks_exact_mut(d * d).zip(&mut chunk_truth).enumerate() {
+                    let f = t[chunk.start + j];
+                    tr.shift_px = [f[0] * d as f32, f[1] * d as f32];
+                    s.move_by(img, [-tr.shift_px[0], -tr.shift_px[1]])?;
+                }
+                writer.push_many(&images)?;
+            }
+            _ => writer.push_many(chunk.images)?,
+        }
+        truth.extend(chunk_truth);
+        progress.inc(chunk.truth.len() as u64);
+        Ok(())
+    })?;
+    writer.finish()?;
+    let secs = progress.finish().as_secs_f64();
+
+    write_metadata(&args.outdir, &truth, d, apix)?;
+    let n_states = match &prep.source {
+        Source::Held { projectors, .. } => projectors.len(),
+        Source::Frames { n, .. } => *n,
+    };
+    let mut counts = vec![0usize; n_states];
+    truth.iter().for_each(|t| counts[t.state] += 1);
+    let json = serde_json::json!({
+        "source": prep.describe,
+        "n": n,
+        "D": d,
+        "Apix": apix,
+        "states": n_states,
+        "state_counts": counts,
+        "weights": match &prep.source { Source::Held { weights, .. } => Some(weights.clone()), Source::Frames { .. } => None },
+        "snr": snr.map_or_else(|| serde_json::Value::from("inf"), serde_json::Value::from),
+        "signal_variance": snr.map(|_| summary.signal_variance),
+        "noise_sigma": summary.noise_sigma,
+        "ctf": cfg.ctf.map(|c| serde_json::json!({
+            "defocus_min_A": c.defocus_min_a, "defocus_max_A": c.defocus_max_a, "astigmatism_A": c.astigmatism_a,
+            "kV": c.voltage_kv, "Cs_mm": c.cs_mm, "amp_contrast": c.amp_contrast, "phase_shift_deg": c.phase_shift_deg,
+        })),
+        "max_shift_px": args.max_shift,
+        "poses": args.poses.as_ref().map(|p| p.display().to_string()),
+        "seed": args.seed,
+        "translation_scale": "pose.pkl trans = shift_px / D",
+        "contrast": "particles are -(projection * CTF): inverted, as raw cryo-EM particles",
+    });
+    let text = serde_json::to_string_pretty(&json).context("formatting simulate.json")?;
+    write_atomic(args.outdir.join("simulate.json"), format!("{text}\n").as_bytes())?;
+
+    let per_state = if n_states <= 10 {
+        format!("{counts:?}")
+    } else {
+        let (lo, hi) = (counts.iter().min().unwrap_or(&0), counts.iter().max().unwrap_or(&0));
+        format!("({lo}–{hi} particles each)")
+    };
+    eprintln!(
+        "{}: {n} particles ({d}×{d}, {apix} Å/px) from {} in {secs:.1} s; SNR {}, noise σ {:.4}; {n_states} states {per_state}",
+        args.outdir.display(),
+        prep.describe,
+        snr.map_or("inf".to_string(), |s| s.to_string()),
+        summary.noise_sigma,
+    );
+    eprintln!(
+        "wrote particles.mrcs, pose.pkl, {}particles.star, labels.pkl, gt_volumes/, simulate.json",
+        if cfg.ctf.is_some() { "ctf.pkl, " } else { "" }
+    );
+    Ok(())
+}
+
+/// `--snr`: a positive number, or `inf`/`none` for noiseless images (`None`).
+fn parse_snr(s: &str) -> Result<Option<f64>> {
+    let t = s.trim().to_ascii_lowercase();
+    if matches!(t.as_str(), "inf" | "infinity" | "none") {
+        return Ok(None);
+    }
+    match t.parse::<f64>() {
+        Ok(v) if v.is_infinite() && v > 0.0 => Ok(None),
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(Some(v)),
+        _ => bail!("--snr {s}: the signal-to-noise ratio must be a number > 0 (use `--snr inf` for noiseless images)"),
+    }
+}
+
+fn path_str(p: &Option<PathBuf>) -> String {
+    p.as_deref().map(|p| p.display().to_string()).unwrap_or_default()
+}
+
+/// Load or build the states, write their ground-truth maps, and check the weights.
+fn prepare(args: &Args) -> Result<Prepared> {
+    let gt = |k: usize| args.outdir.join("gt_volumes").join(format!("vol_{k:03}.mrc"));
+    if !args.vol.is_empty() {
+        let first = read_cubic(&args.vol[0], "volume")?;
+        let d = first.d;
+        if let Some(want) = args.d.filter(|&w| w != d) {
+            bail!("-D {want}: {} is {d}³; a --vol sets the box (downsample it first with `drgnfly downsample --is-vol`)", args.vol[0].display());
+        }
+        let apix = pick_apix(args.apix, first.apix, 1.0, &args.vol[0]);
+        let mut projectors = Vec::with_capacity(args.vol.len());
+        let mut first = Some(first);
+        for (k, p) in args.vol.iter().enumerate() {
+            let m = match first.take() {
+                Some(m) => m,
+                None => read_cubic(p, "volume")?,
+            };
+            if m.d != d {
+                bail!(
+                    "{}: is {}³ but {} is {d}³; all --vol maps need the same box",
+                    p.display(),
+                    m.d,
+                    args.vol[0].display()
+                );
+            }
+            check_finite(&m.data, p)?;
+            write_map(&gt(k), &m.data, d, apix)?;
+            projectors.push(Projector::new(&m.data, d, OVERSAMPLING)?);
+        }
+        let weights = weights(&args.weights, projectors.len())?;
+        let describe = format!("{} map(s)", projectors.len());
+        return Ok(Prepared { source: Source::Held { projectors, weights }, d, apix, describe });
+    }
+    if let Some(PhantomKind::Hinge) = args.phantom {
+        let d = args.d.unwrap_or(64);
+        check_box(d)?;
+        let apix = args.apix.unwrap_or(3.0);
+        let ph = HingePhantom::new(d)?;
+        if args.continuous {
+            if args.frames < 2 {
+                bail!("--frames {}: the continuous motion needs at least 2 frames", args.frames);
+            }
+            if !args.weights.is_empty() {
+                bail!("--weights applies to discrete states; continuous frames are drawn uniformly");
+            }
+            let f = args.frames;
+            let theta = move |k: usize| k as f64 / (f - 1) as f64;
+            for k in 0..f {
+                write_map(&gt(k), &ph.volume(theta(k))?, d, apix)?;
+            }
+            let make = Box::new(move |k: usize| ph.volume(theta(k)));
+            let describe = format!("hinge phantom, continuous ({f} frames)");
+            return Ok(Prepared { source: Source::Frames { n: f, make }, d, apix, describe });
+        }
+        let k_states = args.states;
+        if k_states == 0 {
+            bail!("--states 0: the phantom needs at least one state");
+        }
+        let mut projectors = Vec::with_capacity(k_states);
+        for k in 0..k_states {
+            let theta = if k_states == 1 { 0.0 } else { ph.state(k, k_states)? };
+            let v = ph.volume(theta)?;
+            write_map(&gt(k), &v, d, apix)?;
+            projectors.push(Projector::new(&v, d, OVERSAMPLING)?);
+        }
+        let weights = weights(&args.weights, k_states)?;
+        let describe = format!("hinge phantom, {k_states} discrete state(s)");
+        return Ok(Prepared { source: Source::Held { projectors, weights }, d, apix, describe });
+    }
+    // Atoms: --pdb (models) or --traj (frames).
+    let (path, model) = match (&args.pdb, &args.traj) {
+        (Some(p), _) => (p, AtomicModel::read(p)?),
+        (None, Some(t)) => {
+            let m = read_npy_trajectory(t)?;
+            let m = match &args.elements {
+                Some(e) => m.with_elements(read_element_list(e)?, e)?,
+                None => {
+                    tracing::warn!("{}: no --elements; every atom is rendered as carbon", t.display());
+                    m
+                }
+            };
+            (t, m)
+        }
+        (None, None) => bail!("give one source: --vol, --pdb, --traj or --phantom"),
+    };
+    let Some(d) = args.d else {
+        bail!("{}: give the box size -D (pixels) to render the atoms on", path.display());
+    };
+    check_box(d)?;
+    let apix = args.apix.unwrap_or(1.0);
+    if !(apix.is_finite() && apix > 0.0) {
+        bail!("--Apix {apix}: the pixel size must be a positive number of Å");
+    }
+    let n_models = model.n_models();
+    let Some(first) = model.models.first() else {
+        bail!("{}: the file holds no atoms", path.display());
+    };
+    let mut params = DensityParams::new(d, f64::from(apix));
+    // One centre for every frame, so the motion between frames is kept.
+    params.center = Some(scattering_center(&model.elements, first, Scattering::Peng)?);
+    check_fits(&model, params.center.unwrap_or_default(), d, apix, path);
+    let describe = format!("{} ({} atoms, {n_models} model(s))", path.display(), model.n_atoms());
+    let render = move |k: usize| render_atoms(&model.elements, &model.models[k], &model.b_factors, &params);
+    let table = (OVERSAMPLING * d).pow(3) * 4;
+    if n_models.saturating_mul(table) <= PROJECTOR_BUDGET && args.traj.is_none() {
+        let mut projectors = Vec::with_capacity(n_models);
+        for k in 0..n_models {
+            let v = render(k)?;
+            write_map(&gt(k), &v, d, apix)?;
+            projectors.push(Projector::new(&v, d, OVERSAMPLING)?);
+        }
+        let weights = weights(&args.weights, n_models)?;
+        return Ok(Prepared { source: Source::Held { projectors, weights }, d, apix, describe });
+    }
+    if !args.weights.is_empty() {
+        bail!("--weights applies to discrete states; trajectory frames are drawn uniformly");
+    }
+    for k in 0..n_models {
+        write_map(&gt(k), &render(k)?, d, apix)?;
+    }
+    Ok(Prepared { source: Source::Frames { n: n_models, make: Box::new(render) }, d, apix, describe })
+}
+
+fn pick_apix(given: Option<f32>, header: Option<f32>, fallback: f32, path: &Path) -> f32 {
+    match (given, header) {
+        (Some(g), Some(h)) if (g - h).abs() > 1e-3 * h => {
+            tracing::warn!("--Apix {g} overrides the {h} Å/px in the header of {}", path.display());
+            g
+        }
+        (Some(g), _) => g,
+        (None, Some(h)) => h,
+        (None, None) => {
+            tracing::warn!(
+                "{}: no pixel size in the header; using {fallback} Å/px (pass --Apix)",
+                path.display()
+            );
+            fallback
+        }
+    }
+}
+
+fn check_box(d: usize) -> Result<()> {
+    if d < 8 || d % 2 != 0 {
+        bail!("-D {d}: the box size must be even and at least 8 pixels");
+    }
+    Ok(())
+}
+
+fn check_finite(data: &[f32], path: &Path) -> Result<()> {
+    if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+        bail!("{}: voxel {i} is NaN or infinite; fix the map", path.display());
+    }
+    Ok(())
+}
+
+/// Warns when atoms reach outside the box (their density would be cut off).
+fn check_fits(model: &AtomicModel, center: [f64; 3], d: usize, apix: f32, path: &Path) {
+    let reach = model
+        .models
+        .iter()
+        .flatten()
+        .map(|r| (0..3).map(|k| (f64::from(r[k]) - center[k]).abs()).fold(0.0, f64::max))
+        .fold(0.0, f64::max);
+    let half = d as f64 / 2.0 * f64::from(apix);
+    if reach > half {
+        tracing::warn!(
+            "{}: atoms reach {reach:.1} Å from the centre but the box half-width is {half:.1} Å; increase -D or --Apix",
+            path.display()
+        );
+    }
+}
+
+/// Normalised mixture weights: equal by default, else one per state, ≥ 0, positive sum.
+fn weights(given: &[f64], n: usize) -> Result<Vec<f64>> {
+    if given.is_empty() {
+        return Ok(vec![1.0; n]);
+    }
+    if given.len() != n {
+        bail!("--weights has {} values for {n} states; give one weight per state", given.len());
+    }
+    let total: f64 = given.iter().sum();
+    if given.iter().any(|w| !(w.is_finite() && *w >= 0.0)) || total <= 0.0 {
+        bail!("--weights {given:?}: weights must be ≥ 0 with a positive sum");
+    }
+    Ok(given.iter().map(|w| w / total).collect())
+}
+
+/// Moves real-space images by a given shift (for `--poses` with translations): Hartley transform,
+/// symmetrize, [`translate_ht`], back.
+struct Shifter {
+    d: usize,
+    plan: HartleyPlan,
+    lattice: Lattice,
+}
+
+impl Shifter {
+    fn new(d: usize) -> Result<Self> {
+        Ok(Self { d, plan: HartleyPlan::new(d)?, lattice: Lattice::new(d + 1, 0.5)? })
+    }
+
+    /// `img(x) ← img(x − s)`.
+    fn move_by(&self, img: &mut [f32], s: [f32; 2]) -> Result<()> {
+        let d = self.d;
+        let mut scratch = self.plan.make_scratch();
+        self.plan.ht2_center(img, &mut scratch)?;
+        let mut sym = vec![0.0f32; (d + 1) * (d + 1)];
+        symmetrize_ht(img, d, &mut sym)?;
+        let mut moved = vec![0.0f32; sym.len()];
+        translate_ht(&self.lattice, &sym, s, &mut moved)?;
+        unsymmetrize_ht(&moved, d, img)?;
+        self.plan.iht2_center(img, &mut scratch)?;
+        Ok(())
+    }
+}
+
+/// pose.pkl, ctf.pkl, particles.star and labels.pkl for the simulated particles.
+fn write_metadata(outdir: &Path, truth: &[ParticleTruth], d: usize, apix: f32) -> Result<()> {
+    let df = d as f32;
+    let poses = Poses {
+        rot: truth.iter().map(|t| to_f32(&t.rot)).collect(),
+        trans: Some(truth.iter().map(|t| [t.shift_px[0] / df, t.shift_px[1] / df]).collect()),
+    };
+    pickle::write_poses(outdir.join("pose.pkl"), &poses)?;
+    let ctf: Option<Vec<[f32; 9]>> = truth.iter().map(|t| t.ctf_row(d)).collect();
+    if let Some(c) = &ctf {
+        pickle::write_ctf(outdir.join("ctf.pkl"), c)?;
+    }
+    let labels: Vec<i64> = truth.iter().map(|t| t.state as i64).collect();
+    pickle::write_array(
+        outdir.join("labels.pkl"),
+        &NdArray::new(vec![labels.len()], ArrayData::I64(labels)),
+    )?;
+    let rec = ParticleRecords {
+        image_names: (0..truth.len() as u64).map(|i| format_image_name(i, "particles.mrcs")).collect(),
+        ctf: ctf.map(|c| c.iter().map(|r| r.map(f64::from)).collect()),
+        euler_deg: Some(truth.iter().map(|t| euler_from_matrix(&t.rot)).collect()),
+        origin_px: Some(truth.iter().map(|t| t.shift_px.map(f64::from)).collect()),
+        image_size: Some(d as f64),
+        apix: Some(f64::from(apix)),
+    };
+    write_relion(outdir.join("particles.star"), &rec, RelionVersion::Relion31)?;
+    Ok(())
+}

@@ -1,0 +1,277 @@
+//! End-to-end tests of `train-vae`, `train-nn`, `eval-vol` and `eval-images` on small simulated datasets
+//! (the hinge phantom of `drgnfly_em::phantom`, projected with CTF and noise by `drgnfly_em::simulate`).
+//! Quality is checked against the ground truth: k-means accuracy of the latents and FSC of the maps.
+
+use std::path::{Path, PathBuf};
+
+use drgnfly_em::phantom::HingePhantom;
+use drgnfly_em::project::Projector;
+use drgnfly_em::rotation::to_f32;
+use drgnfly_em::simulate::{simulate, CtfDistribution, SimConfig, States};
+use drgnfly_io::mrc::{read_volume, MrcDtype, MrcStackWriter};
+use drgnfly_io::pickle::{load_latents, write_ctf, write_poses, Poses};
+
+use crate::util::drgnfly;
+
+const APIX: f32 = 4.0;
+
+/// A simulated dataset on disk and its ground truth.
+struct Sim {
+    dir: tempfile::TempDir,
+    /// State of each particle.
+    states: Vec<u32>,
+    /// Ground-truth volume of each state (D³).
+    volumes: Vec<Vec<f32>>,
+}
+
+impl Sim {
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+/// `n` particles of the hinge phantom at conformations `thetas` (equal weights), D = `d`, CTF, shifts up
+/// to 2 px, white noise at `snr`. Writes particles.mrcs, pose.pkl, ctf.pkl.
+fn simulate_hinge(d: usize, n: usize, thetas: &[f64], snr: Option<f64>, seed: u64) -> Sim {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let phantom = HingePhantom::new(d).expect("phantom");
+    let volumes: Vec<Vec<f32>> = thetas.iter().map(|&t| phantom.volume(t).expect("volume")).collect();
+    let projectors: Vec<Projector> = volumes.iter().map(|v| Projector::new(v, d, 2).expect("projector")).collect();
+    let cfg = SimConfig {
+        snr,
+        ctf: Some(CtfDistribution::default()),
+        max_shift_px: 2.0,
+        seed,
+        ..SimConfig::new(n, APIX)
+    };
+    let states = States::Projectors { projectors: &projectors, weights: vec![1.0; thetas.len()] };
+    let mut writer =
+        MrcStackWriter::create(dir.path().join("particles.mrcs"), d, d, APIX, MrcDtype::F32).expect("writer");
+    let (mut rot, mut trans, mut ctf, mut truth_states) = (vec![], vec![], vec![], vec![]);
+    simulate::<drgnfly_em::Error>(&cfg, &states, |chunk| {
+        writer.push_many(chunk.images).expect("write images");
+        for t in chunk.truth {
+            rot.push(to_f32(&t.rot));
+            trans.push([t.shift_px[0] / d as f32, t.shift_px[1] / d as f32]);
+            ctf.push(t.ctf_row(d).expect("ctf"));
+            truth_states.push(t.state as u32);
+        }
+        Ok(())
+    })
+    .expect("simulate");
+    writer.finish().expect("finish stack");
+    write_poses(dir.path().join("pose.pkl"), &Poses { rot, trans: Some(trans) }).expect("poses");
+    write_ctf(dir.path().join("ctf.pkl"), &ctf).expect("ctf");
+    Sim { dir, states: truth_states, volumes }
+}
+
+fn s(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// Mean FSC over the shells up to `max_freq` cycles/px (DC excluded).
+fn mean_fsc(a: &[f32], b: &[f32], d: usize, max_freq: f64) -> f64 {
+    let curve = drgnfly_em::fsc::fsc(a, b, d, None).expect("fsc");
+    let vals: Vec<f64> =
+        curve.freq.iter().zip(&curve.fsc).skip(1).filter(|(f, _)| **f <= max_freq).map(|(_, c)| *c).collect();
+    vals.iter().sum::<f64>() / vals.len() as f64
+}
+
+/// The small networks the tests train.
+const SMALL_NET: [&str; 8] = ["--enc-layers", "2", "--enc-dim", "64", "--dec-layers", "2", "--dec-dim", "64"];
+
+#[test]
+fn two_states_separate_in_latent_space_and_decode_to_their_maps() {
+    let d = 32;
+    let sim = simulate_hinge(d, 1200, &[0.0, 1.0], Some(0.5), 11);
+    let out = sim.path("out");
+    let mut args: Vec<String> = ["train-vae", "particles.mrcs", "--poses", "pose.pkl", "--ctf", "ctf.pkl"]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+    args.extend(["--zdim", "1", "-n", "6", "-b", "8", "--lr", "1e-3", "--seed", "3", "-o", "out"].map(String::from));
+    args.extend(SMALL_NET.map(String::from));
+    drgnfly(sim.dir.path(), &args).ok();
+
+    // (f) z.6.pkl: N rows of zdim 1 with log variances, dataset order.
+    let (z, zdim, logvar) = load_latents(out.join("z.6.pkl")).expect("z.6.pkl");
+    assert_eq!((z.len(), zdim), (1200, 1));
+    assert_eq!(logvar.map(|l| l.len()), Some(1200));
+    let log = std::fs::read_to_string(out.join("run.log")).expect("run.log");
+    let curve = drgnfly_analysis::learning_curve::parse_learning_curve(&log);
+    assert_eq!(curve.epochs.len(), 6, "{log}");
+    assert!(curve.epochs[5].total_loss < curve.epochs[0].total_loss, "{log}");
+
+    // (a) k-means(2) on z recovers the states.
+    let latents = drgnfly_analysis::latents::Latents::new(&z, 1).expect("latents");
+    let params = drgnfly_analysis::kmeans::KMeansParams { k: 2, n_init: 3, ..Default::default() };
+    let km = drgnfly_analysis::kmeans::kmeans(latents, &params).expect("kmeans");
+    let acc = drgnfly_analysis::metrics::best_match_accuracy(&km.labels, &sim.states).expect("accuracy");
+    assert!(acc.accuracy >= 0.95, "k-means accuracy {}", acc.accuracy);
+
+    // The map at each state's median z matches that state's ground truth better than the other state's.
+    let medians = drgnfly_analysis::metrics::median_z_per_state(latents, &sim.states).expect("medians");
+    for m in &medians {
+        let vol_path = sim.path(&format!("state{}.mrc", m.state));
+        let zarg = m.median[0].to_string();
+        drgnfly(
+            sim.dir.path(),
+            &["eval-vol", "out/weights.6.safetensors", "-c", "out/config.yaml", "-z", &zarg, "-o", &s(&vol_path)],
+        )
+        .ok();
+        let vol = read_volume(&vol_path).expect("volume");
+        assert_eq!(vol.shape, [d, d, d]);
+        let own = mean_fsc(&vol.data, &sim.volumes[m.state as usize], d, 0.25);
+        let other = mean_fsc(&vol.data, &sim.volumes[1 - m.state as usize], d, 0.25);
+        println!("state {}: median z {:?}, FSC own {own:.3}, other {other:.3}", m.state, m.median);
+        assert!(own > 0.0, "state {}: mean FSC to its ground truth {own}", m.state);
+        assert!(own > other, "state {}: FSC own {own} ≤ other {other}", m.state);
+    }
+
+    // (e) eval-vol along a path: vol_001… with the pixel size of ctf.pkl (D₀·Apix₀/D = 4 Å), and ×D/d
+    // when downsampled.
+    drgnfly(
+        sim.dir.path(),
+        &["eval-vol", "out/weights.6.safetensors", "-c", "out/config.yaml", "--z-start", "-1", "--z-end", "1", "-n", "3", "-o", "path"],
+    )
+    .ok();
+    for i in 1..=3 {
+        let v = read_volume(sim.path(&format!("path/vol_{i:03}.mrc"))).expect("path volume");
+        assert_eq!(v.shape, [d, d, d]);
+        assert!((v.voxel_size[0] - APIX).abs() < 1e-5, "Apix {:?}", v.voxel_size);
+    }
+    assert!(!sim.path("path/vol_004.mrc").exists());
+    drgnfly(
+        sim.dir.path(),
+        &["eval-vol", "out/weights.6.safetensors", "-c", "out/config.yaml", "-z", "0", "-o", "small.mrc", "-d", "16", "--Apix", "2.5", "--crop", "12"],
+    )
+    .ok();
+    let small = read_volume(sim.path("small.mrc")).expect("small volume");
+    assert_eq!(small.shape, [12, 12, 12]);
+    assert!((small.voxel_size[0] - 5.0).abs() < 1e-5, "Apix {:?}", small.voxel_size);
+    assert!((small.origin[0] - 2.0 * 5.0).abs() < 1e-5, "origin {:?}", small.origin);
+
+    // eval-images: same latents as the checkpoint's z file (both in dataset order, z = μ).
+    drgnfly(
+        sim.dir.path(),
+        &["eval-images", "particles.mrcs", "out/weights.6.safetensors", "-c", "out/config.yaml", "--poses", "pose.pkl", "--ctf", "ctf.pkl", "-o", "losses.pkl", "--out-z", "z.eval.pkl"],
+    )
+    .ok();
+    let (z_eval, _, _) = load_latents(sim.path("z.eval.pkl")).expect("z.eval.pkl");
+    let max_diff = z.iter().zip(&z_eval).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(max_diff < 1e-4, "eval-images z differs from z.6.pkl by {max_diff}");
+}
+
+#[test]
+fn resume_from_latest_matches_a_straight_run() {
+    let d = 16;
+    let sim = simulate_hinge(d, 96, &[0.0, 1.0], Some(1.0), 5);
+    let train = |outdir: &str, epochs: &str, load: bool| {
+        let mut args: Vec<String> =
+            ["--threads", "2", "train-vae", "particles.mrcs", "--poses", "pose.pkl", "--ctf", "ctf.pkl"]
+                .map(String::from)
+                .to_vec();
+        args.extend(["--zdim", "2", "-n", epochs, "-b", "16", "--seed", "9", "-o", outdir].map(String::from));
+        args.extend(["--enc-layers", "1", "--enc-dim", "16", "--dec-layers", "1", "--dec-dim", "16"].map(String::from));
+        if load {
+            args.extend(["--load", "latest"].map(String::from));
+        }
+        drgnfly(sim.dir.path(), &args).ok();
+    };
+    train("straight", "3", false);
+    train("resumed", "2", false);
+    train("resumed", "3", true);
+    let log = std::fs::read_to_string(sim.path("resumed/run.log")).expect("run.log");
+    assert!(log.contains("after epoch 2"), "{log}");
+    assert!(!log.contains("Epoch: 1 ") || log.matches("Epoch: 3 ").count() == 1, "{log}");
+    let a = drgnfly_nn::read_checkpoint(&sim.path("straight/weights.3.safetensors"), &candle_core::Device::Cpu)
+        .expect("straight checkpoint");
+    let b = drgnfly_nn::read_checkpoint(&sim.path("resumed/weights.3.safetensors"), &candle_core::Device::Cpu)
+        .expect("resumed checkpoint");
+    assert_eq!(b.epoch, 3);
+    assert!(!a.optimizer.is_empty());
+    for (name, t) in a.model.iter().chain(a.optimizer.iter()) {
+        let other = b.model.get(name).or_else(|| b.optimizer.get(name)).unwrap_or_else(|| panic!("{name} missing"));
+        let (x, y) = (t.flatten_all().expect("x"), other.flatten_all().expect("y"));
+        let (x, y) = (
+            x.to_dtype(candle_core::DType::F64).expect("x").to_vec1::<f64>().expect("x"),
+            y.to_dtype(candle_core::DType::F64).expect("y").to_vec1::<f64>().expect("y"),
+        );
+        assert_eq!(x, y, "{name} differs between the straight and the resumed run");
+    }
+    let (za, _, _) = load_latents(sim.path("straight/z.3.pkl")).expect("z");
+    let (zb, _, _) = load_latents(sim.path("resumed/z.3.pkl")).expect("z");
+    assert_eq!(za, zb);
+}
+
+#[test]
+fn train_nn_reconstructs_the_phantom() {
+    let d = 32;
+    let sim = simulate_hinge(d, 800, &[0.0, 0.5], None, 21);
+    // One state only: keep the θ = 0 particles.
+    let ind: Vec<i64> = sim.states.iter().enumerate().filter(|(_, &s)| s == 0).map(|(i, _)| i as i64).collect();
+    drgnfly_io::selection::write_selection(sim.path("ind.pkl"), &ind).expect("ind");
+    drgnfly(
+        sim.dir.path(),
+        &["train-nn", "particles.mrcs", "--poses", "pose.pkl", "--ctf", "ctf.pkl", "--ind", "ind.pkl", "-n", "4", "-b", "8", "--lr", "1e-3", "--layers", "2", "--dim", "64", "--seed", "1", "-o", "nn"],
+    )
+    .ok();
+    let vol = read_volume(sim.path("nn/reconstruct.4.mrc")).expect("reconstruct.4.mrc");
+    assert_eq!(vol.shape, [d, d, d]);
+    assert!((vol.voxel_size[0] - APIX).abs() < 1e-5);
+    let first = read_volume(sim.path("nn/reconstruct.1.mrc")).expect("reconstruct.1.mrc");
+    let fsc_last = mean_fsc(&vol.data, &sim.volumes[0], d, 0.25);
+    let fsc_first = mean_fsc(&first.data, &sim.volumes[0], d, 0.25);
+    println!("train-nn: mean FSC to ground truth (≤ 0.25 cycles/px): epoch 1 {fsc_first:.3}, epoch 4 {fsc_last:.3}");
+    assert!(fsc_last > 0.0, "FSC {fsc_last}");
+    assert!(fsc_last >= fsc_first, "{fsc_first} → {fsc_last}");
+}
+
+#[test]
+fn nan_images_are_reported_with_their_particle_and_batch() {
+    let d = 16;
+    let sim = simulate_hinge(d, 40, &[0.0], None, 2);
+    // Rewrite the stack with a NaN in particle 21.
+    let stack = drgnfly_io::mrc::MrcStack::open(sim.path("particles.mrcs")).expect("stack");
+    let mut w = MrcStackWriter::create(sim.path("bad.mrcs"), d, d, APIX, MrcDtype::F32).expect("writer");
+    for i in 0..40 {
+        let mut img = stack.read_image(i).expect("image");
+        if i == 21 {
+            img[3 * d + 5] = f32::NAN;
+        }
+        w.push(&img).expect("push");
+    }
+    w.finish().expect("finish");
+    let base = ["train-vae", "bad.mrcs", "--poses", "pose.pkl", "--ctf", "ctf.pkl", "--zdim", "1", "-n", "1", "-o", "out"];
+    let small = ["--enc-dim", "8", "--dec-dim", "8", "--enc-layers", "1", "--dec-layers", "1"];
+    // The normalization estimate reads every image of a small dataset first.
+    let args: Vec<&str> = base.iter().chain(&small).copied().collect();
+    drgnfly(sim.dir.path(), &args).fails_with(&["bad.mrcs", "particle 21", "pixel (x 5, y 3) = NaN", "--norm"]);
+    // With --norm the bad image is met in training: the batch is named.
+    let args: Vec<&str> = base.iter().chain(&small).chain(&["--norm", "0", "1", "--seed", "0"]).copied().collect();
+    drgnfly(sim.dir.path(), &args).fails_with(&["epoch 1, batch", "particle 21", "NaN"]);
+}
+
+#[test]
+fn mismatched_inputs_are_clear_errors() {
+    let d = 16;
+    let sim = simulate_hinge(d, 20, &[0.0], None, 4);
+    let poses = drgnfly_io::pickle::load_poses(sim.path("pose.pkl")).expect("poses");
+    let short = Poses { rot: poses.rot[..19].to_vec(), trans: poses.trans.map(|t| t[..19].to_vec()) };
+    write_poses(sim.path("short.pkl"), &short).expect("short poses");
+    let common = ["particles.mrcs", "--ctf", "ctf.pkl", "-o", "out"];
+    let run = |extra: &[&str]| {
+        let args: Vec<&str> = ["train-vae"].iter().chain(&common).chain(extra).copied().collect();
+        drgnfly(sim.dir.path(), &args)
+    };
+    run(&["--poses", "short.pkl", "--zdim", "1"]).fails_with(&["short.pkl has 19 poses", "20 particles"]);
+    run(&["--poses", "pose.pkl", "--zdim", "0"]).fails_with(&["--zdim 0"]);
+    let ctf = drgnfly_io::pickle::load_ctf(sim.path("ctf.pkl")).expect("ctf");
+    write_ctf(sim.path("ctf21.pkl"), &[ctf.clone(), ctf[..1].to_vec()].concat()).expect("ctf21");
+    drgnfly(
+        sim.dir.path(),
+        &["train-nn", "particles.mrcs", "--poses", "pose.pkl", "--ctf", "ctf21.pkl", "-o", "out"],
+    )
+    .fails_with(&["ctf21.pkl has 21 CTF rows", "20 particles"]);
+    run(&["--poses", "pose.pkl", "--zdim", "1", "--load", "latest"]).fails_with(&["--load latest", "no weights"]);
+}
