@@ -81,7 +81,7 @@ impl Workdir {
             .find(|p| p.is_file())
     }
 
-    /// `config.yaml` (or cryoDRGN 2's `config.pkl` is not read: the YAML is required).
+    /// `config.yaml` (cryoDRGN ≥ 3 and drgnfly write YAML; an old `config.pkl` is not read).
     pub fn config_path(&self) -> PathBuf {
         self.dir.join("config.yaml")
     }

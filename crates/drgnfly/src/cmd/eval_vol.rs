@@ -89,7 +89,7 @@ pub fn run(args: Args) -> Result<()> {
     if single_file && zs.len() == 1 {
         let vol = model.volume(&zs[0], &request)?;
         vol.write(&args.output)?;
-        eprintln!("{}: {0}³ map, {1} Å/px", args.output.display(), vol.d, vol.apix);
+        eprintln!("{}: {}³ map, {} Å/px", args.output.display(), vol.d, vol.apix);
         return Ok(());
     }
     if single_file {

@@ -148,7 +148,7 @@ fn analyze_handles_zdim_1_constant_latents_and_fewer_particles_than_k() {
     let dir = tempfile::tempdir().unwrap();
     // zdim 1: z.png, z_hist.png and the percentile series, increasing.
     let z1: Vec<f32> = (0..200).map(|i| (i as f32 * 0.37).sin() * 3.0).collect();
-    let wd = workdir(&dir.path().join("z1"), &[z1.clone()], 1, None);
+    let wd = workdir(&dir.path().join("z1"), std::slice::from_ref(&z1), 1, None);
     drgnfly(dir.path(), &["analyze", wd.to_str().unwrap(), "1", "--skip-vol"]).ok();
     let a = wd.join("analyze.1");
     assert!(png(&a.join("z.png")).width() > 100 && png(&a.join("z_hist.png")).width() > 100);
@@ -179,7 +179,7 @@ fn analyze_handles_zdim_1_constant_latents_and_fewer_particles_than_k() {
 fn traversals_parse_back_with_the_right_shapes_and_endpoints() {
     let dir = tempfile::tempdir().unwrap();
     let (z, _) = clustered(300, 4, 3);
-    let wd = workdir(dir.path(), &[z.clone()], 4, None);
+    let wd = workdir(dir.path(), std::slice::from_ref(&z), 4, None);
     let zfile = wd.join("z.1.pkl");
     let zf = zfile.to_str().unwrap();
 
@@ -384,7 +384,7 @@ fn select_particles_exports_star_rows_of_the_original_particles() {
 
     // A PC box: PC1 separates the three clusters, so a box around the middle one selects it.
     let (z, truth) = clustered(1000, 3, 8);
-    let wd = workdir(&dir.path().join("box"), &[z.clone()], 3, None);
+    let wd = workdir(&dir.path().join("box"), std::slice::from_ref(&z), 3, None);
     let lat = Latents::new(&z, 3).unwrap();
     let pcs = Pca::fit(lat).unwrap().transform(lat, 2).unwrap();
     let mid: Vec<f32> = (0..1000).filter(|&i| truth[i] == 1).map(|i| pcs[2 * i]).collect();
@@ -447,4 +447,123 @@ fn eval_simulation_scores_known_labels() {
     // Clusters 10 apart with σ 0.5: E_z = exp(−100/0.25)·… ≈ 0; PC1 orders the clusters.
     assert!(m["entanglement_z"].as_f64().unwrap() < 1e-6, "{m}");
     assert!(m["spearman_pc1"].as_f64().unwrap().abs() > 0.9, "{m}");
+}
+
+/// With cryoDRGN's small test model (zdim 8, D = 64, decoded at -d 32 to stay fast): volumes at the k-means centres and along PC1,
+/// their contact sheets, and volume agreement across epochs in analyze-convergence.
+#[test]
+fn analyze_and_convergence_generate_volumes_with_a_checkpoint() {
+    let (Some(weights), Some(config)) =
+        (fixture("cryodrgn/het_weights.pkl"), fixture("cryodrgn/het_config.yaml"))
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (z, _) = clustered(150, 8, 12);
+    let mut rng = Normal(13);
+    let epochs: Vec<Vec<f32>> = (0..4).map(|_| z.iter().map(|v| v + 1e-3 * rng.next()).collect()).collect();
+    let wd = workdir(dir.path(), &epochs, 8, None);
+    std::fs::copy(&config, wd.join("config.yaml")).unwrap();
+    for e in 1..=4 {
+        std::fs::copy(&weights, wd.join(format!("weights.{e}.pkl"))).unwrap();
+    }
+    let w = wd.to_str().unwrap();
+    drgnfly(
+        dir.path(),
+        &["analyze", w, "4", "--ksample", "3", "--pc", "1", "--n-per-pc", "3", "--skip-umap", "-d", "32"],
+    )
+    .ok();
+    let a = wd.join("analyze.4");
+    let (centres, _) = z_text(&a.join("kmeans3/centers.txt"));
+    for k in 1..=3 {
+        let vol = drgnfly_io::mrc::read_volume(a.join(format!("kmeans3/vol_{k:03}.mrc"))).unwrap();
+        assert_eq!(vol.shape, [32, 32, 32], "-d 32");
+        assert!(vol.data.iter().all(|v| v.is_finite()));
+        assert!(a.join(format!("pc1/vol_{k:03}.mrc")).is_file());
+    }
+    assert_eq!(centres.len(), 3 * 8);
+    // Different centres decode to different maps.
+    let v1 = drgnfly_io::mrc::read_volume(a.join("kmeans3/vol_001.mrc")).unwrap().data;
+    let v2 = drgnfly_io::mrc::read_volume(a.join("kmeans3/vol_002.mrc")).unwrap().data;
+    assert!(v1.iter().zip(&v2).any(|(x, y)| (x - y).abs() > 1e-4));
+    for sheet in ["kmeans3/vol_renders.png", "kmeans3/vol_slices.png", "pc1/vol_renders.png"] {
+        let img = png(&a.join(sheet));
+        let inked = img.as_bytes().chunks_exact(3).filter(|p| p.iter().any(|&c| c < 200)).count();
+        assert!(inked > 1000, "{sheet} shows the maps ({inked} dark pixels)");
+    }
+    assert!(std::fs::read_to_string(a.join("report.html")).unwrap().contains("kmeans3/vol_001.mrc"));
+
+    // Same weights every epoch and latents that only jitter: the volumes at the maxima agree.
+    drgnfly(
+        dir.path(),
+        &[
+            "analyze-convergence",
+            w,
+            "4",
+            "--epoch-interval",
+            "1",
+            "--skip-umap",
+            "--final-maxima",
+            "3",
+            "-d",
+            "32",
+        ],
+    )
+    .ok();
+    let c = wd.join("convergence.4");
+    let verdict = std::fs::read_to_string(c.join("verdict.txt")).unwrap();
+    assert!(verdict.starts_with("settled") && verdict.contains("volumes agree"), "{verdict}");
+    assert!(c.join("vols.1/vol_001.mrc").is_file() && c.join("plots/05_decoder_CC.png").is_file());
+    assert!(c.join("plots/06_decoder_FSC.png").is_file());
+}
+
+#[test]
+fn analysis_commands_have_help_with_examples_and_underscore_aliases() {
+    let dir = tempfile::tempdir().unwrap();
+    for cmd in [
+        "analyze",
+        "pc-traversal",
+        "graph-traversal",
+        "direct-traversal",
+        "analyze-convergence",
+        "select-clusters",
+        "select-particles",
+        "eval-simulation",
+    ] {
+        for name in [cmd.to_string(), cmd.replace('-', "_")] {
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_drgnfly"))
+                .current_dir(dir.path())
+                .args([name.as_str(), "--help"])
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{name} --help: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(text.contains("Examples:") && text.contains(&format!("drgnfly {cmd}")), "{name}: {text}");
+        }
+    }
+    // Exactly one way of choosing particles (clap usage error: exit code 2).
+    let out = drgnfly(dir.path(), &["select-particles", "w", "1", "-o", "x.pkl"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let out = drgnfly(
+        dir.path(),
+        &[
+            "filter",
+            "w",
+            "1",
+            "--kmeans",
+            "4",
+            "--clusters",
+            "0",
+            "--pc-box",
+            "0",
+            "1",
+            "0",
+            "1",
+            "-o",
+            "x.pkl",
+        ],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    // A missing training directory is a clean error.
+    drgnfly(dir.path(), &["analyze", "nowhere", "3"]).fails_with(&["nowhere", "not a directory"]);
 }
