@@ -26,7 +26,10 @@ pub fn read_npz(path: &Path, name: &str) -> NpyArray {
     let mut member = zip.by_name(&format!("{name}.npy")).expect("npz member");
     let mut bytes = Vec::new();
     member.read_to_end(&mut bytes).expect("read member");
-    convert(drgnfly_io::npy::NpyArray::from_bytes(format!("{}:{name}", path.display()), bytes).expect("parse member"))
+    convert(
+        drgnfly_io::npy::NpyArray::from_bytes(format!("{}:{name}", path.display()), bytes)
+            .expect("parse member"),
+    )
 }
 
 /// Raw image `index` of an MRC stack.

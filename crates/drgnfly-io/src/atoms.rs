@@ -98,8 +98,21 @@ fn normalise_element(s: &str) -> Option<String> {
     Some(std::iter::once(first).chain(it.map(|c| c.to_ascii_lowercase())).collect())
 }
 
-/// The element of a PDB atom from its name field (columns 13–16, untrimmed) when columns 77–78 are blank.
-fn element_from_name(field: &str) -> Option<String> {
+/// Standard residues, whose atoms are all one-letter elements (H C N O S P).
+const POLYMER_RESIDUES: &[&str] = &[
+    "ALA", "ARG", "ASN", "ASP", "CYS", "GLN", "GLU", "GLY", "HIS", "HSD", "HSE", "HSP", "ILE", "LEU", "LYS",
+    "MET", "PHE", "PRO", "SER", "THR", "TRP", "TYR", "VAL", "MSE", "A", "C", "G", "U", "DA", "DC", "DG",
+    "DT",
+];
+
+/// The element of a PDB atom from its name field (columns 13–16, untrimmed) and residue name when columns
+/// 77–78 are blank. In standard residues the first letter is the element: CHARMM-style files left-justify
+/// names, so `CD1` of a leucine must not read as cadmium.
+fn element_from_name(field: &str, residue: &str) -> Option<String> {
+    if POLYMER_RESIDUES.contains(&residue.trim().to_ascii_uppercase().as_str()) {
+        let first = field.chars().find(|c| c.is_ascii_alphabetic())?;
+        return normalise_element(&first.to_string());
+    }
     let bytes = field.as_bytes();
     let first_is_blank = bytes.first().is_none_or(|b| b.is_ascii_whitespace() || b.is_ascii_digit());
     let letters: String = field.chars().filter(|c| c.is_ascii_alphabetic()).collect();
@@ -231,7 +244,7 @@ pub fn read_pdb(path: impl AsRef<Path>) -> Result<AtomicModel> {
             ];
             let name = cols(line, 13, 16);
             let element = normalise_element(cols(line, 77, 78))
-                .or_else(|| element_from_name(name))
+                .or_else(|| element_from_name(name, cols(line, 18, 20)))
                 .ok_or_else(|| {
                     Error::invalid(
                         path,
@@ -551,11 +564,26 @@ mod tests {
     }
 
     #[test]
+    fn charmm_pdb_without_element_columns_has_only_protein_elements() {
+        let m = read_pdb(fixture_or_skip!("mdanalysis_adk/adk_open.pdb")).unwrap();
+        assert_eq!(m.n_atoms(), 3341);
+        assert!(m.elements.iter().all(|e| ["H", "C", "N", "O", "S"].contains(&e.as_str())), "{:?}", {
+            let mut odd: Vec<_> =
+                m.elements.iter().filter(|e| !["H", "C", "N", "O", "S"].contains(&e.as_str())).collect();
+            odd.dedup();
+            odd
+        });
+    }
+
+    #[test]
     fn element_fallback_and_errors_name_the_line() {
-        assert_eq!(element_from_name(" CA ").as_deref(), Some("C"));
-        assert_eq!(element_from_name("ZN  ").as_deref(), Some("Zn"));
-        assert_eq!(element_from_name("HG21").as_deref(), Some("H"));
-        assert_eq!(element_from_name("1HB ").as_deref(), Some("H"));
+        assert_eq!(element_from_name(" CA ", "GLY").as_deref(), Some("C"));
+        assert_eq!(element_from_name("CA  ", "CA").as_deref(), Some("Ca"));
+        assert_eq!(element_from_name("ZN  ", "ZN").as_deref(), Some("Zn"));
+        assert_eq!(element_from_name("HG21", "THR").as_deref(), Some("H"));
+        assert_eq!(element_from_name("1HB ", "ALA").as_deref(), Some("H"));
+        // CHARMM left-justifies names: leucine's CD1 is carbon, not cadmium.
+        assert_eq!(element_from_name("CD1 ", "LEU").as_deref(), Some("C"));
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("bad.pdb");
         std::fs::write(&p, "ATOM      1  CA  GLY A   1      -6.778  -1.424   4.200  1.00  0.00\nATOM      2  CA  GLY A   1      -6.778  abcdefg   4.200\n").unwrap();

@@ -149,6 +149,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.quiet);
     if let Some(n) = cli.threads {
+        // candle's CPU backend sizes its own worker pool from this variable (read once, on first use);
+        // its workers spin while waiting, so more of them than cores costs far more than it gains.
+        std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
         if let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(n).build_global() {
             eprintln!("error: could not set up {n} threads: {e}");
             return ExitCode::from(2);

@@ -154,9 +154,10 @@ fn default_window_r() -> f32 {
 impl RunConfig {
     /// Read and check a config.yaml.
     pub fn read(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let raw: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text)
-            .with_context(|| format!("{}: not a YAML file", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let raw: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(&text).with_context(|| format!("{}: not a YAML file", path.display()))?;
         if raw.get("data_norm_mean").is_some() {
             bail!(
                 "{}: this is a cryoDRGN-AI (abinit) config; its hypervolume checkpoints are not supported by \

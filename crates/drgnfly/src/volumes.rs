@@ -137,7 +137,8 @@ impl VolumeDecoder {
         let apix = (apix_full as f64 * big_d as f64 / d as f64) as f32;
         if request.flip {
             let plane = d * d;
-            let flipped: Vec<f32> = (0..d).rev().flat_map(|z| data[z * plane..(z + 1) * plane].to_vec()).collect();
+            let flipped: Vec<f32> =
+                (0..d).rev().flat_map(|z| data[z * plane..(z + 1) * plane].to_vec()).collect();
             data = flipped;
         }
         if request.invert {
@@ -193,7 +194,11 @@ pub fn generate_volumes(
 ) -> anyhow::Result<Vec<PathBuf>> {
     let model = VolumeDecoder::load(weights, config)?;
     if zdim != model.zdim() {
-        bail!("latents have {zdim} dimensions but the model in {} has zdim {}", weights.display(), model.zdim());
+        bail!(
+            "latents have {zdim} dimensions but the model in {} has zdim {}",
+            weights.display(),
+            model.zdim()
+        );
     }
     if zdim > 0 && (z.is_empty() || z.len() % zdim != 0) {
         bail!("{} latent values do not form rows of zdim {zdim}", z.len());

@@ -77,7 +77,8 @@ impl VaeTrainer {
         let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
         let out = self.model.forward(input, &batch.coords, false, &mut rng)?;
         let loss = vae_loss(&out.slice, &batch.target, batch.ctf.as_ref(), &out.mu, &out.logvar, self.beta)?;
-        let (mu, logvar) = (out.mu.flatten_all()?.to_vec1::<f32>()?, out.logvar.flatten_all()?.to_vec1::<f32>()?);
+        let (mu, logvar) =
+            (out.mu.flatten_all()?.to_vec1::<f32>()?, out.logvar.flatten_all()?.to_vec1::<f32>()?);
         Ok((loss.values()?, mu, logvar))
     }
 
@@ -138,7 +139,8 @@ mod tests {
     fn batch(prep: &BatchPrep) -> PreparedBatch {
         // Two images, each twice.
         let raw: Vec<f32> = (0..4 * 64).map(|i| ((i % 128 * 13) % 7) as f32 - 3.0).collect();
-        let pose = ImagePose { rot: [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]], shift_px: [1.0, -0.5] };
+        let pose =
+            ImagePose { rot: [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]], shift_px: [1.0, -0.5] };
         prep.prepare(&raw, &[pose; 4], None).unwrap()
     }
 

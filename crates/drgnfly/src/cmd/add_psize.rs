@@ -8,7 +8,9 @@ use drgnfly_io::mrc;
 
 /// Set the pixel size in the header of an MRC map or stack, in place or into a copy.
 #[derive(ClapArgs, Debug)]
-#[command(after_help = "Examples:\n  drgnfly add-psize vol.mrc --Apix 1.35\n  drgnfly add-psize vol.mrc --Apix 1.35 -o vol_apix.mrc")]
+#[command(
+    after_help = "Examples:\n  drgnfly add-psize vol.mrc --Apix 1.35\n  drgnfly add-psize vol.mrc --Apix 1.35 -o vol_apix.mrc"
+)]
 pub struct Args {
     /// The .mrc/.mrcs file.
     pub input: PathBuf,

@@ -95,7 +95,8 @@ pub fn run(args: Args) -> Result<()> {
     if single_file {
         bail!("-o {}: {} volumes need an output directory, not a .mrc file", args.output.display(), zs.len());
     }
-    std::fs::create_dir_all(&args.output).with_context(|| format!("cannot create {}", args.output.display()))?;
+    std::fs::create_dir_all(&args.output)
+        .with_context(|| format!("cannot create {}", args.output.display()))?;
     let mut progress = Progress::new("eval-vol", zs.len() as u64, "volumes");
     for (i, z) in zs.iter().enumerate() {
         let path = args.output.join(format!("{}{:03}.mrc", args.prefix, i + args.vol_start_index));
@@ -152,7 +153,8 @@ fn read_zfile(path: &Path, zdim: usize) -> Result<Vec<Vec<f32>>> {
         let (z, k, _) = drgnfly_io::pickle::load_latents(path)?;
         z.chunks_exact(k).map(<[f32]>::to_vec).collect()
     } else {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
         let mut rows = Vec::new();
         for (ln, line) in text.lines().enumerate() {
             let line = line.split('#').next().unwrap_or("").trim();

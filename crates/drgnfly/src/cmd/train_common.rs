@@ -123,7 +123,10 @@ impl TrainData {
         }
         let d = source.box_size();
         if d % 2 != 0 || d < 4 {
-            bail!("{}: box size {d} must be even and at least 4 (crop or pad the images)", particles.display());
+            bail!(
+                "{}: box size {d} must be even and at least 4 (crop or pad the images)",
+                particles.display()
+            );
         }
         let rows: Vec<usize> = (0..source.len()).map(|p| source.row_of(p).unwrap_or(p)).collect();
         let n_rows = source.n_rows();
@@ -174,7 +177,9 @@ impl TrainData {
     pub fn normalization(&self, norm: Option<&[f32]>) -> Result<Normalization> {
         if let Some(v) = norm {
             return match *v {
-                [mean, std] if mean.is_finite() && std.is_finite() && std > 0.0 => Ok(Normalization { mean, std }),
+                [mean, std] if mean.is_finite() && std.is_finite() && std > 0.0 => {
+                    Ok(Normalization { mean, std })
+                }
                 _ => bail!("--norm {v:?}: give MEAN STD with STD > 0"),
             };
         }
@@ -195,9 +200,9 @@ impl TrainData {
     pub fn batch_context(&self, stage: &str, batch: usize, positions: &[usize]) -> String {
         let shown: Vec<String> = positions.iter().take(4).map(|p| p.to_string()).collect();
         let more = if positions.len() > 4 { ", …" } else { "" };
-        let bad = positions.iter().find(|&&p| {
-            self.source.read(p).map(|img| img.iter().any(|v| !v.is_finite())).unwrap_or(false)
-        });
+        let bad = positions
+            .iter()
+            .find(|&&p| self.source.read(p).map(|img| img.iter().any(|v| !v.is_finite())).unwrap_or(false));
         let culprit = match bad {
             Some(&p) => {
                 let img = self.source.read(p).unwrap_or_default();
@@ -467,7 +472,13 @@ pub struct DecoderArgs {
 
 impl DecoderArgs {
     /// The decoder configuration for lattice side `lattice_size`, latent `zdim`, `layers` × `dim`.
-    pub fn config(&self, lattice_size: usize, zdim: usize, layers: usize, dim: usize) -> Result<DecoderConfig> {
+    pub fn config(
+        &self,
+        lattice_size: usize,
+        zdim: usize,
+        layers: usize,
+        dim: usize,
+    ) -> Result<DecoderConfig> {
         if dim == 0 || self.pe_dim == Some(0) || !(self.feat_sigma.is_finite() && self.feat_sigma > 0.0) {
             bail!("decoder width, --pe-dim and --feat-sigma must be positive");
         }

@@ -94,7 +94,8 @@ pub fn run(args: Args) -> Result<()> {
     let started = Instant::now();
     for epoch in start + 1..=t.num_epochs {
         let t0 = Instant::now();
-        let stream = data.source.stream(&StreamOptions::shuffled(t.batch_size, d, seed.wrapping_add(epoch as u64)));
+        let stream =
+            data.source.stream(&StreamOptions::shuffled(t.batch_size, d, seed.wrapping_add(epoch as u64)));
         let mut progress = Progress::new(&format!("epoch {epoch}/{}", t.num_epochs), n as u64, "images");
         let mut total = 0f64;
         for (bi, batch) in stream.enumerate() {
@@ -117,7 +118,9 @@ pub fn run(args: Args) -> Result<()> {
             trainer.save(&t.outdir.join(format!("weights.{epoch}.safetensors")), epoch as u64)?;
             let data_norm = DataNorm { mean: norm.mean, std: norm.std };
             let model = VolumeDecoder::new(trainer.decoder().clone(), data_norm, d + 1, apix);
-            model.volume(&[], &VolumeRequest::default())?.write(&t.outdir.join(format!("reconstruct.{epoch}.mrc")))?;
+            model
+                .volume(&[], &VolumeRequest::default())?
+                .write(&t.outdir.join(format!("reconstruct.{epoch}.mrc")))?;
         }
     }
     log.line(&format!(

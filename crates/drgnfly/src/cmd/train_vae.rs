@@ -152,7 +152,8 @@ pub fn run(args: Args) -> Result<()> {
     let started = Instant::now();
     for epoch in start + 1..=t.num_epochs {
         let t0 = Instant::now();
-        let stream = data.source.stream(&StreamOptions::shuffled(t.batch_size, d, seed.wrapping_add(epoch as u64)));
+        let stream =
+            data.source.stream(&StreamOptions::shuffled(t.batch_size, d, seed.wrapping_add(epoch as u64)));
         // Reparameterisation noise: one stream per epoch, so a resumed run draws what a straight one does.
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(epoch as u64);

@@ -15,7 +15,9 @@ use drgnfly_io::mrc;
 
 /// Print the header of an MRC/MRCS map or stack, or the fields and first row of a cryoSPARC .cs file.
 #[derive(ClapArgs, Debug)]
-#[command(after_help = "Examples:\n  drgnfly view-header particles.mrcs\n  drgnfly view-header map.mrc.gz\n  drgnfly view-header particles.cs")]
+#[command(
+    after_help = "Examples:\n  drgnfly view-header particles.mrcs\n  drgnfly view-header map.mrc.gz\n  drgnfly view-header particles.cs"
+)]
 pub struct Args {
     /// An .mrc/.mrcs/.map file (also .gz/.bz2), or a cryoSPARC .cs file.
     pub input: PathBuf,
@@ -44,16 +46,29 @@ pub fn run(args: Args) -> Result<()> {
     writeln!(out, "start:         {} {} {}", h.nxstart, h.nystart, h.nzstart)?;
     writeln!(out, "mx, my, mz:    {} {} {}", h.mx, h.my, h.mz)?;
     writeln!(out, "cell (Å):      {} {} {}", h.cell_lengths_a[0], h.cell_lengths_a[1], h.cell_lengths_a[2])?;
-    writeln!(out, "cell angles:   {} {} {}", h.cell_angles_deg[0], h.cell_angles_deg[1], h.cell_angles_deg[2])?;
+    writeln!(
+        out,
+        "cell angles:   {} {} {}",
+        h.cell_angles_deg[0], h.cell_angles_deg[1], h.cell_angles_deg[2]
+    )?;
     match h.known_voxel_size() {
         Some(_) => writeln!(out, "voxel (Å):     {} {} {}", vs[0], vs[1], vs[2])?,
-        None => writeln!(out, "voxel (Å):     unknown (cell is {} {} {}; pass --Apix where needed)", vs[0], vs[1], vs[2])?,
+        None => writeln!(
+            out,
+            "voxel (Å):     unknown (cell is {} {} {}; pass --Apix where needed)",
+            vs[0], vs[1], vs[2]
+        )?,
     }
     writeln!(out, "axis order:    {} {} {}", h.mapc, h.mapr, h.maps)?;
     writeln!(out, "dmin/max/mean: {} {} {}", h.dmin, h.dmax, h.dmean)?;
     writeln!(out, "rms:           {}", h.rms)?;
     writeln!(out, "ispg:          {}", h.ispg)?;
-    writeln!(out, "ext. header:   {} bytes ({})", h.nsymbt, String::from_utf8_lossy(&h.exttyp).trim_end_matches('\0'))?;
+    writeln!(
+        out,
+        "ext. header:   {} bytes ({})",
+        h.nsymbt,
+        String::from_utf8_lossy(&h.exttyp).trim_end_matches('\0')
+    )?;
     writeln!(out, "origin (Å):    {} {} {}", h.origin_a[0], h.origin_a[1], h.origin_a[2])?;
     writeln!(out, "MAP id:        {}", if h.has_map_id { "yes" } else { "missing" })?;
     writeln!(out, "nversion:      {}", h.nversion)?;

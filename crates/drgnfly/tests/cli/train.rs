@@ -36,7 +36,8 @@ fn simulate_hinge(d: usize, n: usize, thetas: &[f64], snr: Option<f64>, seed: u6
     let dir = tempfile::tempdir().expect("tempdir");
     let phantom = HingePhantom::new(d).expect("phantom");
     let volumes: Vec<Vec<f32>> = thetas.iter().map(|&t| phantom.volume(t).expect("volume")).collect();
-    let projectors: Vec<Projector> = volumes.iter().map(|v| Projector::new(v, d, 2).expect("projector")).collect();
+    let projectors: Vec<Projector> =
+        volumes.iter().map(|v| Projector::new(v, d, 2).expect("projector")).collect();
     let cfg = SimConfig {
         snr,
         ctf: Some(CtfDistribution::default()),
@@ -85,22 +86,43 @@ fn two_states_separate_in_latent_space_and_decode_to_their_maps() {
     let d = 32;
     let sim = simulate_hinge(d, 1200, &[0.0, 1.0], Some(0.5), 11);
     let out = sim.path("out");
-    let mut args: Vec<String> = ["train-vae", "particles.mrcs", "--poses", "pose.pkl", "--ctf", "ctf.pkl"]
-        .iter()
-        .map(|a| a.to_string())
-        .collect();
-    args.extend(["--zdim", "1", "-n", "6", "-b", "8", "--lr", "1e-3", "--seed", "3", "-o", "out"].map(String::from));
+    // One thread: candle's CPU workers spin while waiting, which is slow on a busy test machine; results do
+    // not depend on the thread count. 8 epochs reach ≈ 0.99 accuracy (0.95 after 6).
+    let mut args: Vec<String> =
+        ["--threads", "1", "train-vae", "particles.mrcs", "--poses", "pose.pkl", "--ctf", "ctf.pkl"]
+            .map(String::from)
+            .to_vec();
+    args.extend(
+        [
+            "--zdim",
+            "1",
+            "-n",
+            "8",
+            "-b",
+            "8",
+            "--lr",
+            "3e-3",
+            "--checkpoint",
+            "4",
+            "--seed",
+            "3",
+            "-o",
+            "out",
+        ]
+        .map(String::from),
+    );
     args.extend(SMALL_NET.map(String::from));
     drgnfly(sim.dir.path(), &args).ok();
 
-    // (f) z.6.pkl: N rows of zdim 1 with log variances, dataset order.
-    let (z, zdim, logvar) = load_latents(out.join("z.6.pkl")).expect("z.6.pkl");
+    assert!(out.join("z.4.pkl").exists() && !out.join("z.5.pkl").exists(), "checkpoints every 4 epochs");
+    // (f) z.8.pkl: N rows of zdim 1 with log variances, dataset order.
+    let (z, zdim, logvar) = load_latents(out.join("z.8.pkl")).expect("z.8.pkl");
     assert_eq!((z.len(), zdim), (1200, 1));
     assert_eq!(logvar.map(|l| l.len()), Some(1200));
     let log = std::fs::read_to_string(out.join("run.log")).expect("run.log");
     let curve = drgnfly_analysis::learning_curve::parse_learning_curve(&log);
-    assert_eq!(curve.epochs.len(), 6, "{log}");
-    assert!(curve.epochs[5].total_loss < curve.epochs[0].total_loss, "{log}");
+    assert_eq!(curve.epochs.len(), 8, "{log}");
+    assert!(curve.epochs[7].total_loss < curve.epochs[0].total_loss, "{log}");
 
     // (a) k-means(2) on z recovers the states.
     let latents = drgnfly_analysis::latents::Latents::new(&z, 1).expect("latents");
@@ -116,7 +138,18 @@ fn two_states_separate_in_latent_space_and_decode_to_their_maps() {
         let zarg = m.median[0].to_string();
         drgnfly(
             sim.dir.path(),
-            &["eval-vol", "out/weights.6.safetensors", "-c", "out/config.yaml", "-z", &zarg, "-o", &s(&vol_path)],
+            &[
+                "--threads",
+                "1",
+                "eval-vol",
+                "out/weights.8.safetensors",
+                "-c",
+                "out/config.yaml",
+                "-z",
+                &zarg,
+                "-o",
+                &s(&vol_path),
+            ],
         )
         .ok();
         let vol = read_volume(&vol_path).expect("volume");
@@ -124,15 +157,31 @@ fn two_states_separate_in_latent_space_and_decode_to_their_maps() {
         let own = mean_fsc(&vol.data, &sim.volumes[m.state as usize], d, 0.25);
         let other = mean_fsc(&vol.data, &sim.volumes[1 - m.state as usize], d, 0.25);
         println!("state {}: median z {:?}, FSC own {own:.3}, other {other:.3}", m.state, m.median);
-        assert!(own > 0.0, "state {}: mean FSC to its ground truth {own}", m.state);
-        assert!(own > other, "state {}: FSC own {own} ≤ other {other}", m.state);
+        // Measured: own ≈ 0.96, other ≈ 0.73 (mean over shells up to 0.25 cycles/px).
+        assert!(own > 0.85, "state {}: mean FSC to its ground truth {own}", m.state);
+        assert!(own > other + 0.1, "state {}: FSC own {own} vs other {other}", m.state);
     }
 
     // (e) eval-vol along a path: vol_001… with the pixel size of ctf.pkl (D₀·Apix₀/D = 4 Å), and ×D/d
     // when downsampled.
     drgnfly(
         sim.dir.path(),
-        &["eval-vol", "out/weights.6.safetensors", "-c", "out/config.yaml", "--z-start", "-1", "--z-end", "1", "-n", "3", "-o", "path"],
+        &[
+            "--threads",
+            "1",
+            "eval-vol",
+            "out/weights.8.safetensors",
+            "-c",
+            "out/config.yaml",
+            "--z-start",
+            "-1",
+            "--z-end",
+            "1",
+            "-n",
+            "3",
+            "-o",
+            "path",
+        ],
     )
     .ok();
     for i in 1..=3 {
@@ -143,7 +192,24 @@ fn two_states_separate_in_latent_space_and_decode_to_their_maps() {
     assert!(!sim.path("path/vol_004.mrc").exists());
     drgnfly(
         sim.dir.path(),
-        &["eval-vol", "out/weights.6.safetensors", "-c", "out/config.yaml", "-z", "0", "-o", "small.mrc", "-d", "16", "--Apix", "2.5", "--crop", "12"],
+        &[
+            "--threads",
+            "1",
+            "eval-vol",
+            "out/weights.8.safetensors",
+            "-c",
+            "out/config.yaml",
+            "-z",
+            "0",
+            "-o",
+            "small.mrc",
+            "-d",
+            "16",
+            "--Apix",
+            "2.5",
+            "--crop",
+            "12",
+        ],
     )
     .ok();
     let small = read_volume(sim.path("small.mrc")).expect("small volume");
@@ -154,12 +220,28 @@ fn two_states_separate_in_latent_space_and_decode_to_their_maps() {
     // eval-images: same latents as the checkpoint's z file (both in dataset order, z = μ).
     drgnfly(
         sim.dir.path(),
-        &["eval-images", "particles.mrcs", "out/weights.6.safetensors", "-c", "out/config.yaml", "--poses", "pose.pkl", "--ctf", "ctf.pkl", "-o", "losses.pkl", "--out-z", "z.eval.pkl"],
+        &[
+            "--threads",
+            "1",
+            "eval-images",
+            "particles.mrcs",
+            "out/weights.8.safetensors",
+            "-c",
+            "out/config.yaml",
+            "--poses",
+            "pose.pkl",
+            "--ctf",
+            "ctf.pkl",
+            "-o",
+            "losses.pkl",
+            "--out-z",
+            "z.eval.pkl",
+        ],
     )
     .ok();
     let (z_eval, _, _) = load_latents(sim.path("z.eval.pkl")).expect("z.eval.pkl");
     let max_diff = z.iter().zip(&z_eval).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-    assert!(max_diff < 1e-4, "eval-images z differs from z.6.pkl by {max_diff}");
+    assert!(max_diff < 1e-4, "eval-images z differs from z.8.pkl by {max_diff}");
 }
 
 #[test]
@@ -168,11 +250,14 @@ fn resume_from_latest_matches_a_straight_run() {
     let sim = simulate_hinge(d, 96, &[0.0, 1.0], Some(1.0), 5);
     let train = |outdir: &str, epochs: &str, load: bool| {
         let mut args: Vec<String> =
-            ["--threads", "2", "train-vae", "particles.mrcs", "--poses", "pose.pkl", "--ctf", "ctf.pkl"]
+            ["--threads", "1", "train-vae", "particles.mrcs", "--poses", "pose.pkl", "--ctf", "ctf.pkl"]
                 .map(String::from)
                 .to_vec();
         args.extend(["--zdim", "2", "-n", epochs, "-b", "16", "--seed", "9", "-o", outdir].map(String::from));
-        args.extend(["--enc-layers", "1", "--enc-dim", "16", "--dec-layers", "1", "--dec-dim", "16"].map(String::from));
+        args.extend(
+            ["--enc-layers", "1", "--enc-dim", "16", "--dec-layers", "1", "--dec-dim", "16"]
+                .map(String::from),
+        );
         if load {
             args.extend(["--load", "latest"].map(String::from));
         }
@@ -184,14 +269,17 @@ fn resume_from_latest_matches_a_straight_run() {
     let log = std::fs::read_to_string(sim.path("resumed/run.log")).expect("run.log");
     assert!(log.contains("after epoch 2"), "{log}");
     assert!(!log.contains("Epoch: 1 ") || log.matches("Epoch: 3 ").count() == 1, "{log}");
-    let a = drgnfly_nn::read_checkpoint(&sim.path("straight/weights.3.safetensors"), &candle_core::Device::Cpu)
-        .expect("straight checkpoint");
-    let b = drgnfly_nn::read_checkpoint(&sim.path("resumed/weights.3.safetensors"), &candle_core::Device::Cpu)
-        .expect("resumed checkpoint");
+    let a =
+        drgnfly_nn::read_checkpoint(&sim.path("straight/weights.3.safetensors"), &candle_core::Device::Cpu)
+            .expect("straight checkpoint");
+    let b =
+        drgnfly_nn::read_checkpoint(&sim.path("resumed/weights.3.safetensors"), &candle_core::Device::Cpu)
+            .expect("resumed checkpoint");
     assert_eq!(b.epoch, 3);
     assert!(!a.optimizer.is_empty());
     for (name, t) in a.model.iter().chain(a.optimizer.iter()) {
-        let other = b.model.get(name).or_else(|| b.optimizer.get(name)).unwrap_or_else(|| panic!("{name} missing"));
+        let other =
+            b.model.get(name).or_else(|| b.optimizer.get(name)).unwrap_or_else(|| panic!("{name} missing"));
         let (x, y) = (t.flatten_all().expect("x"), other.flatten_all().expect("y"));
         let (x, y) = (
             x.to_dtype(candle_core::DType::F64).expect("x").to_vec1::<f64>().expect("x"),
@@ -209,11 +297,37 @@ fn train_nn_reconstructs_the_phantom() {
     let d = 32;
     let sim = simulate_hinge(d, 800, &[0.0, 0.5], None, 21);
     // One state only: keep the θ = 0 particles.
-    let ind: Vec<i64> = sim.states.iter().enumerate().filter(|(_, &s)| s == 0).map(|(i, _)| i as i64).collect();
+    let ind: Vec<i64> =
+        sim.states.iter().enumerate().filter(|(_, &s)| s == 0).map(|(i, _)| i as i64).collect();
     drgnfly_io::selection::write_selection(sim.path("ind.pkl"), &ind).expect("ind");
     drgnfly(
         sim.dir.path(),
-        &["train-nn", "particles.mrcs", "--poses", "pose.pkl", "--ctf", "ctf.pkl", "--ind", "ind.pkl", "-n", "4", "-b", "8", "--lr", "1e-3", "--layers", "2", "--dim", "64", "--seed", "1", "-o", "nn"],
+        &[
+            "--threads",
+            "1",
+            "train-nn",
+            "particles.mrcs",
+            "--poses",
+            "pose.pkl",
+            "--ctf",
+            "ctf.pkl",
+            "--ind",
+            "ind.pkl",
+            "-n",
+            "4",
+            "-b",
+            "8",
+            "--lr",
+            "1e-3",
+            "--layers",
+            "2",
+            "--dim",
+            "64",
+            "--seed",
+            "1",
+            "-o",
+            "nn",
+        ],
     )
     .ok();
     let vol = read_volume(sim.path("nn/reconstruct.4.mrc")).expect("reconstruct.4.mrc");
@@ -223,8 +337,9 @@ fn train_nn_reconstructs_the_phantom() {
     let fsc_last = mean_fsc(&vol.data, &sim.volumes[0], d, 0.25);
     let fsc_first = mean_fsc(&first.data, &sim.volumes[0], d, 0.25);
     println!("train-nn: mean FSC to ground truth (≤ 0.25 cycles/px): epoch 1 {fsc_first:.3}, epoch 4 {fsc_last:.3}");
-    assert!(fsc_last > 0.0, "FSC {fsc_last}");
-    assert!(fsc_last >= fsc_first, "{fsc_first} → {fsc_last}");
+    // Measured: 0.67 after epoch 1, 0.87 after epoch 4.
+    assert!(fsc_last > 0.75, "FSC {fsc_last}");
+    assert!(fsc_last > fsc_first, "{fsc_first} → {fsc_last}");
 }
 
 #[test]
@@ -242,13 +357,32 @@ fn nan_images_are_reported_with_their_particle_and_batch() {
         w.push(&img).expect("push");
     }
     w.finish().expect("finish");
-    let base = ["train-vae", "bad.mrcs", "--poses", "pose.pkl", "--ctf", "ctf.pkl", "--zdim", "1", "-n", "1", "-o", "out"];
+    let base = [
+        "train-vae",
+        "bad.mrcs",
+        "--poses",
+        "pose.pkl",
+        "--ctf",
+        "ctf.pkl",
+        "--zdim",
+        "1",
+        "-n",
+        "1",
+        "-o",
+        "out",
+    ];
     let small = ["--enc-dim", "8", "--dec-dim", "8", "--enc-layers", "1", "--dec-layers", "1"];
     // The normalization estimate reads every image of a small dataset first.
     let args: Vec<&str> = base.iter().chain(&small).copied().collect();
-    drgnfly(sim.dir.path(), &args).fails_with(&["bad.mrcs", "particle 21", "pixel (x 5, y 3) = NaN", "--norm"]);
+    drgnfly(sim.dir.path(), &args).fails_with(&[
+        "bad.mrcs",
+        "particle 21",
+        "pixel (x 5, y 3) = NaN",
+        "--norm",
+    ]);
     // With --norm the bad image is met in training: the batch is named.
-    let args: Vec<&str> = base.iter().chain(&small).chain(&["--norm", "0", "1", "--seed", "0"]).copied().collect();
+    let args: Vec<&str> =
+        base.iter().chain(&small).chain(&["--norm", "0", "1", "--seed", "0"]).copied().collect();
     drgnfly(sim.dir.path(), &args).fails_with(&["epoch 1, batch", "particle 21", "NaN"]);
 }
 
@@ -273,5 +407,50 @@ fn mismatched_inputs_are_clear_errors() {
         &["train-nn", "particles.mrcs", "--poses", "pose.pkl", "--ctf", "ctf21.pkl", "-o", "out"],
     )
     .fails_with(&["ctf21.pkl has 21 CTF rows", "20 particles"]);
-    run(&["--poses", "pose.pkl", "--zdim", "1", "--load", "latest"]).fails_with(&["--load latest", "no weights"]);
+    run(&["--poses", "pose.pkl", "--zdim", "1", "--load", "latest"])
+        .fails_with(&["--load latest", "no weights"]);
+}
+
+/// cryoDRGN 4.3.1 `eval_vol het_weights.pkl -c het_config.yaml -z 0.5 -1 0.25 0 0.3 -0.2 1 -0.7 --Apix 2`
+/// (CPU, torch 2.15): values at [z, y, x] and the sum of squares of the 64³ map.
+const CRYODRGN_VOL_PROBES: [((usize, usize, usize), f64); 6] = [
+    ((32, 32, 32), -5.682858467e+00),
+    ((0, 0, 0), -1.182004344e-04),
+    ((10, 20, 30), 3.771096934e-03),
+    ((40, 33, 2), 1.602877676e-02),
+    ((63, 1, 47), -1.349069760e-03),
+    ((31, 32, 33), -2.598778963e+00),
+];
+const CRYODRGN_VOL_SUMSQ: f64 = 1.075312835e+03;
+
+#[test]
+fn eval_vol_on_cryodrgn_weights_matches_cryodrgn() {
+    let (Some(weights), Some(config)) =
+        (crate::util::fixture("cryodrgn/het_weights.pkl"), crate::util::fixture("cryodrgn/het_config.yaml"))
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let z = ["-z", "0.5", "-1", "0.25", "0", "0.3", "-0.2", "1", "-0.7"];
+    let run = |out: &str, extra: &[&str]| {
+        let mut args = vec!["--threads", "1", "eval-vol", &weights, "-c", &config, "-o", out, "--Apix", "2"];
+        args.extend(z);
+        args.extend(extra);
+        drgnfly(dir.path(), &args).ok();
+        read_volume(dir.path().join(out)).expect("volume")
+    };
+    let vol = run("vol.mrc", &[]);
+    assert_eq!(vol.shape, [64, 64, 64]);
+    assert_eq!(vol.voxel_size, [2.0; 3]);
+    let at = |v: &[f32], (z, y, x): (usize, usize, usize)| v[(z * 64 + y) * 64 + x] as f64;
+    for (p, want) in CRYODRGN_VOL_PROBES {
+        assert!((at(&vol.data, p) - want).abs() < 1e-5 * 5.68, "voxel {p:?}: {} vs {want}", at(&vol.data, p));
+    }
+    let sumsq: f64 = vol.data.iter().map(|&v| (v as f64).powi(2)).sum();
+    assert!((sumsq / CRYODRGN_VOL_SUMSQ - 1.0).abs() < 1e-5, "Σv² {sumsq}");
+    // --flip reverses z, --invert negates.
+    let flipped = run("flip.mrc", &["--flip", "--invert"]);
+    for p in [(0, 3, 5), (20, 40, 9), (63, 63, 0)] {
+        assert_eq!(at(&flipped.data, p), -at(&vol.data, (63 - p.0, p.1, p.2)));
+    }
 }
