@@ -10,6 +10,8 @@
 //!   [`Decoder::eval_volume`] decodes a volume's Hartley grid.
 //! - [`Encoder`] (masked image → μ, log σ²) and [`HetOnlyVae`], with [`vae_loss`].
 //! - [`Adam`] with saveable state, and [`save_checkpoint`] / [`load_checkpoint`].
+//! - [`train`]: batch preparation (window, Hartley, normalize, translate, CTF, rotated lattice) and the
+//!   VAE and homogeneous trainers the CLI drives.
 //!
 //! Names of variables are cryoDRGN's PyTorch state-dict keys throughout, so `weights.pkl` files import by
 //! name.

@@ -57,7 +57,8 @@ pub struct DataArgs {
 impl DataArgs {
     /// Window and inversion settings.
     pub fn preprocess(&self) -> Result<PreprocessConfig> {
-        if !self.no_window && !(self.window_r.is_finite() && self.window_r > 0.0 && self.window_r < 0.99) {
+        let window_ok = self.window_r.is_finite() && self.window_r > 0.0 && self.window_r < 0.99;
+        if !self.no_window && !window_ok {
             bail!("--window-r {}: must be between 0 and 0.99 (fraction of the half box)", self.window_r);
         }
         Ok(PreprocessConfig {
@@ -286,7 +287,8 @@ impl TrainArgs {
         if self.num_epochs == 0 || self.batch_size == 0 || self.checkpoint == 0 {
             bail!("-n, -b and --checkpoint must be at least 1");
         }
-        if !(self.lr.is_finite() && self.lr > 0.0) || !(self.wd.is_finite() && self.wd >= 0.0) {
+        let (lr_ok, wd_ok) = (self.lr.is_finite() && self.lr > 0.0, self.wd.is_finite() && self.wd >= 0.0);
+        if !lr_ok || !wd_ok {
             bail!("--lr must be > 0 and --wd ≥ 0 (got {} and {})", self.lr, self.wd);
         }
         std::fs::create_dir_all(&self.outdir)
