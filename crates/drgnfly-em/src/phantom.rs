@@ -148,20 +148,7 @@ fn axis_rotation(axis: [f64; 3], angle: f64) -> [[f64; 3]; 3] {
 mod tests {
     use super::*;
     use crate::fsc::fsc;
-
-    fn corr(a: &[f32], b: &[f32]) -> f64 {
-        let n = a.len() as f64;
-        let (ma, mb) =
-            (a.iter().map(|&v| v as f64).sum::<f64>() / n, b.iter().map(|&v| v as f64).sum::<f64>() / n);
-        let mut s = [0.0; 3];
-        for (&x, &y) in a.iter().zip(b) {
-            let (x, y) = (x as f64 - ma, y as f64 - mb);
-            s[0] += x * y;
-            s[1] += x * x;
-            s[2] += y * y;
-        }
-        s[0] / (s[1] * s[2]).sqrt()
-    }
+    use crate::project::tests::ncc as corr;
 
     #[test]
     fn fits_in_the_window_at_every_box_size() {

@@ -170,7 +170,7 @@ impl Projector {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::density::{render_blobs, GaussianBlob};
     use crate::rotation::random::random_rotations;

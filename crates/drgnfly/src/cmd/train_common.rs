@@ -514,6 +514,15 @@ impl RunLog {
         Ok(Self { file, path })
     }
 
+    /// Start a run: write `config.yaml`, open `run.log` and log the command line and `summary`.
+    pub fn start(outdir: &Path, config: &crate::run_config::RunConfig, summary: &str) -> Result<Self> {
+        config.write(&outdir.join("config.yaml"))?;
+        let mut log = Self::open(outdir)?;
+        log.line(&format!("# {}", command_line().join(" ")))?;
+        log.line(summary)?;
+        Ok(log)
+    }
+
     /// Write a line to the log and to stderr.
     pub fn line(&mut self, msg: &str) -> Result<()> {
         tracing::info!("{msg}");

@@ -131,15 +131,13 @@ pub fn run(args: Args) -> Result<()> {
         version: Some(env!("CARGO_PKG_VERSION").to_string()),
         cmd: Some(command_line()),
     };
-    config.write(&t.outdir.join("config.yaml"))?;
-    let mut log = RunLog::open(&t.outdir)?;
-    log.line(&format!("# {}", command_line().join(" ")))?;
-    log.line(&format!(
+    let summary = format!(
         "# {n} particles of {d}×{d}, norm [{}, {}], {} parameters, beta {beta}, seed {seed}",
         norm.mean,
         norm.std,
         trainer.store().num_params()
-    ))?;
+    );
+    let mut log = RunLog::start(&t.outdir, &config, &summary)?;
     let mut start = 0usize;
     if let Some(ckpt) = t.checkpoint_to_load()? {
         start = trainer.load(&ckpt).with_context(|| format!("--load {}", ckpt.display()))? as usize;
