@@ -1,9 +1,10 @@
-//! One training step of the cryoDRGN decoder on the stock candle path: forward (Fourier decoder with the
+//! One training step of the cryoDRGN decoder, on candle's generic path and with the fused CPU op: forward (Fourier decoder with the
 //! half-space trick) + MSE + backward + Adam, for 8 images at D = 64 (3208 masked points each, 1604 decoded),
 //! decoder 256×3, zdim 8, gaussian PE with pe_dim 32 (input width 200).
 //!
 //! `cargo bench -p drgnfly-nn --bench decoder_step` (release); the PyTorch twin is `decoder_step.py` beside
-//! this file. Prints the median over timed steps after warm-up.
+//! this file. Prints the median over timed steps after warm-up, in wall time and in process CPU time (the
+//! latter is robust to other load on the machine when run with one thread: `RAYON_NUM_THREADS=1`).
 
 use std::time::Instant;
 
@@ -43,6 +44,14 @@ fn rotation(rng: &mut ChaCha8Rng) -> [[f32; 3]; 3] {
     ]
 }
 
+/// CPU time of the whole process (all threads), in ms.
+fn cpu_ms() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 * 1e-6
+}
+
 fn main() -> Result<()> {
     let dev = Device::Cpu;
     let mut rng = ChaCha8Rng::seed_from_u64(0);
@@ -66,31 +75,44 @@ fn main() -> Result<()> {
 
     let mut cfg = DecoderConfig::new(LATTICE, ZDIM);
     cfg.dim = 256;
-    let store = ParamStore::new(0, &dev);
-    let decoder = Decoder::new(&cfg, store.var_builder())?;
-    let mut adam = Adam::new(store.named_vars(), AdamConfig { lr: 1e-4, ..Default::default() })?;
-    let step = |adam: &mut Adam| -> Result<f32> {
-        let loss = (decoder.forward(&coords, Some(&z))? - &target)?.sqr()?.mean_all()?;
-        adam.backward_step(&loss)?;
-        Ok(loss.to_scalar::<f32>()?)
-    };
-    for _ in 0..3 {
-        step(&mut adam)?;
+    // `-- fused` or `-- generic` runs one path only (for profiling).
+    let only = std::env::args().nth(1);
+    for fused in [false, true] {
+        let name = if fused { "fused" } else { "generic" };
+        if only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
+        let store = ParamStore::new(0, &dev);
+        let decoder = Decoder::new(&cfg, store.var_builder())?;
+        let decoder = if fused { decoder } else { decoder.with_generic_ops() };
+        let mut adam = Adam::new(store.named_vars(), AdamConfig { lr: 1e-4, ..Default::default() })?;
+        let step = |adam: &mut Adam| -> Result<f32> {
+            let loss = (decoder.forward(&coords, Some(&z))? - &target)?.sqr()?.mean_all()?;
+            adam.backward_step(&loss)?;
+            Ok(loss.to_scalar::<f32>()?)
+        };
+        for _ in 0..3 {
+            step(&mut adam)?;
+        }
+        let (mut times, mut cpu) = (Vec::new(), Vec::new());
+        let mut loss = 0.0;
+        for _ in 0..20 {
+            let (t, c) = (Instant::now(), cpu_ms());
+            loss = step(&mut adam)?;
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+            cpu.push(cpu_ms() - c);
+        }
+        times.sort_by(f64::total_cmp);
+        cpu.sort_by(f64::total_cmp);
+        println!(
+            "{}: decoder 256x3, {BATCH} images x {n} masked points (half decoded), zdim {ZDIM}: \
+             median {:.1} ms/step (min {:.1}, max {:.1}), CPU {:.1} ms/step, final loss {loss:.4}",
+            if fused { "fused op" } else { "candle generic" },
+            times[times.len() / 2],
+            times[0],
+            times[times.len() - 1],
+            cpu[cpu.len() / 2]
+        );
     }
-    let mut times = Vec::new();
-    let mut loss = 0.0;
-    for _ in 0..20 {
-        let t = Instant::now();
-        loss = step(&mut adam)?;
-        times.push(t.elapsed().as_secs_f64() * 1e3);
-    }
-    times.sort_by(f64::total_cmp);
-    println!(
-        "candle stock: decoder 256x3, {BATCH} images x {n} masked points (half decoded), zdim {ZDIM}: \
-         median {:.1} ms/step (min {:.1}, max {:.1}), final loss {loss:.4}",
-        times[times.len() / 2],
-        times[0],
-        times[times.len() - 1]
-    );
     Ok(())
 }

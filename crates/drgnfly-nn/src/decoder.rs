@@ -20,6 +20,7 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::fused::{FusedNet, Net};
 use crate::mlp::{Activation, ResidLinearMlp};
 use crate::pe::{PeType, PositionalEncoding};
 
@@ -110,6 +111,8 @@ struct CoordinateNet {
     mlp: ResidLinearMlp,
     zdim: usize,
     device: Device,
+    /// The same function as one fused op (CPU, f32), where the layout allows; see [`crate::fused`].
+    fused: Option<FusedNet>,
 }
 
 impl CoordinateNet {
@@ -121,7 +124,21 @@ impl CoordinateNet {
         let mlp_vb =
             if cfg.pe_type == PeType::None && cfg.domain == Domain::Hartley { vb } else { vb.pp("decoder") };
         let mlp = ResidLinearMlp::new(in_dim, cfg.layers, cfg.dim, out_dim, cfg.activation, mlp_vb)?;
-        Ok(Self { encoding, mlp, zdim: cfg.zdim, device: vb_device })
+        let fused = match (vb_device.is_cpu(), encoding.fused_encoding()?, mlp.fused_parameters()) {
+            (true, Some(encoding), Some(params)) if in_dim != cfg.dim && cfg.dim != out_dim => {
+                let net = Net {
+                    encoding,
+                    zdim: cfg.zdim,
+                    hidden: cfg.dim,
+                    layers: mlp.hidden_layers(),
+                    out: out_dim,
+                    leaky: mlp.activation() == Activation::LeakyRelu,
+                };
+                Some(FusedNet::new(net, params))
+            }
+            _ => None,
+        };
+        Ok(Self { encoding, mlp, zdim: cfg.zdim, device: vb_device, fused })
     }
 
     /// Check (B, N, 3) coordinates within the lattice cube and z (B, zdim); returns (B, N).
@@ -150,6 +167,16 @@ impl CoordinateNet {
 
     /// (B, N, 3) coords (already checked) and z (B, zdim) → (B, N, out).
     fn evaluate(&self, coords: &Tensor, z: Option<&Tensor>) -> Result<Tensor> {
+        match (&self.fused, self.encoding.fused_encoding()?) {
+            (Some(fused), Some(encoding)) if coords.dtype() == DType::F32 => {
+                fused.forward(coords, z, encoding)
+            }
+            _ => self.evaluate_generic(coords, z),
+        }
+    }
+
+    /// [`Self::evaluate`] with candle's generic tensor operations.
+    fn evaluate_generic(&self, coords: &Tensor, z: Option<&Tensor>) -> Result<Tensor> {
         let features = self.encoding.forward(coords)?;
         let input = match z {
             Some(z) if self.zdim > 0 => {
@@ -288,6 +315,22 @@ impl Decoder {
     /// Latent width.
     pub fn zdim(&self) -> usize {
         self.net().zdim
+    }
+
+    /// Whether the fused CPU op computes this decoder.
+    #[cfg(test)]
+    pub(crate) fn is_fused(&self) -> bool {
+        self.net().fused.is_some()
+    }
+
+    /// The same decoder computed with candle's generic tensor operations instead of the fused CPU op (for
+    /// comparisons; results agree to float32 rounding).
+    pub fn with_generic_ops(mut self) -> Self {
+        match &mut self {
+            Decoder::Hartley(d) => d.net.fused = None,
+            Decoder::Fourier(d) => d.net.fused = None,
+        }
+        self
     }
 
     fn net(&self) -> &CoordinateNet {

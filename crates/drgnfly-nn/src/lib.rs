@@ -36,6 +36,7 @@ pub mod checkpoint;
 pub mod decoder;
 pub mod encoder;
 pub mod error;
+mod fused;
 pub mod loss;
 pub mod mlp;
 pub mod params;

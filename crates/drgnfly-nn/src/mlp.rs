@@ -163,6 +163,34 @@ impl ResidLinearMlp {
     pub fn out_dim(&self) -> usize {
         self.0.out_dim
     }
+
+    /// Weights and biases in layer order, when the layout is the one the fused network computes (plain
+    /// first and last layers around residual hidden layers, every layer with a bias); `None` otherwise.
+    pub(crate) fn fused_parameters(&self) -> Option<Vec<Tensor>> {
+        let layers = &self.0.layers;
+        let mut params = Vec::with_capacity(2 * layers.len());
+        for (i, layer) in layers.iter().enumerate() {
+            let outer = i == 0 || i + 1 == layers.len();
+            let linear = match layer {
+                Layer::Plain(l) if outer => l,
+                Layer::Resid(l) if !outer => l,
+                _ => return None,
+            };
+            params.push(linear.weight().clone());
+            params.push(linear.bias()?.clone());
+        }
+        Some(params)
+    }
+
+    /// Hidden layers between the first and the last.
+    pub(crate) fn hidden_layers(&self) -> usize {
+        self.0.layers.len().saturating_sub(2)
+    }
+
+    /// The activation.
+    pub(crate) fn activation(&self) -> Activation {
+        self.0.activation
+    }
 }
 
 /// cryoDRGN's plain `MLP`: the same layout with `Linear` hidden layers (`main.2k.*`) and no skips.

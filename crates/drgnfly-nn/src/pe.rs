@@ -172,6 +172,18 @@ impl PositionalEncoding {
         self.kind
     }
 
+    /// The encoding's constants for the fused network ([`crate::fused`]); `None` for `none`.
+    pub(crate) fn fused_encoding(&self) -> Result<Option<crate::fused::Encoding>> {
+        use crate::fused::Encoding;
+        let values = |t: &Tensor| t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>();
+        Ok(match &self.freqs {
+            Frequencies::Identity => None,
+            Frequencies::PerAxis(f) => Some(Encoding::PerAxis(values(f)?)),
+            // Scaled exactly as `forward` scales it, so both paths see the same frequencies.
+            Frequencies::Gaussian(b, d2) => Some(Encoding::Gaussian(values(&(b * *d2)?)?)),
+        })
+    }
+
     /// Number of features per point: 6·pe_dim, or 3 for `none`.
     pub fn out_dim(&self) -> usize {
         match self.freqs {

@@ -1,0 +1,247 @@
+//! The coordinate network (positional encoding → residual MLP, with z) as one candle op on the CPU.
+//!
+//! candle's generic path builds the decoder out of some twenty tensor operations, each with its own
+//! temporary and its own backward node; at cryoDRGN's sizes most of a training step went to those
+//! temporaries rather than to the matrix products. [`FusedNet::forward`] computes the same function with a
+//! hand-written forward and backward over the `gemm` crate ([`kernel`]), as a `CustomOp3` over
+//! (coords, z, flat parameters): candle's autograd sees one node whose backward returns the gradients of
+//! z and of the parameters (coordinates are constants of the poses and get none). The flat parameter
+//! vector is the concatenation of the model's variables, so their gradients flow back through `cat` and
+//! optimizers, checkpoints and cryoDRGN state-dict names are unchanged.
+//!
+//! Used for f32 on the CPU with the layout cryoDRGN trains (plain first and last layer, residual hidden
+//! layers, an encoding other than `none`); everything else takes the generic path. The tests hold the two
+//! paths to float32 rounding, outputs and gradients alike.
+
+mod kernel;
+
+use std::sync::{Arc, Mutex};
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
+
+pub(crate) use kernel::{Encoding, Net};
+
+use crate::error::Result;
+
+/// A fused network and the variables it reads, in the order of the flat parameter vector.
+#[derive(Clone, Debug)]
+pub(crate) struct FusedNet {
+    /// The network's shape; its encoding constants are read at each call (a checkpoint may replace them).
+    net: Net,
+    params: Vec<Tensor>,
+}
+
+impl FusedNet {
+    /// `params`: W₀, b₀, W₁, b₁, …, W_out, b_out as the model holds them (any shapes; flattened here).
+    pub(crate) fn new(net: Net, params: Vec<Tensor>) -> Self {
+        Self { net, params }
+    }
+
+    /// Outputs (B, N, out) at coords (B, N, 3) for z (B, zdim) with the current `encoding` constants;
+    /// shapes already checked by the caller.
+    pub(crate) fn forward(&self, coords: &Tensor, z: Option<&Tensor>, encoding: Encoding) -> Result<Tensor> {
+        let (b, n, _) = coords.dims3()?;
+        let flat: Vec<Tensor> =
+            self.params.iter().map(|p| p.flatten_all()).collect::<candle_core::Result<_>>()?;
+        let params = Tensor::cat(&flat, 0)?;
+        let z = match z {
+            Some(z) if self.net.zdim > 0 => z.contiguous()?,
+            _ => Tensor::zeros((b, 0), coords.dtype(), coords.device())?,
+        };
+        let op = FusedOp {
+            net: Arc::new(Net { encoding, ..self.net.clone() }),
+            n,
+            keep: params.track_op(),
+            saved: Mutex::new(None),
+        };
+        Ok(coords.contiguous()?.apply_op3(&z, &params, op)?)
+    }
+}
+
+/// One application of the network; keeps its activations between forward and backward.
+struct FusedOp {
+    net: Arc<Net>,
+    /// Points per image.
+    n: usize,
+    /// Whether to keep the activations (only when a gradient will be asked for).
+    keep: bool,
+    saved: Mutex<Option<kernel::Saved>>,
+}
+
+/// The contiguous f32 data of a CPU storage.
+fn cpu_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
+    let CpuStorage::F32(v) = s else {
+        candle_core::bail!("fused coordinate network: {what} must be f32, got {:?}", s.dtype())
+    };
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&v[a..b]),
+        None => candle_core::bail!("fused coordinate network: {what} must be contiguous"),
+    }
+}
+
+impl CustomOp3 for FusedOp {
+    fn name(&self) -> &'static str {
+        "fused-coordinate-net"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (coords, z, params) =
+            (cpu_slice(s1, l1, "coords")?, cpu_slice(s2, l2, "z")?, cpu_slice(s3, l3, "parameters")?);
+        if params.len() != self.net.param_count() {
+            candle_core::bail!(
+                "fused coordinate network: {} parameters, expected {}",
+                params.len(),
+                self.net.param_count()
+            );
+        }
+        let (y, saved) = self.net.forward(coords, z, params, self.n);
+        if self.keep {
+            if let Ok(mut slot) = self.saved.lock() {
+                *slot = Some(saved);
+            }
+        }
+        let mut shape = l1.dims().to_vec();
+        if let Some(last) = shape.last_mut() {
+            *last = self.net.out;
+        }
+        Ok((CpuStorage::F32(y), Shape::from(shape)))
+    }
+
+    fn bwd(
+        &self,
+        coords: &Tensor,
+        z: &Tensor,
+        params: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let saved = self.saved.lock().ok().and_then(|mut s| s.take());
+        let values = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
+        let (p, zv, g) = (values(params)?, values(z)?, values(grad_res)?);
+        let saved = match saved {
+            Some(s) => s,
+            // A second backward through the same node recomputes the activations.
+            None => self.net.forward(&values(coords)?, &zv, &p, self.n).1,
+        };
+        let (dp, dz) = self.net.backward(&g, &saved, &zv, &p, self.n);
+        let dparams = Tensor::from_vec(dp, params.shape(), params.device())?;
+        let dz = if self.net.zdim > 0 { Some(Tensor::from_vec(dz, z.shape(), z.device())?) } else { None };
+        Ok((None, dz, Some(dparams)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Var};
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    use crate::{Activation, Decoder, DecoderConfig, Domain, ParamStore, PeType};
+
+    /// Random points in the lattice cube, B images of N points each.
+    fn points(b: usize, n: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
+        (0..b * n * 3).map(|_| rng.random::<f32>() - 0.5).collect()
+    }
+
+    /// max |a − b| / max |b|.
+    fn rel_diff(a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(a.len(), b.len());
+        let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
+        a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+    }
+
+    /// Outputs and every gradient (parameters and z) of a weighted sum of the outputs agree between the
+    /// fused op and candle's generic path, and a second backward through the same graph (which recomputes
+    /// the activations) gives the same gradients again.
+    fn agree(domain: Domain, pe_type: PeType, activation: Activation, zdim: usize) {
+        let dev = Device::Cpu;
+        let mut cfg = DecoderConfig::new(17, zdim);
+        (cfg.dim, cfg.layers, cfg.pe_type, cfg.domain, cfg.activation) = (24, 2, pe_type, domain, activation);
+        let store = ParamStore::new(5, &dev);
+        let fused = Decoder::new(&cfg, store.var_builder()).unwrap();
+        assert!(fused.is_fused(), "{cfg:?} should take the fused path");
+        let generic = fused.clone().with_generic_ops();
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let (b, n) = (3, 40);
+        let coords = candle_core::Tensor::from_vec(points(b, n, &mut rng), (b, n, 3), &dev).unwrap();
+        let z = Var::from_vec((0..b * zdim).map(|_| rng.random::<f32>() - 0.5).collect(), (b, zdim), &dev)
+            .unwrap();
+        let zt = (zdim > 0).then(|| z.as_tensor());
+        let outs = if domain == Domain::Fourier { 2 } else { 1 };
+        let weights = candle_core::Tensor::from_vec(
+            (0..b * n * outs).map(|_| rng.random::<f32>() - 0.5).collect(),
+            (b, n, outs),
+            &dev,
+        )
+        .unwrap();
+
+        let mut results = Vec::new();
+        for dec in [&fused, &generic] {
+            // `decode` evaluates every point (no half-space pairing needed for random points).
+            let y = match dec {
+                Decoder::Fourier(d) => d.decode(&coords, zt).unwrap(),
+                Decoder::Hartley(d) => d.forward(&coords, zt).unwrap().unsqueeze(2).unwrap(),
+            };
+            let loss = (y.clone() * &weights).unwrap().sum_all().unwrap();
+            let grads = [loss.backward().unwrap(), loss.backward().unwrap()];
+            let mut grad_values = Vec::new();
+            for g in &grads {
+                let mut all: Vec<f32> = Vec::new();
+                for (name, var) in store.named_vars() {
+                    if name.ends_with("rand_freqs") {
+                        continue;
+                    }
+                    let gv = g.get(var.as_tensor()).unwrap_or_else(|| panic!("no gradient for {name}"));
+                    all.extend(gv.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+                }
+                if zdim > 0 {
+                    all.extend(
+                        g.get(z.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                    );
+                }
+                grad_values.push(all);
+            }
+            results.push((y.flatten_all().unwrap().to_vec1::<f32>().unwrap(), grad_values));
+        }
+        let ((y_f, g_f), (y_g, g_g)) = (&results[0], &results[1]);
+        assert!(rel_diff(y_f, y_g) < 1e-5, "outputs differ by {}", rel_diff(y_f, y_g));
+        assert!(rel_diff(&g_f[0], &g_g[0]) < 1e-5, "gradients differ by {}", rel_diff(&g_f[0], &g_g[0]));
+        assert_eq!(g_f[0], g_f[1], "second backward (recomputed activations)");
+    }
+
+    #[test]
+    fn fused_matches_generic_fourier_gaussian_relu() {
+        agree(Domain::Fourier, PeType::Gaussian, Activation::Relu, 3);
+    }
+
+    #[test]
+    fn fused_matches_generic_hartley_geometric_leaky_homogeneous() {
+        agree(Domain::Hartley, PeType::GeomLowf, Activation::LeakyRelu, 0);
+    }
+
+    #[test]
+    fn fused_matches_generic_fourier_linear_leaky_zdim1() {
+        agree(Domain::Fourier, PeType::LinearLowf, Activation::LeakyRelu, 1);
+    }
+
+    #[test]
+    fn unsupported_layouts_take_the_generic_path() {
+        let store = ParamStore::new(5, &Device::Cpu);
+        let mut cfg = DecoderConfig::new(17, 2);
+        (cfg.dim, cfg.pe_type) = (24, PeType::None);
+        assert!(!Decoder::new(&cfg, store.var_builder().pp("a")).unwrap().is_fused());
+        // Input width 6·8 + 0 equals the hidden width: cryoDRGN makes the first layer residual.
+        let mut cfg = DecoderConfig::new(17, 0);
+        cfg.dim = 48;
+        assert!(!Decoder::new(&cfg, store.var_builder().pp("b")).unwrap().is_fused());
+    }
+}
