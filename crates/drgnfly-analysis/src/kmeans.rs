@@ -96,6 +96,41 @@ pub fn kmeans(z: Latents<'_>, params: &KMeansParams) -> Result<KMeans> {
     Ok(KMeans { zdim: d, labels, centers: snapped, center_indices, inertia, n_iter })
 }
 
+impl KMeans {
+    /// Renumber the classes in cryoDRGN's order: the leaf order of the average-linkage dendrogram of
+    /// the snapped centres ([`crate::hierarchy::dendrogram_order`], seaborn's `clustermap`), so that
+    /// similar classes get neighbouring numbers. New class `c` is old class `order[c]`; labels,
+    /// centres and centre indices move together. Above [`crate::hierarchy::MAX_POINTS`] classes the
+    /// numbering is left as it is.
+    pub fn dendrogram_ordered(self) -> KMeans {
+        let order = crate::hierarchy::dendrogram_order(&self.centers, self.zdim);
+        self.renumbered(&order)
+    }
+
+    /// Renumber the classes so that new class `c` is old class `order[c]`. `order` must be a
+    /// permutation of `0..k`; anything else leaves the result unchanged.
+    pub fn renumbered(self, order: &[usize]) -> KMeans {
+        let k = self.center_indices.len();
+        let mut new_of_old = vec![usize::MAX; k];
+        for (new, &old) in order.iter().enumerate() {
+            match new_of_old.get_mut(old) {
+                Some(slot) if *slot == usize::MAX => *slot = new,
+                _ => return self,
+            }
+        }
+        if order.len() != k {
+            return self;
+        }
+        let d = self.zdim;
+        let centers =
+            order.iter().flat_map(|&old| self.centers[old * d..(old + 1) * d].iter().copied()).collect();
+        let center_indices = order.iter().map(|&old| self.center_indices[old]).collect();
+        let labels =
+            self.labels.iter().map(|&l| new_of_old.get(l as usize).map_or(l, |&n| n as u32)).collect();
+        KMeans { labels, centers, center_indices, ..self }
+    }
+}
+
 /// Index of the particle nearest to `point` (lowest index on ties), as cryoDRGN's `get_nearest_point`.
 ///
 /// # Panics
@@ -317,6 +352,36 @@ mod tests {
         }
         // Inertia ≈ N·d·σ² = 300·2·0.01.
         assert!((km.inertia - 6.0).abs() < 1.5, "inertia {}", km.inertia);
+    }
+
+    /// Centres of `hierarchy::tests` (scipy leaves `[5, 7, 0, 2, 1, 4, 3, 6]`): class numbers follow
+    /// the dendrogram, and labels, centres and centre indices move together.
+    #[test]
+    fn dendrogram_order_renumbers_consistently() {
+        let centers: Vec<f32> = vec![
+            0.0, 0.0, 0.0, 5.0, 5.1, 0.2, 0.3, 0.1, -0.2, 9.0, -1.0, 2.0, 5.2, 4.8, 0.0, -3.0, 2.0, 1.0, 8.7,
+            -0.6, 2.4, 0.1, 0.5, 0.1,
+        ];
+        let km = KMeans {
+            zdim: 3,
+            labels: vec![0, 1, 2, 3, 4, 5, 6, 7, 3, 3],
+            centers: centers.clone(),
+            center_indices: (10..18).collect(),
+            inertia: 1.0,
+            n_iter: 1,
+        };
+        let r = km.dendrogram_ordered();
+        let order = [5, 7, 0, 2, 1, 4, 3, 6];
+        assert_eq!(r.labels, [2, 4, 3, 6, 5, 0, 7, 1, 6, 6]);
+        assert_eq!(r.center_indices, order.map(|o| 10 + o));
+        for (new, &old) in order.iter().enumerate() {
+            assert_eq!(&r.centers[3 * new..3 * new + 3], &centers[3 * old..3 * old + 3]);
+        }
+        // Already in dendrogram order: unchanged (the order is idempotent when heights do not tie).
+        assert_eq!(r.clone().dendrogram_ordered().labels, r.labels);
+        // Not a permutation: unchanged.
+        assert_eq!(r.clone().renumbered(&[0, 0, 1, 2, 3, 4, 5, 6]).labels, r.labels);
+        assert_eq!(r.clone().renumbered(&[0, 1]).labels, r.labels);
     }
 
     #[test]

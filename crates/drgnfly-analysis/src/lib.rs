@@ -2,6 +2,7 @@
 
 pub mod convergence;
 pub mod error;
+pub mod hierarchy;
 pub mod kmeans;
 pub mod knn;
 pub mod latents;

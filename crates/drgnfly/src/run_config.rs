@@ -71,6 +71,9 @@ pub struct DatasetArgs {
     /// pose.pkl (or rot.pkl and trans.pkl).
     #[serde(default)]
     pub poses: Option<PosesArg>,
+    /// Poses refined by SGD during training; always false here. cryoDRGN's notebooks read the key.
+    #[serde(default)]
+    pub do_pose_sgd: bool,
 }
 
 /// One pose file, or rotations and translations in two.
@@ -302,6 +305,7 @@ mod tests {
                 datadir: None,
                 ctf: Some("ctf.pkl".into()),
                 poses: Some(PosesArg::Split(vec!["rot.pkl".into(), "trans.pkl".into()])),
+                do_pose_sgd: false,
             },
             lattice_args: LatticeArgs { d: 33, extent: 0.5, ignore_dc: true },
             model_args: ModelArgs { qlayers: Some(2), qdim: Some(64), ..Default::default() },

@@ -84,6 +84,7 @@ impl DataArgs {
                 [one] => PosesArg::One(s(one)),
                 many => PosesArg::Split(many.iter().map(|p| s(p)).collect()),
             }),
+            do_pose_sgd: false,
         }
     }
 }

@@ -492,6 +492,53 @@ fn analyze_and_convergence_generate_volumes_with_a_checkpoint() {
         assert!(inked > 1000, "{sheet} shows the maps ({inked} dark pixels)");
     }
     assert!(std::fs::read_to_string(a.join("report.html")).unwrap().contains("kmeans3/vol_001.mrc"));
+    // Classes are numbered in dendrogram order: the written centres are already in that order, and
+    // each centre particle carries its own class.
+    assert_eq!(drgnfly_analysis::hierarchy::dendrogram_order(&centres, 8), [0, 1, 2]);
+    let labels = labels_of(&a.join("kmeans3/labels.pkl"));
+    let centre_ind: Vec<usize> = std::fs::read_to_string(a.join("kmeans3/centers_ind.txt"))
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    for (k, &i) in centre_ind.iter().enumerate() {
+        assert_eq!(labels[i], k as u32, "centre particle {i} is in class {k}");
+    }
+
+    // eval-vol's post-processing: --low-pass zeroes the shells beyond Apix/res and equals filtering
+    // the plain map; --crop gives the centre box with the origin moved to its corner.
+    let base =
+        &["analyze", w, "4", "--ksample", "3", "--pc", "1", "--n-per-pc", "2", "--skip-umap", "-d", "32"];
+    drgnfly(dir.path(), &[&base[..], &["-o", "lp", "--low-pass", "8"]].concat()).ok();
+    drgnfly(dir.path(), &[&base[..], &["-o", "crop", "--crop", "20"]].concat()).ok();
+    let plain = drgnfly_io::mrc::read_volume(a.join("kmeans3/vol_001.mrc")).unwrap();
+    let apix = plain.header.known_apix().unwrap();
+    let lp = drgnfly_io::mrc::read_volume(dir.path().join("lp/kmeans3/vol_001.mrc")).unwrap();
+    let mut expected = plain.data.clone();
+    drgnfly_em::filter::low_pass(&mut expected, 32, f64::from(apix) / 8.0).unwrap();
+    let peak = expected.iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(lp.data.iter().zip(&expected).all(|(a, b)| (a - b).abs() <= 1e-4 * peak));
+    let mut ht = lp.data.clone();
+    drgnfly_em::hartley::HartleyPlan::new(32).unwrap().ht3_center(&mut ht).unwrap();
+    let cutoff_px = 32.0 * f64::from(apix) / 8.0;
+    let (mut inside, mut outside) = (0f64, 0f64);
+    for (i, v) in ht.iter().enumerate() {
+        let (z, y, x) = (i / 1024, (i / 32) % 32, i % 32);
+        let r = [x, y, z].iter().map(|&c| (c as f64 - 16.0).powi(2)).sum::<f64>().sqrt();
+        if r > cutoff_px + 0.5 {
+            outside += f64::from(*v).powi(2)
+        } else {
+            inside += f64::from(*v).powi(2)
+        }
+    }
+    assert!(outside < 1e-8 * inside, "power beyond {cutoff_px} px: {outside} (inside {inside})");
+    let crop = drgnfly_io::mrc::read_volume(dir.path().join("crop/kmeans3/vol_001.mrc")).unwrap();
+    assert_eq!(crop.shape, [20, 20, 20]);
+    assert_eq!(crop.origin, [6.0 * apix; 3], "origin at the crop corner, 6 px in");
+    for (i, v) in crop.data.iter().enumerate() {
+        let (z, y, x) = (i / 400 + 6, (i / 20) % 20 + 6, i % 20 + 6);
+        assert_eq!(*v, plain.data[(z * 32 + y) * 32 + x]);
+    }
 
     // Same weights every epoch and latents that only jitter: the volumes at the maxima agree.
     drgnfly(

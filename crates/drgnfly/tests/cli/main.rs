@@ -5,6 +5,7 @@ mod analysis;
 mod bad_input;
 mod filters;
 mod help;
+mod heterogeneity;
 mod parse_golden;
 mod physics;
 mod round_trips;

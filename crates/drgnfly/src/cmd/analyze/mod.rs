@@ -3,8 +3,10 @@
 //! (`WORKDIR/analyze.EPOCH/`, reference §5).
 //!
 //! Differences from cryoDRGN, on purpose:
-//! - k-means centres keep k-means order (cryoDRGN reorders them by a seaborn dendrogram); the centre
-//!   of class k is `vol_{k+1:03}.mrc` either way.
+//! - k-means classes are numbered as cryoDRGN numbers them: by the leaf order of the average-linkage
+//!   dendrogram of the snapped centres (seaborn's `clustermap`, reproduced in
+//!   `drgnfly_analysis::hierarchy`), so similar classes get neighbouring numbers; the centre of class k
+//!   is `vol_{k+1:03}.mrc`.
 //! - With fewer particles than `--ksample`, K drops to the number of particles, with a warning.
 //! - A zdim-1 latent also gets k-means (cryoDRGN only writes the percentile series).
 //! - NaN losses in `run.log` are left out of the learning curve instead of crashing (#346).
@@ -15,6 +17,7 @@
 //! Example usage:
 //!   drgnfly analyze out 50
 //!   drgnfly analyze out 50 --ksample 10 --pc 3 --Apix 1.7 -d 128 --skip-umap
+//!   drgnfly analyze out 50 --low-pass 8 --crop 96
 
 mod outputs;
 mod plots;
@@ -40,7 +43,7 @@ use crate::volumes::VolumeRequest;
 /// Analyse the latent space of a trained model.
 #[derive(ClapArgs, Debug)]
 #[command(
-    after_help = "Examples:\n  drgnfly analyze out 50\n  drgnfly analyze out 50 --ksample 10 --pc 3 --Apix 1.7 -d 128 --skip-umap"
+    after_help = "Examples:\n  drgnfly analyze out 50\n  drgnfly analyze out 50 --ksample 10 --pc 3 --Apix 1.7 -d 128 --skip-umap\n  drgnfly analyze out 50 --low-pass 8 --crop 96"
 )]
 pub struct Args {
     /// Training output directory (holds z.EPOCH.pkl, weights.EPOCH.*, config.yaml, run.log).
@@ -78,6 +81,12 @@ pub struct Args {
     /// Generate volumes at this (even) box size.
     #[arg(short = 'd', long = "downsample", value_name = "D")]
     pub downsample: Option<usize>,
+    /// Low-pass filter the volumes to this resolution (Å), as eval-vol.
+    #[arg(long, value_name = "A")]
+    pub low_pass: Option<f32>,
+    /// Crop the centre box of the volumes to this size (pixels), as eval-vol.
+    #[arg(long, value_name = "N")]
+    pub crop: Option<usize>,
     /// Seed of k-means and UMAP.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -109,11 +118,12 @@ pub fn run(args: Args) -> Result<()> {
         flip: args.flip,
         invert: args.invert,
         downsample: args.downsample,
-        ..VolumeRequest::default()
+        low_pass_a: args.low_pass,
+        crop: args.crop,
     };
     let apix_text = request.apix.map_or("1 (unknown)".to_string(), |a| format!("{a}"));
     let mut vols = VolumeMaker::new(&wd, epoch, request, args.skip_vol);
-    let curve = plots::learning_curve(&mut o, &wd)?;
+    let curve = steps.run("plots: learning curve", || plots::learning_curve(&mut o, &wd))?;
 
     // Latent space: PCA and UMAP (zdim ≥ 2), or the 1D plots.
     let mut latent_items = Vec::new();
@@ -124,15 +134,17 @@ pub fn run(args: Args) -> Result<()> {
             pca.explained_variance_ratio.iter().take(5).map(|r| format!("{:.1}%", 100.0 * r)).collect();
         latent_items
             .push(Item::Text(format!("Explained variance of the first components: {}.", evr.join(", "))));
-        latent_items.extend(plots::embedding(&mut o, &pcs, "z_pca", &Axes::new("PCA", "PC1", "PC2"))?);
+        let axes = Axes::new("PCA", "PC1", "PC2");
+        latent_items.extend(steps.run("plots: PCA", || plots::embedding(&mut o, &pcs, "z_pca", &axes))?);
         (Some(pca), Some(pcs))
     } else {
-        latent_items.extend(plots::latent_1d(&mut o, &z)?);
+        latent_items.extend(steps.run("plots: z", || plots::latent_1d(&mut o, &z))?);
         (None, None)
     };
     let umap_xy = if zdim > 2 && !args.skip_umap {
         let xy = steps.run("UMAP", || umap_cached(&mut o, lat, args.seed))?;
-        latent_items.extend(plots::embedding(&mut o, &xy, "umap", &Axes::new("UMAP", "UMAP1", "UMAP2"))?);
+        let axes = Axes::new("UMAP", "UMAP1", "UMAP2");
+        latent_items.extend(steps.run("plots: UMAP", || plots::embedding(&mut o, &xy, "umap", &axes))?);
         Some(xy)
     } else {
         None
@@ -156,11 +168,18 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         args.ksample
     };
+    if k > drgnfly_analysis::hierarchy::MAX_POINTS {
+        o.note(format!(
+            "K = {k}: classes keep k-means order (the dendrogram order is computed for K ≤ {})",
+            drgnfly_analysis::hierarchy::MAX_POINTS
+        ));
+    }
     let km = steps.run(&format!("k-means (K = {k})"), || {
-        Ok(kmeans(lat, &KMeansParams { k, seed: args.seed, ..KMeansParams::default() })?)
+        Ok(kmeans(lat, &KMeansParams { k, seed: args.seed, ..KMeansParams::default() })?.dendrogram_ordered())
     })?;
     let labels16: Vec<u16> = km.labels.iter().map(|&l| l.min(u16::MAX as u32) as u16).collect();
-    let mut kitems = kmeans_outputs(&mut o, &km, &embeddings, &labels16, zdim)?;
+    let mut kitems =
+        steps.run("plots: k-means classes", || kmeans_outputs(&mut o, &km, &embeddings, &labels16, zdim))?;
     kitems.extend(volume_items(&mut o, &mut vols, &km.centers, zdim, &format!("kmeans{k}"), true, &steps)?);
 
     // Traversals: along PCs, or percentiles of a 1D latent.
@@ -218,7 +237,7 @@ pub fn run(args: Args) -> Result<()> {
     o.files.push("report.html".into());
     sections.push(Section::new("Files written", vec![Item::Files(o.files.clone())]));
     let report = Report { title: format!("drgnfly analyze: {} epoch {epoch}", wd.dir.display()), sections };
-    report.write(o.dir.join("report.html"))?;
+    steps.run("report", || Ok(report.write(o.dir.join("report.html"))?))?;
 
     eprintln!(
         "analyze: {} files in {} ({:.1} s); K = {k}; UMAP {}; volumes {}",
@@ -339,15 +358,17 @@ fn volume_items(
     let colors: Vec<[u8; 3]> = (0..paths.len()).map(palette::chimerax).collect();
     let prefix = if rel.is_empty() { String::new() } else { format!("{rel}/") };
     let title = if rel.is_empty() { "volumes".to_string() } else { rel.to_string() };
-    let (renders, slices) = volume_sheets(&paths, class_colors.then_some(&colors[..]), &title)?;
-    Ok(vec![
-        o.png(&renders, &format!("{prefix}vol_renders.png"), &format!("{title}: isosurfaces"))?,
-        o.png(
-            &slices,
-            &format!("{prefix}vol_slices.png"),
-            &format!("{title}: central slices and projections"),
-        )?,
-    ])
+    steps.run(&format!("plots: contact sheets of {title}"), || {
+        let (renders, slices) = volume_sheets(&paths, class_colors.then_some(&colors[..]), &title)?;
+        Ok(vec![
+            o.png(&renders, &format!("{prefix}vol_renders.png"), &format!("{title}: isosurfaces"))?,
+            o.png(
+                &slices,
+                &format!("{prefix}vol_slices.png"),
+                &format!("{title}: central slices and projections"),
+            )?,
+        ])
+    })
 }
 
 /// `pcK/z_values.txt`, the traversal plots and volumes of one principal component.
@@ -376,13 +397,33 @@ fn pc_outputs(
         tr.coords.last().copied().unwrap_or(0.0)
     ))];
     let tz = Latents::new(&tr.z, zdim)?;
+    items.extend(
+        steps.run(&format!("plots: PC{pc} traversal"), || pc_plots(o, pca, lat, tz, pc, embeddings))?,
+    );
+    items.extend(volume_items(o, vols, &tr.z, zdim, &rel, false, steps)?);
+    Ok(items)
+}
+
+/// The traversal of PC `pc` (latents `tz`) drawn on each embedding, as points and as a path.
+fn pc_plots(
+    o: &mut Outputs,
+    pca: &Pca,
+    lat: Latents<'_>,
+    tz: Latents<'_>,
+    pc: usize,
+    embeddings: &[Embedding],
+) -> Result<Vec<Item>> {
+    let zdim = lat.zdim();
+    let rel = format!("pc{pc}");
+    let mut items = Vec::new();
     for e in embeddings {
         let path: Vec<[f32; 2]> = if e.stem == "z_pca" {
             let p = pca.transform(tz, 2)?;
             p.chunks_exact(2).map(|r| [r[0], r[1]]).collect()
         } else {
             // No inverse UMAP: place each point at its nearest particle.
-            tr.z.chunks_exact(zdim)
+            tz.as_slice()
+                .chunks_exact(zdim)
                 .map(|row| {
                     let q: Vec<f64> = row.iter().map(|&v| f64::from(v)).collect();
                     let i = nearest_particle(lat, &q);
@@ -409,7 +450,6 @@ fn pc_outputs(
             &axes,
         )?);
     }
-    items.extend(volume_items(o, vols, &tr.z, zdim, &rel, false, steps)?);
     Ok(items)
 }
 
@@ -452,6 +492,8 @@ fn parameters(
             row("Å/px", apix.to_string()),
             row("--flip / --invert", format!("{} / {}", args.flip, args.invert)),
             row("-d", args.downsample.map_or("full size".into(), |d| d.to_string())),
+            row("--low-pass (Å)", args.low_pass.map_or("none".into(), |a| a.to_string())),
+            row("--crop", args.crop.map_or("none".into(), |c| c.to_string())),
             row("seed", args.seed.to_string()),
             row("drgnfly", env!("CARGO_PKG_VERSION").to_string()),
         ],
