@@ -51,7 +51,7 @@ done
 echo "== train-vae: heterogeneous reconstruction of the two states (1-D latent)"
 "$BIN" --threads 1 train-vae "$OUT/sim/particles.mrcs" --poses "$OUT/sim/pose.pkl" --ctf "$OUT/sim/ctf.pkl" \
     --zdim 1 -n "$EPOCHS" --enc-layers 2 --enc-dim "$DIM" --dec-layers 2 --dec-dim "$DIM" --lr 1e-3 --seed 0 \
-    -o "$OUT/train"
+    -o "$OUT/train" --no-analysis
 
 echo "== analyze: latent plots, k-means volumes, pictures and report"
 "$BIN" analyze "$OUT/train" "$EPOCHS" --ksample 2 --skip-umap

@@ -4,7 +4,8 @@
 //! (`drgnfly_nn::train::BatchPrep`), and takes one Adam step per batch on gen + β·KLD/M. Per epoch it logs
 //! cryoDRGN's line to `run.log` and stderr; at each checkpoint it writes `weights.E.safetensors` (model,
 //! optimizer, epoch) and `z.E.pkl` (z_mu then z_logvar of every particle, in dataset order, z = μ). Epochs
-//! are numbered from 1. `--load latest` resumes model, optimizer and epoch exactly.
+//! are numbered from 1. `--load latest` resumes model, optimizer and epoch exactly. As cryoDRGN does, the
+//! final epoch is then analysed with `analyze`'s defaults (`--no-analysis` skips it).
 //!
 //! Example usage:
 //!   drgnfly train-vae particles.mrcs --poses pose.pkl --ctf ctf.pkl --zdim 8 -n 25 -o out/
@@ -60,6 +61,9 @@ pub struct Args {
     pub dec_dim: usize,
     #[command(flatten)]
     pub decoder: DecoderArgs,
+    /// Do not run `analyze` (default settings) on the final epoch when training ends.
+    #[arg(long)]
+    pub no_analysis: bool,
 }
 
 /// `--encode-mode`.
@@ -187,7 +191,27 @@ pub fn run(args: Args) -> Result<()> {
         }
     }
     log.line(&format!("# finished {} epochs in {}", t.num_epochs - start, timedelta(started.elapsed())))?;
+    if !args.no_analysis {
+        analyze_final_epoch(&t.outdir, t.num_epochs);
+    }
     Ok(())
+}
+
+/// `drgnfly analyze OUTDIR EPOCH` with its defaults. Training has succeeded by then, so a failed analysis
+/// is a warning with the command to rerun, not an error that would hide the trained model.
+fn analyze_final_epoch(outdir: &std::path::Path, epoch: usize) {
+    use clap::{Args as _, FromArgMatches as _};
+    let argv = ["analyze".into(), outdir.as_os_str().to_owned(), epoch.to_string().into()];
+    let parsed = super::analyze::Args::augment_args(clap::Command::new("analyze"))
+        .try_get_matches_from(argv)
+        .map_err(anyhow::Error::from)
+        .and_then(|m| Ok(super::analyze::Args::from_arg_matches(&m)?));
+    if let Err(e) = parsed.and_then(super::analyze::run) {
+        tracing::warn!(
+            "training finished, but the automatic analysis failed: {e:#}\n  rerun it with: drgnfly analyze {} {epoch}",
+            outdir.display()
+        );
+    }
 }
 
 /// z_mu and z_logvar of every particle in dataset order (z = μ, no noise), written as z.E.pkl.

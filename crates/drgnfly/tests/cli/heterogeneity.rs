@@ -48,6 +48,7 @@ fn train(dir: &Path, extra: &[&str]) {
         "1",
         "-o",
         "out",
+        "--no-analysis",
     ];
     args.extend(extra);
     args.extend(NET);

@@ -115,6 +115,10 @@ fn two_states_separate_in_latent_space_and_decode_to_their_maps() {
     drgnfly(sim.dir.path(), &args).ok();
 
     assert!(out.join("z.4.pkl").exists() && !out.join("z.5.pkl").exists(), "checkpoints every 4 epochs");
+    // As cryoDRGN, training ends with `analyze` of the final epoch: k-means labels for every particle.
+    let labels =
+        drgnfly_io::pickle::load_array(out.join("analyze.8/kmeans20/labels.pkl")).expect("labels.pkl");
+    assert_eq!(labels.shape, [1200]);
     // (f) z.8.pkl: N rows of zdim 1 with log variances, dataset order.
     let (z, zdim, logvar) = load_latents(out.join("z.8.pkl")).expect("z.8.pkl");
     assert_eq!((z.len(), zdim), (1200, 1));
@@ -253,7 +257,10 @@ fn resume_from_latest_matches_a_straight_run() {
             ["--threads", "1", "train-vae", "particles.mrcs", "--poses", "pose.pkl", "--ctf", "ctf.pkl"]
                 .map(String::from)
                 .to_vec();
-        args.extend(["--zdim", "2", "-n", epochs, "-b", "16", "--seed", "9", "-o", outdir].map(String::from));
+        args.extend(
+            ["--zdim", "2", "-n", epochs, "-b", "16", "--seed", "9", "-o", outdir, "--no-analysis"]
+                .map(String::from),
+        );
         args.extend(
             ["--enc-layers", "1", "--enc-dim", "16", "--dec-layers", "1", "--dec-dim", "16"]
                 .map(String::from),
