@@ -8,6 +8,8 @@
 //! (H, F + zdim) with the z columns last, so its z part W₀ᶻ z_b is one vector per image, added like a bias
 //! instead of an M × zdim product; its gradients are sums over each image's points.
 
+use std::sync::Mutex;
+
 use gemm::Parallelism;
 use rayon::prelude::*;
 
@@ -68,12 +70,64 @@ pub(crate) struct Net {
     pub leaky: bool,
 }
 
+/// Large buffers kept from one training step to the next. Every step needs the same few M×H buffers, and
+/// a fresh allocation of that size arrives as pages the kernel must zero on first touch (≈12% of a step
+/// in a profile); reusing them costs one memset each.
+#[derive(Default)]
+pub(crate) struct Buffers(Mutex<Vec<Vec<f32>>>);
+
+impl std::fmt::Debug for Buffers {
+    // The buffers hold megabytes of activations: show how many there are, not their contents.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kept = self.0.lock().map(|p| p.len()).unwrap_or(0);
+        write!(f, "Buffers({kept} kept)")
+    }
+}
+
+/// At most this many buffers are kept (a step uses `layers + 3`).
+const MAX_POOLED: usize = 16;
+
+impl Buffers {
+    /// A zero-filled buffer of `len`, reusing a kept one that is large enough.
+    fn take(&self, len: usize) -> Vec<f32> {
+        let kept = self.0.lock().ok().and_then(|mut pool| {
+            let i = pool.iter().position(|b| b.capacity() >= len)?;
+            Some(pool.swap_remove(i))
+        });
+        match kept {
+            Some(mut b) => {
+                b.clear();
+                b.resize(len, 0.0);
+                b
+            }
+            None => vec![0.0; len],
+        }
+    }
+
+    /// Keep `b` for a later [`Self::take`].
+    fn give(&self, b: Vec<f32>) {
+        if let Ok(mut pool) = self.0.lock() {
+            if pool.len() < MAX_POOLED {
+                pool.push(b);
+            }
+        }
+    }
+}
+
 /// Activations kept from the forward pass for the backward pass.
 pub(crate) struct Saved {
     /// M × F encoded features.
     features: Vec<f32>,
     /// `layers + 1` post-activation hidden states, M × H each.
     hidden: Vec<Vec<f32>>,
+}
+
+impl Saved {
+    /// Hand the buffers back to `pool`.
+    pub(crate) fn recycle(self, pool: &Buffers) {
+        pool.give(self.features);
+        self.hidden.into_iter().for_each(|h| pool.give(h));
+    }
 }
 
 impl Net {
@@ -139,13 +193,21 @@ impl Net {
     }
 
     /// Outputs (B·N × out) at `coords` (B·N × 3) for latents `z` (B × zdim); `n` points per image.
-    pub(crate) fn forward(&self, coords: &[f32], z: &[f32], params: &[f32], n: usize) -> (Vec<f32>, Saved) {
+    /// Intermediate buffers come from `pool`.
+    pub(crate) fn forward(
+        &self,
+        coords: &[f32],
+        z: &[f32],
+        params: &[f32],
+        n: usize,
+        pool: &Buffers,
+    ) -> (Vec<f32>, Saved) {
         let (f, h, iw) = (self.encoding.width(), self.hidden, self.in_width());
         let m = coords.len() / 3;
         debug_assert_eq!(params.len(), self.param_count());
         debug_assert_eq!(z.len(), m.checked_div(n).map_or(z.len(), |b| b * self.zdim));
 
-        let mut features = vec![0f32; m * f];
+        let mut features = pool.take(m * f);
         features.par_chunks_mut(ROWS_PER_TASK * f).zip(coords.par_chunks(ROWS_PER_TASK * 3)).for_each(
             |(out, c)| {
                 for (row, c) in out.chunks_exact_mut(f).zip(c.chunks_exact(3)) {
@@ -166,7 +228,7 @@ impl Net {
                 })
             })
             .collect();
-        let mut x = vec![0f32; m * h];
+        let mut x = pool.take(m * h);
         x.par_chunks_mut(h).enumerate().for_each(|(p, row)| {
             let img = p.checked_div(n).unwrap_or(0);
             match image_bias.get(img * h..(img + 1) * h) {
@@ -183,7 +245,8 @@ impl Net {
         for l in 1..=self.layers {
             let prev = &hidden[l - 1];
             let b = self.bias(params, l);
-            let mut x = prev.clone();
+            let mut x = pool.take(m * h);
+            x.copy_from_slice(prev);
             add_rows(&mut x, b);
             matmul(
                 &mut x,
@@ -214,6 +277,7 @@ impl Net {
         z: &[f32],
         params: &[f32],
         n: usize,
+        pool: &Buffers,
     ) -> (Vec<f32>, Vec<f32>) {
         let (f, h, iw, out) = (self.encoding.width(), self.hidden, self.in_width(), self.out);
         let m = grad.len() / out;
@@ -225,12 +289,12 @@ impl Net {
         let last = &saved.hidden[self.layers];
         matmul(&mut dp[w..b], h, (out, h, m), View::transposed(grad, out), View::rows(last, h), false);
         column_sums(grad, out, &mut dp[b..b + out]);
-        let mut delta = vec![0f32; m * h];
+        let mut delta = pool.take(m * h);
         let w_out = self.weight(params, l_out);
         matmul(&mut delta, h, (m, h, out), View::rows(grad, out), View::rows(w_out, h), false);
 
         // Residual layers, last to first: δ ← dh ⊙ act′; dW = δᵀ h_{l−1}; dh_{l−1} = δ W + δ.
-        let mut next = vec![0f32; m * h];
+        let mut next = pool.take(m * h);
         for l in (1..=self.layers).rev() {
             self.activation_grad(&mut delta, &saved.hidden[l]);
             let (w, b) = self.offsets(l);
@@ -285,6 +349,8 @@ impl Net {
                 }
             }
         }
+        pool.give(delta);
+        pool.give(next);
         (dp, dz)
     }
 }

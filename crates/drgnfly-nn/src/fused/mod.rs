@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 
+use kernel::Buffers;
 pub(crate) use kernel::{Encoding, Net};
 
 use crate::error::Result;
@@ -30,12 +31,14 @@ pub(crate) struct FusedNet {
     /// The network's shape; its encoding constants are read at each call (a checkpoint may replace them).
     net: Net,
     params: Vec<Tensor>,
+    /// Activation buffers reused across calls.
+    pool: Arc<Buffers>,
 }
 
 impl FusedNet {
     /// `params`: W₀, b₀, W₁, b₁, …, W_out, b_out as the model holds them (any shapes; flattened here).
     pub(crate) fn new(net: Net, params: Vec<Tensor>) -> Self {
-        Self { net, params }
+        Self { net, params, pool: Arc::default() }
     }
 
     /// Outputs (B, N, out) at coords (B, N, 3) for z (B, zdim) with the current `encoding` constants;
@@ -54,6 +57,7 @@ impl FusedNet {
             n,
             keep: params.track_op(),
             saved: Mutex::new(None),
+            pool: self.pool.clone(),
         };
         Ok(coords.contiguous()?.apply_op3(&z, &params, op)?)
     }
@@ -67,6 +71,7 @@ struct FusedOp {
     /// Whether to keep the activations (only when a gradient will be asked for).
     keep: bool,
     saved: Mutex<Option<kernel::Saved>>,
+    pool: Arc<Buffers>,
 }
 
 /// The contiguous f32 data of a CPU storage.
@@ -103,11 +108,10 @@ impl CustomOp3 for FusedOp {
                 self.net.param_count()
             );
         }
-        let (y, saved) = self.net.forward(coords, z, params, self.n);
-        if self.keep {
-            if let Ok(mut slot) = self.saved.lock() {
-                *slot = Some(saved);
-            }
+        let (y, saved) = self.net.forward(coords, z, params, self.n, &self.pool);
+        match self.saved.lock() {
+            Ok(mut slot) if self.keep => *slot = Some(saved),
+            _ => saved.recycle(&self.pool),
         }
         let mut shape = l1.dims().to_vec();
         if let Some(last) = shape.last_mut() {
@@ -130,9 +134,10 @@ impl CustomOp3 for FusedOp {
         let saved = match saved {
             Some(s) => s,
             // A second backward through the same node recomputes the activations.
-            None => self.net.forward(&values(coords)?, &zv, &p, self.n).1,
+            None => self.net.forward(&values(coords)?, &zv, &p, self.n, &self.pool).1,
         };
-        let (dp, dz) = self.net.backward(&g, &saved, &zv, &p, self.n);
+        let (dp, dz) = self.net.backward(&g, &saved, &zv, &p, self.n, &self.pool);
+        saved.recycle(&self.pool);
         let dparams = Tensor::from_vec(dp, params.shape(), params.device())?;
         let dz = if self.net.zdim > 0 { Some(Tensor::from_vec(dz, z.shape(), z.device())?) } else { None };
         Ok((None, dz, Some(dparams)))

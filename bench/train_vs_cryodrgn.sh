@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Training speed of `drgnfly train-vae` against cryoDRGN's `train_vae` on the same simulated data with the same
+# hyper-parameters (issue 5): one epoch each, timed as a whole command (wall and CPU seconds, so start-up and
+# data loading are included for both) and by the epoch time each tool writes in its run.log.
+#
+# Usage: CRYODRGN=/path/to/venv/bin/cryodrgn bench/train_vs_cryodrgn.sh [workdir]
+# Environment (defaults in brackets): CASES ["64:1000:256 64:200:1024 128:300:256"] as D:images:width (3 hidden
+# layers in encoder and decoder), THREADS [1], ZDIM [8], BATCH [8], BIN [release build].
+# With THREADS=1 the CPU seconds hardly depend on other load on the machine, which is why they are the
+# column to compare on a shared machine; wall seconds are given too.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dir="${1:-/tmp/drgnfly-bench-train}"
+cases="${CASES:-64:1000:256 64:200:1024 128:300:256}"
+threads="${THREADS:-1}" zdim="${ZDIM:-8}" batch="${BATCH:-8}"
+cryodrgn="${CRYODRGN:?set CRYODRGN to the cryodrgn executable of a virtualenv with cryodrgn 4.3}"
+if [ -z "${BIN:-}" ]; then
+  cargo build --release -q -p drgnfly
+  BIN="${CARGO_TARGET_DIR:-target}/release/drgnfly"
+fi
+mkdir -p "$dir"
+
+# timed LOG CMD… : runs CMD with its output in LOG; prints "wall cpu" in seconds.
+timed() {
+  local log="$1"
+  shift
+  /usr/bin/time -f "%e %U %S" -o "$log.time" "$@" >"$log" 2>&1
+  awk '{printf "%.1f %.1f", $1, $2 + $3}' "$log.time"
+}
+
+# The epoch's "Finished in H:MM:SS.s" and total loss from a cryoDRGN-format run.log.
+epoch_time() { grep -o 'Finished in [0-9:.]*' "$1/run.log" | tail -1 | awk -F'[ :]' '{printf "%.1f", $3 * 3600 + $4 * 60 + $5}'; }
+loss() { grep -o 'total loss = [0-9.e-]*' "$1/run.log" | tail -1 | awk '{print $4}'; }
+
+echo "| D | images | network | tool | command wall s | epoch wall s | command CPU s | images/CPU-s | epoch-1 loss |"
+echo "|---|---|---|---|---|---|---|---|---|"
+for c in $cases; do
+  IFS=: read -r d n w <<<"$c"
+  sim="$dir/sim_${d}_$n"
+  [ -f "$sim/particles.mrcs" ] || "$BIN" -q simulate --phantom hinge --states 2 -D "$d" -n "$n" --snr 0.1 \
+    --seed 3 -o "$sim"
+  net=(--zdim "$zdim" -b "$batch" --enc-layers 3 --enc-dim "$w" --dec-layers 3 --dec-dim "$w")
+  out="$dir/drgnfly_${d}_${n}_$w"
+  rm -rf "$out"
+  read -r wall cpu < <(timed "$out.log" "$BIN" --threads "$threads" train-vae "$sim/particles.mrcs" \
+    --poses "$sim/pose.pkl" --ctf "$sim/ctf.pkl" -n 1 "${net[@]}" -o "$out"; echo)
+  echo "| $d | $n | ${w}×3 | drgnfly | $wall | $(epoch_time "$out") | $cpu | $(echo "scale=1; $n / $cpu" | bc) | $(loss "$out") |"
+  out="$dir/cryodrgn_${d}_${n}_$w"
+  rm -rf "$out"
+  read -r wall cpu < <(OMP_NUM_THREADS="$threads" MKL_NUM_THREADS="$threads" timed "$out.log" "$cryodrgn" \
+    train_vae "$sim/particles.mrcs" --poses "$sim/pose.pkl" --ctf "$sim/ctf.pkl" -n 1 "${net[@]}" \
+    --max-threads "$threads" --no-analysis -o "$out"; echo)
+  echo "| $d | $n | ${w}×3 | cryoDRGN | $wall | $(epoch_time "$out") | $cpu | $(echo "scale=1; $n / $cpu" | bc) | $(loss "$out") |"
+done
