@@ -32,6 +32,7 @@
 //! ```
 
 pub mod adam;
+pub mod beta;
 pub mod checkpoint;
 pub mod decoder;
 pub mod encoder;
@@ -45,11 +46,12 @@ pub mod train;
 pub mod vae;
 
 pub use adam::{Adam, AdamConfig};
+pub use beta::BetaSchedule;
 pub use checkpoint::{load_checkpoint, read_checkpoint, read_cryodrgn_weights, save_checkpoint, Checkpoint};
 pub use decoder::{DataNorm, Decoder, DecoderConfig, Domain, FourierDecoder, HartleyDecoder, HartleyVolume};
 pub use encoder::{EncodeMode, Encoder, EncoderConfig};
 pub use error::{Error, Result};
-pub use loss::{vae_loss, LossValues, VaeLoss};
+pub use loss::{vae_loss, KlWeight, LossValues, VaeLoss};
 pub use mlp::{Activation, Mlp, ResidLinearMlp};
 pub use params::ParamStore;
 pub use pe::{PeType, PositionalEncoding};

@@ -4,7 +4,8 @@
 //!
 //! - gen = 1/(B·N) Σ (c·ŷ − y)², the MSE over batch × masked pixels;
 //! - KLD = 1/B Σ_b −½ Σ_d (1 + log σ² − μ² − σ²);
-//! - loss = gen + β·KLD / N, with N = |mask| the masked pixel count (β defaults to 1/zdim).
+//! - loss = gen + β·KLD / N, with N = |mask| the masked pixel count (β defaults to 1/zdim), or with
+//!   `--beta-control γ` loss = gen + γ·(β − KLD)² / N ([`KlWeight`]).
 
 use candle_core::Tensor;
 
@@ -58,6 +59,20 @@ impl VaeLoss {
     }
 }
 
+/// How the KL term enters the loss.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum KlWeight {
+    /// gen + β·KLD/N.
+    Beta(f64),
+    /// cryoDRGN's `--beta-control γ`: gen + γ·(β − KLD)²/N, which holds the KLD near the target β.
+    Control {
+        /// Target KLD.
+        beta: f64,
+        /// Weight of the squared deviation.
+        gamma: f64,
+    },
+}
+
 /// The loss of one batch (module docs). `ctf` multiplies the prediction when given.
 pub fn vae_loss(
     slice: &Tensor,
@@ -65,7 +80,7 @@ pub fn vae_loss(
     ctf: Option<&Tensor>,
     mu: &Tensor,
     logvar: &Tensor,
-    beta: f64,
+    kl: KlWeight,
 ) -> Result<VaeLoss> {
     if slice.dims() != target.dims() || slice.rank() != 2 {
         return Err(Error::shape(
@@ -91,7 +106,11 @@ pub fn vae_loss(
     // −½ Σ_d (1 + log σ² − μ² − σ²), averaged over the batch.
     let per_image = ((logvar + 1.0)? - mu.sqr()? - logvar.exp()?)?.sum(1)?;
     let kld = (per_image.mean_all()? * -0.5)?;
-    let total = (&gen + (&kld * (beta / n_pixels as f64))?)?;
+    let n = n_pixels as f64;
+    let total = match kl {
+        KlWeight::Beta(beta) => (&gen + (&kld * (beta / n))?)?,
+        KlWeight::Control { beta, gamma } => (&gen + ((&kld - beta)?.sqr()? * (gamma / n))?)?,
+    };
     Ok(VaeLoss { gen, kld, total })
 }
 
@@ -108,7 +127,7 @@ mod tests {
         let ctf = Tensor::new(&[[1.0f32, -1.0], [2.0, 0.5]], &dev)?;
         let mu = Tensor::new(&[[0.5f32], [-1.0]], &dev)?;
         let logvar = Tensor::new(&[[0.0f32], [1.0]], &dev)?;
-        let loss = vae_loss(&slice, &target, Some(&ctf), &mu, &logvar, 0.5)?.values()?;
+        let loss = vae_loss(&slice, &target, Some(&ctf), &mu, &logvar, KlWeight::Beta(0.5))?.values()?;
         // residuals: 1, −3, 0, −1.5 → MSE = (1 + 9 + 0 + 2.25)/4.
         let gen = 12.25 / 4.0;
         let kld0 = -0.5 * (1.0 + 0.0 - 0.25 - 1.0);
@@ -117,8 +136,11 @@ mod tests {
         assert!((loss.gen - gen).abs() < 1e-6);
         assert!((loss.kld - kld).abs() < 1e-6);
         assert!((loss.total - (gen + 0.5 * kld / 2.0)).abs() < 1e-6);
+        let control = KlWeight::Control { beta: 3.0, gamma: 2.0 };
+        let loss = vae_loss(&slice, &target, Some(&ctf), &mu, &logvar, control)?.values()?;
+        assert!((loss.total - (gen + 2.0 * (kld - 3.0).powi(2) / 2.0)).abs() < 1e-5);
         let bad = Tensor::new(&[[f32::NAN], [0.0]], &dev)?;
-        let err = vae_loss(&slice, &target, None, &bad, &logvar, 0.5)?.values();
+        let err = vae_loss(&slice, &target, None, &bad, &logvar, KlWeight::Beta(0.5))?.values();
         assert!(matches!(err, Err(Error::NonFinite { term: "KLD", .. })));
         Ok(())
     }

@@ -1,7 +1,8 @@
 //! The heterogeneous VAE trainer (cryoDRGN `train_vae.train_batch` / `eval_batch`).
 //!
 //! One step: encode the phase-flipped image, draw z = μ + ε·σ, decode the rotated slice, multiply by the
-//! CTF, loss = gen + β·KLD/M ([`crate::vae_loss`]), Adam step. The loss is read back **before** the step, so
+//! CTF, loss = gen + β·KLD/M, or gen + γ·(β − KLD)²/M under `--beta-control` ([`crate::vae_loss`]), with β
+//! from its schedule ([`crate::BetaSchedule`]) at the number of images seen, Adam step. The loss is read back **before** the step, so
 //! a NaN/Inf term stops training with the weights of the last good step.
 
 use std::path::Path;
@@ -12,11 +13,12 @@ use rand::Rng;
 use super::batch::PreparedBatch;
 use super::error::TrainResult;
 use crate::adam::{Adam, AdamConfig};
+use crate::beta::BetaSchedule;
 use crate::checkpoint::{load_checkpoint, save_checkpoint};
 use crate::decoder::DecoderConfig;
 use crate::encoder::EncoderConfig;
 use crate::error::Error;
-use crate::loss::{vae_loss, LossValues};
+use crate::loss::{vae_loss, KlWeight, LossValues};
 use crate::params::ParamStore;
 use crate::vae::HetOnlyVae;
 
@@ -25,27 +27,48 @@ pub struct VaeTrainer {
     store: ParamStore,
     model: HetOnlyVae,
     adam: Adam,
-    beta: f64,
+    beta: BetaSchedule,
+    control: Option<f64>,
 }
 
 impl VaeTrainer {
     /// A fresh model initialised from `seed` (PyTorch's default initialisation), Adam with `adam`, KLD
-    /// weight `beta` (cryoDRGN's default is 1/zdim).
+    /// weight `beta` (cryoDRGN's default is 1/zdim), and `control` = γ of `--beta-control` (required by a
+    /// β schedule, as in cryoDRGN).
     pub fn new(
         encoder: &EncoderConfig,
         decoder: &DecoderConfig,
         seed: u64,
         adam: AdamConfig,
-        beta: f64,
+        beta: BetaSchedule,
+        control: Option<f64>,
         device: &Device,
     ) -> TrainResult<Self> {
-        if !(beta.is_finite() && beta >= 0.0) {
-            return Err(Error::Config { field: "beta", problem: format!("must be ≥ 0, got {beta}") }.into());
+        if let BetaSchedule::Constant(b) = beta {
+            if !(b.is_finite() && b >= 0.0) {
+                return Err(Error::Config { field: "beta", problem: format!("must be ≥ 0, got {b}") }.into());
+            }
+        }
+        match control {
+            None if beta.is_scheduled() => {
+                return Err(Error::Config {
+                    field: "beta",
+                    problem: "a β schedule is a KLD target: give its weight with --beta-control (e.g. 1)"
+                        .into(),
+                }
+                .into())
+            }
+            Some(g) if !(g.is_finite() && g > 0.0) => {
+                return Err(
+                    Error::Config { field: "beta-control", problem: format!("must be > 0, got {g}") }.into()
+                )
+            }
+            _ => {}
         }
         let store = ParamStore::new(seed, device);
         let model = HetOnlyVae::new(encoder, decoder, store.var_builder())?;
         let adam = Adam::new(store.named_vars(), adam)?;
-        Ok(Self { store, model, adam, beta })
+        Ok(Self { store, model, adam, beta, control })
     }
 
     /// The parameters (state dict).
@@ -58,25 +81,42 @@ impl VaeTrainer {
         &self.model
     }
 
-    /// One optimisation step on `batch` (which must have an encoder input); `rng` draws the
-    /// reparameterisation noise. Returns the loss terms before the step.
-    pub fn train_step(&mut self, batch: &PreparedBatch, rng: &mut impl Rng) -> TrainResult<LossValues> {
+    /// The KL term after `images` images of training.
+    fn kl_weight(&self, images: u64) -> KlWeight {
+        let beta = self.beta.value(images);
+        match self.control {
+            Some(gamma) => KlWeight::Control { beta, gamma },
+            None => KlWeight::Beta(beta),
+        }
+    }
+
+    /// One optimisation step on `batch` (which must have an encoder input), the `images`-th image of training
+    /// counting this batch (for the β schedule); `rng` draws the reparameterisation noise. Returns the loss
+    /// terms before the step.
+    pub fn train_step(
+        &mut self,
+        batch: &PreparedBatch,
+        images: u64,
+        rng: &mut impl Rng,
+    ) -> TrainResult<LossValues> {
         let input = encoder_input(batch)?;
         let out = self.model.forward(input, &batch.coords, true, rng)?;
-        let loss = vae_loss(&out.slice, &batch.target, batch.ctf.as_ref(), &out.mu, &out.logvar, self.beta)?;
+        let kl = self.kl_weight(images);
+        let loss = vae_loss(&out.slice, &batch.target, batch.ctf.as_ref(), &out.mu, &out.logvar, kl)?;
         let values = loss.values()?;
         self.adam.backward_step(&loss.total)?;
         Ok(values)
     }
 
-    /// Evaluation mode (z = μ), no step: the loss terms and the posterior (μ, log σ²), each `B × zdim`
-    /// row-major (`eval_images`).
+    /// Evaluation mode (z = μ), no step: the loss terms (β at the end of its schedule) and the posterior
+    /// (μ, log σ²), each `B × zdim` row-major (`eval_images`).
     pub fn evaluate(&self, batch: &PreparedBatch) -> TrainResult<(LossValues, Vec<f32>, Vec<f32>)> {
         let input = encoder_input(batch)?;
         // The RNG is not used in evaluation mode.
         let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
         let out = self.model.forward(input, &batch.coords, false, &mut rng)?;
-        let loss = vae_loss(&out.slice, &batch.target, batch.ctf.as_ref(), &out.mu, &out.logvar, self.beta)?;
+        let kl = self.kl_weight(u64::MAX);
+        let loss = vae_loss(&out.slice, &batch.target, batch.ctf.as_ref(), &out.mu, &out.logvar, kl)?;
         let (mu, logvar) =
             (out.mu.flatten_all()?.to_vec1::<f32>()?, out.logvar.flatten_all()?.to_vec1::<f32>()?);
         Ok((loss.values()?, mu, logvar))
@@ -133,7 +173,10 @@ mod tests {
         let mut dec = DecoderConfig::new(d + 1, 2);
         (dec.layers, dec.dim, dec.domain) = (1, 16, Domain::Fourier);
         let adam = AdamConfig { lr: 1e-2, ..Default::default() };
-        (VaeTrainer::new(&enc, &dec, seed, adam, 0.5, &Device::Cpu).unwrap(), prep)
+        (
+            VaeTrainer::new(&enc, &dec, seed, adam, BetaSchedule::Constant(0.5), None, &Device::Cpu).unwrap(),
+            prep,
+        )
     }
 
     fn batch(prep: &BatchPrep) -> PreparedBatch {
@@ -150,7 +193,8 @@ mod tests {
             let (mut t, prep) = setup(3);
             let b = batch(&prep);
             let mut rng = ChaCha8Rng::seed_from_u64(1);
-            let losses: Vec<f32> = (0..100).map(|_| t.train_step(&b, &mut rng).unwrap().total).collect();
+            let losses: Vec<f32> =
+                (0..100).map(|i| t.train_step(&b, 4 * (i + 1), &mut rng).unwrap().total).collect();
             (losses, t.encode(&b).unwrap())
         };
         let (a, za) = run();
@@ -167,7 +211,7 @@ mod tests {
         let mut b = batch(&prep);
         let before = t.store().tensors();
         b.target = (b.target * f64::NAN).unwrap();
-        let err = t.train_step(&b, &mut ChaCha8Rng::seed_from_u64(0)).unwrap_err();
+        let err = t.train_step(&b, 4, &mut ChaCha8Rng::seed_from_u64(0)).unwrap_err();
         assert!(
             matches!(err, super::super::TrainError::Model(Error::NonFinite { term: "gen loss", .. })),
             "{err}"

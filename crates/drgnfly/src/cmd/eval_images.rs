@@ -100,7 +100,9 @@ pub fn run(args: Args) -> Result<()> {
     let prep = BatchPrep::new(d, &preprocess, norm, config.encoder_input()?, &device)?;
     let enc = config.encoder_config(prep.encoder_dim()).context("config without zdim")?;
     let beta = args.beta.unwrap_or(1.0 / zdim as f64);
-    let trainer = VaeTrainer::new(&enc, &config.decoder_config(), 0, AdamConfig::default(), beta, &device)?;
+    let beta = drgnfly_nn::BetaSchedule::Constant(beta);
+    let trainer =
+        VaeTrainer::new(&enc, &config.decoder_config(), 0, AdamConfig::default(), beta, None, &device)?;
     trainer.store().load_state(&read_model_state(&args.weights)?, &args.weights)?;
 
     let n = data.len();

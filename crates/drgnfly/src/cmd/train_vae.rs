@@ -38,9 +38,13 @@ pub struct Args {
     /// Latent dimension.
     #[arg(long, required = true)]
     pub zdim: usize,
-    /// KLD weight (default 1/zdim).
-    #[arg(long)]
-    pub beta: Option<f64>,
+    /// KLD weight β: a number (default 1/zdim), or a schedule a, b, c or d (linear ramps in the number of
+    /// images seen, as cryoDRGN's; a schedule needs --beta-control).
+    #[arg(long, value_name = "BETA|a|b|c|d")]
+    pub beta: Option<drgnfly_nn::BetaSchedule>,
+    /// Hold the KLD near β instead of weighting it: loss = gen + γ·(β − KLD)²/|mask|.
+    #[arg(long, value_name = "γ")]
+    pub beta_control: Option<f64>,
     /// Encoder hidden layers.
     #[arg(long, default_value_t = 3)]
     pub enc_layers: usize,
@@ -109,9 +113,9 @@ pub fn run(args: Args) -> Result<()> {
     enc.activation = args.decoder.activation.into();
     let dec = args.decoder.config(d + 1, args.zdim, args.dec_layers, args.dec_dim)?;
     let seed = t.resolve_seed();
-    let beta = args.beta.unwrap_or(1.0 / args.zdim as f64);
+    let beta = args.beta.unwrap_or(drgnfly_nn::BetaSchedule::Constant(1.0 / args.zdim as f64));
     let adam = AdamConfig { lr: t.lr, weight_decay: t.wd, ..Default::default() };
-    let mut trainer = VaeTrainer::new(&enc, &dec, seed, adam, beta, &device)?;
+    let mut trainer = VaeTrainer::new(&enc, &dec, seed, adam, beta, args.beta_control, &device)?;
 
     let config = RunConfig {
         dataset_args: args.data.dataset_args(norm),
@@ -136,10 +140,15 @@ pub fn run(args: Args) -> Result<()> {
         cmd: Some(command_line()),
     };
     let summary = format!(
-        "# {n} particles of {d}×{d}, norm [{}, {}], {} parameters, beta {beta}, seed {seed}",
+        "# {n} particles of {d}×{d}, norm [{}, {}], {} parameters, beta {}, seed {seed}",
         norm.mean,
         norm.std,
-        trainer.store().num_params()
+        trainer.store().num_params(),
+        match (beta, args.beta_control) {
+            (drgnfly_nn::BetaSchedule::Constant(b), None) => format!("{b}"),
+            (b, Some(g)) => format!("{b:?} with control γ = {g}"),
+            (b, None) => format!("{b:?}"),
+        }
     );
     let mut log = RunLog::start(&t.outdir, &config, &summary)?;
     let mut start = 0usize;
@@ -161,13 +170,16 @@ pub fn run(args: Args) -> Result<()> {
         rng.set_stream(epoch as u64);
         let mut progress = Progress::new(&format!("epoch {epoch}/{}", t.num_epochs), n as u64, "images");
         let (mut gen, mut kld, mut total) = (0f64, 0f64, 0f64);
+        // Images seen since the start of training, for the β schedule (cryoDRGN counts the current batch).
+        let mut seen = (epoch - 1) as u64 * n as u64;
         for (bi, batch) in stream.enumerate() {
             let batch = batch?;
             let context = || data.batch_context(&format!("epoch {epoch}"), bi + 1, &batch.positions);
             let poses = data.batch_poses(&batch.positions);
             let ctf = data.batch_ctf(&batch.positions);
             let prepared = prep.prepare(&batch.images, &poses, ctf.as_deref()).with_context(context)?;
-            let loss = trainer.train_step(&prepared, &mut rng).with_context(context)?;
+            seen += batch.positions.len() as u64;
+            let loss = trainer.train_step(&prepared, seen, &mut rng).with_context(context)?;
             let b = batch.positions.len() as f64;
             gen += loss.gen as f64 * b;
             kld += loss.kld as f64 * b;

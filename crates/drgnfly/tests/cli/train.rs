@@ -407,6 +407,15 @@ fn mismatched_inputs_are_clear_errors() {
     };
     run(&["--poses", "short.pkl", "--zdim", "1"]).fails_with(&["short.pkl has 19 poses", "20 particles"]);
     run(&["--poses", "pose.pkl", "--zdim", "0"]).fails_with(&["--zdim 0"]);
+    run(&["--poses", "pose.pkl", "--zdim", "1", "--beta", "a"]).fails_with(&["schedule", "--beta-control"]);
+    // A value clap cannot parse is a usage error (exit 2) that says what is accepted.
+    let out = run(&["--poses", "pose.pkl", "--zdim", "1", "--beta", "e"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("`e` is neither a number ≥ 0 nor a schedule name a, b, c or d"),
+        "{}",
+        out.stderr
+    );
     let ctf = drgnfly_io::pickle::load_ctf(sim.path("ctf.pkl")).expect("ctf");
     write_ctf(sim.path("ctf21.pkl"), &[ctf.clone(), ctf[..1].to_vec()].concat()).expect("ctf21");
     drgnfly(
