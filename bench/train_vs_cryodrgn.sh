@@ -43,7 +43,7 @@ for c in $cases; do
   out="$dir/drgnfly_${d}_${n}_$w"
   rm -rf "$out"
   read -r wall cpu < <(timed "$out.log" "$BIN" --threads "$threads" train-vae "$sim/particles.mrcs" \
-    --poses "$sim/pose.pkl" --ctf "$sim/ctf.pkl" -n 1 "${net[@]}" -o "$out"; echo)
+    --poses "$sim/pose.pkl" --ctf "$sim/ctf.pkl" -n 1 "${net[@]}" --no-analysis -o "$out"; echo)
   echo "| $d | $n | ${w}×3 | drgnfly | $wall | $(epoch_time "$out") | $cpu | $(echo "scale=1; $n / $cpu" | bc) | $(loss "$out") |"
   out="$dir/cryodrgn_${d}_${n}_$w"
   rm -rf "$out"
