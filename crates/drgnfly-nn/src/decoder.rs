@@ -167,12 +167,14 @@ impl CoordinateNet {
 
     /// (B, N, 3) coords (already checked) and z (B, zdim) → (B, N, out).
     fn evaluate(&self, coords: &Tensor, z: Option<&Tensor>) -> Result<Tensor> {
-        match (&self.fused, self.encoding.fused_encoding()?) {
-            (Some(fused), Some(encoding)) if coords.dtype() == DType::F32 => {
-                fused.forward(coords, z, encoding)
+        // The encoding constants are read only for the fused path: elsewhere (a GPU) reading them would be a
+        // device-to-host copy per call.
+        if let Some(fused) = self.fused.as_ref().filter(|_| coords.dtype() == DType::F32) {
+            if let Some(encoding) = self.encoding.fused_encoding()? {
+                return fused.forward(coords, z, encoding);
             }
-            _ => self.evaluate_generic(coords, z),
         }
+        self.evaluate_generic(coords, z)
     }
 
     /// [`Self::evaluate`] with candle's generic tensor operations.
