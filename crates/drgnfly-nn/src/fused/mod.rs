@@ -108,10 +108,9 @@ impl CustomOp3 for FusedOp {
                 self.net.param_count()
             );
         }
-        let (y, saved) = self.net.forward(coords, z, params, self.n, &self.pool);
-        match self.saved.lock() {
-            Ok(mut slot) if self.keep => *slot = Some(saved),
-            _ => saved.recycle(&self.pool),
+        let (y, saved) = self.net.forward(coords, z, params, self.n, self.keep, &self.pool);
+        if let (Some(saved), Ok(mut slot)) = (saved, self.saved.lock()) {
+            *slot = Some(saved);
         }
         let mut shape = l1.dims().to_vec();
         if let Some(last) = shape.last_mut() {
@@ -134,7 +133,10 @@ impl CustomOp3 for FusedOp {
         let saved = match saved {
             Some(s) => s,
             // A second backward through the same node recomputes the activations.
-            None => self.net.forward(&values(coords)?, &zv, &p, self.n, &self.pool).1,
+            None => match self.net.forward(&values(coords)?, &zv, &p, self.n, true, &self.pool).1 {
+                Some(s) => s,
+                None => candle_core::bail!("fused coordinate network: activations were not kept"),
+            },
         };
         let (dp, dz) = self.net.backward(&g, &saved, &zv, &p, self.n, &self.pool);
         saved.recycle(&self.pool);
@@ -167,7 +169,21 @@ mod tests {
     /// Outputs and every gradient (parameters and z) of a weighted sum of the outputs agree between the
     /// fused op and candle's generic path, and a second backward through the same graph (which recomputes
     /// the activations) gives the same gradients again.
-    fn agree(domain: Domain, pe_type: PeType, activation: Activation, zdim: usize) {
+    ///
+    /// `(b, n)`: images and points per image; more than 512 rows make several tiles, which a two-thread
+    /// pool splits into two runs with image boundaries inside tiles.
+    fn agree(domain: Domain, pe_type: PeType, activation: Activation, zdim: usize, (b, n): (usize, usize)) {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        pool.install(|| agree_here(domain, pe_type, activation, zdim, (b, n)));
+    }
+
+    fn agree_here(
+        domain: Domain,
+        pe_type: PeType,
+        activation: Activation,
+        zdim: usize,
+        (b, n): (usize, usize),
+    ) {
         let dev = Device::Cpu;
         let mut cfg = DecoderConfig::new(17, zdim);
         (cfg.dim, cfg.layers, cfg.pe_type, cfg.domain, cfg.activation) = (24, 2, pe_type, domain, activation);
@@ -176,7 +192,6 @@ mod tests {
         assert!(fused.is_fused(), "{cfg:?} should take the fused path");
         let generic = fused.clone().with_generic_ops();
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let (b, n) = (3, 40);
         let coords = candle_core::Tensor::from_vec(points(b, n, &mut rng), (b, n, 3), &dev).unwrap();
         let z = Var::from_vec((0..b * zdim).map(|_| rng.random::<f32>() - 0.5).collect(), (b, zdim), &dev)
             .unwrap();
@@ -225,17 +240,23 @@ mod tests {
 
     #[test]
     fn fused_matches_generic_fourier_gaussian_relu() {
-        agree(Domain::Fourier, PeType::Gaussian, Activation::Relu, 3);
+        agree(Domain::Fourier, PeType::Gaussian, Activation::Relu, 3, (3, 40));
     }
 
     #[test]
     fn fused_matches_generic_hartley_geometric_leaky_homogeneous() {
-        agree(Domain::Hartley, PeType::GeomLowf, Activation::LeakyRelu, 0);
+        agree(Domain::Hartley, PeType::GeomLowf, Activation::LeakyRelu, 0, (3, 40));
     }
 
     #[test]
     fn fused_matches_generic_fourier_linear_leaky_zdim1() {
-        agree(Domain::Fourier, PeType::LinearLowf, Activation::LeakyRelu, 1);
+        agree(Domain::Fourier, PeType::LinearLowf, Activation::LeakyRelu, 1, (3, 40));
+    }
+
+    #[test]
+    fn fused_matches_generic_across_tiles_and_threads() {
+        // 2100 rows: tiles of 512 and a partial one; runs [0, 1050) and [1050, 2100) cut images 1 and 2.
+        agree(Domain::Fourier, PeType::Gaussian, Activation::Relu, 4, (3, 700));
     }
 
     #[test]
