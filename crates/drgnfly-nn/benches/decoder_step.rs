@@ -1,4 +1,5 @@
-//! One training step of the cryoDRGN decoder, on candle's generic path and with the fused CPU op: forward (Fourier decoder with the
+//! One training step of the cryoDRGN decoder, on candle's generic path and with the fused CPU op (f32, and
+//! with mixed precision): forward (Fourier decoder with the
 //! half-space trick) + MSE + backward + Adam, for 8 images at D = 64 (3208 masked points each, 1604 decoded),
 //! decoder 256×3, zdim 8, gaussian PE with pe_dim 32 (input width 200).
 //!
@@ -75,16 +76,16 @@ fn main() -> Result<()> {
 
     let mut cfg = DecoderConfig::new(LATTICE, ZDIM);
     cfg.dim = 256;
-    // `-- fused` or `-- generic` runs one path only (for profiling).
+    // `-- fused`, `-- bf16` or `-- generic` runs one path only (for profiling).
     let only = std::env::args().nth(1);
-    for fused in [false, true] {
-        let name = if fused { "fused" } else { "generic" };
+    for name in ["generic", "fused", "bf16"] {
         if only.as_deref().is_some_and(|o| o != name) {
             continue;
         }
+        cfg.mixed_precision = name == "bf16";
         let store = ParamStore::new(0, &dev);
         let decoder = Decoder::new(&cfg, store.var_builder())?;
-        let decoder = if fused { decoder } else { decoder.with_generic_ops() };
+        let decoder = if name == "generic" { decoder.with_generic_ops() } else { decoder };
         let mut adam = Adam::new(store.named_vars(), AdamConfig { lr: 1e-4, ..Default::default() })?;
         let step = |adam: &mut Adam| -> Result<f32> {
             let loss = (decoder.forward(&coords, Some(&z))? - &target)?.sqr()?.mean_all()?;
@@ -107,7 +108,11 @@ fn main() -> Result<()> {
         println!(
             "{}: decoder 256x3, {BATCH} images x {n} masked points (half decoded), zdim {ZDIM}: \
              median {:.1} ms/step (min {:.1}, max {:.1}), CPU {:.1} ms/step, final loss {loss:.4}",
-            if fused { "fused op" } else { "candle generic" },
+            match name {
+                "generic" => "candle generic",
+                "fused" => "fused op",
+                _ => "fused op, mixed precision (bf16 products where the CPU has them)",
+            },
             times[times.len() / 2],
             times[0],
             times[times.len() - 1],

@@ -44,6 +44,18 @@ impl BetaSchedule {
     }
 }
 
+impl std::fmt::Display for BetaSchedule {
+    /// `0.125`, or `5 → 15 over images 200000–800000`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            BetaSchedule::Constant(b) => write!(f, "{b}"),
+            BetaSchedule::Linear { from, to, start, end } => {
+                write!(f, "{from} → {to} over images {start}–{end}")
+            }
+        }
+    }
+}
+
 impl FromStr for BetaSchedule {
     type Err = Error;
 
@@ -87,6 +99,8 @@ mod tests {
         assert!((a.value(500_000) - (0.001 + 0.5 * (15.0 - 0.001))).abs() < 1e-12);
         assert_eq!("0.25".parse::<BetaSchedule>().unwrap(), BetaSchedule::Constant(0.25));
         assert!(!BetaSchedule::Constant(0.25).is_scheduled());
+        assert_eq!(b.to_string(), "5 → 15 over images 200000–800000");
+        assert_eq!(BetaSchedule::Constant(0.125).to_string(), "0.125");
         for bad in ["e", "-1", "nan", ""] {
             assert!(bad.parse::<BetaSchedule>().is_err(), "{bad}");
         }

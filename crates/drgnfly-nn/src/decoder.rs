@@ -59,6 +59,10 @@ pub struct DecoderConfig {
     pub domain: Domain,
     /// Hidden activation (default relu).
     pub activation: Activation,
+    /// Mixed precision, the CPU counterpart of cryoDRGN's `--amp`: the fused decoder's matrix products take
+    /// bf16 operands and sum in f32, about twice the f32 rate. Applies only on CPUs with AVX-512 BF16 (AMD
+    /// Zen 4, Intel Sapphire Rapids and later); elsewhere, and on other paths, products stay f32.
+    pub mixed_precision: bool,
 }
 
 impl DecoderConfig {
@@ -74,7 +78,13 @@ impl DecoderConfig {
             feat_sigma: 0.5,
             domain: Domain::Fourier,
             activation: Activation::Relu,
+            mixed_precision: false,
         }
+    }
+
+    /// Whether [`Self::mixed_precision`] takes effect on this CPU (AVX-512 BF16 present).
+    pub fn mixed_precision_available() -> bool {
+        crate::fused::bf16_available()
     }
 
     /// Frequencies per encoding after applying the default.
@@ -133,6 +143,7 @@ impl CoordinateNet {
                     layers: mlp.hidden_layers(),
                     out: out_dim,
                     leaky: mlp.activation() == Activation::LeakyRelu,
+                    bf16: cfg.mixed_precision && crate::fused::bf16_available(),
                 };
                 Some(FusedNet::new(net, params))
             }

@@ -70,6 +70,8 @@ pub(crate) struct Net {
     pub layers: usize,
     pub out: usize,
     pub leaky: bool,
+    /// Matrix products on bf16 operands with f32 sums ([`super::bf16`]); only set where the CPU has them.
+    pub bf16: bool,
 }
 
 /// Large buffers kept from one training step to the next. Every step needs the same few M×H buffers, and
@@ -199,6 +201,25 @@ impl Net {
         delta.iter_mut().zip(post).for_each(|(d, &p)| *d *= if p > 0.0 { 1.0 } else { slope });
     }
 
+    /// dst (m × n, row stride `ld`) = [dst +] a · b, in bf16 where chosen and worth it.
+    fn product(
+        &self,
+        dst: &mut [f32],
+        ld: usize,
+        shape: (usize, usize, usize),
+        a: View,
+        b: View,
+        accumulate: bool,
+    ) {
+        let (m, n, k) = shape;
+        // The output layer's products (a side of 2) are memory-bound: rounding their operands gains nothing.
+        if self.bf16 && m.min(n).min(k) >= 16 {
+            super::bf16::matmul(dst, ld, shape, (a.data, a.rs, a.cs), (b.data, b.rs, b.cs), accumulate);
+        } else {
+            matmul(dst, ld, shape, a, b, accumulate);
+        }
+    }
+
     /// b₀ + W₀ᶻ z_b for each image b (B × H), the first layer's per-image bias; empty without z.
     fn image_bias(&self, z: &[f32], params: &[f32]) -> Vec<f32> {
         let (f, h, iw) = (self.encoding.width(), self.hidden, self.in_width());
@@ -291,7 +312,7 @@ impl Net {
             row.copy_from_slice(at.image_bias.get(img * h..(img + 1) * h).unwrap_or(b0));
         }
         let w0 = self.weight(at.params, 0);
-        matmul(hid[0], h, (t, h, f), View::rows(feat, f), View::transposed(w0, iw), true);
+        self.product(hid[0], h, (t, h, f), View::rows(feat, f), View::transposed(w0, iw), true);
         self.activate(hid[0]);
 
         // Residual layers: x ← act(x Wᵀ + b + x).
@@ -302,7 +323,7 @@ impl Net {
             for (x, p) in x.chunks_exact_mut(h).zip(prev.chunks_exact(h)) {
                 x.iter_mut().zip(p).zip(b).for_each(|((x, p), b)| *x = p + b);
             }
-            matmul(
+            self.product(
                 x,
                 h,
                 (t, h, h),
@@ -316,7 +337,7 @@ impl Net {
         let b_out = self.bias(at.params, self.layers + 1);
         y.chunks_exact_mut(out).for_each(|r| r.copy_from_slice(b_out));
         let w_out = self.weight(at.params, self.layers + 1);
-        matmul(y, out, (t, out, h), View::rows(hid[self.layers], h), View::transposed(w_out, h), true);
+        self.product(y, out, (t, out, h), View::rows(hid[self.layers], h), View::transposed(w_out, h), true);
     }
 
     /// Gradients (flat parameters, z) of a loss whose gradient with respect to the outputs is `grad`
@@ -337,7 +358,7 @@ impl Net {
         let (f, h, iw, rows) = (self.encoding.width(), self.hidden, self.in_width(), self.tile_rows());
         let m = grad.len() / self.out;
         let runs = rayon::current_num_threads().clamp(1, m.div_ceil(rows).max(1));
-        let images = if self.zdim > 0 { z.len() / self.zdim } else { 0 };
+        let images = z.len().checked_div(self.zdim).unwrap_or(0);
 
         let mut partial: Vec<(Vec<f32>, Vec<f32>)> = (0..runs)
             .into_par_iter()
@@ -415,7 +436,7 @@ impl Net {
         // Output layer: dW = Gᵀ h_L, db = Σ G, dh = G W.
         let l_out = self.layers + 1;
         let (w, b) = self.offsets(l_out);
-        matmul(
+        self.product(
             &mut dp[w..b],
             h,
             (out, h, t),
@@ -424,7 +445,7 @@ impl Net {
             true,
         );
         add_column_sums(grad, out, &mut dp[b..b + out]);
-        matmul(
+        self.product(
             delta,
             h,
             (t, h, out),
@@ -437,17 +458,31 @@ impl Net {
         for l in (1..=self.layers).rev() {
             self.activation_grad(delta, hid[l]);
             let (w, b) = self.offsets(l);
-            matmul(&mut dp[w..b], h, (h, h, t), View::transposed(delta, h), View::rows(hid[l - 1], h), true);
+            self.product(
+                &mut dp[w..b],
+                h,
+                (h, h, t),
+                View::transposed(delta, h),
+                View::rows(hid[l - 1], h),
+                true,
+            );
             add_column_sums(delta, h, &mut dp[b..b + h]);
             next.copy_from_slice(delta);
-            matmul(next, h, (t, h, h), View::rows(delta, h), View::rows(self.weight(params, l), h), true);
+            self.product(
+                next,
+                h,
+                (t, h, h),
+                View::rows(delta, h),
+                View::rows(self.weight(params, l), h),
+                true,
+            );
             std::mem::swap(&mut delta, &mut next);
         }
 
         // First layer: dW₀ᶠ = δᵀ features (the first F columns of each row of dW₀), db₀ = Σ δ.
         self.activation_grad(delta, hid[0]);
         let (w, b) = self.offsets(0);
-        matmul(&mut dp[w..b], iw, (h, f, t), View::transposed(delta, h), View::rows(feat, f), true);
+        self.product(&mut dp[w..b], iw, (h, f, t), View::transposed(delta, h), View::rows(feat, f), true);
         add_column_sums(delta, h, &mut dp[b..b + h]);
         delta
     }
@@ -565,6 +600,7 @@ mod tests {
             layers: 2,
             out: 2,
             leaky: false,
+            bf16: false,
         };
         let params = random(net.param_count(), &mut rng);
         let (coords, z, grad) =

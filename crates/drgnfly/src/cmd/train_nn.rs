@@ -54,7 +54,8 @@ pub fn run(args: Args) -> Result<()> {
     let norm = data.normalization(args.data.norm.as_deref())?;
     let device = t.device.device()?;
     let prep = BatchPrep::new(d, &args.data.preprocess()?, norm, EncoderInput::None, &device)?;
-    let dec = args.decoder.config(d + 1, 0, args.layers, args.dim)?;
+    let mut dec = args.decoder.config(d + 1, 0, args.layers, args.dim)?;
+    let precision = t.precision(&mut dec);
     let seed = t.resolve_seed();
     let adam = AdamConfig { lr: t.lr, weight_decay: t.wd, ..Default::default() };
     let mut trainer = HomoTrainer::new(&dec, seed, adam, &device)?;
@@ -78,7 +79,7 @@ pub fn run(args: Args) -> Result<()> {
         cmd: Some(command_line()),
     };
     let summary = format!(
-        "# {n} particles of {d}×{d}, norm [{}, {}], {} parameters, seed {seed}",
+        "# {n} particles of {d}×{d}, norm [{}, {}], {} parameters, seed {seed}, precision {precision}",
         norm.mean,
         norm.std,
         trainer.store().num_params()

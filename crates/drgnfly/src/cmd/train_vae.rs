@@ -111,7 +111,8 @@ pub fn run(args: Args) -> Result<()> {
         EncodeModeArg::Mlp => EncodeMode::Mlp,
     };
     enc.activation = args.decoder.activation.into();
-    let dec = args.decoder.config(d + 1, args.zdim, args.dec_layers, args.dec_dim)?;
+    let mut dec = args.decoder.config(d + 1, args.zdim, args.dec_layers, args.dec_dim)?;
+    let precision = t.precision(&mut dec);
     let seed = t.resolve_seed();
     let beta = args.beta.unwrap_or(drgnfly_nn::BetaSchedule::Constant(1.0 / args.zdim as f64));
     let adam = AdamConfig { lr: t.lr, weight_decay: t.wd, ..Default::default() };
@@ -140,14 +141,13 @@ pub fn run(args: Args) -> Result<()> {
         cmd: Some(command_line()),
     };
     let summary = format!(
-        "# {n} particles of {d}×{d}, norm [{}, {}], {} parameters, beta {}, seed {seed}",
+        "# {n} particles of {d}×{d}, norm [{}, {}], {} parameters, beta {}, seed {seed}, precision {precision}",
         norm.mean,
         norm.std,
         trainer.store().num_params(),
-        match (beta, args.beta_control) {
-            (drgnfly_nn::BetaSchedule::Constant(b), None) => format!("{b}"),
-            (b, Some(g)) => format!("{b:?} with control γ = {g}"),
-            (b, None) => format!("{b:?}"),
+        match args.beta_control {
+            Some(g) => format!("{beta} with control γ = {g}"),
+            None => format!("{beta}"),
         }
     );
     let mut log = RunLog::start(&t.outdir, &config, &summary)?;
