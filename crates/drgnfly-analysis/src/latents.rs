@@ -22,7 +22,7 @@ impl<'a> Latents<'a> {
         if zdim == 0 {
             return Err(Error::Param { name: "zdim", value: "0".into(), why: "must be at least 1".into() });
         }
-        if data.len() % zdim != 0 {
+        if !data.len().is_multiple_of(zdim) {
             return Err(Error::Shape {
                 what: "latents",
                 expected: format!("a multiple of zdim = {zdim} values (N×zdim)"),

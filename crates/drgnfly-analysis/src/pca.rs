@@ -109,7 +109,7 @@ impl Pca {
     /// `z = μ + Σ_k y_k v_k`.
     pub fn inverse_transform(&self, y: &[f32], ncomp: usize) -> Result<Vec<f32>> {
         self.check_dims(self.zdim, ncomp)?;
-        if ncomp == 0 || y.len() % ncomp != 0 {
+        if ncomp == 0 || !y.len().is_multiple_of(ncomp) {
             return Err(Error::Shape {
                 what: "PC coordinates",
                 expected: format!("a multiple of {ncomp} values"),

@@ -95,7 +95,7 @@ pub fn complement(selected: &[usize], n: usize) -> Result<Vec<usize>> {
 }
 
 fn check_rows(points: &[f32], dims: usize) -> Result<()> {
-    if points.len() % dims != 0 {
+    if !points.len().is_multiple_of(dims) {
         return Err(Error::Shape {
             what: "points",
             expected: format!("a multiple of {dims} values"),

@@ -138,7 +138,7 @@ impl Backprojector {
     /// Plans the masked lattice for `cfg.d`.
     pub fn new(cfg: BackprojectConfig) -> Result<Self> {
         let d = cfg.d;
-        if d < 2 || d % 2 != 0 {
+        if d < 2 || !d.is_multiple_of(2) {
             return Err(Error::Param {
                 name: "box size",
                 value: d.to_string(),

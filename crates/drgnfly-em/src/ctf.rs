@@ -222,7 +222,7 @@ impl CtfParams {
 /// The CTFs of a batch: `params[i]` evaluated at `freqs2d` into row `i` of `out` (`(B, N)`), in parallel.
 pub fn compute_batch(params: &[CtfParams], freqs2d: &[f32], out: &mut [f32]) -> Result<()> {
     let n = freqs2d.len() / 2;
-    if freqs2d.len() % 2 != 0 || out.len() != params.len() * n {
+    if !freqs2d.len().is_multiple_of(2) || out.len() != params.len() * n {
         return Err(Error::Shape {
             op: "ctf batch",
             expected: format!("out (B, N) = ({}, {n})", params.len()),

@@ -23,7 +23,7 @@ pub struct Downsampler {
 impl Downsampler {
     /// Plans cropping from `d0` to `d` (both even, `2 ≤ d ≤ d0`).
     pub fn new(d0: usize, d: usize) -> Result<Self> {
-        if d > d0 || d % 2 != 0 || d < 2 {
+        if d > d0 || !d.is_multiple_of(2) || d < 2 {
             return Err(Error::Param {
                 name: "-D",
                 value: d.to_string(),
@@ -41,7 +41,7 @@ impl Downsampler {
     /// Crops a batch of images `(B, D₀, D₀)` into `(B, D, D)`, in parallel.
     pub fn images(&self, input: &[f32], out: &mut [f32]) -> Result<()> {
         let (n0, n) = (self.d0 * self.d0, self.d * self.d);
-        if input.len() % n0 != 0 || out.len() / n != input.len() / n0 || out.len() % n != 0 {
+        if !input.len().is_multiple_of(n0) || out.len() / n != input.len() / n0 || !out.len().is_multiple_of(n) {
             return Err(Error::Shape {
                 op: "downsample images",
                 expected: format!("(B, {0}, {0}) in and (B, {1}, {1}) out", self.d0, self.d),

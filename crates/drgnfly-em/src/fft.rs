@@ -97,7 +97,7 @@ impl CenteredFft {
             });
         }
         let fft = if inverse { &self.inverse } else { &self.forward };
-        let even = n % 2 == 0;
+        let even = n.is_multiple_of(2);
         if even {
             checkerboard(data, n, 1.0);
         } else {
@@ -110,7 +110,7 @@ impl CenteredFft {
         let scale = if inverse { 1.0 / total as f32 } else { 1.0 };
         if even {
             // (−1)^{n/2} per axis from the output shift.
-            let sign = if (n / 2 * ndim as usize) % 2 == 0 { 1.0 } else { -1.0 };
+            let sign = if (n / 2 * ndim as usize).is_multiple_of(2) { 1.0 } else { -1.0 };
             checkerboard(data, n, sign * scale);
         } else {
             roll(data, n, ndim, n / 2); // fftshift: 0 moves to n/2

@@ -41,7 +41,7 @@ pub struct FscCurve {
 /// ```
 pub fn fsc(a: &[f32], b: &[f32], d: usize, mask: Option<&[f32]>) -> Result<FscCurve> {
     let n = d * d * d;
-    if d < 2 || d % 2 != 0 {
+    if d < 2 || !d.is_multiple_of(2) {
         return Err(Error::Param {
             name: "box size",
             value: d.to_string(),

@@ -64,7 +64,7 @@ pub struct HartleyScratch {
 impl HartleyPlan {
     /// Plans the transforms for images of side `d` (even, ≥ 2).
     pub fn new(d: usize) -> Result<Self> {
-        if d < 2 || d % 2 != 0 {
+        if d < 2 || !d.is_multiple_of(2) {
             return Err(Error::Param {
                 name: "box size",
                 value: d.to_string(),
@@ -146,7 +146,7 @@ impl HartleyPlan {
 
     fn batch(&self, imgs: &mut [f32], scale: f32, op: &'static str) -> Result<()> {
         let n = self.d * self.d;
-        if imgs.len() % n != 0 {
+        if !imgs.len().is_multiple_of(n) {
             return Err(Error::Shape {
                 op,
                 expected: format!("(B, {0}, {0}): a multiple of {n} values", self.d),
@@ -217,7 +217,7 @@ impl HartleyPlan {
 /// centre `(D/2, D/2)` and the value at −k sits at flat index `(D+1)² − 1 − i`. `B` is inferred.
 pub fn symmetrize_ht(ht: &[f32], d: usize, out: &mut [f32]) -> Result<()> {
     let (n, m) = (d * d, (d + 1) * (d + 1));
-    if d == 0 || ht.len() % n != 0 || out.len() / m != ht.len() / n || out.len() % m != 0 {
+    if d == 0 || !ht.len().is_multiple_of(n) || out.len() / m != ht.len() / n || !out.len().is_multiple_of(m) {
         return Err(Error::Shape {
             op: "symmetrize_ht",
             expected: format!("(B, {d}, {d}) in and (B, {0}, {0}) out", d + 1),
@@ -238,7 +238,7 @@ pub fn symmetrize_ht(ht: &[f32], d: usize, out: &mut [f32]) -> Result<()> {
 /// cryoDRGN does with `[..., :-1, :-1]` before `iht2_center`).
 pub fn unsymmetrize_ht(sym: &[f32], d: usize, out: &mut [f32]) -> Result<()> {
     let (n, m) = (d * d, (d + 1) * (d + 1));
-    if d == 0 || sym.len() % m != 0 || out.len() % n != 0 || out.len() / n != sym.len() / m {
+    if d == 0 || !sym.len().is_multiple_of(m) || !out.len().is_multiple_of(n) || out.len() / n != sym.len() / m {
         return Err(Error::Shape {
             op: "unsymmetrize_ht",
             expected: format!("(B, {0}, {0}) in and (B, {d}, {d}) out", d + 1),

@@ -30,7 +30,7 @@ impl Lattice {
     /// Builds the lattice; `d_lat` must be odd (`D + 1` for D-pixel images) and `extent > 0` (0.5 for the
     /// decoder lattice, `D_lat/2` for pixel coordinates as in `backproject_voxel`).
     pub fn new(d_lat: usize, extent: f32) -> Result<Self> {
-        if d_lat % 2 == 0 || d_lat < 3 {
+        if d_lat.is_multiple_of(2) || d_lat < 3 {
             return Err(Error::Param {
                 name: "lattice size",
                 value: d_lat.to_string(),
@@ -125,7 +125,7 @@ impl Lattice {
     /// `linspace(−e', e', d)` with `e' = extent·(d − 1)/(D_lat − 1)` (cryoDRGN `get_downsample_coords`,
     /// used by `eval_vol -d`).
     pub fn downsample_coords(&self, d: usize) -> Result<Vec<f32>> {
-        if d % 2 == 0 || d > self.d_lat {
+        if d.is_multiple_of(2) || d > self.d_lat {
             return Err(Error::Param {
                 name: "downsampled lattice size",
                 value: d.to_string(),

@@ -182,7 +182,7 @@ impl Preprocessor {
     pub fn process_batch(&self, raw: &[f32], out: &mut [f32]) -> Result<()> {
         let d = self.size();
         let (n, m) = (d * d, (d + 1) * (d + 1));
-        if raw.len() % n != 0 || out.len() / m != raw.len() / n || out.len() % m != 0 {
+        if !raw.len().is_multiple_of(n) || out.len() / m != raw.len() / n || !out.len().is_multiple_of(m) {
             return Err(Error::Shape {
                 op: "preprocess",
                 expected: format!("(B, {d}, {d}) in and (B, {0}, {0}) out", d + 1),

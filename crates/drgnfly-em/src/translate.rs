@@ -87,7 +87,7 @@ pub fn masked_freqs(lattice: &Lattice, mask: &[usize]) -> Result<Vec<f32>> {
 /// partner of point `j` is point `M − 1 − j`. One shift per image; parallel over images.
 pub fn translate_ht_masked(freqs: &[f32], ht: &[f32], shifts_px: &[[f32; 2]], out: &mut [f32]) -> Result<()> {
     let m = freqs.len() / 2;
-    if freqs.len() % 2 != 0 || ht.len() != shifts_px.len() * m || out.len() != ht.len() {
+    if !freqs.len().is_multiple_of(2) || ht.len() != shifts_px.len() * m || out.len() != ht.len() {
         return Err(Error::Shape {
             op: "translate_ht_masked",
             expected: format!("(B, M) in and out with B = {} shifts, M = {m} mask points", shifts_px.len()),

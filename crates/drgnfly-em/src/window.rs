@@ -21,7 +21,7 @@ pub const WINDOW_OUT_R: f32 = 0.99;
 /// assert_eq!(w[0], 0.0); // corner, r = √2
 /// ```
 pub fn spherical_window_mask(d: usize, in_rad: f32, out_rad: f32) -> Result<Vec<f32>> {
-    if d == 0 || d % 2 != 0 {
+    if d == 0 || !d.is_multiple_of(2) {
         return Err(Error::Param {
             name: "box size",
             value: d.to_string(),
@@ -70,7 +70,7 @@ pub fn soft_circular_mask(d: usize, radius_px: f32, edge_px: f32) -> Result<Vec<
 
 /// Multiplies every `D × D` image of a `(B, D, D)` buffer by `window` (length `D²`).
 pub fn apply_window(imgs: &mut [f32], window: &[f32]) -> Result<()> {
-    if window.is_empty() || imgs.len() % window.len() != 0 {
+    if window.is_empty() || !imgs.len().is_multiple_of(window.len()) {
         return Err(Error::Shape {
             op: "apply_window",
             expected: format!("(B, D, D) images with D² = {}", window.len()),

@@ -313,7 +313,7 @@ pub enum Decoder {
 impl Decoder {
     /// Build or load under `vb` (the decoder's prefix, `decoder` inside a VAE).
     pub fn new(cfg: &DecoderConfig, vb: VarBuilder) -> Result<Self> {
-        if cfg.lattice_size < 3 || cfg.lattice_size % 2 == 0 {
+        if cfg.lattice_size < 3 || cfg.lattice_size.is_multiple_of(2) {
             return Err(Error::config(
                 "lattice D",
                 format!("must be odd (image D + 1), got {}", cfg.lattice_size),
@@ -379,7 +379,7 @@ impl Decoder {
         extent: f64,
         norm: DataNorm,
     ) -> Result<HartleyVolume> {
-        if lattice_size < 3 || lattice_size % 2 == 0 {
+        if lattice_size < 3 || lattice_size.is_multiple_of(2) {
             return Err(Error::config(
                 "lattice D",
                 format!("volume lattice must be odd and ≥ 3, got {lattice_size}"),

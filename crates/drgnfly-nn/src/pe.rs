@@ -121,7 +121,7 @@ impl PositionalEncoding {
         feat_sigma: f64,
         vb: VarBuilder,
     ) -> Result<Self> {
-        if lattice_size < 3 || lattice_size % 2 == 0 {
+        if lattice_size < 3 || lattice_size.is_multiple_of(2) {
             return Err(Error::config(
                 "lattice D",
                 format!("must be odd (image D + 1) and ≥ 3, got {lattice_size}"),

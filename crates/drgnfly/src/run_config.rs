@@ -176,7 +176,7 @@ impl RunConfig {
         })?;
         cfg.norm().with_context(|| format!("{}: dataset_args.norm", path.display()))?;
         let d = cfg.lattice_args.d;
-        if d < 3 || d % 2 == 0 {
+        if d < 3 || d.is_multiple_of(2) {
             bail!("{}: lattice_args.D = {d} must be odd (image box + 1)", path.display());
         }
         Ok(cfg)

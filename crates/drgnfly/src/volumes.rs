@@ -200,7 +200,7 @@ pub fn generate_volumes(
             model.zdim()
         );
     }
-    if zdim > 0 && (z.is_empty() || z.len() % zdim != 0) {
+    if zdim > 0 && (z.is_empty() || !z.len().is_multiple_of(zdim)) {
         bail!("{} latent values do not form rows of zdim {zdim}", z.len());
     }
     let empty: &[f32] = &[];

@@ -276,7 +276,7 @@ impl MrcStackWriter {
 
     /// Append several images stored back to back (a multiple of ny·nx values).
     pub fn push_many(&mut self, images: &[f32]) -> Result<()> {
-        if images.len() % self.image_len != 0 {
+        if !images.len().is_multiple_of(self.image_len) {
             return Err(self.length_error(images.len(), "a whole number of images"));
         }
         let n = images.len() / self.image_len;

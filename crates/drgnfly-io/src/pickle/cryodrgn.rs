@@ -221,7 +221,7 @@ pub fn write_poses(path: impl AsRef<Path>, poses: &Poses) -> Result<()> {
 /// Atomic.
 pub fn write_latents(path: impl AsRef<Path>, z: &[f32], zdim: usize, logvar: Option<&[f32]>) -> Result<()> {
     let path = path.as_ref();
-    if zdim == 0 || z.len() % zdim != 0 || logvar.is_some_and(|lv| lv.len() != z.len()) {
+    if zdim == 0 || !z.len().is_multiple_of(zdim) || logvar.is_some_and(|lv| lv.len() != z.len()) {
         return Err(Error::invalid(
             path,
             None,

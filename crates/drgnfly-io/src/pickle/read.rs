@@ -555,7 +555,7 @@ impl<'a> Machine<'a> {
     }
 
     fn pairs(&self, items: Vec<Item>) -> Result<Vec<(Item, Item)>> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err(self.invalid("odd number of items for a dict"));
         }
         Ok(items.chunks_exact(2).map(|kv| (kv[0], kv[1])).collect())

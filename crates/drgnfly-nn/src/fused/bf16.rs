@@ -19,8 +19,6 @@
 //! Single-threaded; the caller runs one product per thread.
 //!
 //! Needs Rust 1.89 (AVX-512 intrinsics and target features were stabilised there).
-// The workspace still declares rust-version 1.85; this file is what requires 1.89.
-#![allow(clippy::incompatible_msrv)]
 
 use std::arch::x86_64::{
     __m512, __m512bh, __m512i, __mmask16, _mm512_add_ps, _mm512_cvtne2ps_pbh, _mm512_dpbf16_ps,
@@ -43,7 +41,6 @@ const KC: usize = 128;
 const MC: usize = 96;
 
 /// Whether this CPU can run [`matmul`] (runtime detection, cached).
-#[allow(dead_code)] // until `kernel` calls it
 pub(crate) fn available() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
     *AVAILABLE.get_or_init(|| {
@@ -59,7 +56,6 @@ pub(crate) fn available() -> bool {
 ///
 /// # Panics
 /// If the shapes do not fit the slices (internal shapes: a mismatch is a bug), or if [`available`] is false.
-#[allow(dead_code)] // until `kernel` calls it
 pub(crate) fn matmul(
     dst: &mut [f32],
     ld: usize,

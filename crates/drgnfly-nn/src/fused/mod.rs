@@ -13,7 +13,26 @@
 //! layers, an encoding other than `none`); everything else takes the generic path. The tests hold the two
 //! paths to float32 rounding, outputs and gradients alike.
 
+#[cfg(target_arch = "x86_64")]
 mod bf16;
+/// Other CPUs have no AVX-512 BF16: products stay f32.
+#[cfg(not(target_arch = "x86_64"))]
+mod bf16 {
+    pub(crate) fn available() -> bool {
+        false
+    }
+
+    pub(crate) fn matmul(
+        _: &mut [f32],
+        _: usize,
+        _: (usize, usize, usize),
+        _: (&[f32], usize, usize),
+        _: (&[f32], usize, usize),
+        _: bool,
+    ) {
+        unreachable!("bf16 products are only chosen where `available()`");
+    }
+}
 mod kernel;
 
 use std::sync::{Arc, Mutex};

@@ -185,7 +185,7 @@ fn volume(args: &Args) -> Result<()> {
 }
 
 fn downsampler(d0: usize, d: usize, input: &Path) -> Result<Downsampler> {
-    if d % 2 != 0 || d == 0 {
+    if !d.is_multiple_of(2) || d == 0 {
         bail!("-D {d}: the new box size must be even and positive");
     }
     if d >= d0 {

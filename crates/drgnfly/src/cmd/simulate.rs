@@ -463,7 +463,7 @@ fn pick_apix(given: Option<f32>, header: Option<f32>, fallback: f32, path: &Path
 }
 
 fn check_box(d: usize) -> Result<()> {
-    if d < 8 || d % 2 != 0 {
+    if d < 8 || !d.is_multiple_of(2) {
         bail!("-D {d}: the box size must be even and at least 8 pixels");
     }
     Ok(())

@@ -349,7 +349,7 @@ impl TrainArgs {
 
     /// Whether epoch `epoch` (1-based) gets a checkpoint.
     pub fn is_checkpoint(&self, epoch: usize) -> bool {
-        epoch % self.checkpoint == 0 || epoch == self.num_epochs
+        epoch.is_multiple_of(self.checkpoint) || epoch == self.num_epochs
     }
 }
 
