@@ -16,6 +16,8 @@
 use std::sync::Mutex;
 
 use gemm::Parallelism;
+
+use super::sincos::sin_cos_in_place;
 use rayon::prelude::*;
 
 /// The positional encoding, with its constants copied out of the model (they are never trained).
@@ -42,18 +44,17 @@ impl Encoding {
             Encoding::Gaussian(b) => {
                 let k3 = b.len() / 3;
                 let (sin, cos) = out.split_at_mut(k3);
-                for (j, dir) in b.chunks_exact(3).enumerate() {
-                    let k = c[0] * dir[0] + c[1] * dir[1] + c[2] * dir[2];
-                    (sin[j], cos[j]) = k.sin_cos();
+                for (k, dir) in sin.iter_mut().zip(b.chunks_exact(3)) {
+                    *k = c[0] * dir[0] + c[1] * dir[1] + c[2] * dir[2];
                 }
+                sin_cos_in_place(sin, cos);
             }
             Encoding::PerAxis(f) => {
                 let k = f.len();
                 for (a, block) in out.chunks_exact_mut(2 * k).enumerate() {
                     let (sin, cos) = block.split_at_mut(k);
-                    for (j, &fj) in f.iter().enumerate() {
-                        (sin[j], cos[j]) = (c[a] * fj).sin_cos();
-                    }
+                    sin.iter_mut().zip(f).for_each(|(s, &fj)| *s = c[a] * fj);
+                    sin_cos_in_place(sin, cos);
                 }
             }
         }

@@ -34,6 +34,7 @@ mod bf16 {
     }
 }
 mod kernel;
+mod sincos;
 
 use std::sync::{Arc, Mutex};
 
