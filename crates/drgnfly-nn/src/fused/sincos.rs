@@ -13,7 +13,7 @@ use std::f32::consts::FRAC_2_PI;
 /// π/2 = PIO2_HI + PIO2_MID + PIO2_LO, the first two with few enough bits that q·part is exact.
 const PIO2_HI: f32 = 1.570_312_5;
 const PIO2_MID: f32 = 4.837_513e-4;
-const PIO2_LO: f32 = 7.549_790e-8;
+const PIO2_LO: f32 = 7.549_79e-8;
 
 /// Adding and subtracting 1.5·2²³ rounds an f32 below 2²² in magnitude to the nearest integer (ties to
 /// even): a vectorisable round, unlike `round_ties_even` on baseline x86-64.
