@@ -4,13 +4,13 @@
 //! were 6% of a mixed-precision training step. [`sin_cos_in_place`] is branch-free (selects, no calls), so
 //! the compiler vectorises the loop. Method (as Cephes `sinf`/`cosf`): x = q·π/2 + r with q the nearest
 //! integer to x·2/π and r ∈ [−π/4, π/4] found with π/2 split in three parts (Cody–Waite, exact products
-//! for |q| < 2¹⁵), degree-7 and degree-8 polynomials for sin r and cos r, and the quadrant q mod 4 choosing
+//! for |q| < 2¹³), degree-7 and degree-8 polynomials for sin r and cos r, and the quadrant q mod 4 choosing
 //! which of them, with which sign, is sin x and cos x. Absolute error ≈ 1e-7 for |x| up to 10⁴ rad (the
 //! tests check 3e-7 up to 2·10³; the encodings' arguments stay below ≈ 10³).
 
 use std::f32::consts::FRAC_2_PI;
 
-/// π/2 = PIO2_HI + PIO2_MID + PIO2_LO, the first two with few enough bits that q·part is exact.
+/// π/2 = PIO2_HI + PIO2_MID + PIO2_LO, the first two of 8 and 11 significant bits, so q·part is exact for |q| < 2¹³.
 const PIO2_HI: f32 = 1.570_312_5;
 const PIO2_MID: f32 = 4.837_513e-4;
 const PIO2_LO: f32 = 7.549_79e-8;
