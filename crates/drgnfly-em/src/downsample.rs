@@ -41,7 +41,10 @@ impl Downsampler {
     /// Crops a batch of images `(B, D₀, D₀)` into `(B, D, D)`, in parallel.
     pub fn images(&self, input: &[f32], out: &mut [f32]) -> Result<()> {
         let (n0, n) = (self.d0 * self.d0, self.d * self.d);
-        if !input.len().is_multiple_of(n0) || out.len() / n != input.len() / n0 || !out.len().is_multiple_of(n) {
+        if !input.len().is_multiple_of(n0)
+            || out.len() / n != input.len() / n0
+            || !out.len().is_multiple_of(n)
+        {
             return Err(Error::Shape {
                 op: "downsample images",
                 expected: format!("(B, {0}, {0}) in and (B, {1}, {1}) out", self.d0, self.d),

@@ -217,7 +217,8 @@ impl HartleyPlan {
 /// centre `(D/2, D/2)` and the value at −k sits at flat index `(D+1)² − 1 − i`. `B` is inferred.
 pub fn symmetrize_ht(ht: &[f32], d: usize, out: &mut [f32]) -> Result<()> {
     let (n, m) = (d * d, (d + 1) * (d + 1));
-    if d == 0 || !ht.len().is_multiple_of(n) || out.len() / m != ht.len() / n || !out.len().is_multiple_of(m) {
+    if d == 0 || !ht.len().is_multiple_of(n) || out.len() / m != ht.len() / n || !out.len().is_multiple_of(m)
+    {
         return Err(Error::Shape {
             op: "symmetrize_ht",
             expected: format!("(B, {d}, {d}) in and (B, {0}, {0}) out", d + 1),
@@ -238,7 +239,11 @@ pub fn symmetrize_ht(ht: &[f32], d: usize, out: &mut [f32]) -> Result<()> {
 /// cryoDRGN does with `[..., :-1, :-1]` before `iht2_center`).
 pub fn unsymmetrize_ht(sym: &[f32], d: usize, out: &mut [f32]) -> Result<()> {
     let (n, m) = (d * d, (d + 1) * (d + 1));
-    if d == 0 || !sym.len().is_multiple_of(m) || !out.len().is_multiple_of(n) || out.len() / n != sym.len() / m {
+    if d == 0
+        || !sym.len().is_multiple_of(m)
+        || !out.len().is_multiple_of(n)
+        || out.len() / n != sym.len() / m
+    {
         return Err(Error::Shape {
             op: "unsymmetrize_ht",
             expected: format!("(B, {0}, {0}) in and (B, {d}, {d}) out", d + 1),
