@@ -5,7 +5,8 @@
 #
 # Usage: CRYODRGN=/path/to/venv/bin/cryodrgn bench/train_vs_cryodrgn.sh [workdir]
 # Environment (defaults in brackets): CASES ["64:1000:256 64:200:1024 128:300:256"] as D:images:width (3 hidden
-# layers in encoder and decoder), THREADS [1], ZDIM [8], BATCH [8], BIN [release build].
+# layers in encoder and decoder), THREADS [1], ZDIM [8], BATCH [8], BIN [release build], DRGNFLY_FLAGS [] extra
+# train-vae flags for drgnfly (e.g. --no-amp), ONLY_DRGNFLY [unset] to skip the cryoDRGN runs.
 # With THREADS=1 the CPU seconds hardly depend on other load on the machine, which is why they are the
 # column to compare on a shared machine; wall seconds are given too.
 set -euo pipefail
@@ -13,7 +14,8 @@ cd "$(dirname "$0")/.."
 dir="${1:-/tmp/drgnfly-bench-train}"
 cases="${CASES:-64:1000:256 64:200:1024 128:300:256}"
 threads="${THREADS:-1}" zdim="${ZDIM:-8}" batch="${BATCH:-8}"
-cryodrgn="${CRYODRGN:?set CRYODRGN to the cryodrgn executable of a virtualenv with cryodrgn 4.3}"
+read -r -a extra <<<"${DRGNFLY_FLAGS:-}"
+[ -n "${ONLY_DRGNFLY:-}" ] || cryodrgn="${CRYODRGN:?set CRYODRGN to the cryodrgn executable of a virtualenv with cryodrgn 4.3}"
 if [ -z "${BIN:-}" ]; then
   cargo build --release -q -p drgnfly
   BIN="${CARGO_TARGET_DIR:-target}/release/drgnfly"
@@ -43,8 +45,9 @@ for c in $cases; do
   out="$dir/drgnfly_${d}_${n}_$w"
   rm -rf "$out"
   read -r wall cpu < <(timed "$out.log" "$BIN" --threads "$threads" train-vae "$sim/particles.mrcs" \
-    --poses "$sim/pose.pkl" --ctf "$sim/ctf.pkl" -n 1 "${net[@]}" --no-analysis -o "$out"; echo)
-  echo "| $d | $n | ${w}×3 | drgnfly | $wall | $(epoch_time "$out") | $cpu | $(echo "scale=1; $n / $cpu" | bc) | $(loss "$out") |"
+    --poses "$sim/pose.pkl" --ctf "$sim/ctf.pkl" -n 1 "${net[@]}" "${extra[@]}" --no-analysis -o "$out"; echo)
+  echo "| $d | $n | ${w}×3 | drgnfly ${extra[*]} | $wall | $(epoch_time "$out") | $cpu | $(echo "scale=1; $n / $cpu" | bc) | $(loss "$out") |"
+  [ -z "${ONLY_DRGNFLY:-}" ] || continue
   out="$dir/cryodrgn_${d}_${n}_$w"
   rm -rf "$out"
   read -r wall cpu < <(OMP_NUM_THREADS="$threads" MKL_NUM_THREADS="$threads" timed "$out.log" "$cryodrgn" \
