@@ -371,8 +371,20 @@ impl Decoder {
     /// (with `pe_type none` it follows cryoDRGN's `FTSliceDecoder`: every point decoded, then the voxels
     /// outside the sphere zeroed after scaling).
     /// Values are mapped back by ·std + mean and the last index of each axis is dropped. The inverse
-    /// Hartley transform is left to the caller (see [`HartleyVolume`]).
+    /// Hartley transform is left to the caller (see [`HartleyVolume`]). Keeps nothing for a backward pass
+    /// ([`crate::no_grad`]).
     pub fn eval_volume(
+        &self,
+        z: &[f32],
+        lattice_size: usize,
+        extent: f64,
+        norm: DataNorm,
+    ) -> Result<HartleyVolume> {
+        crate::no_grad(|| self.eval_volume_slices(z, lattice_size, extent, norm))
+    }
+
+    /// [`Self::eval_volume`], slice by slice.
+    fn eval_volume_slices(
         &self,
         z: &[f32],
         lattice_size: usize,

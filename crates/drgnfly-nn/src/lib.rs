@@ -38,6 +38,7 @@ pub mod decoder;
 pub mod encoder;
 pub mod error;
 mod fused;
+pub mod inference;
 pub mod loss;
 pub mod mlp;
 pub mod params;
@@ -51,6 +52,7 @@ pub use checkpoint::{load_checkpoint, read_checkpoint, read_cryodrgn_weights, sa
 pub use decoder::{DataNorm, Decoder, DecoderConfig, Domain, FourierDecoder, HartleyDecoder, HartleyVolume};
 pub use encoder::{EncodeMode, Encoder, EncoderConfig};
 pub use error::{Error, Result};
+pub use inference::no_grad;
 pub use loss::{vae_loss, KlWeight, LossValues, VaeLoss};
 pub use mlp::{Activation, Mlp, ResidLinearMlp};
 pub use params::ParamStore;

@@ -77,7 +77,7 @@ impl FusedNet {
         let op = FusedOp {
             net: Arc::new(Net { encoding, ..self.net.clone() }),
             n,
-            keep: params.track_op(),
+            keep: params.track_op() && crate::inference::grad_enabled(),
             saved: Mutex::new(None),
             pool: self.pool.clone(),
         };
@@ -300,6 +300,28 @@ mod tests {
         let (dy, dg) = (l2(&y[0], &y[1]), l2(&g[0], &g[1]));
         assert!(dy < 5e-3 && dy > 1e-6, "outputs: bf16 vs f32 relative difference {dy}");
         assert!(dg < 6e-2 && dg > 1e-6, "gradients: bf16 vs f32 relative difference {dg}");
+    }
+
+    #[test]
+    fn outputs_made_without_grad_still_backpropagate() {
+        let dev = Device::Cpu;
+        let mut cfg = DecoderConfig::new(17, 2);
+        (cfg.dim, cfg.layers) = (24, 2);
+        let store = ParamStore::new(5, &dev);
+        let dec = Decoder::new(&cfg, store.var_builder()).unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let coords = candle_core::Tensor::from_vec(points(2, 30, &mut rng), (2, 30, 3), &dev).unwrap();
+        let z = candle_core::Tensor::from_vec(vec![0.3f32, -0.2, 0.1, 0.4], (2, 2), &dev).unwrap();
+        let grads = |y: candle_core::Tensor| {
+            let g = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+            let w = &store.named_vars()[1].1;
+            g.get(w.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        };
+        let Decoder::Fourier(d) = &dec else { panic!("fourier decoder expected") };
+        let kept = grads(d.decode(&coords, Some(&z)).unwrap());
+        // Nothing was kept, so the backward recomputes the activations: the same gradients.
+        let recomputed = grads(crate::no_grad(|| d.decode(&coords, Some(&z))).unwrap());
+        assert_eq!(kept, recomputed);
     }
 
     #[test]

@@ -109,12 +109,12 @@ impl VaeTrainer {
     }
 
     /// Evaluation mode (z = μ), no step: the loss terms (β at the end of its schedule) and the posterior
-    /// (μ, log σ²), each `B × zdim` row-major (`eval_images`).
+    /// (μ, log σ²), each `B × zdim` row-major (`eval_images`). Keeps nothing for a backward pass.
     pub fn evaluate(&self, batch: &PreparedBatch) -> TrainResult<(LossValues, Vec<f32>, Vec<f32>)> {
         let input = encoder_input(batch)?;
         // The RNG is not used in evaluation mode.
         let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
-        let out = self.model.forward(input, &batch.coords, false, &mut rng)?;
+        let out = crate::no_grad(|| self.model.forward(input, &batch.coords, false, &mut rng))?;
         let kl = self.kl_weight(u64::MAX);
         let loss = vae_loss(&out.slice, &batch.target, batch.ctf.as_ref(), &out.mu, &out.logvar, kl)?;
         let (mu, logvar) =
