@@ -380,95 +380,86 @@ impl Decoder {
         extent: f64,
         norm: DataNorm,
     ) -> Result<HartleyVolume> {
-        crate::no_grad(|| self.eval_volume_slices(z, lattice_size, extent, norm))
-    }
-
-    /// [`Self::eval_volume`], slice by slice.
-    fn eval_volume_slices(
-        &self,
-        z: &[f32],
-        lattice_size: usize,
-        extent: f64,
-        norm: DataNorm,
-    ) -> Result<HartleyVolume> {
-        if lattice_size < 3 || lattice_size.is_multiple_of(2) {
-            return Err(Error::config(
-                "lattice D",
-                format!("volume lattice must be odd and ≥ 3, got {lattice_size}"),
-            ));
-        }
-        if !(extent > 0.0 && extent <= 0.5) {
-            return Err(Error::config("extent", format!("must be in (0, 0.5], got {extent}")));
-        }
-        if z.len() != self.zdim() {
-            return Err(Error::shape("eval_volume z", format!("({})", self.zdim()), &[z.len()]));
-        }
-        let dev = self.net().device.clone();
-        let zt = if z.is_empty() { None } else { Some(Tensor::from_slice(z, (1, z.len()), &dev)?) };
-        let zt = zt.as_ref();
-        // cryoDRGN's three behaviours: PositionalDecoder evaluates every point; FTPositionalDecoder only the
-        // points with |k| ≤ extent, the k_z = 0 slice with the symmetric half evaluation; FTSliceDecoder
-        // (pe_type none) decodes every point and zeroes the voxels outside the unit sphere of the
-        // normalised grid after scaling.
-        let (sphere_only, slice_decoder) = match self {
-            Decoder::Hartley(_) => (false, false),
-            Decoder::Fourier(dec) => {
-                (dec.net.encoding.kind() != PeType::None, dec.net.encoding.kind() == PeType::None)
+        crate::no_grad(|| {
+            if lattice_size < 3 || lattice_size.is_multiple_of(2) {
+                return Err(Error::config(
+                    "lattice D",
+                    format!("volume lattice must be odd and ≥ 3, got {lattice_size}"),
+                ));
             }
-        };
-        let axis = linspace(extent, lattice_size);
-        let d = lattice_size - 1;
-        let plane = lattice_size * lattice_size;
-        let mut values = vec![0f32; d * d * d];
-        let mut coords = Vec::with_capacity(3 * plane);
-        let mut kept = Vec::with_capacity(plane);
-        let ext2 = (extent * extent) as f32;
-        for (iz, &kz) in axis.iter().enumerate().take(d) {
-            coords.clear();
-            kept.clear();
-            for (iy, &ky) in axis.iter().enumerate() {
-                for (ix, &kx) in axis.iter().enumerate() {
-                    if !sphere_only || kx * kx + ky * ky + kz * kz <= ext2 {
-                        coords.extend_from_slice(&[kx, ky, kz]);
-                        kept.push(iy * lattice_size + ix);
+            if !(extent > 0.0 && extent <= 0.5) {
+                return Err(Error::config("extent", format!("must be in (0, 0.5], got {extent}")));
+            }
+            if z.len() != self.zdim() {
+                return Err(Error::shape("eval_volume z", format!("({})", self.zdim()), &[z.len()]));
+            }
+            let dev = self.net().device.clone();
+            let zt = if z.is_empty() { None } else { Some(Tensor::from_slice(z, (1, z.len()), &dev)?) };
+            let zt = zt.as_ref();
+            // cryoDRGN's three behaviours: PositionalDecoder evaluates every point; FTPositionalDecoder only the
+            // points with |k| ≤ extent, the k_z = 0 slice with the symmetric half evaluation; FTSliceDecoder
+            // (pe_type none) decodes every point and zeroes the voxels outside the unit sphere of the
+            // normalised grid after scaling.
+            let (sphere_only, slice_decoder) = match self {
+                Decoder::Hartley(_) => (false, false),
+                Decoder::Fourier(dec) => {
+                    (dec.net.encoding.kind() != PeType::None, dec.net.encoding.kind() == PeType::None)
+                }
+            };
+            let axis = linspace(extent, lattice_size);
+            let d = lattice_size - 1;
+            let plane = lattice_size * lattice_size;
+            let mut values = vec![0f32; d * d * d];
+            let mut coords = Vec::with_capacity(3 * plane);
+            let mut kept = Vec::with_capacity(plane);
+            let ext2 = (extent * extent) as f32;
+            for (iz, &kz) in axis.iter().enumerate().take(d) {
+                coords.clear();
+                kept.clear();
+                for (iy, &ky) in axis.iter().enumerate() {
+                    for (ix, &kx) in axis.iter().enumerate() {
+                        if !sphere_only || kx * kx + ky * ky + kz * kz <= ext2 {
+                            coords.extend_from_slice(&[kx, ky, kz]);
+                            kept.push(iy * lattice_size + ix);
+                        }
+                    }
+                }
+                if kept.is_empty() {
+                    continue;
+                }
+                let c = Tensor::from_slice(&coords, (1, kept.len(), 3), &dev)?;
+                let h = match self {
+                    Decoder::Hartley(dec) => dec.forward(&c, zt)?,
+                    Decoder::Fourier(dec) if kz == 0.0 && !slice_decoder => dec.forward(&c, zt)?,
+                    Decoder::Fourier(dec) => {
+                        let f = dec.decode(&c, zt)?;
+                        (f.narrow(2, 0, 1)? - f.narrow(2, 1, 1)?)?
+                    }
+                };
+                let h = h.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+                let mut slice = vec![0f32; plane];
+                for (&p, &v) in kept.iter().zip(&h) {
+                    slice[p] = v;
+                }
+                let out = &mut values[iz * d * d..(iz + 1) * d * d];
+                for iy in 0..d {
+                    for ix in 0..d {
+                        out[iy * d + ix] = slice[iy * lattice_size + ix] * norm.std + norm.mean;
                     }
                 }
             }
-            if kept.is_empty() {
-                continue;
-            }
-            let c = Tensor::from_slice(&coords, (1, kept.len(), 3), &dev)?;
-            let h = match self {
-                Decoder::Hartley(dec) => dec.forward(&c, zt)?,
-                Decoder::Fourier(dec) if kz == 0.0 && !slice_decoder => dec.forward(&c, zt)?,
-                Decoder::Fourier(dec) => {
-                    let f = dec.decode(&c, zt)?;
-                    (f.narrow(2, 0, 1)? - f.narrow(2, 1, 1)?)?
-                }
-            };
-            let h = h.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
-            let mut slice = vec![0f32; plane];
-            for (&p, &v) in kept.iter().zip(&h) {
-                slice[p] = v;
-            }
-            let out = &mut values[iz * d * d..(iz + 1) * d * d];
-            for iy in 0..d {
-                for ix in 0..d {
-                    out[iy * d + ix] = slice[iy * lattice_size + ix] * norm.std + norm.mean;
+            if slice_decoder {
+                // utils.zero_sphere: r > 1 on linspace(−1, 1, D_lat) per axis, in f64.
+                let unit = |i: usize| -1.0 + 2.0 * i as f64 / d as f64;
+                for (i, v) in values.iter_mut().enumerate() {
+                    let (iz, iy, ix) = (i / (d * d), (i / d) % d, i % d);
+                    if (unit(ix).powi(2) + unit(iy).powi(2) + unit(iz).powi(2)).sqrt() > 1.0 {
+                        *v = 0.0;
+                    }
                 }
             }
-        }
-        if slice_decoder {
-            // utils.zero_sphere: r > 1 on linspace(−1, 1, D_lat) per axis, in f64.
-            let unit = |i: usize| -1.0 + 2.0 * i as f64 / d as f64;
-            for (i, v) in values.iter_mut().enumerate() {
-                let (iz, iy, ix) = (i / (d * d), (i / d) % d, i % d);
-                if (unit(ix).powi(2) + unit(iy).powi(2) + unit(iz).powi(2)).sqrt() > 1.0 {
-                    *v = 0.0;
-                }
-            }
-        }
-        Ok(HartleyVolume { d, values })
+            Ok(HartleyVolume { d, values })
+        })
     }
 }
 
