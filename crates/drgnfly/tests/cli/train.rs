@@ -300,6 +300,35 @@ fn resume_from_latest_matches_a_straight_run() {
 }
 
 #[test]
+fn no_amp_keeps_float32_and_the_log_says_which_precision_ran() {
+    let sim = simulate_hinge(16, 48, &[0.0, 1.0], Some(1.0), 6);
+    let train = |outdir: &str, extra: &[&str]| {
+        let mut args: Vec<&str> =
+            vec!["--threads", "1", "train-vae", "particles.mrcs", "--poses", "pose.pkl"];
+        args.extend(["--ctf", "ctf.pkl", "--zdim", "2", "-n", "1", "-b", "16", "--seed", "4", "-o", outdir]);
+        args.extend(["--no-analysis", "--enc-dim", "32", "--dec-dim", "32"]);
+        args.extend(extra);
+        drgnfly(sim.dir.path(), &args).ok();
+        let log = std::fs::read_to_string(sim.path(&format!("{outdir}/run.log"))).expect("run.log");
+        let (z, _, _) = load_latents(sim.path(&format!("{outdir}/z.1.pkl"))).expect("z");
+        (log, z)
+    };
+    let (mixed_log, mixed_z) = train("mixed", &[]);
+    let (f32_log, f32_z) = train("f32", &["--no-amp"]);
+    assert!(f32_log.contains("precision float32 (--no-amp)"), "{f32_log}");
+    if drgnfly_nn::DecoderConfig::mixed_precision_available() {
+        assert!(mixed_log.contains("precision mixed (bfloat16 products, float32 sums)"), "{mixed_log}");
+        assert_ne!(mixed_z, f32_z, "bf16 products must change the trained model's latents slightly");
+        let diff = mixed_z.iter().zip(&f32_z).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let scale = f32_z.iter().map(|v| v.abs()).fold(0f32, f32::max);
+        assert!(diff < 0.1 * scale, "mixed and full precision latents differ by {diff} (scale {scale})");
+    } else {
+        assert!(mixed_log.contains("precision float32 (this CPU has no AVX-512 BF16)"), "{mixed_log}");
+        assert_eq!(mixed_z, f32_z);
+    }
+}
+
+#[test]
 fn train_nn_reconstructs_the_phantom() {
     let d = 32;
     let sim = simulate_hinge(d, 800, &[0.0, 0.5], None, 21);
