@@ -95,7 +95,7 @@ impl std::fmt::Debug for Buffers {
     }
 }
 
-/// At most this many buffers are kept (a step uses `layers + 3`).
+/// At most this many buffers are kept (a step uses `layers + 2`, plus one gradient buffer per thread).
 const MAX_POOLED: usize = 16;
 
 impl Buffers {
@@ -344,9 +344,9 @@ impl Net {
     /// Gradients (flat parameters, z) of a loss whose gradient with respect to the outputs is `grad`
     /// (B·N × out), given the forward pass's `saved` activations.
     ///
-    /// The rows are split evenly into one contiguous run per thread, cut into tiles; each run sums its own parameter gradients
-    /// and the runs are added in order, so a given thread count always sums in the same order (runs are
-    /// reproducible).
+    /// The rows are split evenly into one contiguous run per thread, cut into tiles; each run sums its own
+    /// parameter gradients and the runs are added in order, so a given thread count always sums in the
+    /// same order (runs are reproducible).
     pub(crate) fn backward(
         &self,
         grad: &[f32],
