@@ -35,6 +35,7 @@ use rayon::prelude::*;
 use crate::ctf::CtfParams;
 use crate::fsc::{fsc, FscCurve};
 use crate::hartley::{unsymmetrize_ht3, HartleyPlan};
+use crate::pose::Pose;
 use crate::rotation::Mat3;
 use crate::{Error, Result};
 
@@ -65,15 +66,6 @@ impl BackprojectConfig {
     pub fn new(d: usize) -> Self {
         Self { d, ctf_alg: CtfAlg::Mul, reg_weight: 1.0, half_maps: true }
     }
-}
-
-/// One image's pose: rotation and the shift (px) that centres it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Pose {
-    /// Rotation (slice at `Rᵀ(kx, ky, 0)`).
-    pub rot: Mat3,
-    /// Translation in pixels applied as `+t` (see [`crate::translate`]).
-    pub shift_px: [f32; 2],
 }
 
 /// Sums and weights on the `(D+1)³` grid, `[z][y][x]`.

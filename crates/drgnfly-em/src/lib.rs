@@ -3,7 +3,8 @@
 //! The tour: [`hartley::HartleyPlan`] (centred Hartley transforms, planned once, parallel over batches) and
 //! [`fft::CenteredFft`]; the symmetrized Fourier [`lattice::Lattice`] with its circular masks;
 //! [`window`] and [`mask`] (image windows, volume masks); the [`ctf::CtfParams`] CTF; [`rotation`]
-//! conventions and pose metrics; [`translate`] (phase shifts); and [`preprocess::Preprocessor`], the
+//! conventions and pose metrics; [`pose::Pose`] (rotation + shift in pixels, and pose.pkl's
+//! fraction ↔ pixel conversion); [`translate`] (phase shifts); and [`preprocess::Preprocessor`], the
 //! particle pipeline (window → invert → Hartley → symmetrize → normalize).
 //!
 //! ```
@@ -77,6 +78,7 @@ pub mod hartley;
 pub mod lattice;
 pub mod mask;
 pub mod phantom;
+pub mod pose;
 pub mod preprocess;
 pub mod project;
 pub mod rotation;

@@ -397,10 +397,11 @@ impl HalfLattice {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backproject::{BackprojectConfig, Backprojector, Pose};
+    use crate::backproject::{BackprojectConfig, Backprojector};
     use crate::fsc::fsc;
     use crate::hartley::{symmetrize_ht, HartleyPlan};
     use crate::phantom::HingePhantom;
+    use crate::pose::Pose;
 
     fn sym_hts(imgs: &[f32], d: usize) -> Vec<f32> {
         let mut ht = imgs.to_vec();

@@ -126,6 +126,15 @@ impl ParticleSource {
         Ok(Self { input, kind, stacks, map, ind: opts.ind.clone(), n_rows, d })
     }
 
+    /// Restrict the source to `rows` of its file, in that order (`--ind`), without opening anything again:
+    /// the selection needs the number of rows, which only an opened source knows. Replaces any earlier
+    /// selection.
+    pub fn select(mut self, rows: Vec<usize>) -> Result<Self> {
+        check_selection(&self.input, &rows, self.n_rows)?;
+        self.ind = Some(rows);
+        Ok(self)
+    }
+
     /// The file the source was opened from.
     pub fn path(&self) -> &Path {
         &self.input

@@ -4,6 +4,7 @@
 //! - the model's state dict under cryoDRGN's names (`encoder.main.0.weight`, `decoder.rand_freqs`, …), so
 //!   it can also be opened directly as weights (for example with `VarBuilder::from_mmaped_safetensors`);
 //! - the optimizer state under `optimizer.` + [`Adam::state_tensors`] names (absent when none was given);
+//! - per-particle tables (poses, latents) and their optimizer state under `table.`;
 //! - `epoch`: an i64 tensor of shape (1,), the number of completed epochs as the caller counts them.
 //!
 //! The run configuration (YAML/JSON) is written beside it by the caller. Files are written to a temporary
@@ -19,10 +20,11 @@ use crate::error::{Error, Result};
 use crate::params::ParamStore;
 
 const OPTIMIZER_PREFIX: &str = "optimizer.";
+const TABLE_PREFIX: &str = "table.";
 const EPOCH_KEY: &str = "epoch";
 
-/// The contents of a checkpoint file.
-#[derive(Clone, Debug)]
+/// The contents of a checkpoint file: everything a trainer needs to resume exactly.
+#[derive(Clone, Debug, Default)]
 pub struct Checkpoint {
     /// Completed epochs.
     pub epoch: u64,
@@ -30,19 +32,45 @@ pub struct Checkpoint {
     pub model: HashMap<String, Tensor>,
     /// Optimizer state (names without the `optimizer.` prefix); empty when the file has none.
     pub optimizer: HashMap<String, Tensor>,
+    /// Per-particle tables and their optimizers (pose and latent tables; names without the `table.`
+    /// prefix); empty for trainers without tables.
+    pub tables: HashMap<String, Tensor>,
 }
 
-/// Write `params`, the optimizer state (if any) and `epoch` to `path` atomically.
-pub fn save_checkpoint(path: &Path, params: &ParamStore, optimizer: Option<&Adam>, epoch: u64) -> Result<()> {
-    let mut all = params.tensors();
-    if let Some(adam) = optimizer {
-        for (k, v) in adam.state_tensors()? {
-            all.insert(format!("{OPTIMIZER_PREFIX}{k}"), v);
-        }
+impl Checkpoint {
+    /// The state of a model and its optimizer (epoch 0, no tables).
+    pub fn capture(params: &ParamStore, optimizer: Option<&Adam>) -> Result<Self> {
+        let optimizer = match optimizer {
+            Some(adam) => adam.state_tensors()?,
+            None => HashMap::new(),
+        };
+        Ok(Self { epoch: 0, model: params.tensors(), optimizer, tables: HashMap::new() })
     }
+
+    /// Load the model into `params`, and the optimizer state into `optimizer` when given (the checkpoint
+    /// at `path` must then hold one).
+    pub fn restore(&self, params: &ParamStore, optimizer: Option<&mut Adam>, path: &Path) -> Result<()> {
+        params.load_state(&self.model, path)?;
+        if let Some(adam) = optimizer {
+            adam.load_state_tensors(&self.optimizer, path)?;
+        }
+        Ok(())
+    }
+}
+
+/// Write a checkpoint to `path` atomically.
+pub fn write_checkpoint(path: &Path, ckpt: &Checkpoint) -> Result<()> {
+    let mut all = ckpt.model.clone();
+    for (k, v) in &ckpt.optimizer {
+        all.insert(format!("{OPTIMIZER_PREFIX}{k}"), v.clone());
+    }
+    for (k, v) in &ckpt.tables {
+        all.insert(format!("{TABLE_PREFIX}{k}"), v.clone());
+    }
+    let epoch = ckpt.epoch;
     let epoch =
         i64::try_from(epoch).map_err(|_| Error::config("epoch", format!("{epoch} does not fit i64")))?;
-    all.insert(EPOCH_KEY.to_string(), Tensor::new(&[epoch], params.device())?);
+    all.insert(EPOCH_KEY.to_string(), Tensor::new(&[epoch], &Device::Cpu)?);
     let tmp = temp_path(path);
     let written = candle_core::safetensors::save(&all, &tmp).map_err(Error::from).and_then(|()| {
         std::fs::rename(&tmp, path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })
@@ -62,13 +90,15 @@ pub fn read_checkpoint(path: &Path, device: &Device) -> Result<Checkpoint> {
         problem: format!("not a readable safetensors file ({e})"),
         hint: "pass a drgnfly checkpoint (weights.N.safetensors); cryoDRGN's weights.N.pkl loads with read_cryodrgn_weights",
     })?;
-    let mut ckpt = Checkpoint { epoch: 0, model: HashMap::new(), optimizer: HashMap::new() };
+    let mut ckpt = Checkpoint::default();
     let mut epoch = None;
     for (name, t) in all {
         if name == EPOCH_KEY {
             epoch = t.flatten_all()?.to_dtype(DType::I64)?.to_vec1::<i64>()?.first().copied();
         } else if let Some(rest) = name.strip_prefix(OPTIMIZER_PREFIX) {
             ckpt.optimizer.insert(rest.to_string(), t);
+        } else if let Some(rest) = name.strip_prefix(TABLE_PREFIX) {
+            ckpt.tables.insert(rest.to_string(), t);
         } else {
             ckpt.model.insert(name, t);
         }
@@ -84,17 +114,6 @@ pub fn read_checkpoint(path: &Path, device: &Device) -> Result<Checkpoint> {
         }
     };
     Ok(ckpt)
-}
-
-/// Load a checkpoint into `params` (and `optimizer` when given: the file must then hold optimizer state)
-/// and return its epoch.
-pub fn load_checkpoint(path: &Path, params: &ParamStore, optimizer: Option<&mut Adam>) -> Result<u64> {
-    let ckpt = read_checkpoint(path, params.device())?;
-    params.load_state(&ckpt.model, path)?;
-    if let Some(adam) = optimizer {
-        adam.load_state_tensors(&ckpt.optimizer, path)?;
-    }
-    Ok(ckpt.epoch)
 }
 
 /// The model state dict of a cryoDRGN checkpoint (`torch.save` zip holding `{epoch, model_state_dict,
@@ -153,12 +172,19 @@ mod tests {
 
         let dir = tempfile::tempdir().map_err(|e| Error::Io { path: "tempdir".into(), source: e })?;
         let path = dir.path().join("weights.1.safetensors");
-        save_checkpoint(&path, &store, Some(&adam), 1)?;
+        let mut ckpt = Checkpoint::capture(&store, Some(&adam))?;
+        ckpt.epoch = 1;
+        ckpt.tables.insert("pose.shift".into(), Tensor::new(&[[1.5f32, -2.0]], &dev)?);
+        write_checkpoint(&path, &ckpt)?;
 
         let store2 = ParamStore::new(99, &dev);
         let dec2 = Decoder::new(&cfg, store2.var_builder())?;
         let mut adam2 = Adam::new(store2.named_vars(), AdamConfig::default())?;
-        assert_eq!(load_checkpoint(&path, &store2, Some(&mut adam2))?, 1);
+        let back = read_checkpoint(&path, &dev)?;
+        assert_eq!(back.epoch, 1);
+        assert_eq!(back.tables["pose.shift"].to_vec2::<f32>()?, [[1.5, -2.0]]);
+        assert!(!back.model.contains_key("table.pose.shift"), "tables stay out of the model state");
+        back.restore(&store2, Some(&mut adam2), &path)?;
         let a = dec.forward(&coords, Some(&z))?.to_vec2::<f32>()?;
         assert_eq!(a, dec2.forward(&coords, Some(&z))?.to_vec2::<f32>()?);
         // Both optimizers take the same next step from the same state.

@@ -9,9 +9,11 @@
 //!   [`FourierDecoder`] (half-space trick), selected by [`Decoder`] from a [`DecoderConfig`].
 //!   [`Decoder::eval_volume`] decodes a volume's Hartley grid.
 //! - [`Encoder`] (masked image → μ, log σ²) and [`HetOnlyVae`], with [`vae_loss`].
-//! - [`Adam`] with saveable state, and [`save_checkpoint`] / [`load_checkpoint`].
-//! - [`train`]: batch preparation (window, Hartley, normalize, translate, CTF, rotated lattice) and the
-//!   VAE and homogeneous trainers the CLI drives.
+//! - [`Adam`] with saveable state, and [`Checkpoint`] ([`write_checkpoint`] / [`read_checkpoint`]).
+//! - [`data::Dataset`]: particles + poses + CTF + selection, opened and checked once.
+//! - [`train`]: batch preparation (window, Hartley, normalize, translate, CTF, rotated lattice), the one
+//!   training driver ([`train::fit`]) with its [`train::Trainer`] and [`train::Hooks`] traits, the per-particle
+//!   [`train::PoseTable`], and the VAE and homogeneous trainers.
 //!
 //! Names of variables are cryoDRGN's PyTorch state-dict keys throughout, so `weights.pkl` files import by
 //! name.
@@ -34,6 +36,7 @@
 pub mod adam;
 pub mod beta;
 pub mod checkpoint;
+pub mod data;
 pub mod decoder;
 pub mod encoder;
 pub mod error;
@@ -48,7 +51,7 @@ pub mod vae;
 
 pub use adam::{Adam, AdamConfig};
 pub use beta::BetaSchedule;
-pub use checkpoint::{load_checkpoint, read_checkpoint, read_cryodrgn_weights, save_checkpoint, Checkpoint};
+pub use checkpoint::{read_checkpoint, read_cryodrgn_weights, write_checkpoint, Checkpoint};
 pub use decoder::{DataNorm, Decoder, DecoderConfig, Domain, FourierDecoder, HartleyDecoder, HartleyVolume};
 pub use encoder::{EncodeMode, Encoder, EncoderConfig};
 pub use error::{Error, Result};

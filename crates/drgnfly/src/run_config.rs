@@ -99,9 +99,22 @@ pub struct LatticeArgs {
     pub ignore_dc: bool,
 }
 
+/// What a run trains. drgnfly writes it; cryoDRGN's configs have none, and theirs is read from `zdim`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// Encoder + z-conditioned decoder with known poses (`train-vae`).
+    Vae,
+    /// One decoder, no latent, known poses (`train-nn`).
+    Homogeneous,
+}
+
 /// `model_args`; everything optional so cryoDRGN's variants load, with cryoDRGN's defaults filled in.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ModelArgs {
+    /// What the run trains (drgnfly's key; see [`RunConfig::model_kind`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ModelKind>,
     /// Encoder hidden layers (homogeneous runs: decoder layers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qlayers: Option<usize>,
@@ -199,6 +212,12 @@ impl RunConfig {
         self.model_args.zdim.unwrap_or(0)
     }
 
+    /// What the run trains: `model_args.kind`, or for cryoDRGN's configs (which have none) a VAE when
+    /// `zdim` is set and a homogeneous model otherwise.
+    pub fn model_kind(&self) -> ModelKind {
+        self.model_args.kind.unwrap_or(if self.zdim() > 0 { ModelKind::Vae } else { ModelKind::Homogeneous })
+    }
+
     /// `[mean, std]` checked.
     pub fn norm(&self) -> anyhow::Result<DataNorm> {
         match self.dataset_args.norm.as_slice() {
@@ -211,7 +230,7 @@ impl RunConfig {
     pub fn decoder_config(&self) -> DecoderConfig {
         let m = &self.model_args;
         let mut cfg = DecoderConfig::new(self.lattice_args.d, self.zdim());
-        let homogeneous = self.zdim() == 0;
+        let homogeneous = self.model_kind() == ModelKind::Homogeneous;
         let (layers, dim) = if homogeneous {
             (m.players.or(m.layers).or(m.qlayers), m.pdim.or(m.dim).or(m.qdim))
         } else {
@@ -230,7 +249,7 @@ impl RunConfig {
     /// The encoder of a heterogeneous run (`None` when zdim is 0), for `encoder_inputs` masked pixels.
     pub fn encoder_config(&self, encoder_inputs: usize) -> Option<EncoderConfig> {
         let zdim = self.zdim();
-        (zdim > 0).then(|| {
+        (self.model_kind() == ModelKind::Vae).then(|| {
             let m = &self.model_args;
             let mut cfg = EncoderConfig::new(encoder_inputs, zdim);
             cfg.layers = m.qlayers.unwrap_or(cfg.layers);
@@ -287,6 +306,7 @@ mod tests {
         let enc = cfg.encoder_config(3208).unwrap();
         assert_eq!((enc.layers, enc.dim, enc.in_dim), (2, 8, 3208));
         assert_eq!(cfg.model_args.enc_mask, Some(32));
+        assert_eq!(cfg.model_kind(), ModelKind::Vae, "cryoDRGN's configs have no kind: read from zdim");
     }
 
     #[test]
@@ -308,14 +328,22 @@ mod tests {
                 do_pose_sgd: false,
             },
             lattice_args: LatticeArgs { d: 33, extent: 0.5, ignore_dc: true },
-            model_args: ModelArgs { qlayers: Some(2), qdim: Some(64), ..Default::default() },
+            model_args: ModelArgs {
+                kind: Some(ModelKind::Homogeneous),
+                qlayers: Some(2),
+                qdim: Some(64),
+                ..Default::default()
+            },
             seed: Some(7),
             version: Some("0.1.0".into()),
             cmd: Some(vec!["drgnfly".into(), "train-nn".into()]),
         };
         cfg.write(&path).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains("D: 33") && text.contains("ignore_DC: true"), "{text}");
+        assert!(
+            text.contains("D: 33") && text.contains("ignore_DC: true") && text.contains("kind: homogeneous"),
+            "{text}"
+        );
         let back = RunConfig::read(&path).unwrap();
         assert_eq!(back, cfg);
         // Homogeneous: the decoder size comes from qlayers/qdim.

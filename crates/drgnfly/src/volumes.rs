@@ -25,7 +25,7 @@ use drgnfly_em::hartley::HartleyPlan;
 use drgnfly_io::mrc::{write_volume, MrcDtype};
 use drgnfly_nn::{read_checkpoint, read_cryodrgn_weights, DataNorm, Decoder, HetOnlyVae, ParamStore};
 
-use crate::run_config::RunConfig;
+use crate::run_config::{ModelKind, RunConfig};
 
 /// Post-processing of generated volumes (cryoDRGN's eval_vol flags).
 #[derive(Clone, Debug, Default)]
@@ -85,7 +85,7 @@ impl VolumeDecoder {
         let config = RunConfig::read(config_path)?;
         let store = ParamStore::new(0, &Device::Cpu);
         let mut dec_cfg = config.decoder_config();
-        let decoder = if config.zdim() == 0 {
+        let decoder = if config.model_kind() == ModelKind::Homogeneous {
             dec_cfg.zdim = 0;
             Decoder::new(&dec_cfg, store.var_builder())
                 .with_context(|| format!("{}: model_args", config_path.display()))?
@@ -99,12 +99,33 @@ impl VolumeDecoder {
         store.load_state(&read_model_state(weights)?, weights).with_context(|| {
             format!("{} does not match the model described by {}", weights.display(), config_path.display())
         })?;
-        let default_apix = config
-            .ctf_path(config_path)
-            .and_then(|p| drgnfly_io::pickle::load_ctf(p).ok())
-            .and_then(|rows| rows.first().map(|r| r[0] * r[1] / config.image_size() as f32))
-            .filter(|a| a.is_finite() && *a > 0.0)
-            .unwrap_or(1.0);
+        let default_apix = match config.ctf_path(config_path) {
+            None => 1.0,
+            Some(ctf) if !ctf.exists() => {
+                tracing::warn!(
+                    "{}: the run's ctf.pkl {} is not there; maps are written at 1 Å/px unless --Apix is given",
+                    config_path.display(),
+                    ctf.display()
+                );
+                1.0
+            }
+            Some(ctf) => {
+                let rows = drgnfly_io::pickle::load_ctf(&ctf).with_context(|| {
+                    format!(
+                        "reading the pixel size from the run's ctf.pkl (dataset_args.ctf of {}); fix the file or \
+                         the config",
+                        config_path.display()
+                    )
+                })?;
+                match rows.first().map(|r| r[0] * r[1] / config.image_size() as f32) {
+                    Some(a) if a.is_finite() && a > 0.0 => a,
+                    _ => bail!(
+                        "{}: its first row has no usable box size and pixel size; fix the file or pass --Apix",
+                        ctf.display()
+                    ),
+                }
+            }
+        };
         Ok(Self::new(decoder, config.norm()?, config.lattice_args.d, default_apix))
     }
 

@@ -16,20 +16,14 @@
 use candle_core::{Device, Tensor};
 use drgnfly_em::ctf::{compute_batch, CtfParams};
 use drgnfly_em::lattice::Lattice;
+use drgnfly_em::pose::Pose;
 use drgnfly_em::preprocess::{Normalization, PreprocessConfig, Preprocessor};
+use drgnfly_em::rotation::to_f32;
 use drgnfly_em::translate::translate_ht_batch;
 
 use super::error::TrainResult;
+use crate::data::Dataset;
 use crate::error::Error;
-
-/// The pose of one image: rotation (cryoDRGN convention) and the shift that centres it, in pixels.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ImagePose {
-    /// Rotation matrix, row-major.
-    pub rot: [[f32; 3]; 3],
-    /// Shift (x, y) in pixels of the D-pixel image.
-    pub shift_px: [f32; 2],
-}
 
 /// Which lattice points feed the encoder (`--enc-mask`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,6 +109,11 @@ impl BatchPrep {
         Ok(Self { d, lattice, preprocessor, mask, mask_xy, encoder, device: device.clone() })
     }
 
+    /// The device the tensors are put on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     /// Image side D.
     pub fn image_size(&self) -> usize {
         self.d
@@ -140,12 +139,22 @@ impl BatchPrep {
         self.preprocessor.norm()
     }
 
+    /// Prepare raw images `(B, D, D)` of dataset `positions` with the dataset's poses and CTF.
+    pub fn prepare_positions(
+        &self,
+        data: &Dataset,
+        positions: &[usize],
+        raw: &[f32],
+    ) -> TrainResult<PreparedBatch> {
+        self.prepare(raw, &data.batch_poses(positions), data.batch_ctf(positions).as_deref())
+    }
+
     /// Prepare raw images `(B, D, D)` with one pose (and CTF) per image (module docs). Fails on NaN/Inf
     /// pixels naming the image's place in the batch, and on mismatched lengths.
     pub fn prepare(
         &self,
         raw: &[f32],
-        poses: &[ImagePose],
+        poses: &[Pose],
         ctf: Option<&[CtfParams]>,
     ) -> TrainResult<PreparedBatch> {
         let b = poses.len();
@@ -203,7 +212,7 @@ impl BatchPrep {
         };
         let mut coords = Vec::with_capacity(b * m * 3);
         for p in poses {
-            let r = p.rot;
+            let r = to_f32(&p.rot);
             // (x, y, 0) · R: row vector times matrix.
             for &[x, y] in &self.mask_xy {
                 coords.extend((0..3).map(|j| x * r[0][j] + y * r[1][j]));
@@ -234,15 +243,15 @@ mod tests {
         BatchPrep::new(8, &cfg, Normalization { mean: 0.0, std: 2.0 }, encoder, &Device::Cpu).unwrap()
     }
 
-    fn identity() -> [[f32; 3]; 3] {
-        [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]
+    fn identity() -> drgnfly_em::rotation::Mat3 {
+        drgnfly_em::rotation::IDENTITY
     }
 
     #[test]
     fn target_is_the_normalized_hartley_image_on_the_mask() {
         let p = prep(EncoderInput::Disc(4));
         let raw: Vec<f32> = (0..64).map(|i| ((i * 7) % 5) as f32 - 2.0).collect();
-        let batch = p.prepare(&raw, &[ImagePose { rot: identity(), shift_px: [0.0, 0.0] }], None).unwrap();
+        let batch = p.prepare(&raw, &[Pose { rot: identity(), shift_px: [0.0, 0.0] }], None).unwrap();
         let plan = HartleyPlan::new(8).unwrap();
         let mut ht = raw.clone();
         plan.ht2_center(&mut ht, &mut plan.make_scratch()).unwrap();
@@ -277,7 +286,7 @@ mod tests {
             bfactor: None,
             scale: 1.0,
         };
-        let batch = p.prepare(&raw, &[ImagePose { rot, shift_px: [0.0, 0.0] }], Some(&[ctf])).unwrap();
+        let batch = p.prepare(&raw, &[Pose { rot, shift_px: [0.0, 0.0] }], Some(&[ctf])).unwrap();
         let coords = batch.coords.to_vec3::<f32>().unwrap();
         let lat = Lattice::new(9, 0.5).unwrap();
         let mask = lat.circular_mask(4.0, true);
@@ -296,7 +305,7 @@ mod tests {
     #[test]
     fn bad_inputs_are_errors() {
         let p = prep(EncoderInput::Disc(4));
-        let pose = ImagePose { rot: identity(), shift_px: [0.0, 0.0] };
+        let pose = Pose { rot: identity(), shift_px: [0.0, 0.0] };
         let mut raw = vec![0.5f32; 64];
         raw[10] = f32::NAN;
         assert!(matches!(p.prepare(&raw, &[pose], None), Err(super::super::TrainError::Data(_))));

@@ -1,6 +1,6 @@
-//! Errors of the trainers: the model layer's [`crate::Error`] or the physics layer's
-//! [`drgnfly_em::Error`] (bad images, CTF parameters, shapes), kept apart so callers can tell a bad input
-//! image from a diverging model.
+//! Errors of the trainers and the training driver: the model layer's [`crate::Error`], the physics layer's
+//! [`drgnfly_em::Error`] (bad images, CTF parameters, shapes) and the file layer's [`drgnfly_io::Error`], kept
+//! apart so callers can tell a bad input from a diverging model; plus where in training a failure happened.
 
 /// Result alias for the trainers.
 pub type TrainResult<T> = std::result::Result<T, TrainError>;
@@ -15,6 +15,24 @@ pub enum TrainError {
     /// Preprocessing the images: NaN/Inf pixels, shape contracts, CTF parameters.
     #[error(transparent)]
     Data(#[from] drgnfly_em::Error),
+    /// Reading particles, poses, CTF or a selection.
+    #[error(transparent)]
+    Io(#[from] drgnfly_io::Error),
+    /// Input files that disagree or hold unusable values; the message names the file and the fix.
+    #[error("{message}")]
+    Input {
+        /// File, problem and what to do.
+        message: String,
+    },
+    /// A failure inside one batch, with the batch's particles (and the one with a NaN/Inf pixel, if any).
+    #[error("{context}")]
+    InBatch {
+        /// Stage, batch number, particle positions (see [`crate::data::Dataset::batch_context`]).
+        context: String,
+        /// What failed.
+        #[source]
+        source: Box<TrainError>,
+    },
 }
 
 impl From<candle_core::Error> for TrainError {

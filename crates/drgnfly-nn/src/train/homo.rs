@@ -5,26 +5,26 @@
 
 use std::path::Path;
 
-use candle_core::Device;
-
-use super::batch::PreparedBatch;
+use super::batch::{BatchPrep, PreparedBatch};
+use super::driver::{Step, Trainer};
 use super::error::TrainResult;
 use crate::adam::{Adam, AdamConfig};
-use crate::checkpoint::{load_checkpoint, save_checkpoint};
+use crate::checkpoint::Checkpoint;
 use crate::decoder::{Decoder, DecoderConfig};
 use crate::error::Error;
 use crate::params::ParamStore;
 
-/// Decoder, parameters and optimizer of a `train_nn` run.
+/// Decoder, parameters, optimizer and batch preparation of a `train_nn` run.
 pub struct HomoTrainer {
     store: ParamStore,
     decoder: Decoder,
     adam: Adam,
+    prep: BatchPrep,
 }
 
 impl HomoTrainer {
-    /// A fresh decoder (`decoder.zdim` must be 0) initialised from `seed`.
-    pub fn new(decoder: &DecoderConfig, seed: u64, adam: AdamConfig, device: &Device) -> TrainResult<Self> {
+    /// A fresh decoder (`decoder.zdim` must be 0) initialised from `seed`, trained on batches from `prep`.
+    pub fn new(decoder: &DecoderConfig, seed: u64, adam: AdamConfig, prep: BatchPrep) -> TrainResult<Self> {
         if decoder.zdim != 0 {
             return Err(Error::Config {
                 field: "zdim",
@@ -32,10 +32,10 @@ impl HomoTrainer {
             }
             .into());
         }
-        let store = ParamStore::new(seed, device);
+        let store = ParamStore::new(seed, prep.device());
         let decoder = Decoder::new(decoder, store.var_builder())?;
         let adam = Adam::new(store.named_vars(), adam)?;
-        Ok(Self { store, decoder, adam })
+        Ok(Self { store, decoder, adam, prep })
     }
 
     /// The parameters.
@@ -46,6 +46,11 @@ impl HomoTrainer {
     /// The decoder.
     pub fn decoder(&self) -> &Decoder {
         &self.decoder
+    }
+
+    /// The batch preparation.
+    pub fn prep(&self) -> &BatchPrep {
+        &self.prep
     }
 
     /// One step; returns the batch's MSE before the step, or [`Error::NonFinite`] (no step taken).
@@ -68,15 +73,24 @@ impl HomoTrainer {
         self.adam.backward_step(&loss)?;
         Ok(value)
     }
+}
 
-    /// Write decoder, optimizer state and completed epochs to `path` (atomic).
-    pub fn save(&self, path: &Path, epoch: u64) -> TrainResult<()> {
-        Ok(save_checkpoint(path, &self.store, Some(&self.adam), epoch)?)
+impl Trainer for HomoTrainer {
+    fn loss_terms(&self) -> &'static [&'static str] {
+        &["loss"]
     }
 
-    /// Restore decoder and optimizer; returns the checkpoint's epoch.
-    pub fn load(&mut self, path: &Path) -> TrainResult<u64> {
-        Ok(load_checkpoint(path, &self.store, Some(&mut self.adam))?)
+    fn step(&mut self, step: Step<'_>) -> TrainResult<Vec<f32>> {
+        let batch = self.prep.prepare_positions(step.data, step.positions, step.images)?;
+        Ok(vec![self.train_step(&batch)?])
+    }
+
+    fn state(&self) -> TrainResult<Checkpoint> {
+        Ok(Checkpoint::capture(&self.store, Some(&self.adam))?)
+    }
+
+    fn restore(&mut self, ckpt: &Checkpoint, path: &Path) -> TrainResult<()> {
+        Ok(ckpt.restore(&self.store, Some(&mut self.adam), path)?)
     }
 }
 
@@ -84,7 +98,9 @@ impl HomoTrainer {
 mod tests {
     use super::*;
     use crate::decoder::Domain;
-    use crate::train::{BatchPrep, EncoderInput, ImagePose};
+    use crate::train::{BatchPrep, EncoderInput};
+    use candle_core::Device;
+    use drgnfly_em::pose::Pose;
     use drgnfly_em::preprocess::{Normalization, PreprocessConfig};
 
     #[test]
@@ -101,17 +117,25 @@ mod tests {
         let mut cfg = DecoderConfig::new(d + 1, 0);
         (cfg.layers, cfg.dim, cfg.domain) = (1, 32, Domain::Hartley);
         let adam = AdamConfig { lr: 1e-2, ..Default::default() };
-        let mut t = HomoTrainer::new(&cfg, 0, adam, &Device::Cpu).unwrap();
+        let mut t = HomoTrainer::new(&cfg, 0, adam, prep).unwrap();
         // The same image twice with the same pose: a decoder can fit it exactly.
         let raw: Vec<f32> = (0..2 * 64).map(|i| ((i % 64 * 5) % 11) as f32 - 5.0).collect();
-        let id = ImagePose { rot: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], shift_px: [0.0; 2] };
-        let b = prep.prepare(&raw, &[id; 2], None).unwrap();
+        let id = Pose::IDENTITY;
+        let b = t.prep().prepare(&raw, &[id; 2], None).unwrap();
         assert!(b.encoder_input.is_none());
         let first = t.train_step(&b).unwrap();
         let last = (0..200).map(|_| t.train_step(&b).unwrap()).last().unwrap();
         assert!(last < 0.3 * first, "{first} → {last}");
         assert!(t.store().named_vars().iter().any(|(n, _)| n == "decoder.main.0.weight"));
         cfg.zdim = 1;
-        assert!(HomoTrainer::new(&cfg, 0, adam, &Device::Cpu).is_err());
+        let prep = BatchPrep::new(
+            d,
+            &PreprocessConfig::default(),
+            Normalization { mean: 0.0, std: 5.0 },
+            EncoderInput::None,
+            &Device::Cpu,
+        )
+        .unwrap();
+        assert!(HomoTrainer::new(&cfg, 0, adam, prep).is_err());
     }
 }

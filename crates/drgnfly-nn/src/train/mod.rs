@@ -1,24 +1,26 @@
-//! Training with known poses (cryoDRGN `train_vae` and `train_nn`, reference §2.2–2.8): turning raw
-//! particle images into training tensors, and one optimisation step of the heterogeneous VAE or the
-//! homogeneous decoder.
+//! Training (cryoDRGN `train_vae` and `train_nn`, reference §2.2–2.8): the one training driver, batch
+//! preparation, per-particle pose tables, and the trainers that plug into the driver.
 //!
+//! - [`fit`] / [`resume`] / [`ordered_pass`]: the epoch loop, resume and inference passes ([`driver`]);
+//!   a trainer implements [`Trainer`] (its step and its state), the caller implements [`Hooks`].
 //! - [`BatchPrep`]: raw `(B, D, D)` images + poses + CTF → [`PreparedBatch`] (window, invert, Hartley,
 //!   normalize, translate by the pose shift, CTF, rotated slice coordinates, the encoder's phase-flipped
-//!   input). Shifts are in **pixels** (the caller converts pose.pkl fractions, see `drgnfly_em`'s
-//!   conventions).
-//! - [`VaeTrainer`]: [`crate::HetOnlyVae`] + [`crate::Adam`]; [`VaeTrainer::train_step`] returns the loss
-//!   terms and refuses to step on a NaN/Inf loss.
-//! - [`HomoTrainer`]: the decoder alone with the MSE loss (`train_nn`).
+//!   input). Shifts are in **pixels** ([`drgnfly_em::pose::Pose`]).
+//! - [`VaeTrainer`] ([`VaeModel`] + Adam + [`KlSchedule`]) and [`HomoTrainer`] (the decoder alone, MSE).
+//! - [`PoseTable`]: per-particle rotations and shifts with sparse Adam, for trainers that refine poses.
 //!
-//! Epoch loops, data streaming and output files belong to the caller (the `drgnfly` binary), which owns the
-//! file formats; everything here is deterministic for a seed and a thread count.
+//! Everything here is deterministic for a seed and a thread count; nothing prints.
 
 mod batch;
+mod driver;
 mod error;
 mod homo;
+mod pose_table;
 mod vae;
 
-pub use batch::{BatchPrep, EncoderInput, ImagePose, PreparedBatch};
+pub use batch::{BatchPrep, EncoderInput, PreparedBatch};
+pub use driver::{checkpoint_path, fit, ordered_pass, resume, EpochSummary, Hooks, Schedule, Step, Trainer};
 pub use error::{TrainError, TrainResult};
 pub use homo::HomoTrainer;
-pub use vae::VaeTrainer;
+pub use pose_table::{rotation_matrices, PoseAdamConfig, PoseTable, RotationParam};
+pub use vae::{KlSchedule, VaeModel, VaeTrainer};

@@ -10,11 +10,12 @@ use std::path::Path;
 use candle_core::Device;
 use rand::Rng;
 
-use super::batch::PreparedBatch;
+use super::batch::{BatchPrep, PreparedBatch};
+use super::driver::{Step, Trainer};
 use super::error::TrainResult;
 use crate::adam::{Adam, AdamConfig};
 use crate::beta::BetaSchedule;
-use crate::checkpoint::{load_checkpoint, save_checkpoint};
+use crate::checkpoint::Checkpoint;
 use crate::decoder::DecoderConfig;
 use crate::encoder::EncoderConfig;
 use crate::error::Error;
@@ -22,53 +23,23 @@ use crate::loss::{vae_loss, KlWeight, LossValues};
 use crate::params::ParamStore;
 use crate::vae::HetOnlyVae;
 
-/// Model, parameters and optimizer of a `train_vae` run.
-pub struct VaeTrainer {
+/// A VAE and its parameters, without an optimizer: what evaluation needs.
+pub struct VaeModel {
     store: ParamStore,
     model: HetOnlyVae,
-    adam: Adam,
-    beta: BetaSchedule,
-    control: Option<f64>,
 }
 
-impl VaeTrainer {
-    /// A fresh model initialised from `seed` (PyTorch's default initialisation), Adam with `adam`, KLD
-    /// weight `beta` (cryoDRGN's default is 1/zdim), and `control` = γ of `--beta-control` (required by a
-    /// β schedule, as in cryoDRGN).
+impl VaeModel {
+    /// A fresh model initialised from `seed` (PyTorch's default initialisation).
     pub fn new(
         encoder: &EncoderConfig,
         decoder: &DecoderConfig,
         seed: u64,
-        adam: AdamConfig,
-        beta: BetaSchedule,
-        control: Option<f64>,
         device: &Device,
     ) -> TrainResult<Self> {
-        if let BetaSchedule::Constant(b) = beta {
-            if !(b.is_finite() && b >= 0.0) {
-                return Err(Error::Config { field: "beta", problem: format!("must be ≥ 0, got {b}") }.into());
-            }
-        }
-        match control {
-            None if beta.is_scheduled() => {
-                return Err(Error::Config {
-                    field: "beta",
-                    problem: "a β schedule is a KLD target: give its weight with --beta-control (e.g. 1)"
-                        .into(),
-                }
-                .into())
-            }
-            Some(g) if !(g.is_finite() && g > 0.0) => {
-                return Err(
-                    Error::Config { field: "beta-control", problem: format!("must be > 0, got {g}") }.into()
-                )
-            }
-            _ => {}
-        }
         let store = ParamStore::new(seed, device);
         let model = HetOnlyVae::new(encoder, decoder, store.var_builder())?;
-        let adam = Adam::new(store.named_vars(), adam)?;
-        Ok(Self { store, model, adam, beta, control })
+        Ok(Self { store, model })
     }
 
     /// The parameters (state dict).
@@ -81,13 +52,102 @@ impl VaeTrainer {
         &self.model
     }
 
-    /// The KL term after `images` images of training.
-    fn kl_weight(&self, images: u64) -> KlWeight {
+    /// Evaluation mode (z = μ), no step: the loss terms under `kl` and the posterior (μ, log σ²), each
+    /// `B × zdim` row-major (`eval_images`). Keeps nothing for a backward pass.
+    pub fn evaluate(
+        &self,
+        batch: &PreparedBatch,
+        kl: KlWeight,
+    ) -> TrainResult<(LossValues, Vec<f32>, Vec<f32>)> {
+        let input = encoder_input(batch)?;
+        // The RNG is not used in evaluation mode.
+        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
+        let out = crate::no_grad(|| self.model.forward(input, &batch.coords, false, &mut rng))?;
+        let loss = vae_loss(&out.slice, &batch.target, batch.ctf.as_ref(), &out.mu, &out.logvar, kl)?;
+        let (mu, logvar) =
+            (out.mu.flatten_all()?.to_vec1::<f32>()?, out.logvar.flatten_all()?.to_vec1::<f32>()?);
+        Ok((loss.values()?, mu, logvar))
+    }
+
+    /// Posterior (μ, log σ²) of every image of the batch, each `B × zdim` row-major.
+    pub fn encode(&self, batch: &PreparedBatch) -> TrainResult<(Vec<f32>, Vec<f32>)> {
+        let (mu, logvar) = self.model.encoder.forward(encoder_input(batch)?)?;
+        Ok((mu.flatten_all()?.to_vec1::<f32>()?, logvar.flatten_all()?.to_vec1::<f32>()?))
+    }
+}
+
+/// The KLD weighting of a VAE run: β (constant or scheduled) and, under `--beta-control`, its γ.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct KlSchedule {
+    /// β, or a schedule in images seen.
+    pub beta: BetaSchedule,
+    /// γ of `--beta-control` (required by a β schedule, as in cryoDRGN).
+    pub control: Option<f64>,
+}
+
+impl KlSchedule {
+    /// Check the numbers.
+    pub fn new(beta: BetaSchedule, control: Option<f64>) -> TrainResult<Self> {
+        if let BetaSchedule::Constant(b) = beta {
+            if !(b.is_finite() && b >= 0.0) {
+                return Err(Error::Config { field: "beta", problem: format!("must be ≥ 0, got {b}") }.into());
+            }
+        }
+        match control {
+            None if beta.is_scheduled() => Err(Error::Config {
+                field: "beta",
+                problem: "a β schedule is a KLD target: give its weight with --beta-control (e.g. 1)".into(),
+            }
+            .into()),
+            Some(g) if !(g.is_finite() && g > 0.0) => {
+                Err(Error::Config { field: "beta-control", problem: format!("must be > 0, got {g}") }.into())
+            }
+            _ => Ok(Self { beta, control }),
+        }
+    }
+
+    /// The KL term after `images` images of training (`u64::MAX`: the end of the schedule).
+    pub fn at(&self, images: u64) -> KlWeight {
         let beta = self.beta.value(images);
         match self.control {
             Some(gamma) => KlWeight::Control { beta, gamma },
             None => KlWeight::Beta(beta),
         }
+    }
+}
+
+/// Model, optimizer and batch preparation of a `train_vae` run.
+pub struct VaeTrainer {
+    model: VaeModel,
+    adam: Adam,
+    kl: KlSchedule,
+    prep: BatchPrep,
+}
+
+impl VaeTrainer {
+    /// A fresh model initialised from `seed`, Adam with `adam`, the KLD weighting `kl`, and batches
+    /// prepared by `prep` (which must have an encoder input).
+    pub fn new(
+        encoder: &EncoderConfig,
+        decoder: &DecoderConfig,
+        seed: u64,
+        adam: AdamConfig,
+        kl: KlSchedule,
+        prep: BatchPrep,
+    ) -> TrainResult<Self> {
+        let model = VaeModel::new(encoder, decoder, seed, prep.device())?;
+        let adam = Adam::new(model.store.named_vars(), adam)?;
+        Ok(Self { model, adam, kl, prep })
+    }
+
+    /// The model being trained.
+    pub fn model(&self) -> &VaeModel {
+        &self.model
+    }
+
+    /// The batch preparation.
+    pub fn prep(&self) -> &BatchPrep {
+        &self.prep
     }
 
     /// One optimisation step on `batch` (which must have an encoder input), the `images`-th image of training
@@ -100,42 +160,32 @@ impl VaeTrainer {
         rng: &mut impl Rng,
     ) -> TrainResult<LossValues> {
         let input = encoder_input(batch)?;
-        let out = self.model.forward(input, &batch.coords, true, rng)?;
-        let kl = self.kl_weight(images);
+        let out = self.model.model.forward(input, &batch.coords, true, rng)?;
+        let kl = self.kl.at(images);
         let loss = vae_loss(&out.slice, &batch.target, batch.ctf.as_ref(), &out.mu, &out.logvar, kl)?;
         let values = loss.values()?;
         self.adam.backward_step(&loss.total)?;
         Ok(values)
     }
+}
 
-    /// Evaluation mode (z = μ), no step: the loss terms (β at the end of its schedule) and the posterior
-    /// (μ, log σ²), each `B × zdim` row-major (`eval_images`). Keeps nothing for a backward pass.
-    pub fn evaluate(&self, batch: &PreparedBatch) -> TrainResult<(LossValues, Vec<f32>, Vec<f32>)> {
-        let input = encoder_input(batch)?;
-        // The RNG is not used in evaluation mode.
-        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0);
-        let out = crate::no_grad(|| self.model.forward(input, &batch.coords, false, &mut rng))?;
-        let kl = self.kl_weight(u64::MAX);
-        let loss = vae_loss(&out.slice, &batch.target, batch.ctf.as_ref(), &out.mu, &out.logvar, kl)?;
-        let (mu, logvar) =
-            (out.mu.flatten_all()?.to_vec1::<f32>()?, out.logvar.flatten_all()?.to_vec1::<f32>()?);
-        Ok((loss.values()?, mu, logvar))
+impl Trainer for VaeTrainer {
+    fn loss_terms(&self) -> &'static [&'static str] {
+        &["gen loss", "KLD", "total loss"]
     }
 
-    /// Posterior (μ, log σ²) of every image of the batch, each `B × zdim` row-major.
-    pub fn encode(&self, batch: &PreparedBatch) -> TrainResult<(Vec<f32>, Vec<f32>)> {
-        let (mu, logvar) = self.model.encoder.forward(encoder_input(batch)?)?;
-        Ok((mu.flatten_all()?.to_vec1::<f32>()?, logvar.flatten_all()?.to_vec1::<f32>()?))
+    fn step(&mut self, step: Step<'_>) -> TrainResult<Vec<f32>> {
+        let batch = self.prep.prepare_positions(step.data, step.positions, step.images)?;
+        let loss = self.train_step(&batch, step.images_seen, step.rng)?;
+        Ok(vec![loss.gen, loss.kld, loss.total])
     }
 
-    /// Write model, optimizer state and the number of completed epochs to `path` (atomic).
-    pub fn save(&self, path: &Path, epoch: u64) -> TrainResult<()> {
-        Ok(save_checkpoint(path, &self.store, Some(&self.adam), epoch)?)
+    fn state(&self) -> TrainResult<Checkpoint> {
+        Ok(Checkpoint::capture(&self.model.store, Some(&self.adam))?)
     }
 
-    /// Restore model and optimizer from a checkpoint written by [`Self::save`]; returns its epoch.
-    pub fn load(&mut self, path: &Path) -> TrainResult<u64> {
-        Ok(load_checkpoint(path, &self.store, Some(&mut self.adam))?)
+    fn restore(&mut self, ckpt: &Checkpoint, path: &Path) -> TrainResult<()> {
+        Ok(ckpt.restore(&self.model.store, Some(&mut self.adam), path)?)
     }
 }
 
@@ -153,12 +203,13 @@ fn encoder_input(batch: &PreparedBatch) -> TrainResult<&candle_core::Tensor> {
 mod tests {
     use super::*;
     use crate::decoder::Domain;
-    use crate::train::{BatchPrep, EncoderInput, ImagePose};
+    use crate::train::{BatchPrep, EncoderInput};
+    use drgnfly_em::pose::Pose;
     use drgnfly_em::preprocess::{Normalization, PreprocessConfig};
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 
-    fn setup(seed: u64) -> (VaeTrainer, BatchPrep) {
+    fn setup(seed: u64) -> VaeTrainer {
         let d = 8;
         let prep = BatchPrep::new(
             d,
@@ -173,29 +224,26 @@ mod tests {
         let mut dec = DecoderConfig::new(d + 1, 2);
         (dec.layers, dec.dim, dec.domain) = (1, 16, Domain::Fourier);
         let adam = AdamConfig { lr: 1e-2, ..Default::default() };
-        (
-            VaeTrainer::new(&enc, &dec, seed, adam, BetaSchedule::Constant(0.5), None, &Device::Cpu).unwrap(),
-            prep,
-        )
+        let kl = KlSchedule::new(BetaSchedule::Constant(0.5), None).unwrap();
+        VaeTrainer::new(&enc, &dec, seed, adam, kl, prep).unwrap()
     }
 
     fn batch(prep: &BatchPrep) -> PreparedBatch {
         // Two images, each twice.
         let raw: Vec<f32> = (0..4 * 64).map(|i| ((i % 128 * 13) % 7) as f32 - 3.0).collect();
-        let pose =
-            ImagePose { rot: [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]], shift_px: [1.0, -0.5] };
+        let pose = Pose { rot: [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]], shift_px: [1.0, -0.5] };
         prep.prepare(&raw, &[pose; 4], None).unwrap()
     }
 
     #[test]
     fn steps_lower_the_loss_and_are_reproducible() {
         let run = || {
-            let (mut t, prep) = setup(3);
-            let b = batch(&prep);
+            let mut t = setup(3);
+            let b = batch(t.prep());
             let mut rng = ChaCha8Rng::seed_from_u64(1);
             let losses: Vec<f32> =
                 (0..100).map(|i| t.train_step(&b, 4 * (i + 1), &mut rng).unwrap().total).collect();
-            (losses, t.encode(&b).unwrap())
+            (losses, t.model().encode(&b).unwrap())
         };
         let (a, za) = run();
         let (b, zb) = run();
@@ -207,16 +255,16 @@ mod tests {
 
     #[test]
     fn nan_loss_stops_before_the_step() {
-        let (mut t, prep) = setup(0);
-        let mut b = batch(&prep);
-        let before = t.store().tensors();
+        let mut t = setup(0);
+        let mut b = batch(t.prep());
+        let before = t.model().store().tensors();
         b.target = (b.target * f64::NAN).unwrap();
         let err = t.train_step(&b, 4, &mut ChaCha8Rng::seed_from_u64(0)).unwrap_err();
         assert!(
             matches!(err, super::super::TrainError::Model(Error::NonFinite { term: "gen loss", .. })),
             "{err}"
         );
-        for (name, v) in t.store().tensors() {
+        for (name, v) in t.model().store().tensors() {
             let (x, y) = (v.flatten_all().unwrap(), before[&name].flatten_all().unwrap());
             assert_eq!(x.to_vec1::<f32>().unwrap(), y.to_vec1::<f32>().unwrap(), "{name} moved");
         }

@@ -23,10 +23,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args as ClapArgs, ValueEnum};
-use drgnfly_em::backproject::{BackprojectConfig, Backprojector, CtfAlg, Pose};
+use drgnfly_em::backproject::{BackprojectConfig, Backprojector, CtfAlg};
 use drgnfly_em::ctf::CtfParams;
+use drgnfly_em::pose::Pose;
 use drgnfly_em::preprocess::{Normalization, PreprocessConfig, Preprocessor};
-use drgnfly_em::rotation::from_f32;
 use drgnfly_io::pickle::{self, load_poses};
 use drgnfly_io::source::StreamOptions;
 
@@ -147,10 +147,7 @@ pub fn run(args: Args) -> Result<()> {
         let rows: Vec<usize> = batch.positions.iter().map(|&p| source.row_of(p).unwrap_or(p)).collect();
         let batch_poses: Vec<Pose> = rows
             .iter()
-            .map(|&r| Pose {
-                rot: from_f32(&poses.rot[r]),
-                shift_px: poses.trans.as_ref().map_or([0.0; 2], |t| [t[r][0] * d as f32, t[r][1] * d as f32]),
-            })
+            .map(|&r| Pose::from_pkl(&poses.rot[r], poses.trans.as_ref().map(|t| t[r]), d))
             .collect();
         let batch_ctf: Option<Vec<CtfParams>> = match &ctf_rows {
             Some((path, c)) => Some(

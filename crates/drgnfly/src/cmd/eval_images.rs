@@ -15,13 +15,12 @@ use anyhow::{bail, Context, Result};
 use clap::Args as ClapArgs;
 use drgnfly_em::preprocess::{Normalization, PreprocessConfig};
 use drgnfly_io::pickle::{write_array, ArrayData, NdArray};
-use drgnfly_io::source::StreamOptions;
-use drgnfly_nn::train::{BatchPrep, VaeTrainer};
-use drgnfly_nn::AdamConfig;
+use drgnfly_nn::data::{Dataset, DatasetFiles};
+use drgnfly_nn::train::{ordered_pass, BatchPrep, KlSchedule, VaeModel};
 
-use super::train_common::{DeviceKind, TrainData};
+use super::train_common::DeviceKind;
 use crate::progress::Progress;
-use crate::run_config::RunConfig;
+use crate::run_config::{ModelKind, RunConfig};
 use crate::volumes::read_model_state;
 
 /// Encode particles and evaluate the loss of a trained VAE.
@@ -70,20 +69,20 @@ pub struct Args {
 /// Evaluate.
 pub fn run(args: Args) -> Result<()> {
     let config = RunConfig::read(&args.config)?;
-    let zdim = config.zdim();
-    if zdim == 0 {
-        bail!("{}: a homogeneous model has no encoder to evaluate", args.config.display());
+    if config.model_kind() != ModelKind::Vae {
+        bail!("{}: a {:?} model has no encoder to evaluate", args.config.display(), config.model_kind());
     }
+    let zdim = config.zdim();
     if args.batch_size == 0 {
         bail!("-b must be at least 1");
     }
-    let data = TrainData::open(
-        &args.particles,
-        &args.poses,
-        args.ctf.as_deref(),
-        args.ind.as_deref(),
-        args.datadir.as_deref(),
-    )?;
+    let data = Dataset::open(&DatasetFiles {
+        particles: args.particles.clone(),
+        poses: args.poses.clone(),
+        ctf: args.ctf.clone(),
+        ind: args.ind.clone(),
+        datadir: args.datadir.clone(),
+    })?;
     let d = data.image_size();
     if d + 1 != config.lattice_args.d {
         bail!(
@@ -100,30 +99,29 @@ pub fn run(args: Args) -> Result<()> {
     let prep = BatchPrep::new(d, &preprocess, norm, config.encoder_input()?, &device)?;
     let enc = config.encoder_config(prep.encoder_dim()).context("config without zdim")?;
     let beta = args.beta.unwrap_or(1.0 / zdim as f64);
-    let beta = drgnfly_nn::BetaSchedule::Constant(beta);
-    let trainer =
-        VaeTrainer::new(&enc, &config.decoder_config(), 0, AdamConfig::default(), beta, None, &device)?;
-    trainer.store().load_state(&read_model_state(&args.weights)?, &args.weights)?;
+    let kl = KlSchedule::new(drgnfly_nn::BetaSchedule::Constant(beta), None)?.at(u64::MAX);
+    let model = VaeModel::new(&enc, &config.decoder_config(), 0, &device)?;
+    model.store().load_state(&read_model_state(&args.weights)?, &args.weights)?;
 
     let n = data.len();
     let (mut mu, mut logvar) = (Vec::with_capacity(n * zdim), Vec::with_capacity(n * zdim));
     let mut sums = [0f64; 3];
     let mut progress = Progress::new("eval-images", n as u64, "images");
-    for (bi, batch) in data.source.stream(&StreamOptions::ordered(args.batch_size, d)).enumerate() {
-        let batch = batch?;
-        let context = || data.batch_context("evaluating", bi + 1, &batch.positions);
-        let poses = data.batch_poses(&batch.positions);
-        let ctf = data.batch_ctf(&batch.positions);
-        let prepared = prep.prepare(&batch.images, &poses, ctf.as_deref()).with_context(context)?;
-        let (loss, m, l) = trainer.evaluate(&prepared).with_context(context)?;
-        mu.extend(m);
-        logvar.extend(l);
-        let b = batch.positions.len() as f64;
-        for (s, v) in sums.iter_mut().zip([loss.gen, loss.kld, loss.total]) {
-            *s += v as f64 * b;
-        }
-        progress.inc(batch.positions.len() as u64);
-    }
+    ordered_pass(
+        &data,
+        args.batch_size,
+        "evaluating",
+        |positions, images| {
+            let (loss, m, l) = model.evaluate(&prep.prepare_positions(&data, positions, images)?, kl)?;
+            mu.extend(m);
+            logvar.extend(l);
+            for (s, v) in sums.iter_mut().zip([loss.gen, loss.kld, loss.total]) {
+                *s += v as f64 * positions.len() as f64;
+            }
+            Ok(())
+        },
+        |b| progress.inc(b as u64),
+    )?;
     progress.finish();
     drgnfly_io::pickle::write_latents(&args.out_z, &mu, zdim, Some(&logvar))?;
     let avg: Vec<f32> = sums.iter().map(|s| (s / n as f64) as f32).collect();

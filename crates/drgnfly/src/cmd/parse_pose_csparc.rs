@@ -14,6 +14,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use clap::Args as ClapArgs;
+use drgnfly_em::pose::px_to_fraction;
 use drgnfly_em::rotation::cryosparc::pose_from_cryosparc;
 use drgnfly_em::rotation::{from_f32, to_f32};
 use drgnfly_io::cs::CsFile;
@@ -58,7 +59,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     let poses = Poses {
         rot: vectors.into_iter().map(|v| to_f32(&pose_from_cryosparc(v))).collect(),
-        trans: Some(shifts.iter().map(|s| [(s[0] / d) as f32, (s[1] / d) as f32]).collect()),
+        trans: Some(shifts.iter().map(|s| s.map(|v| px_to_fraction(v, d) as f32)).collect()),
     };
     pickle::write_poses(&args.output, &poses)?;
     let first_t = poses.trans.as_ref().and_then(|t| t.first()).map(|t| t.map(f64::from));

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use clap::Args as ClapArgs;
+use drgnfly_em::pose::px_to_fraction;
 use drgnfly_em::rotation::relion::matrix_from_euler;
 use drgnfly_em::rotation::Mat3;
 use drgnfly_io::pickle::{self, ArrayData, NdArray};
@@ -60,7 +61,7 @@ pub fn poses_from_star(star: &RelionParticles, d: Option<u32>, apix: Option<f64>
     }
     let rot: Vec<Mat3> = star.euler_deg()?.into_iter().map(matrix_from_euler).collect();
     let trans = match star.origin_px(apix)? {
-        Some(o) => o.iter().zip(&boxes).map(|(o, &b)| [o[0] / b, o[1] / b]).collect(),
+        Some(o) => o.iter().zip(&boxes).map(|(o, &b)| o.map(|v| px_to_fraction(v, b))).collect(),
         None => {
             tracing::warn!("{}: no _rlnOriginX/Y columns; translations are set to 0", star.path().display());
             vec![[0.0; 2]; star.len()]

@@ -29,10 +29,9 @@ pub struct Particles {
     pub n_rows: usize,
 }
 
-/// Open the input with its selection.
+/// Open the input with its selection (the file is parsed once; the selection is applied to it).
 pub fn open(inp: &ParticleInput<'_>) -> Result<Particles> {
-    let base = SourceOptions { datadir: inp.datadir.cloned(), ind: None };
-    let all = ParticleSource::open(inp.path, &base)?;
+    let all = ParticleSource::open(inp.path, &SourceOptions { datadir: inp.datadir.cloned(), ind: None })?;
     let n_rows = all.n_rows();
     if inp.ind.is_none() && inp.first.is_none() {
         return Ok(Particles { source: Arc::new(all), n_rows });
@@ -47,8 +46,7 @@ pub fn open(inp: &ParticleInput<'_>) -> Result<Particles> {
         }
         rows.truncate(n);
     }
-    let source = ParticleSource::open(inp.path, &SourceOptions { ind: Some(rows), ..base })?;
-    Ok(Particles { source: Arc::new(source), n_rows })
+    Ok(Particles { source: Arc::new(all.select(rows)?), n_rows })
 }
 
 /// Fails unless a metadata file with `count` rows describes every row of the input.

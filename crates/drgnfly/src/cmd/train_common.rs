@@ -1,26 +1,22 @@
-//! What `train-vae`, `train-nn` and `eval-images` share: the data flags, loading particles with their
-//! poses and CTF, the normalization estimate, `run.log`, checkpoint discovery and the device.
+//! Flag groups and outputs shared by the training commands (`train-vae`, `train-nn`, `eval-images`): the
+//! data and training flags, the device, `run.log`, checkpoint discovery, and [`CliHooks`], the training
+//! driver's hooks (progress bars, the per-epoch log line, per-checkpoint outputs, pose.E.pkl).
 //!
-//! Poses and CTF rows are indexed like the particle file's rows (before `--ind`), as in cryoDRGN, so one
-//! pose.pkl/ctf.pkl serves every selection. Translations in pose.pkl are fractions of the box; they are
-//! converted to pixels with **D** (cryoDRGN multiplies by D + 1, ≈0.8% too far at D = 128; see
-//! `drgnfly_em`'s conventions).
+//! The dataset itself (particles + poses + CTF + `--ind`) is [`drgnfly_nn::data::Dataset`].
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args as ClapArgs, ValueEnum};
-use drgnfly_em::ctf::{CtfParams, PixelSizeFrom};
-use drgnfly_em::preprocess::{estimate_norm, Normalization, PreprocessConfig};
-use drgnfly_io::pickle::{load_ctf, load_poses, load_poses_split, Poses};
-use drgnfly_io::selection::load_selection;
-use drgnfly_io::source::{ParticleSource, SourceOptions};
-use drgnfly_nn::train::ImagePose;
+use drgnfly_em::preprocess::{Normalization, PreprocessConfig};
+use drgnfly_io::pickle::{write_poses, Poses};
+use drgnfly_nn::data::{Dataset, DatasetFiles};
+use drgnfly_nn::train::{EpochSummary, Hooks, PoseTable, Schedule, Trainer};
 use drgnfly_nn::{Activation, DecoderConfig, Domain, PeType};
 
+use crate::progress::Progress;
 use crate::run_config::{DatasetArgs, PosesArg};
 
 /// Particle data and preprocessing flags (cryoDRGN's names and defaults).
@@ -55,6 +51,34 @@ pub struct DataArgs {
 }
 
 impl DataArgs {
+    /// The dataset's files.
+    pub fn files(&self) -> DatasetFiles {
+        DatasetFiles {
+            particles: self.particles.clone(),
+            poses: self.poses.clone(),
+            ctf: self.ctf.clone(),
+            ind: self.ind.clone(),
+            datadir: self.datadir.clone(),
+        }
+    }
+
+    /// Open the dataset (particles, poses, CTF, `--ind`), checked once.
+    pub fn open(&self) -> Result<Dataset> {
+        Ok(Dataset::open(&self.files())?)
+    }
+
+    /// `--norm` if given, else cryoDRGN's estimate from the images.
+    pub fn normalization(&self, data: &Dataset) -> Result<Normalization> {
+        let given = match self.norm.as_deref() {
+            None => None,
+            Some(&[mean, std]) if mean.is_finite() && std.is_finite() && std > 0.0 => {
+                Some(Normalization { mean, std })
+            }
+            Some(v) => bail!("--norm {v:?}: give MEAN STD with STD > 0"),
+        };
+        data.normalization(given).context("estimating the image normalization (pass --norm MEAN STD to skip)")
+    }
+
     /// Window and inversion settings.
     pub fn preprocess(&self) -> Result<PreprocessConfig> {
         let window_ok = self.window_r.is_finite() && self.window_r > 0.0 && self.window_r < 0.99;
@@ -91,163 +115,6 @@ impl DataArgs {
 
 fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
-}
-
-/// Particles with one pose and (optionally) one CTF per dataset position.
-pub struct TrainData {
-    /// The images.
-    pub source: Arc<ParticleSource>,
-    /// Pose of each dataset position (shift in pixels).
-    pub poses: Vec<ImagePose>,
-    /// CTF of each dataset position.
-    pub ctf: Option<Vec<CtfParams>>,
-    /// Pixel size of the training images from ctf.pkl (D₀·Apix₀/D), when known.
-    pub ctf_apix: Option<f32>,
-}
-
-impl TrainData {
-    /// Open particles, poses and CTF, checking that they describe the same particles.
-    pub fn open(
-        particles: &Path,
-        poses: &[PathBuf],
-        ctf: Option<&Path>,
-        ind: Option<&Path>,
-        datadir: Option<&Path>,
-    ) -> Result<Self> {
-        let mut opts = SourceOptions { datadir: datadir.map(Path::to_path_buf), ind: None };
-        let mut source = ParticleSource::open(particles, &opts)?;
-        if let Some(ind) = ind {
-            opts.ind = Some(load_selection(ind, source.n_rows())?);
-            source = ParticleSource::open(particles, &opts)?;
-        }
-        if source.is_empty() {
-            bail!("{}: no particles to train on", particles.display());
-        }
-        let d = source.box_size();
-        if d % 2 != 0 || d < 4 {
-            bail!(
-                "{}: box size {d} must be even and at least 4 (crop or pad the images)",
-                particles.display()
-            );
-        }
-        let rows: Vec<usize> = (0..source.len()).map(|p| source.row_of(p).unwrap_or(p)).collect();
-        let n_rows = source.n_rows();
-        let pose_file = match poses {
-            [one] => load_poses(one)?,
-            [rot, trans] => load_poses_split(rot, trans)?,
-            _ => bail!("--poses takes pose.pkl, or rot.pkl and trans.pkl"),
-        };
-        let pose_name = poses.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" + ");
-        check_count(&pose_name, "poses", pose_file.len(), particles, n_rows)?;
-        let poses = image_poses(&pose_file, &rows, d);
-        let (ctf, ctf_apix) = match ctf {
-            None => (None, None),
-            Some(path) => {
-                let table = load_ctf(path)?;
-                check_count(&path.display().to_string(), "CTF rows", table.len(), particles, n_rows)?;
-                let params = CtfParams::from_pkl_rows(&table, d, PixelSizeFrom::FirstRow)
-                    .with_context(|| format!("{}: invalid CTF parameters", path.display()))?;
-                let apix = params.first().map(|p| p.angpix);
-                (Some(rows.iter().map(|&r| params[r]).collect()), apix)
-            }
-        };
-        Ok(Self { source: Arc::new(source), poses, ctf, ctf_apix })
-    }
-
-    /// Box size D.
-    pub fn image_size(&self) -> usize {
-        self.source.box_size()
-    }
-
-    /// Number of particles (after `--ind`).
-    pub fn len(&self) -> usize {
-        self.source.len()
-    }
-
-    /// Poses of the given dataset positions.
-    pub fn batch_poses(&self, positions: &[usize]) -> Vec<ImagePose> {
-        positions.iter().map(|&p| self.poses[p]).collect()
-    }
-
-    /// CTFs of the given dataset positions.
-    pub fn batch_ctf(&self, positions: &[usize]) -> Option<Vec<CtfParams>> {
-        self.ctf.as_ref().map(|c| positions.iter().map(|&p| c[p]).collect())
-    }
-
-    /// `--norm` if given, else cryoDRGN's estimate (mean 0, std of the Hartley transforms of up to ~2000
-    /// evenly spaced images, without the window). A NaN/Inf pixel is reported with its particle.
-    pub fn normalization(&self, norm: Option<&[f32]>) -> Result<Normalization> {
-        if let Some(v) = norm {
-            return match *v {
-                [mean, std] if mean.is_finite() && std.is_finite() && std > 0.0 => {
-                    Ok(Normalization { mean, std })
-                }
-                _ => bail!("--norm {v:?}: give MEAN STD with STD > 0"),
-            };
-        }
-        let (n, d) = (self.len(), self.image_size());
-        let source = &self.source;
-        estimate_norm(n, d, |i| -> Result<Vec<f32>> {
-            let img = source.read(i)?;
-            if let Some(px) = img.iter().position(|v| !v.is_finite()) {
-                bail!("{}", bad_pixel_message(source, i, px, img[px]));
-            }
-            Ok(img)
-        })
-        .context("estimating the image normalization (pass --norm MEAN STD to skip)")
-    }
-
-    /// Context for an error in a batch: the stage (`epoch 3`, `encoding`), the 1-based batch number, the
-    /// particles it held, and the particle with a NaN/Inf pixel when there is one.
-    pub fn batch_context(&self, stage: &str, batch: usize, positions: &[usize]) -> String {
-        let shown: Vec<String> = positions.iter().take(4).map(|p| p.to_string()).collect();
-        let more = if positions.len() > 4 { ", …" } else { "" };
-        let bad = positions
-            .iter()
-            .find(|&&p| self.source.read(p).map(|img| img.iter().any(|v| !v.is_finite())).unwrap_or(false));
-        let culprit = match bad {
-            Some(&p) => {
-                let img = self.source.read(p).unwrap_or_default();
-                let px = img.iter().position(|v| !v.is_finite()).unwrap_or(0);
-                format!("; {}", bad_pixel_message(&self.source, p, px, img.get(px).copied().unwrap_or(0.0)))
-            }
-            None => String::new(),
-        };
-        format!("{stage}, batch {batch} (particles {}{more}){culprit}", shown.join(", "))
-    }
-}
-
-fn bad_pixel_message(source: &ParticleSource, pos: usize, px: usize, v: f32) -> String {
-    let d = source.box_size();
-    let row = source.row_of(pos).unwrap_or(pos);
-    format!(
-        "{}: particle {pos} (row {row} of the file) has pixel (x {}, y {}) = {v}; remove it with --ind or \
-         fix the stack",
-        source.path().display(),
-        px % d,
-        px / d
-    )
-}
-
-fn check_count(file: &str, what: &str, count: usize, particles: &Path, n_rows: usize) -> Result<()> {
-    if count != n_rows {
-        bail!(
-            "{file} has {count} {what} but {} has {n_rows} particles; they must describe the same particles \
-             in the same order (one row per particle of the file, before --ind)",
-            particles.display()
-        );
-    }
-    Ok(())
-}
-
-/// Poses of the selected rows, translations converted from box fractions to pixels (×D).
-fn image_poses(poses: &Poses, rows: &[usize], d: usize) -> Vec<ImagePose> {
-    rows.iter()
-        .map(|&r| ImagePose {
-            rot: poses.rot[r],
-            shift_px: poses.trans.as_ref().map_or([0.0; 2], |t| [t[r][0] * d as f32, t[r][1] * d as f32]),
-        })
-        .collect()
 }
 
 /// Training flags shared by `train-vae` and `train-nn`.
@@ -315,22 +182,44 @@ impl TrainArgs {
             .with_context(|| format!("cannot create output directory {}", self.outdir.display()))
     }
 
-    /// The seed: `--seed`, else the one in an existing config.yaml when resuming, else a fresh one.
-    pub fn resolve_seed(&self) -> u64 {
+    /// The seed: `--seed`, else the one in the output's config.yaml when resuming (which must then be
+    /// readable: a new seed would silently change the shuffling and noise of the resumed epochs), else a
+    /// fresh one.
+    pub fn resolve_seed(&self) -> Result<u64> {
         if let Some(s) = self.seed {
-            return s;
+            return Ok(s);
         }
         if self.load.is_some() {
-            let cfg = crate::run_config::RunConfig::read(&self.outdir.join("config.yaml"));
-            if let Some(s) = cfg.ok().and_then(|c| c.seed) {
-                return s;
-            }
+            let path = self.outdir.join("config.yaml");
+            let cfg = crate::run_config::RunConfig::read(&path).with_context(|| {
+                format!(
+                    "--load without --seed takes the seed from {}; pass --seed to resume anyway",
+                    path.display()
+                )
+            })?;
+            return cfg.seed.with_context(|| {
+                format!(
+                    "--load: {} records no seed; pass the run's --seed to resume it exactly",
+                    path.display()
+                )
+            });
         }
         // cryoDRGN draws a random seed below 100000 and records it; do the same from the clock.
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos() as u64 ^ d.as_secs());
-        nanos % 100_000
+        Ok(nanos % 100_000)
+    }
+
+    /// The driver's schedule for this run.
+    pub fn schedule(&self, seed: u64) -> Schedule {
+        Schedule {
+            num_epochs: self.num_epochs,
+            batch_size: self.batch_size,
+            seed,
+            checkpoint_every: self.checkpoint,
+            outdir: self.outdir.clone(),
+        }
     }
 
     /// The checkpoint to resume from, if any.
@@ -345,11 +234,6 @@ impl TrainArgs {
             }),
             Some(path) => Ok(Some(PathBuf::from(path))),
         }
-    }
-
-    /// Whether epoch `epoch` (1-based) gets a checkpoint.
-    pub fn is_checkpoint(&self, epoch: usize) -> bool {
-        epoch.is_multiple_of(self.checkpoint) || epoch == self.num_epochs
     }
 }
 
@@ -548,6 +432,88 @@ impl RunLog {
         tracing::info!("{msg}");
         writeln!(self.file, "{msg}").with_context(|| format!("cannot write {}", self.path.display()))
     }
+}
+
+/// The driver's hooks for the CLI: a progress bar per epoch, cryoDRGN's per-epoch line in run.log, and
+/// per-checkpoint outputs (`outputs`, plus pose.E.pkl for trainers with a pose table).
+pub struct CliHooks<'a, T: ?Sized> {
+    log: &'a mut RunLog,
+    outdir: PathBuf,
+    n: usize,
+    d: usize,
+    num_epochs: usize,
+    progress: Option<Progress>,
+    #[allow(clippy::type_complexity)]
+    outputs: Box<dyn FnMut(usize, &T) -> Result<()> + 'a>,
+}
+
+impl<'a, T: ?Sized> CliHooks<'a, T> {
+    /// Hooks for training `data` for `num_epochs`, logging to `log`; `outputs(epoch, trainer)` writes the
+    /// command's per-checkpoint files.
+    pub fn new(
+        log: &'a mut RunLog,
+        data: &Dataset,
+        schedule: &Schedule,
+        outputs: impl FnMut(usize, &T) -> Result<()> + 'a,
+    ) -> Self {
+        Self {
+            log,
+            outdir: schedule.outdir.clone(),
+            n: data.len(),
+            d: data.image_size(),
+            num_epochs: schedule.num_epochs,
+            progress: None,
+            outputs: Box::new(outputs),
+        }
+    }
+}
+
+impl<T: Trainer + ?Sized> Hooks<T> for CliHooks<'_, T> {
+    type Error = anyhow::Error;
+
+    fn epoch_start(&mut self, epoch: usize) -> Result<()> {
+        self.progress =
+            Some(Progress::new(&format!("epoch {epoch}/{}", self.num_epochs), self.n as u64, "images"));
+        Ok(())
+    }
+
+    fn batch_done(&mut self, _epoch: usize, images: usize) {
+        if let Some(p) = &mut self.progress {
+            p.inc(images as u64);
+        }
+    }
+
+    fn epoch_done(&mut self, s: &EpochSummary) -> Result<()> {
+        if let Some(p) = self.progress.take() {
+            p.finish();
+        }
+        let losses: Vec<String> = s.losses.iter().map(|(name, v)| format!("{name} = {v:.6}")).collect();
+        self.log.line(&format!(
+            "# =====> Epoch: {} Average {}; Finished in {}",
+            s.epoch,
+            losses.join(", "),
+            timedelta(s.elapsed)
+        ))
+    }
+
+    fn checkpoint(&mut self, epoch: usize, _path: &Path, trainer: &T) -> Result<()> {
+        (self.outputs)(epoch, trainer)?;
+        if let Some(table) = trainer.pose_table() {
+            write_pose_table(&self.outdir.join(format!("pose.{epoch}.pkl")), table, self.d)?;
+        }
+        Ok(())
+    }
+}
+
+/// A pose table as cryoDRGN's pose.pkl: rotation matrices and translations as fractions of the box.
+pub fn write_pose_table(path: &Path, table: &PoseTable, d: usize) -> Result<()> {
+    let poses = table.poses();
+    let file = Poses {
+        rot: poses.iter().map(|p| p.pkl_rot()).collect(),
+        trans: Some(poses.iter().map(|p| p.pkl_trans(d)).collect()),
+    };
+    write_poses(path, &file)?;
+    Ok(())
 }
 
 /// A duration as Python prints a `timedelta` (`H:MM:SS.ffffff`), which cryoDRGN's logs use.

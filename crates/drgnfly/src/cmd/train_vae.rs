@@ -1,11 +1,11 @@
 //! `train-vae`: heterogeneous reconstruction with known poses (cryoDRGN `train_vae`).
 //!
-//! Each epoch streams the particles in chunk-shuffled batches (seed + epoch), prepares them
-//! (`drgnfly_nn::train::BatchPrep`), and takes one Adam step per batch on gen + β·KLD/M. Per epoch it logs
-//! cryoDRGN's line to `run.log` and stderr; at each checkpoint it writes `weights.E.safetensors` (model,
-//! optimizer, epoch) and `z.E.pkl` (z_mu then z_logvar of every particle, in dataset order, z = μ). Epochs
-//! are numbered from 1. `--load latest` resumes model, optimizer and epoch exactly. As cryoDRGN does, the
-//! final epoch is then analysed with `analyze`'s defaults (`--no-analysis` skips it).
+//! Training runs in the library's driver (`drgnfly_nn::train::fit`) with the `VaeTrainer`: one Adam step
+//! per batch on gen + β·KLD/M. Per epoch it logs cryoDRGN's line to `run.log` and stderr; at each
+//! checkpoint it writes `weights.E.safetensors` (model, optimizer, epoch) and `z.E.pkl` (z_mu then z_logvar
+//! of every particle, in dataset order, z = μ). Epochs are numbered from 1. `--load latest` resumes model,
+//! optimizer and epoch exactly. As cryoDRGN does, the final epoch is then analysed with `analyze`'s
+//! defaults (`--no-analysis` skips it).
 //!
 //! Example usage:
 //!   drgnfly train-vae particles.mrcs --poses pose.pkl --ctf ctf.pkl --zdim 8 -n 25 -o out/
@@ -14,15 +14,15 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args as ClapArgs, ValueEnum};
-use drgnfly_io::source::StreamOptions;
-use drgnfly_nn::train::{BatchPrep, EncoderInput, VaeTrainer};
+use drgnfly_nn::data::Dataset;
+use drgnfly_nn::train::{
+    fit, ordered_pass, resume, BatchPrep, EncoderInput, KlSchedule, VaeModel, VaeTrainer,
+};
 use drgnfly_nn::{AdamConfig, EncodeMode, EncoderConfig};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 
-use super::train_common::{command_line, timedelta, DataArgs, DecoderArgs, RunLog, TrainArgs, TrainData};
+use super::train_common::{command_line, timedelta, CliHooks, DataArgs, DecoderArgs, RunLog, TrainArgs};
 use crate::progress::Progress;
-use crate::run_config::{LatticeArgs, ModelArgs, RunConfig};
+use crate::run_config::{LatticeArgs, ModelArgs, ModelKind, RunConfig};
 
 /// Train a VAE (encoder + z-conditioned decoder) on particles with known poses.
 #[derive(ClapArgs, Debug)]
@@ -86,15 +86,9 @@ pub fn run(args: Args) -> Result<()> {
     if args.zdim == 0 {
         bail!("--zdim 0: a VAE needs a latent dimension of at least 1 (use train-nn for a homogeneous map)");
     }
-    let data = TrainData::open(
-        &args.data.particles,
-        &args.data.poses,
-        args.data.ctf.as_deref(),
-        args.data.ind.as_deref(),
-        args.data.datadir.as_deref(),
-    )?;
+    let data = args.data.open()?;
     let (n, d) = (data.len(), data.image_size());
-    let norm = data.normalization(args.data.norm.as_deref())?;
+    let norm = args.data.normalization(&data)?;
     let enc_input = match args.enc_mask {
         None => EncoderInput::Disc(d / 2),
         Some(-1) => EncoderInput::FullLattice,
@@ -113,15 +107,17 @@ pub fn run(args: Args) -> Result<()> {
     enc.activation = args.decoder.activation.into();
     let mut dec = args.decoder.config(d + 1, args.zdim, args.dec_layers, args.dec_dim)?;
     let precision = t.precision(&mut dec);
-    let seed = t.resolve_seed();
+    let seed = t.resolve_seed()?;
     let beta = args.beta.unwrap_or(drgnfly_nn::BetaSchedule::Constant(1.0 / args.zdim as f64));
     let adam = AdamConfig { lr: t.lr, weight_decay: t.wd, ..Default::default() };
-    let mut trainer = VaeTrainer::new(&enc, &dec, seed, adam, beta, args.beta_control, &device)?;
+    let kl = KlSchedule::new(beta, args.beta_control)?;
+    let mut trainer = VaeTrainer::new(&enc, &dec, seed, adam, kl, prep)?;
 
     let config = RunConfig {
         dataset_args: args.data.dataset_args(norm),
         lattice_args: LatticeArgs { d: d + 1, extent: 0.5, ignore_dc: true },
         model_args: ModelArgs {
+            kind: Some(ModelKind::Vae),
             qlayers: Some(enc.layers),
             qdim: Some(enc.dim),
             players: Some(dec.layers),
@@ -144,7 +140,7 @@ pub fn run(args: Args) -> Result<()> {
         "# {n} particles of {d}×{d}, norm [{}, {}], {} parameters, beta {}, seed {seed}, precision {precision}",
         norm.mean,
         norm.std,
-        trainer.store().num_params(),
+        trainer.model().store().num_params(),
         match args.beta_control {
             Some(g) => format!("{beta} with control γ = {g}"),
             None => format!("{beta}"),
@@ -153,7 +149,7 @@ pub fn run(args: Args) -> Result<()> {
     let mut log = RunLog::start(&t.outdir, &config, &summary)?;
     let mut start = 0usize;
     if let Some(ckpt) = t.checkpoint_to_load()? {
-        start = trainer.load(&ckpt).with_context(|| format!("--load {}", ckpt.display()))? as usize;
+        start = resume(&mut trainer, &ckpt).with_context(|| format!("--load {}", ckpt.display()))?;
         log.line(&format!("# resuming from {} after epoch {start}", ckpt.display()))?;
     }
     if start >= t.num_epochs {
@@ -161,47 +157,19 @@ pub fn run(args: Args) -> Result<()> {
         return Ok(());
     }
     let started = Instant::now();
-    for epoch in start + 1..=t.num_epochs {
-        let t0 = Instant::now();
-        let stream =
-            data.source.stream(&StreamOptions::shuffled(t.batch_size, d, seed.wrapping_add(epoch as u64)));
-        // Reparameterisation noise: one stream per epoch, so a resumed run draws what a straight one does.
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        rng.set_stream(epoch as u64);
-        let mut progress = Progress::new(&format!("epoch {epoch}/{}", t.num_epochs), n as u64, "images");
-        let (mut gen, mut kld, mut total) = (0f64, 0f64, 0f64);
-        // Images seen since the start of training, for the β schedule (cryoDRGN counts the current batch).
-        let mut seen = (epoch - 1) as u64 * n as u64;
-        for (bi, batch) in stream.enumerate() {
-            let batch = batch?;
-            let context = || data.batch_context(&format!("epoch {epoch}"), bi + 1, &batch.positions);
-            let poses = data.batch_poses(&batch.positions);
-            let ctf = data.batch_ctf(&batch.positions);
-            let prepared = prep.prepare(&batch.images, &poses, ctf.as_deref()).with_context(context)?;
-            seen += batch.positions.len() as u64;
-            let loss = trainer.train_step(&prepared, seen, &mut rng).with_context(context)?;
-            let b = batch.positions.len() as f64;
-            gen += loss.gen as f64 * b;
-            kld += loss.kld as f64 * b;
-            total += loss.total as f64 * b;
-            progress.inc(batch.positions.len() as u64);
-        }
-        progress.finish();
-        let nf = n as f64;
-        log.line(&format!(
-            "# =====> Epoch: {epoch} Average gen loss = {:.6}, KLD = {:.6}, total loss = {:.6}; Finished in {}",
-            gen / nf,
-            kld / nf,
-            total / nf,
-            timedelta(t0.elapsed())
-        ))?;
-        if t.is_checkpoint(epoch) {
-            let weights = t.outdir.join(format!("weights.{epoch}.safetensors"));
-            trainer.save(&weights, epoch as u64)?;
-            let z_path = t.outdir.join(format!("z.{epoch}.pkl"));
-            write_latents(&trainer, &data, &prep, t.batch_size, &z_path)?;
-        }
-    }
+    let schedule = t.schedule(seed);
+    let outdir = t.outdir.clone();
+    let batch_size = t.batch_size;
+    let hooks = CliHooks::new(&mut log, &data, &schedule, |epoch, trainer: &VaeTrainer| {
+        write_latents(
+            trainer.model(),
+            trainer.prep(),
+            &data,
+            batch_size,
+            &outdir.join(format!("z.{epoch}.pkl")),
+        )
+    });
+    fit(&data, &schedule, &mut trainer, start, &mut { hooks })?;
     log.line(&format!("# finished {} epochs in {}", t.num_epochs - start, timedelta(started.elapsed())))?;
     if !args.no_analysis {
         analyze_final_epoch(&t.outdir, t.num_epochs);
@@ -228,40 +196,29 @@ fn analyze_final_epoch(outdir: &std::path::Path, epoch: usize) {
 
 /// z_mu and z_logvar of every particle in dataset order (z = μ, no noise), written as z.E.pkl.
 pub fn write_latents(
-    trainer: &VaeTrainer,
-    data: &TrainData,
+    model: &VaeModel,
     prep: &BatchPrep,
+    data: &Dataset,
     batch_size: usize,
     path: &std::path::Path,
 ) -> Result<()> {
-    let (mu, logvar) = encode_all(trainer, data, prep, batch_size)?;
-    drgnfly_io::pickle::write_latents(path, &mu, trainer.model().encoder.zdim(), Some(&logvar))?;
-    Ok(())
-}
-
-/// Posterior means and log variances of all particles in dataset order (each N × zdim).
-pub fn encode_all(
-    trainer: &VaeTrainer,
-    data: &TrainData,
-    prep: &BatchPrep,
-    batch_size: usize,
-) -> Result<(Vec<f32>, Vec<f32>)> {
-    let zdim = trainer.model().encoder.zdim();
+    let zdim = model.model().encoder.zdim();
     let n = data.len();
     let (mut mu, mut logvar) = (Vec::with_capacity(n * zdim), Vec::with_capacity(n * zdim));
-    let d = data.image_size();
     let mut progress = Progress::new("latents", n as u64, "images");
-    for (bi, batch) in data.source.stream(&StreamOptions::ordered(batch_size, d)).enumerate() {
-        let batch = batch?;
-        let context = || data.batch_context("encoding", bi + 1, &batch.positions);
-        let poses = data.batch_poses(&batch.positions);
-        let ctf = data.batch_ctf(&batch.positions);
-        let prepared = prep.prepare(&batch.images, &poses, ctf.as_deref()).with_context(context)?;
-        let (m, l) = trainer.encode(&prepared).with_context(context)?;
-        mu.extend(m);
-        logvar.extend(l);
-        progress.inc(batch.positions.len() as u64);
-    }
+    ordered_pass(
+        data,
+        batch_size,
+        "encoding",
+        |positions, images| {
+            let (m, l) = model.encode(&prep.prepare_positions(data, positions, images)?)?;
+            mu.extend(m);
+            logvar.extend(l);
+            Ok(())
+        },
+        |b| progress.inc(b as u64),
+    )?;
     progress.finish();
-    Ok((mu, logvar))
+    drgnfly_io::pickle::write_latents(path, &mu, zdim, Some(&logvar))?;
+    Ok(())
 }

@@ -1,0 +1,390 @@
+//! A per-particle pose table that a trainer refines by gradient descent (cryoDRGN's `--do-pose-sgd`, the
+//! SGD phase of cryoDRGN-AI): one rotation and one shift per dataset position, each with its own sparse Adam
+//! state, so a batch updates only its own rows.
+//!
+//! Rotations are stored as cryoDRGN's 6-D "s2s2" representation (the matrix's first two rows; Gram–Schmidt
+//! gives the third) or as a unit quaternion (Hamilton, scalar first); shifts in pixels. Tables are trainer
+//! state: they go into checkpoints under `table.pose.*` and are written as pose.E.pkl by the caller via
+//! [`PoseTable::poses`] and [`drgnfly_em::pose::Pose::pkl_trans`].
+//!
+//! Adam here is "lazy": each row counts its own steps for the bias correction, so a particle seen once an
+//! epoch is corrected as a parameter stepped once an epoch (PyTorch's SparseAdam shares one step count).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor, Var};
+use drgnfly_em::pose::Pose;
+use drgnfly_em::rotation::quaternion::{matrix_from_quaternion, quaternion_from_matrix};
+
+use super::error::TrainResult;
+use crate::error::Error;
+
+/// How rotations are parametrised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RotationParam {
+    /// The first two rows of the matrix (cryoDRGN `s2s2`); 6 numbers.
+    SixD,
+    /// A unit quaternion `(w, x, y, z)`; 4 numbers.
+    Quaternion,
+}
+
+impl RotationParam {
+    /// Numbers per rotation.
+    pub fn width(self) -> usize {
+        match self {
+            RotationParam::SixD => 6,
+            RotationParam::Quaternion => 4,
+        }
+    }
+}
+
+/// Learning rates and moments of the table's sparse Adam.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PoseAdamConfig {
+    /// Step size of the rotation parameters.
+    pub lr_rot: f64,
+    /// Step size of the shifts (pixels).
+    pub lr_shift: f64,
+    /// First-moment decay.
+    pub beta1: f64,
+    /// Second-moment decay.
+    pub beta2: f64,
+    /// Denominator guard.
+    pub eps: f64,
+}
+
+impl Default for PoseAdamConfig {
+    /// cryoDRGN's pose SGD in `train_vae` (SparseAdam, lr 3e-4) for both parts.
+    fn default() -> Self {
+        Self { lr_rot: 3e-4, lr_shift: 3e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8 }
+    }
+}
+
+/// One parameter block (rotations or shifts) with its Adam moments, `width` numbers per row.
+#[derive(Clone, Debug, PartialEq)]
+struct Block {
+    width: usize,
+    value: Vec<f32>,
+    m: Vec<f32>,
+    v: Vec<f32>,
+}
+
+impl Block {
+    fn new(width: usize, value: Vec<f32>) -> Self {
+        let n = value.len();
+        Self { width, value, m: vec![0.0; n], v: vec![0.0; n] }
+    }
+
+    fn row(&self, i: usize) -> &[f32] {
+        &self.value[i * self.width..(i + 1) * self.width]
+    }
+
+    fn gather(&self, positions: &[usize]) -> Vec<f32> {
+        positions.iter().flat_map(|&p| self.row(p).iter().copied()).collect()
+    }
+
+    /// One Adam update of row `row` with gradient `g` at the row's step `t` (≥ 1).
+    fn update(&mut self, row: usize, g: &[f32], t: u32, lr: f64, cfg: &PoseAdamConfig) {
+        let (c1, c2) = (1.0 - cfg.beta1.powi(t as i32), 1.0 - cfg.beta2.powi(t as i32));
+        for (j, &gj) in g.iter().enumerate() {
+            let k = row * self.width + j;
+            let gj = f64::from(gj);
+            let m = cfg.beta1 * f64::from(self.m[k]) + (1.0 - cfg.beta1) * gj;
+            let v = cfg.beta2 * f64::from(self.v[k]) + (1.0 - cfg.beta2) * gj * gj;
+            self.m[k] = m as f32;
+            self.v[k] = v as f32;
+            let step = lr * (m / c1) / ((v / c2).sqrt() + cfg.eps);
+            self.value[k] = (f64::from(self.value[k]) - step) as f32;
+        }
+    }
+}
+
+/// Poses of every particle, refinable per batch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PoseTable {
+    param: RotationParam,
+    adam: PoseAdamConfig,
+    rot: Block,
+    shift: Block,
+    /// Adam steps taken by each row.
+    steps: Vec<u32>,
+}
+
+impl PoseTable {
+    /// A table starting at `poses` (from a consensus refinement, a pose search, or random).
+    pub fn new(poses: &[Pose], param: RotationParam, adam: PoseAdamConfig) -> Self {
+        let rot = poses.iter().flat_map(|p| encode(&p.rot, param)).collect();
+        let shift = poses.iter().flat_map(|p| p.shift_px).collect();
+        Self {
+            param,
+            adam,
+            rot: Block::new(param.width(), rot),
+            shift: Block::new(2, shift),
+            steps: vec![0; poses.len()],
+        }
+    }
+
+    /// Number of particles.
+    pub fn len(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// The rotation parametrisation.
+    pub fn param(&self) -> RotationParam {
+        self.param
+    }
+
+    /// The current pose of position `i`.
+    pub fn pose(&self, i: usize) -> Pose {
+        let r = self.rot.row(i);
+        let s = self.shift.row(i);
+        Pose { rot: decode(r, self.param), shift_px: [s[0], s[1]] }
+    }
+
+    /// The current poses of `positions`.
+    pub fn batch_poses(&self, positions: &[usize]) -> Vec<Pose> {
+        positions.iter().map(|&i| self.pose(i)).collect()
+    }
+
+    /// Every current pose, in position order (for pose.E.pkl).
+    pub fn poses(&self) -> Vec<Pose> {
+        (0..self.len()).map(|i| self.pose(i)).collect()
+    }
+
+    /// The rotation parameters `(B, width)` and shifts `(B, 2)` of a batch as variables to differentiate;
+    /// turn the rotation parameters into matrices with [`rotation_matrices`].
+    pub fn batch_vars(&self, positions: &[usize], device: &Device) -> TrainResult<(Var, Var)> {
+        let b = positions.len();
+        let rot = Var::from_vec(self.rot.gather(positions), (b, self.param.width()), device)?;
+        let shift = Var::from_vec(self.shift.gather(positions), (b, 2), device)?;
+        Ok((rot, shift))
+    }
+
+    /// One sparse Adam step on the rows of `positions`, with the gradients of the batch's rotation
+    /// parameters `(B, width)` and shifts `(B, 2)`, row-major. A position listed twice is stepped twice.
+    pub fn step(&mut self, positions: &[usize], grad_rot: &[f32], grad_shift: &[f32]) -> TrainResult<()> {
+        let (b, w) = (positions.len(), self.param.width());
+        if grad_rot.len() != b * w || grad_shift.len() != b * 2 || positions.iter().any(|&p| p >= self.len())
+        {
+            return Err(Error::Config {
+                field: "pose table",
+                problem: format!(
+                    "a step needs {b}×{w} rotation and {b}×2 shift gradients for positions below {}; got {} and {}",
+                    self.len(),
+                    grad_rot.len(),
+                    grad_shift.len()
+                ),
+            }
+            .into());
+        }
+        for (k, &p) in positions.iter().enumerate() {
+            self.steps[p] += 1;
+            let t = self.steps[p];
+            self.rot.update(p, &grad_rot[k * w..(k + 1) * w], t, self.adam.lr_rot, &self.adam);
+            self.shift.update(p, &grad_shift[k * 2..(k + 1) * 2], t, self.adam.lr_shift, &self.adam);
+        }
+        Ok(())
+    }
+
+    /// The table and its optimizer state as named tensors (`pose.rot`, `pose.shift`, `pose.rot.m`, …), for
+    /// [`crate::Checkpoint::tables`].
+    pub fn state_tensors(&self) -> TrainResult<HashMap<String, Tensor>> {
+        let n = self.len();
+        let dev = &Device::Cpu;
+        let mut out = HashMap::new();
+        for (name, block) in [("pose.rot", &self.rot), ("pose.shift", &self.shift)] {
+            for (suffix, data) in [("", &block.value), (".m", &block.m), (".v", &block.v)] {
+                out.insert(format!("{name}{suffix}"), Tensor::from_slice(data, (n, block.width), dev)?);
+            }
+        }
+        let steps: Vec<i64> = self.steps.iter().map(|&s| i64::from(s)).collect();
+        out.insert("pose.steps".into(), Tensor::from_vec(steps, n, dev)?);
+        Ok(out)
+    }
+
+    /// Restore what [`Self::state_tensors`] wrote; the checkpoint at `path` must hold a table of the same
+    /// size and parametrisation.
+    pub fn load_state_tensors(&mut self, tables: &HashMap<String, Tensor>, path: &Path) -> TrainResult<()> {
+        let n = self.len();
+        let bad = |problem: String| Error::Checkpoint {
+            path: path.to_path_buf(),
+            problem,
+            hint: "resume with the same particles (--ind) and pose settings as the run that wrote it",
+        };
+        let get = |name: &str, width: usize| -> TrainResult<Vec<f32>> {
+            let t = tables.get(name).ok_or_else(|| bad(format!("no pose table entry `table.{name}`")))?;
+            if t.dims() != [n, width] {
+                return Err(
+                    bad(format!("`table.{name}` has shape {:?}, expected [{n}, {width}]", t.dims())).into()
+                );
+            }
+            Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+        };
+        let w = self.param.width();
+        let (rot, shift) = (
+            Block {
+                width: w,
+                value: get("pose.rot", w)?,
+                m: get("pose.rot.m", w)?,
+                v: get("pose.rot.v", w)?,
+            },
+            Block {
+                width: 2,
+                value: get("pose.shift", 2)?,
+                m: get("pose.shift.m", 2)?,
+                v: get("pose.shift.v", 2)?,
+            },
+        );
+        let steps =
+            tables.get("pose.steps").ok_or_else(|| bad("no pose table entry `table.pose.steps`".into()))?;
+        let steps = steps.to_dtype(DType::I64)?.flatten_all()?.to_vec1::<i64>()?;
+        if steps.len() != n || steps.iter().any(|&s| !(0..=i64::from(u32::MAX)).contains(&s)) {
+            return Err(bad(format!("`table.pose.steps` must hold {n} step counts")).into());
+        }
+        self.rot = rot;
+        self.shift = shift;
+        self.steps = steps.into_iter().map(|s| s as u32).collect();
+        Ok(())
+    }
+}
+
+fn encode(r: &drgnfly_em::rotation::Mat3, param: RotationParam) -> Vec<f32> {
+    match param {
+        RotationParam::SixD => r[..2].iter().flatten().map(|&v| v as f32).collect(),
+        RotationParam::Quaternion => quaternion_from_matrix(r).iter().map(|&v| v as f32).collect(),
+    }
+}
+
+fn decode(p: &[f32], param: RotationParam) -> drgnfly_em::rotation::Mat3 {
+    let p: Vec<f64> = p.iter().map(|&v| f64::from(v)).collect();
+    match param {
+        RotationParam::SixD => {
+            let norm = |v: [f64; 3]| {
+                let n = v.iter().map(|c| c * c).sum::<f64>().sqrt().max(1e-12);
+                v.map(|c| c / n)
+            };
+            let e1 = norm([p[0], p[1], p[2]]);
+            let dot = e1[0] * p[3] + e1[1] * p[4] + e1[2] * p[5];
+            let e2 = norm([p[3] - dot * e1[0], p[4] - dot * e1[1], p[5] - dot * e1[2]]);
+            let e3 =
+                [e1[1] * e2[2] - e1[2] * e2[1], e1[2] * e2[0] - e1[0] * e2[2], e1[0] * e2[1] - e1[1] * e2[0]];
+            [e1, e2, e3]
+        }
+        RotationParam::Quaternion => matrix_from_quaternion([p[0], p[1], p[2], p[3]]),
+    }
+}
+
+/// Rotation matrices `(B, 3, 3)` from a batch of parameters `(B, width)`, differentiably (the same maps as
+/// [`PoseTable::pose`]): Gram–Schmidt on two rows for [`RotationParam::SixD`], the normalised quaternion's
+/// matrix for [`RotationParam::Quaternion`].
+pub fn rotation_matrices(params: &Tensor, param: RotationParam) -> TrainResult<Tensor> {
+    let b = params.dim(0)?;
+    let col = |t: &Tensor, i: usize| t.narrow(1, i, 1);
+    let unit = |v: &Tensor| -> candle_core::Result<Tensor> {
+        v.broadcast_div(&(v.sqr()?.sum_keepdim(1)?.sqrt()? + 1e-12)?)
+    };
+    Ok(match param {
+        RotationParam::SixD => {
+            let e1 = unit(&params.narrow(1, 0, 3)?)?;
+            let a2 = params.narrow(1, 3, 3)?;
+            let e2 = unit(&(&a2 - e1.broadcast_mul(&(&e1 * &a2)?.sum_keepdim(1)?)?)?)?;
+            let (x1, y1, z1) = (col(&e1, 0)?, col(&e1, 1)?, col(&e1, 2)?);
+            let (x2, y2, z2) = (col(&e2, 0)?, col(&e2, 1)?, col(&e2, 2)?);
+            let e3 = Tensor::cat(
+                &[
+                    ((&y1 * &z2)? - (&z1 * &y2)?)?,
+                    ((&z1 * &x2)? - (&x1 * &z2)?)?,
+                    ((&x1 * &y2)? - (&y1 * &x2)?)?,
+                ],
+                1,
+            )?;
+            Tensor::stack(&[e1, e2, e3], 1)?
+        }
+        RotationParam::Quaternion => {
+            let q = unit(params)?;
+            let (w, x, y, z) = (col(&q, 0)?, col(&q, 1)?, col(&q, 2)?, col(&q, 3)?);
+            let two = |a: &Tensor, b: &Tensor| (a * b)? * 2.0;
+            let one_minus = |a: &Tensor, b: &Tensor| -> candle_core::Result<Tensor> {
+                ((a.sqr()? + b.sqr()?)? * -2.0)? + 1.0
+            };
+            let entries = [
+                one_minus(&y, &z)?,
+                (two(&x, &y)? - two(&w, &z)?)?,
+                (two(&x, &z)? + two(&w, &y)?)?,
+                (two(&x, &y)? + two(&w, &z)?)?,
+                one_minus(&x, &z)?,
+                (two(&y, &z)? - two(&w, &x)?)?,
+                (two(&x, &z)? - two(&w, &y)?)?,
+                (two(&y, &z)? + two(&w, &x)?)?,
+                one_minus(&x, &y)?,
+            ];
+            Tensor::cat(&entries, 1)?.reshape((b, 3, 3))?
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use drgnfly_em::rotation::random::random_rotations;
+
+    fn close(a: &drgnfly_em::rotation::Mat3, b: &drgnfly_em::rotation::Mat3, tol: f64) -> bool {
+        a.iter().flatten().zip(b.iter().flatten()).all(|(x, y)| (x - y).abs() < tol)
+    }
+
+    #[test]
+    fn both_parametrisations_hold_poses_and_match_the_tensor_map() {
+        let rots = random_rotations(5, 11);
+        let poses: Vec<Pose> =
+            rots.iter().enumerate().map(|(i, &rot)| Pose { rot, shift_px: [i as f32, -0.5] }).collect();
+        for param in [RotationParam::SixD, RotationParam::Quaternion] {
+            let table = PoseTable::new(&poses, param, PoseAdamConfig::default());
+            for (i, p) in poses.iter().enumerate() {
+                assert!(close(&table.pose(i).rot, &p.rot, 1e-6), "{param:?} row {i}");
+                assert_eq!(table.pose(i).shift_px, p.shift_px);
+            }
+            let (r, _) = table.batch_vars(&[3, 1], &Device::Cpu).unwrap();
+            let m = rotation_matrices(r.as_tensor(), param).unwrap().to_vec3::<f32>().unwrap();
+            for (k, &i) in [3usize, 1].iter().enumerate() {
+                let mk =
+                    m[k].iter().map(|row| [row[0] as f64, row[1] as f64, row[2] as f64]).collect::<Vec<_>>();
+                assert!(close(&[mk[0], mk[1], mk[2]], &poses[i].rot, 1e-5), "{param:?} tensor map, row {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn sparse_steps_move_only_their_rows_and_fit_a_target() {
+        // Fit shifts to a target with the gradient of ½‖s − target‖².
+        let poses = vec![Pose::IDENTITY; 4];
+        let adam = PoseAdamConfig { lr_shift: 0.05, ..PoseAdamConfig::default() };
+        let mut table = PoseTable::new(&poses, RotationParam::SixD, adam);
+        let target = [3.0f32, -2.0];
+        for _ in 0..400 {
+            let s = table.pose(2).shift_px;
+            table.step(&[2], &[0.0; 6], &[s[0] - target[0], s[1] - target[1]]).unwrap();
+        }
+        let s = table.pose(2).shift_px;
+        assert!((s[0] - 3.0).abs() < 0.05 && (s[1] + 2.0).abs() < 0.05, "{s:?}");
+        assert_eq!(table.pose(1), Pose::IDENTITY, "rows outside the batch keep their pose and state");
+        assert_eq!(table.steps, [0, 0, 400, 0]);
+        assert!(table.step(&[4], &[0.0; 6], &[0.0; 2]).is_err(), "out-of-range position");
+
+        // The state round-trips through checkpoint tensors exactly.
+        let state = table.state_tensors().unwrap();
+        let mut other = PoseTable::new(&poses, RotationParam::SixD, adam);
+        other.load_state_tensors(&state, Path::new("ckpt")).unwrap();
+        assert_eq!(other, table);
+        let mut quat = PoseTable::new(&poses, RotationParam::Quaternion, adam);
+        assert!(
+            quat.load_state_tensors(&state, Path::new("ckpt")).is_err(),
+            "6-D state into a quaternion table"
+        );
+    }
+}
