@@ -85,4 +85,7 @@ pub enum Error {
         /// What is wrong and what was expected.
         problem: String,
     },
+    /// An error from `drgnfly-em` (masks, FSC) inside an analysis.
+    #[error(transparent)]
+    Em(#[from] drgnfly_em::Error),
 }

@@ -1,5 +1,5 @@
 //! Ground-truth metrics for simulated data: clustering accuracy under the best label matching,
-//! Spearman rank correlation, the HetACUMN entanglement score, and per-state latent medians.
+//! Pearson and Spearman correlation, the HetACUMN entanglement score, and per-state latent medians.
 //!
 //! Labels are `u32` class ids (k-means labels, ground-truth state ids); they need not be contiguous.
 
@@ -112,6 +112,36 @@ pub fn hungarian(cost: &[f64], rows: usize, cols: usize) -> Vec<usize> {
         }
     }
     assignment
+}
+
+/// Pearson correlation `Σ (aᵢ − ā)(bᵢ − b̄) / √(Σ (aᵢ − ā)² · Σ (bᵢ − b̄)²)`, accumulated in f64; 0 when
+/// either input is constant or empty (a map-to-map CC of a blank volume is "no agreement", not an error).
+///
+/// ```
+/// use drgnfly_analysis::metrics::pearson;
+/// assert!((pearson(&[1.0, 2.0, 4.0], &[2.0, 4.0, 8.0]).unwrap() - 1.0).abs() < 1e-12);
+/// ```
+///
+/// Errors: [`Error::Shape`] when the lengths differ.
+pub fn pearson(a: &[f32], b: &[f32]) -> Result<f64> {
+    if a.len() != b.len() {
+        return Err(Error::Shape {
+            what: "pearson",
+            expected: format!("two inputs of the same length ({} values)", a.len()),
+            got: format!("{} values in the second", b.len()),
+        });
+    }
+    let n = a.len().max(1) as f64;
+    let mean = |x: &[f32]| x.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+    let (ma, mb) = (mean(a), mean(b));
+    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
+    for (&x, &y) in a.iter().zip(b) {
+        let (dx, dy) = (f64::from(x) - ma, f64::from(y) - mb);
+        sab += dx * dy;
+        saa += dx * dx;
+        sbb += dy * dy;
+    }
+    Ok(if saa > 0.0 && sbb > 0.0 { sab / (saa * sbb).sqrt() } else { 0.0 })
 }
 
 /// Spearman rank correlation ρ: the Pearson correlation of the ranks, ties given their average rank
@@ -291,6 +321,20 @@ fn relabel(labels: &[u32]) -> (Vec<u32>, Vec<usize>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pearson_of_itself_its_negation_and_a_constant() {
+        let a: Vec<f32> = (0..50).map(|i| ((i * 37) % 11) as f32 - 3.5).collect();
+        let neg: Vec<f32> = a.iter().map(|v| -2.0 * v + 1.0).collect();
+        assert!((pearson(&a, &a).unwrap() - 1.0).abs() < 1e-12);
+        assert!((pearson(&a, &neg).unwrap() + 1.0).abs() < 1e-12);
+        // Orthogonal centred sequences correlate 0.
+        let (x, y) = ([1.0f32, -1.0, 1.0, -1.0], [1.0f32, 1.0, -1.0, -1.0]);
+        assert!(pearson(&x, &y).unwrap().abs() < 1e-12);
+        assert_eq!(pearson(&a, &vec![3.0; a.len()]).unwrap(), 0.0);
+        assert_eq!(pearson(&[], &[]).unwrap(), 0.0);
+        assert!(matches!(pearson(&a, &a[1..]), Err(Error::Shape { .. })));
+    }
 
     #[test]
     fn hungarian_on_a_hand_matrix() {

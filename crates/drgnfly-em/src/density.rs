@@ -315,6 +315,16 @@ pub fn atom_blobs(
     Ok(blobs)
 }
 
+/// The largest per-axis distance (Å) of any atom in `coords` (Å) from `center`:
+/// `max_i max_axis |rᵢ − c|`, the half-width of the smallest box centred on `center` holding every atom
+/// centre (0 for no atoms). Compare with `D·apix/2` to see whether a model fits the box.
+pub fn atom_extent(coords: &[[f32; 3]], center: [f64; 3]) -> f64 {
+    coords
+        .iter()
+        .map(|r| (0..3).map(|k| (f64::from(r[k]) - center[k]).abs()).fold(0.0, f64::max))
+        .fold(0.0, f64::max)
+}
+
 /// Renders atoms (elements, coordinates in Å) as a `D³` density map (`[z][y][x]`, value per Å³); see
 /// the [module docs](self).
 pub fn render_atoms(
@@ -329,6 +339,14 @@ pub fn render_atoms(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn atom_extent_is_the_largest_axis_offset() {
+        let coords = [[1.0f32, -2.0, 0.5], [4.0, 3.0, -6.5], [0.0, 0.0, 0.0]];
+        assert_eq!(atom_extent(&coords, [0.0; 3]), 6.5);
+        assert_eq!(atom_extent(&coords, [2.0, 0.0, -3.0]), 3.5);
+        assert_eq!(atom_extent(&[], [1.0; 3]), 0.0);
+    }
 
     fn moments(v: &[f32], d: usize) -> (f64, [f64; 3]) {
         let mut m = 0.0;

@@ -35,6 +35,11 @@ pub struct Projector {
 }
 
 impl Projector {
+    /// Bytes of the table a projector of side `d` with oversampling `s` keeps: `4·(s·D)³`.
+    pub fn table_bytes(d: usize, oversampling: usize) -> usize {
+        (oversampling * d).pow(3) * std::mem::size_of::<f32>()
+    }
+
     /// Prepares `volume` (`D³`, `[z][y][x]`, `D` even) with oversampling `s ≥ 1` (the transform is of
     /// size `(s·D)³`; memory `4·(s·D)³` bytes kept, twice that transiently).
     pub fn new(volume: &[f32], d: usize, oversampling: usize) -> Result<Self> {

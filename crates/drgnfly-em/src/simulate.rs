@@ -260,6 +260,33 @@ pub fn simulate<E: From<Error>>(
     Ok(SimSummary { n: cfg.n, signal_variance, noise_sigma: noise_sigma.unwrap_or(0.0) })
 }
 
+/// Mixture weights of `n_states` discrete states from the user's `--weights`: 1 each when none are
+/// given, otherwise the given ones normalised to sum 1 (one per state, each ≥ 0, positive sum).
+///
+/// Errors: [`Error::Param`] naming `--weights` when the count differs from `n_states` or a weight is
+/// negative or not finite, or they sum to 0.
+pub fn mixture_weights(given: &[f64], n_states: usize) -> Result<Vec<f64>> {
+    if given.is_empty() {
+        return Ok(vec![1.0; n_states]);
+    }
+    if given.len() != n_states {
+        return Err(Error::Param {
+            name: "--weights",
+            value: format!("{} values", given.len()),
+            why: format!("there are {n_states} states; give one weight per state"),
+        });
+    }
+    let total: f64 = given.iter().sum();
+    if given.iter().any(|w| !(w.is_finite() && *w >= 0.0)) || total <= 0.0 {
+        return Err(Error::Param {
+            name: "--weights",
+            value: format!("{given:?}"),
+            why: "weights must be ≥ 0 with a positive sum".into(),
+        });
+    }
+    Ok(given.iter().map(|w| w / total).collect())
+}
+
 /// Validates the configuration; returns the number of states and the cumulative state probabilities.
 fn check(cfg: &SimConfig, states: &States<'_>) -> Result<(usize, Vec<f64>)> {
     let bad =
@@ -402,6 +429,16 @@ mod tests {
     use crate::hartley::{symmetrize_ht, HartleyPlan};
     use crate::phantom::HingePhantom;
     use crate::pose::Pose;
+
+    #[test]
+    fn mixture_weights_default_normalise_and_reject() {
+        assert_eq!(mixture_weights(&[], 3).unwrap(), vec![1.0; 3]);
+        assert_eq!(mixture_weights(&[1.0, 3.0], 2).unwrap(), vec![0.25, 0.75]);
+        assert!(matches!(mixture_weights(&[1.0, 2.0], 1), Err(Error::Param { name: "--weights", .. })));
+        assert!(matches!(mixture_weights(&[1.0, -1.0], 2), Err(Error::Param { .. })));
+        assert!(matches!(mixture_weights(&[0.0, 0.0], 2), Err(Error::Param { .. })));
+        assert!(matches!(mixture_weights(&[f64::NAN, 1.0], 2), Err(Error::Param { .. })));
+    }
 
     fn sym_hts(imgs: &[f32], d: usize) -> Vec<f32> {
         let mut ht = imgs.to_vec();

@@ -11,9 +11,13 @@
 //! centres the raw image" (see [the crate conventions](crate#conventions)). `H(−k)` is the value at the
 //! mirrored flat index, which is why the input must be the symmetrized `(D+1)²` image (or a
 //! centrosymmetric masked subset of it).
+//!
+//! [`ImageShifter`] does the whole round trip for real-space images (Hartley transform, symmetrize,
+//! [`translate_ht`], back), with its plan and lattice built once.
 
 use rayon::prelude::*;
 
+use crate::hartley::{symmetrize_ht, unsymmetrize_ht, HartleyPlan, HartleyScratch};
 use crate::lattice::Lattice;
 use crate::{Error, Result};
 
@@ -104,6 +108,85 @@ pub fn translate_ht_masked(freqs: &[f32], ht: &[f32], shifts_px: &[[f32; 2]], ou
     Ok(())
 }
 
+/// Shifts real-space `D × D` images by a sub-pixel amount: centred Hartley transform, [`symmetrize_ht`],
+/// [`translate_ht`], drop the last row and column, inverse transform (cryoDRGN's
+/// `tests/test_translate.py` pipeline). The plan and the `(D+1)²` lattice are built once; `Send + Sync`.
+///
+/// The image is periodic: content leaving one edge comes back at the other, and a non-integer shift of
+/// content at Nyquist is not exactly invertible.
+///
+/// ```
+/// use drgnfly_em::translate::ImageShifter;
+/// let d = 8;
+/// let shifter = ImageShifter::new(d).unwrap();
+/// // A cosine along x (no Nyquist content, so integer shifts are exact circular shifts).
+/// let wave = |x: usize| (std::f32::consts::TAU * x as f32 / d as f32).cos();
+/// let mut img: Vec<f32> = (0..d * d).map(|i| wave(i % d)).collect();
+/// shifter.shift_image(&mut img, [2.0, 0.0]).unwrap();
+/// assert!((0..d * d).all(|i| (img[i] - wave((i % d + d - 2) % d)).abs() < 1e-5)); // img(x − 2)
+/// ```
+#[derive(Debug, Clone)]
+pub struct ImageShifter {
+    d: usize,
+    plan: HartleyPlan,
+    lattice: Lattice,
+}
+
+/// Reusable buffers of an [`ImageShifter`] (one per thread).
+#[derive(Debug)]
+pub struct ShiftScratch {
+    hartley: HartleyScratch,
+    sym: Vec<f32>,
+    moved: Vec<f32>,
+}
+
+impl ImageShifter {
+    /// Plans shifts of `D × D` images (`D` even, ≥ 2).
+    pub fn new(d: usize) -> Result<Self> {
+        Ok(Self { d, plan: HartleyPlan::new(d)?, lattice: Lattice::new(d + 1, 0.5)? })
+    }
+
+    /// The image side `D`.
+    pub fn size(&self) -> usize {
+        self.d
+    }
+
+    /// Fresh buffers for [`Self::shift_image_with_scratch`].
+    pub fn make_scratch(&self) -> ShiftScratch {
+        let m = (self.d + 1) * (self.d + 1);
+        ShiftScratch { hartley: self.plan.make_scratch(), sym: vec![0.0; m], moved: vec![0.0; m] }
+    }
+
+    /// In place, `img(x) ← img(x − shift_px)`: the content moves by `+shift_px` pixels (x, y).
+    /// Allocates its buffers; see [`Self::shift_image_with_scratch`] for loops.
+    pub fn shift_image(&self, img: &mut [f32], shift_px: [f32; 2]) -> Result<()> {
+        self.shift_image_with_scratch(img, shift_px, &mut self.make_scratch())
+    }
+
+    /// [`Self::shift_image`] with buffers from [`Self::make_scratch`].
+    pub fn shift_image_with_scratch(
+        &self,
+        img: &mut [f32],
+        shift_px: [f32; 2],
+        scratch: &mut ShiftScratch,
+    ) -> Result<()> {
+        let d = self.d;
+        let m = (d + 1) * (d + 1);
+        if img.len() != d * d || scratch.sym.len() != m || scratch.moved.len() != m {
+            return Err(Error::Shape {
+                op: "shift_image",
+                expected: format!("({d}, {d}) image and scratch from this shifter"),
+                got: format!("{} values, scratch for {} lattice points", img.len(), scratch.sym.len()),
+            });
+        }
+        self.plan.ht2_center(img, &mut scratch.hartley)?;
+        symmetrize_ht(img, d, &mut scratch.sym)?;
+        translate_ht(&self.lattice, &scratch.sym, shift_px, &mut scratch.moved)?;
+        unsymmetrize_ht(&scratch.moved, d, img)?;
+        self.plan.iht2_center(img, &mut scratch.hartley)
+    }
+}
+
 /// The phase shift over points whose −k partner is the reversed index.
 fn shift(freqs: &[f32], h: &[f32], [tx, ty]: [f32; 2], out: &mut [f32]) {
     let two_pi = std::f32::consts::TAU;
@@ -117,24 +200,53 @@ fn shift(freqs: &[f32], h: &[f32], [tx, ty]: [f32; 2], out: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hartley::{symmetrize_ht, unsymmetrize_ht, HartleyPlan};
+    use crate::hartley::HartleyPlan;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
     /// HT → symmetrize → translate → drop last row/col → inverse HT, as cryoDRGN's test does.
     fn shift_image(img: &[f32], d: usize, t: [f32; 2]) -> Vec<f32> {
+        let mut out = img.to_vec();
+        ImageShifter::new(d).unwrap().shift_image(&mut out, t).unwrap();
+        out
+    }
+
+    #[test]
+    fn image_shift_then_back_is_identity() {
+        let d = 24;
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        // Random image without Nyquist content (a Nyquist row/column is not invertible under
+        // sub-pixel shifts): low-pass it by zeroing the outer frequencies.
         let plan = HartleyPlan::new(d).unwrap();
-        let mut ht = img.to_vec();
-        plan.ht2_center(&mut ht, &mut plan.make_scratch()).unwrap();
-        let mut sym = vec![0.0; (d + 1) * (d + 1)];
-        symmetrize_ht(&ht, d, &mut sym).unwrap();
-        let lat = Lattice::new(d + 1, 0.5).unwrap();
-        let mut shifted = vec![0.0; sym.len()];
-        translate_ht(&lat, &sym, t, &mut shifted).unwrap();
-        let mut back = vec![0.0; d * d];
-        unsymmetrize_ht(&shifted, d, &mut back).unwrap();
-        plan.iht2_center(&mut back, &mut plan.make_scratch()).unwrap();
-        back
+        let mut img: Vec<f32> = (0..d * d).map(|_| rng.random_range(-1.0..1.0)).collect();
+        plan.ht2_center(&mut img, &mut plan.make_scratch()).unwrap();
+        for y in 0..d {
+            for x in 0..d {
+                let (kx, ky) = (x as i64 - (d / 2) as i64, y as i64 - (d / 2) as i64);
+                if kx.abs().max(ky.abs()) >= (d / 2 - 1) as i64 {
+                    img[y * d + x] = 0.0;
+                }
+            }
+        }
+        plan.iht2_center(&mut img, &mut plan.make_scratch()).unwrap();
+        let shifter = ImageShifter::new(d).unwrap();
+        let mut scratch = shifter.make_scratch();
+        for s in [[1.3f32, -2.7], [0.5, 0.5], [-7.25, 3.0]] {
+            let mut out = img.clone();
+            shifter.shift_image_with_scratch(&mut out, s, &mut scratch).unwrap();
+            let moved = out.iter().zip(&img).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(moved > 1e-2, "shift {s:?} left the image unchanged");
+            shifter.shift_image_with_scratch(&mut out, [-s[0], -s[1]], &mut scratch).unwrap();
+            let worst = out.iter().zip(&img).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(worst < 1e-4, "shift {s:?} and back: max |Δ| {worst}");
+        }
+        assert_eq!(shifter.size(), d);
+        assert!(matches!(shifter.shift_image(&mut img[1..], [0.0; 2]), Err(Error::Shape { .. })));
+        let mut other = ImageShifter::new(8).unwrap().make_scratch();
+        assert!(matches!(
+            shifter.shift_image_with_scratch(&mut img, [0.0; 2], &mut other),
+            Err(Error::Shape { .. })
+        ));
     }
 
     #[test]

@@ -3,18 +3,22 @@
 //!
 //! - [`LatentShiftTracker`]: per pair of analysed epochs, the median particle displacement ‖Δz‖ and the
 //!   median cosine / dot product between a particle's displacement and its previous one.
+//! - [`take_rows`], [`embed_2d`] and [`LatentView`]: the followed subset of an epoch, its 2D layout
+//!   (z, PCA or UMAP) and the density maxima on it.
 //! - [`density_maxima`] and [`match_maxima`]: local maxima of the 2D (UMAP) density per epoch and how
 //!   they persist, matched by the particles in their basins.
-//! - [`VolumeConsistency`]: the masked CC and FSC of volumes at the maxima between epochs (computed by
-//!   the binary, which has the decoder).
+//! - [`VolumeConsistency`]: the masked CC and FSC of volumes at the maxima between epochs
+//!   ([`VolumeConsistency::measure`]; the binary, which has the decoder, generates and reads them).
 //! - [`verdict`]: one line saying whether the latent has settled, by the rule on [`VerdictRule`].
 
 mod maxima;
 mod shift;
+mod view;
 mod volumes;
 
 pub use maxima::{density_maxima, match_maxima, DensityMaximum, MaximaMatch, MaximaParams};
 pub use shift::{latent_spread, LatentShift, LatentShiftTracker};
+pub use view::{embed_2d, take_rows, Embedding2d, LatentView};
 pub use volumes::{median_cc_by_epoch, VolumeConsistency};
 
 /// Thresholds of the convergence verdict. `Default`: the last 3 analysed steps must each move the

@@ -26,14 +26,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args as ClapArgs;
 use drgnfly_analysis::convergence::{
-    density_maxima, latent_spread, match_maxima, verdict, ConvergenceEvidence, DensityMaximum, LatentShift,
-    LatentShiftTracker, MaximaMatch, MaximaParams, VerdictRule, VolumeConsistency,
+    latent_spread, match_maxima, take_rows, verdict, ConvergenceEvidence, Embedding2d, LatentShift,
+    LatentShiftTracker, LatentView, MaximaMatch, MaximaParams, VerdictRule, VolumeConsistency,
 };
 use drgnfly_analysis::learning_curve::parse_learning_curve;
-use drgnfly_analysis::pca::Pca;
 use drgnfly_analysis::plot::{self, Axes, Marker, Overlay, RgbImage, Series};
 use drgnfly_analysis::render::{contact_sheet, Tile};
-use drgnfly_analysis::umap::{umap, UmapParams};
 use drgnfly_analysis::Latents;
 use drgnfly_em::mask::CosineDilationMask;
 use drgnfly_io::selection::select_random;
@@ -104,9 +102,8 @@ struct EpochView {
     epoch: usize,
     /// Subset latents, subset×zdim.
     z: Vec<f32>,
-    /// 2D embedding of the subset (none for zdim 1).
-    xy: Option<Vec<f32>>,
-    maxima: Vec<DensityMaximum>,
+    /// 2D embedding of the subset (none for zdim 1) and its density maxima.
+    view: LatentView,
 }
 
 /// Analyse and judge.
@@ -153,8 +150,8 @@ pub fn run(args: Args) -> Result<()> {
         let lat = Latents::new(&view.z, zdim)?;
         shifts.extend(tracker.push(e, lat)?);
         if let Some(prev) = views.last() {
-            if view.xy.is_some() {
-                matches.push(match_maxima(e, &prev.maxima, &view.maxima));
+            if view.view.xy.is_some() {
+                matches.push(match_maxima(e, &prev.view.maxima, &view.view.maxima));
             }
         }
         views.push(view);
@@ -164,7 +161,7 @@ pub fn run(args: Args) -> Result<()> {
 
     // Decoder: volumes at the final maxima particles, per epoch.
     let mut notes = Vec::new();
-    let volumes = if zdim == 1 || final_view.maxima.is_empty() {
+    let volumes = if zdim == 1 || final_view.view.maxima.is_empty() {
         notes.push("no density maxima (zdim 1 or too few particles): volumes not compared".to_string());
         Vec::new()
     } else {
@@ -180,7 +177,7 @@ pub fn run(args: Args) -> Result<()> {
         "subset": subset.len(),
         "latent_spread": spread,
         "shifts": shifts,
-        "maxima": views.iter().map(|v| serde_json::json!({"epoch": v.epoch, "maxima": v.maxima.iter().map(|m| serde_json::json!({"center": m.center, "count": m.count, "representative": subset[m.representative]})).collect::<Vec<_>>()})).collect::<Vec<_>>(),
+        "maxima": views.iter().map(|v| serde_json::json!({"epoch": v.epoch, "maxima": v.view.maxima.iter().map(|m| serde_json::json!({"center": m.center, "count": m.count, "representative": subset[m.representative]})).collect::<Vec<_>>()})).collect::<Vec<_>>(),
         "maxima_matches": matches,
         "volumes": volumes,
         "notes": notes,
@@ -216,19 +213,11 @@ fn epoch_view(
             wd.epoch
         );
     }
-    let zs: Vec<f32> = subset.iter().flat_map(|&i| z[i * zdim..(i + 1) * zdim].iter().copied()).collect();
+    let zs = take_rows(&z, zdim, subset)?;
     let lat = Latents::new(&zs, zdim).with_context(|| format!("latents of {}", wd.z_path(e).display()))?;
-    let xy = match zdim {
-        1 => None,
-        2 => Some(zs.clone()),
-        _ if args.skip_umap || lat.len() < 3 => Some(Pca::fit(lat)?.transform(lat, 2)?),
-        _ => Some(umap(lat, &UmapParams { seed: args.seed, ..UmapParams::default() })?),
-    };
-    let maxima = match &xy {
-        Some(xy) => density_maxima(xy, lat, params)?,
-        None => Vec::new(),
-    };
-    Ok(EpochView { epoch: e, z: zs, xy, maxima })
+    let method = if args.skip_umap { Embedding2d::Pca } else { Embedding2d::Umap { seed: args.seed } };
+    let view = LatentView::compute(lat, method, params)?;
+    Ok(EpochView { epoch: e, z: zs, view })
 }
 
 /// Volumes at the final epoch's maxima particles for every analysed epoch, compared between
@@ -243,14 +232,14 @@ fn compare_volumes(
     notes: &mut Vec<String>,
 ) -> Result<Vec<VolumeConsistency>> {
     let Some(final_view) = views.last() else { return Ok(Vec::new()) };
-    let reps: Vec<usize> = final_view.maxima.iter().map(|m| m.representative).collect();
+    let reps: Vec<usize> = final_view.view.maxima.iter().map(|m| m.representative).collect();
     let apix = wd.apix(args.apix)?;
     let request = VolumeRequest { apix, downsample: args.downsample, ..VolumeRequest::default() };
     let mut maker = VolumeMaker::new(wd, wd.epoch, request, args.skip_vol);
     let mut per_epoch: Vec<(usize, Vec<PathBuf>)> = Vec::new();
     for v in views {
         maker.set_epoch(wd, v.epoch);
-        let z: Vec<f32> = reps.iter().flat_map(|&r| v.z[r * zdim..(r + 1) * zdim].iter().copied()).collect();
+        let z = take_rows(&v.z, zdim, &reps)?;
         let dir = out.join(format!("vols.{}", v.epoch));
         let made = steps.run(&format!("{} volumes for epoch {}", reps.len(), v.epoch), || {
             Ok(maker.make(&z, zdim, &dir))
@@ -277,13 +266,14 @@ fn compare_volumes(
     Ok(scores)
 }
 
-/// Masked Pearson correlation and masked FSC of two volumes (the mask from the later one).
+/// Reads the two volumes of one maximum and compares them ([`VolumeConsistency::measure`]: the mask
+/// from the later one).
 fn volume_consistency(
     a: &Path,
     b: &Path,
     mask_rule: &CosineDilationMask,
     apix: Option<f32>,
-    (previous_epoch, epoch, maximum): (usize, usize, usize),
+    ids: (usize, usize, usize),
 ) -> Result<VolumeConsistency> {
     let va = drgnfly_io::mrc::read_volume(a)?;
     let vb = drgnfly_io::mrc::read_volume(b)?;
@@ -296,39 +286,7 @@ fn volume_consistency(
             vb.shape
         );
     }
-    let d = va.shape[0];
-    let mask = mask_rule.compute(&vb.data, vb.shape)?;
-    let ma: Vec<f32> = va.data.iter().zip(&mask).map(|(v, m)| v * m).collect();
-    let mb: Vec<f32> = vb.data.iter().zip(&mask).map(|(v, m)| v * m).collect();
-    let curve = drgnfly_em::fsc::fsc(&va.data, &vb.data, d, Some(&mask))?;
-    let scale = apix.map_or(1.0, |a| 1.0 / f64::from(a));
-    Ok(VolumeConsistency {
-        epoch,
-        previous_epoch,
-        maximum,
-        cc_masked: pearson(&ma, &mb),
-        fsc_freq: curve.freq.iter().map(|f| f * scale).collect(),
-        fsc: curve.fsc,
-    })
-}
-
-/// Pearson correlation (0 when either side is constant).
-fn pearson(a: &[f32], b: &[f32]) -> f64 {
-    let n = a.len().max(1) as f64;
-    let (ma, mb) =
-        (a.iter().map(|&v| f64::from(v)).sum::<f64>() / n, b.iter().map(|&v| f64::from(v)).sum::<f64>() / n);
-    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
-    for (&x, &y) in a.iter().zip(b) {
-        let (dx, dy) = (f64::from(x) - ma, f64::from(y) - mb);
-        sab += dx * dy;
-        saa += dx * dx;
-        sbb += dy * dy;
-    }
-    if saa > 0.0 && sbb > 0.0 {
-        sab / (saa * sbb).sqrt()
-    } else {
-        0.0
-    }
+    Ok(VolumeConsistency::measure(&va.data, &vb.data, vb.shape, mask_rule, apix, ids)?)
 }
 
 /// The plots of `plots/`.
@@ -361,16 +319,17 @@ fn write_plots(
             )?;
         }
     }
-    let embedded: Vec<&EpochView> = views.iter().filter(|v| v.xy.is_some()).collect();
+    let embedded: Vec<&EpochView> = views.iter().filter(|v| v.view.xy.is_some()).collect();
     if !embedded.is_empty() {
         let tiles = |with_maxima: bool| -> Result<Vec<Tile>> {
             embedded
                 .iter()
                 .map(|v| {
-                    let xy = v.xy.as_deref().unwrap_or_default();
+                    let xy = v.view.xy.as_deref().unwrap_or_default();
                     let (x, y): (Vec<f32>, Vec<f32>) = xy.chunks_exact(2).map(|r| (r[0], r[1])).unzip();
                     let overlay = if with_maxima {
                         let markers = v
+                            .view
                             .maxima
                             .iter()
                             .enumerate()

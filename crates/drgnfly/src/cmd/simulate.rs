@@ -34,15 +34,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{ArgGroup, Args as ClapArgs, ValueEnum};
-use drgnfly_em::density::{render_atoms, scattering_center, DensityParams, Scattering};
-use drgnfly_em::hartley::{symmetrize_ht, unsymmetrize_ht, HartleyPlan};
-use drgnfly_em::lattice::Lattice;
+use drgnfly_em::density::{atom_extent, render_atoms, scattering_center, DensityParams, Scattering};
 use drgnfly_em::phantom::HingePhantom;
 use drgnfly_em::project::Projector;
 use drgnfly_em::rotation::relion::euler_from_matrix;
 use drgnfly_em::rotation::{from_f32, to_f32};
-use drgnfly_em::simulate::{simulate, CtfDistribution, ParticleTruth, SimConfig, States};
-use drgnfly_em::translate::translate_ht;
+use drgnfly_em::simulate::{mixture_weights, simulate, CtfDistribution, ParticleTruth, SimConfig, States};
+use drgnfly_em::translate::ImageShifter;
 use drgnfly_io::atomic::write_atomic;
 use drgnfly_io::atoms::{read_element_list, read_npy_trajectory, AtomicModel};
 use drgnfly_io::mrc::{MrcDtype, MrcStackWriter};
@@ -227,20 +225,25 @@ pub fn run(args: Args) -> Result<()> {
     let stack_path = args.outdir.join("particles.mrcs");
     let mut writer = MrcStackWriter::create(&stack_path, d, d, apix, MrcDtype::F32)?;
     let mut truth: Vec<ParticleTruth> = Vec::with_capacity(n);
-    let shifter = match &given_shifts {
-        Some(_) => Some(Shifter::new(d)?),
+    let mut shifter = match &given_shifts {
+        Some(_) => {
+            let s = ImageShifter::new(d)?;
+            let scratch = s.make_scratch();
+            Some((s, scratch))
+        }
         None => None,
     };
     let mut progress = Progress::new("simulate", n as u64, "images");
     let summary = simulate::<anyhow::Error>(&cfg, &states, |chunk| {
         let mut chunk_truth = chunk.truth.to_vec();
-        match (&shifter, &given_shifts) {
-            (Some(s), Some(t)) => {
+        match (&mut shifter, &given_shifts) {
+            (Some((s, scratch)), Some(t)) => {
                 let mut images = chunk.images.to_vec();
                 for (j, (img, tr)) in images.chunks_exact_mut(d * d).zip(&mut chunk_truth).enumerate() {
                     let f = t[chunk.start + j];
                     tr.shift_px = [f[0] * d as f32, f[1] * d as f32];
-                    s.move_by(img, [-tr.shift_px[0], -tr.shift_px[1]])?;
+                    // The simulated image is the centred one moved by −t.
+                    s.shift_image_with_scratch(img, [-tr.shift_px[0], -tr.shift_px[1]], scratch)?;
                 }
                 writer.push_many(&images)?;
             }
@@ -350,7 +353,7 @@ fn prepare(args: &Args) -> Result<Prepared> {
             write_map(&gt(k), &m.data, d, apix)?;
             projectors.push(Projector::new(&m.data, d, OVERSAMPLING)?);
         }
-        let weights = weights(&args.weights, projectors.len())?;
+        let weights = mixture_weights(&args.weights, projectors.len())?;
         let describe = format!("{} map(s)", projectors.len());
         return Ok(Prepared { source: Source::Held { projectors, weights }, d, apix, describe });
     }
@@ -367,11 +370,11 @@ fn prepare(args: &Args) -> Result<Prepared> {
                 bail!("--weights applies to discrete states; continuous frames are drawn uniformly");
             }
             let f = args.frames;
-            let theta = move |k: usize| k as f64 / (f - 1) as f64;
+            // Frame k of F opens the hinge by k/(F − 1), as discrete state k of F would.
             for k in 0..f {
-                write_map(&gt(k), &ph.volume(theta(k))?, d, apix)?;
+                write_map(&gt(k), &ph.volume(ph.state(k, f)?)?, d, apix)?;
             }
-            let make = Box::new(move |k: usize| ph.volume(theta(k)));
+            let make = Box::new(move |k: usize| ph.volume(ph.state(k, f)?));
             let describe = format!("hinge phantom, continuous ({f} frames)");
             return Ok(Prepared { source: Source::Frames { n: f, make }, d, apix, describe });
         }
@@ -386,7 +389,7 @@ fn prepare(args: &Args) -> Result<Prepared> {
             write_map(&gt(k), &v, d, apix)?;
             projectors.push(Projector::new(&v, d, OVERSAMPLING)?);
         }
-        let weights = weights(&args.weights, k_states)?;
+        let weights = mixture_weights(&args.weights, k_states)?;
         let describe = format!("hinge phantom, {k_states} discrete state(s)");
         return Ok(Prepared { source: Source::Held { projectors, weights }, d, apix, describe });
     }
@@ -424,7 +427,7 @@ fn prepare(args: &Args) -> Result<Prepared> {
     check_fits(&model, params.center.unwrap_or_default(), d, apix, path);
     let describe = format!("{} ({} atoms, {n_models} model(s))", path.display(), model.n_atoms());
     let render = move |k: usize| render_atoms(&model.elements, &model.models[k], &model.b_factors, &params);
-    let table = (OVERSAMPLING * d).pow(3) * 4;
+    let table = Projector::table_bytes(d, OVERSAMPLING);
     if n_models.saturating_mul(table) <= PROJECTOR_BUDGET && args.traj.is_none() {
         let mut projectors = Vec::with_capacity(n_models);
         for k in 0..n_models {
@@ -432,7 +435,7 @@ fn prepare(args: &Args) -> Result<Prepared> {
             write_map(&gt(k), &v, d, apix)?;
             projectors.push(Projector::new(&v, d, OVERSAMPLING)?);
         }
-        let weights = weights(&args.weights, n_models)?;
+        let weights = mixture_weights(&args.weights, n_models)?;
         return Ok(Prepared { source: Source::Held { projectors, weights }, d, apix, describe });
     }
     if !args.weights.is_empty() {
@@ -478,61 +481,13 @@ fn check_finite(data: &[f32], path: &Path) -> Result<()> {
 
 /// Warns when atoms reach outside the box (their density would be cut off).
 fn check_fits(model: &AtomicModel, center: [f64; 3], d: usize, apix: f32, path: &Path) {
-    let reach = model
-        .models
-        .iter()
-        .flatten()
-        .map(|r| (0..3).map(|k| (f64::from(r[k]) - center[k]).abs()).fold(0.0, f64::max))
-        .fold(0.0, f64::max);
+    let reach = model.models.iter().map(|m| atom_extent(m, center)).fold(0.0, f64::max);
     let half = d as f64 / 2.0 * f64::from(apix);
     if reach > half {
         tracing::warn!(
             "{}: atoms reach {reach:.1} Å from the centre but the box half-width is {half:.1} Å; increase -D or --Apix",
             path.display()
         );
-    }
-}
-
-/// Normalised mixture weights: equal by default, else one per state, ≥ 0, positive sum.
-fn weights(given: &[f64], n: usize) -> Result<Vec<f64>> {
-    if given.is_empty() {
-        return Ok(vec![1.0; n]);
-    }
-    if given.len() != n {
-        bail!("--weights has {} values for {n} states; give one weight per state", given.len());
-    }
-    let total: f64 = given.iter().sum();
-    if given.iter().any(|w| !(w.is_finite() && *w >= 0.0)) || total <= 0.0 {
-        bail!("--weights {given:?}: weights must be ≥ 0 with a positive sum");
-    }
-    Ok(given.iter().map(|w| w / total).collect())
-}
-
-/// Moves real-space images by a given shift (for `--poses` with translations): Hartley transform,
-/// symmetrize, [`translate_ht`], back.
-struct Shifter {
-    d: usize,
-    plan: HartleyPlan,
-    lattice: Lattice,
-}
-
-impl Shifter {
-    fn new(d: usize) -> Result<Self> {
-        Ok(Self { d, plan: HartleyPlan::new(d)?, lattice: Lattice::new(d + 1, 0.5)? })
-    }
-
-    /// `img(x) ← img(x − s)`.
-    fn move_by(&self, img: &mut [f32], s: [f32; 2]) -> Result<()> {
-        let d = self.d;
-        let mut scratch = self.plan.make_scratch();
-        self.plan.ht2_center(img, &mut scratch)?;
-        let mut sym = vec![0.0f32; (d + 1) * (d + 1)];
-        symmetrize_ht(img, d, &mut sym)?;
-        let mut moved = vec![0.0f32; sym.len()];
-        translate_ht(&self.lattice, &sym, s, &mut moved)?;
-        unsymmetrize_ht(&moved, d, img)?;
-        self.plan.iht2_center(img, &mut scratch)?;
-        Ok(())
     }
 }
 
