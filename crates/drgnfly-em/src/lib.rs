@@ -3,8 +3,9 @@
 //! The tour: [`hartley::HartleyPlan`] (centred Hartley transforms, planned once, parallel over batches) and
 //! [`fft::CenteredFft`]; the symmetrized Fourier [`lattice::Lattice`] with its circular masks;
 //! [`window`] and [`mask`] (image windows, volume masks); the [`ctf::CtfParams`] CTF; [`rotation`]
-//! conventions and pose metrics; [`translate`] (phase shifts); and [`preprocess::Preprocessor`], the
-//! particle pipeline (window → invert → Hartley → symmetrize → normalize).
+//! conventions and pose metrics; [`translate`] (phase shifts); [`grid`], cryoDRGN2's SO(3) and shift
+//! pose-search grids; and [`preprocess::Preprocessor`], the particle pipeline (window → invert → Hartley →
+//! symmetrize → normalize).
 //!
 //! ```
 //! use drgnfly_em::{hartley::{symmetrize_ht, HartleyPlan}, lattice::Lattice};
@@ -73,6 +74,7 @@ pub mod error;
 pub mod fft;
 pub mod filter;
 pub mod fsc;
+pub mod grid;
 pub mod hartley;
 pub mod lattice;
 pub mod mask;
