@@ -4,8 +4,9 @@
 //! [`fft::CenteredFft`]; the symmetrized Fourier [`lattice::Lattice`] with its circular masks;
 //! [`window`] and [`mask`] (image windows, volume masks); the [`ctf::CtfParams`] CTF; [`rotation`]
 //! conventions and pose metrics; [`pose::Pose`] (rotation + shift in pixels, and pose.pkl's
-//! fraction ↔ pixel conversion); [`translate`] (phase shifts); and [`preprocess::Preprocessor`], the
-//! particle pipeline (window → invert → Hartley → symmetrize → normalize).
+//! fraction ↔ pixel conversion); [`translate`] (phase shifts); [`grid`], cryoDRGN2's SO(3) and shift
+//! pose-search grids; and [`preprocess::Preprocessor`], the particle pipeline (window → invert → Hartley →
+//! symmetrize → normalize).
 //!
 //! ```
 //! use drgnfly_em::{hartley::{symmetrize_ht, HartleyPlan}, lattice::Lattice};
@@ -74,6 +75,7 @@ pub mod error;
 pub mod fft;
 pub mod filter;
 pub mod fsc;
+pub mod grid;
 pub mod hartley;
 pub mod lattice;
 pub mod mask;
