@@ -214,3 +214,204 @@ pub fn ordered_pass(
 fn in_batch(data: &Dataset, stage: &str, batch: usize, positions: &[usize], e: TrainError) -> TrainError {
     TrainError::InBatch { context: data.batch_context(stage, batch, positions), source: Box::new(e) }
 }
+
+#[cfg(test)]
+mod tests {
+    //! A toy trainer that refines a pose table and a small model: what a new trainer writes (a step and
+    //! its state), and proof that the driver resumes it bit-exactly, pose table and random streams included.
+
+    use std::collections::BTreeMap;
+
+    use candle_core::{DType, Module, Tensor};
+    use drgnfly_em::pose::Pose;
+    use drgnfly_io::mrc::{MrcDtype, MrcStackWriter};
+    use rand::Rng;
+
+    use super::*;
+    use crate::adam::{Adam, AdamConfig};
+    use crate::data::DatasetFiles;
+    use crate::params::ParamStore;
+    use crate::train::{rotation_matrices, PoseAdamConfig, RotationParam};
+
+    const D: usize = 4;
+
+    /// Learns, per particle, a rotation about z by the image's mean and a shift (mean, −mean), and a linear
+    /// map from per-epoch noise to the mean (so the random streams matter).
+    struct Toy {
+        store: ParamStore,
+        linear: candle_nn::Linear,
+        adam: Adam,
+        poses: PoseTable,
+    }
+
+    impl Toy {
+        fn new(n: usize) -> Self {
+            let store = ParamStore::new(1, &Device::Cpu);
+            let linear = crate::mlp::linear(1, 1, store.var_builder().pp("toy")).unwrap();
+            let adam = Adam::new(store.named_vars(), AdamConfig { lr: 1e-2, ..Default::default() }).unwrap();
+            let pose_adam = PoseAdamConfig { lr_rot: 2e-2, lr_shift: 5e-2, ..Default::default() };
+            let poses = PoseTable::new(&vec![Pose::IDENTITY; n], RotationParam::SixD, pose_adam);
+            Self { store, linear, adam, poses }
+        }
+    }
+
+    impl Trainer for Toy {
+        fn loss_terms(&self) -> &'static [&'static str] {
+            &["loss"]
+        }
+
+        fn step(&mut self, step: Step<'_>) -> TrainResult<Vec<f32>> {
+            let b = step.positions.len();
+            let means: Vec<f32> =
+                step.images.chunks_exact(D * D).map(|im| im.iter().sum::<f32>() / 16.0).collect();
+            let noise: Vec<f32> = (0..b).map(|_| step.rng.random::<f32>() - 0.5).collect();
+            let dev = Device::Cpu;
+            let (rot, shift) = self.poses.batch_vars(step.positions, &dev)?;
+            let r = rotation_matrices(rot.as_tensor(), RotationParam::SixD)?;
+            let target_r: Vec<f32> = means
+                .iter()
+                .flat_map(|&m| [m.cos(), -m.sin(), 0.0, m.sin(), m.cos(), 0.0, 0.0, 0.0, 1.0])
+                .collect();
+            let target_r = Tensor::from_vec(target_r, (b, 3, 3), &dev)?;
+            let target_s =
+                Tensor::from_vec(means.iter().flat_map(|&m| [m, -m]).collect::<Vec<_>>(), (b, 2), &dev)?;
+            let pred = self.linear.forward(&Tensor::from_vec(noise, (b, 1), &dev)?)?;
+            let m = Tensor::from_vec(means, (b, 1), &dev)?;
+            let loss = (((r - target_r)?.sqr()?.mean_all()?
+                + (shift.as_tensor() - target_s)?.sqr()?.mean_all()?)?
+                + (pred - m)?.sqr()?.mean_all()?)?;
+            let value = loss.to_scalar::<f32>()?;
+            if !value.is_finite() {
+                return Err(crate::Error::NonFinite { term: "loss", value, hint: "toy" }.into());
+            }
+            let grads = loss.backward()?;
+            self.adam.step(&grads)?;
+            self.poses.step_with_grads(step.positions, (&rot, &shift), &grads)?;
+            Ok(vec![value])
+        }
+
+        fn state(&self) -> TrainResult<Checkpoint> {
+            let mut ckpt = Checkpoint::capture(&self.store, Some(&self.adam))?;
+            ckpt.tables = self.poses.state_tensors()?;
+            Ok(ckpt)
+        }
+
+        fn restore(&mut self, ckpt: &Checkpoint, path: &Path) -> TrainResult<()> {
+            ckpt.restore(&self.store, Some(&mut self.adam), path)?;
+            self.poses.load_state_tensors(&ckpt.tables, path)
+        }
+
+        fn pose_table(&self) -> Option<&PoseTable> {
+            Some(&self.poses)
+        }
+    }
+
+    #[derive(Default)]
+    struct Recorder {
+        losses: Vec<(usize, f64)>,
+        images: usize,
+        checkpoints: Vec<(usize, PathBuf)>,
+    }
+
+    impl Hooks<Toy> for Recorder {
+        type Error = TrainError;
+
+        fn batch_done(&mut self, _epoch: usize, images: usize) {
+            self.images += images;
+        }
+
+        fn epoch_done(&mut self, s: &EpochSummary) -> TrainResult<()> {
+            self.losses.push((s.epoch, s.losses[0].1));
+            Ok(())
+        }
+
+        fn checkpoint(&mut self, epoch: usize, path: &Path, trainer: &Toy) -> TrainResult<()> {
+            assert!(trainer.pose_table().is_some());
+            self.checkpoints.push((epoch, path.to_path_buf()));
+            Ok(())
+        }
+    }
+
+    /// 40 images of 4×4; particle `i` has mean `(i % 7) / 7`; `nan_at` gets a NaN pixel.
+    fn dataset(dir: &Path, nan_at: Option<usize>) -> Dataset {
+        let path = dir.join("particles.mrcs");
+        let mut w = MrcStackWriter::create(&path, D, D, 1.0, MrcDtype::F32).unwrap();
+        for i in 0..40 {
+            let mut img: Vec<f32> =
+                (0..D * D).map(|k| (i % 7) as f32 / 7.0 + 0.01 * ((k % 3) as f32 - 1.0)).collect();
+            if nan_at == Some(i) {
+                img[5] = f32::NAN;
+            }
+            w.push_many(&img).unwrap();
+        }
+        w.finish().unwrap();
+        Dataset::open(&DatasetFiles { particles: path, ..Default::default() }).unwrap()
+    }
+
+    fn schedule(outdir: &Path, num_epochs: usize) -> Schedule {
+        Schedule { num_epochs, batch_size: 6, seed: 11, checkpoint_every: 2, outdir: outdir.to_path_buf() }
+    }
+
+    fn contents(path: &Path) -> BTreeMap<String, Vec<f64>> {
+        let ckpt = read_checkpoint(path, &Device::Cpu).unwrap();
+        let mut out = BTreeMap::new();
+        for (group, map) in [("model", &ckpt.model), ("optimizer", &ckpt.optimizer), ("table", &ckpt.tables)]
+        {
+            for (k, v) in map {
+                let v = v.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+                out.insert(format!("{group}.{k}"), v);
+            }
+        }
+        out.insert("epoch".into(), vec![ckpt.epoch as f64]);
+        out
+    }
+
+    #[test]
+    fn a_resumed_run_equals_a_straight_one_pose_table_included() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dataset(dir.path(), None);
+        let (a, b) = (dir.path().join("straight"), dir.path().join("resumed"));
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+
+        let mut straight = Toy::new(data.len());
+        let mut rec = Recorder::default();
+        fit(&data, &schedule(&a, 4), &mut straight, 0, &mut rec).unwrap();
+        assert_eq!(rec.images, 4 * 40, "every image once per epoch");
+        let epochs: Vec<usize> = rec.checkpoints.iter().map(|(e, _)| *e).collect();
+        assert_eq!(epochs, [2, 4]);
+        let (first, last) = (rec.losses[0].1, rec.losses[3].1);
+        assert!(last < 0.7 * first, "the toy trainer learns: {first} → {last}");
+
+        let mut part = Toy::new(data.len());
+        fit(&data, &schedule(&b, 2), &mut part, 0, &mut Recorder::default()).unwrap();
+        let mut resumed = Toy::new(data.len());
+        let start = resume(&mut resumed, &checkpoint_path(&b, 2)).unwrap();
+        assert_eq!(start, 2);
+        let mut rec2 = Recorder::default();
+        fit(&data, &schedule(&b, 4), &mut resumed, start, &mut rec2).unwrap();
+
+        assert_eq!(rec2.losses, rec.losses[2..], "epochs 3 and 4 see the same batches and noise");
+        assert_eq!(resumed.poses, straight.poses, "pose table and its optimizer state");
+        assert_eq!(contents(&checkpoint_path(&a, 4)), contents(&checkpoint_path(&b, 4)));
+        let p = straight.poses.pose(13);
+        // Four Adam steps of 0.05 px from 0 toward (6/7, −6/7).
+        assert!(
+            p.shift_px[0] > 0.15 && p.shift_px[1] < -0.15,
+            "particle 13 moved toward its shift: {:?}",
+            p.shift_px
+        );
+    }
+
+    #[test]
+    fn a_nan_pixel_is_reported_with_its_particle() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dataset(dir.path(), Some(17));
+        let err =
+            fit(&data, &schedule(dir.path(), 1), &mut Toy::new(40), 0, &mut Recorder::default()).unwrap_err();
+        let TrainError::InBatch { context, source } = &err else { panic!("{err}") };
+        assert!(context.starts_with("epoch 1, batch "), "{context}");
+        assert!(context.contains("particle 17 (row 17 of the file) has pixel (x 1, y 1) = NaN"), "{context}");
+        assert!(matches!(**source, TrainError::Model(crate::Error::NonFinite { .. })), "{source}");
+    }
+}

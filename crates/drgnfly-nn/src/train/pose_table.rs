@@ -192,6 +192,23 @@ impl PoseTable {
         Ok(())
     }
 
+    /// [`Self::step`] with the gradients of the batch's variables from [`Self::batch_vars`] (zero where the
+    /// loss did not depend on them).
+    pub fn step_with_grads(
+        &mut self,
+        positions: &[usize],
+        (rot, shift): (&Var, &Var),
+        grads: &candle_core::backprop::GradStore,
+    ) -> TrainResult<()> {
+        let grad = |v: &Var| -> TrainResult<Vec<f32>> {
+            Ok(match grads.get(v.as_tensor()) {
+                Some(g) => g.flatten_all()?.to_vec1::<f32>()?,
+                None => vec![0.0; v.as_tensor().elem_count()],
+            })
+        };
+        self.step(positions, &grad(rot)?, &grad(shift)?)
+    }
+
     /// The table and its optimizer state as named tensors (`pose.rot`, `pose.shift`, `pose.rot.m`, …), for
     /// [`crate::Checkpoint::tables`].
     pub fn state_tensors(&self) -> TrainResult<HashMap<String, Tensor>> {

@@ -36,6 +36,7 @@ use anyhow::{bail, Context, Result};
 use clap::{ArgGroup, Args as ClapArgs, ValueEnum};
 use drgnfly_em::density::{atom_extent, render_atoms, scattering_center, DensityParams, Scattering};
 use drgnfly_em::phantom::HingePhantom;
+use drgnfly_em::pose::{fraction_to_px, px_to_fraction};
 use drgnfly_em::project::Projector;
 use drgnfly_em::rotation::relion::euler_from_matrix;
 use drgnfly_em::rotation::{from_f32, to_f32};
@@ -241,7 +242,7 @@ pub fn run(args: Args) -> Result<()> {
                 let mut images = chunk.images.to_vec();
                 for (j, (img, tr)) in images.chunks_exact_mut(d * d).zip(&mut chunk_truth).enumerate() {
                     let f = t[chunk.start + j];
-                    tr.shift_px = [f[0] * d as f32, f[1] * d as f32];
+                    tr.shift_px = f.map(|v| fraction_to_px(v, d));
                     // The simulated image is the centred one moved by −t.
                     s.shift_image_with_scratch(img, [-tr.shift_px[0], -tr.shift_px[1]], scratch)?;
                 }
@@ -493,10 +494,11 @@ fn check_fits(model: &AtomicModel, center: [f64; 3], d: usize, apix: f32, path: 
 
 /// pose.pkl, ctf.pkl, particles.star and labels.pkl for the simulated particles.
 fn write_metadata(outdir: &Path, truth: &[ParticleTruth], d: usize, apix: f32) -> Result<()> {
-    let df = d as f32;
     let poses = Poses {
         rot: truth.iter().map(|t| to_f32(&t.rot)).collect(),
-        trans: Some(truth.iter().map(|t| [t.shift_px[0] / df, t.shift_px[1] / df]).collect()),
+        trans: Some(
+            truth.iter().map(|t| t.shift_px.map(|p| px_to_fraction(f64::from(p), d as f64) as f32)).collect(),
+        ),
     };
     pickle::write_poses(outdir.join("pose.pkl"), &poses)?;
     let ctf: Option<Vec<[f32; 9]>> = truth.iter().map(|t| t.ctf_row(d)).collect();

@@ -190,6 +190,8 @@ impl TrainArgs {
             return Ok(s);
         }
         if self.load.is_some() {
+            // A missing checkpoint is the more useful error.
+            self.checkpoint_to_load()?;
             let path = self.outdir.join("config.yaml");
             let cfg = crate::run_config::RunConfig::read(&path).with_context(|| {
                 format!(

@@ -3,6 +3,7 @@
 
 mod analysis;
 mod bad_input;
+mod digest;
 mod filters;
 mod help;
 mod heterogeneity;
