@@ -1,5 +1,6 @@
-//! The crate's error type: candle errors wrapped via `#[from]`, plus the model-level failures callers may
-//! want to match on (bad configuration, coordinates outside the decoder's domain, checkpoint mismatches).
+//! The crate's error type: candle, physics-layer and file-layer errors wrapped via `#[from]`, plus the
+//! model-level failures callers may want to match on (bad configuration, coordinates outside the decoder's
+//! domain, checkpoint mismatches, unusable run files, volume requests that cannot work).
 
 use std::path::PathBuf;
 
@@ -14,6 +15,12 @@ pub enum Error {
     /// An error from candle (shape mismatch in a tensor op, device error, ...).
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    /// An error of the physics layer (FFT plans, lattices, filters) while making volumes.
+    #[error(transparent)]
+    Physics(#[from] drgnfly_em::Error),
+    /// An error of the file layer (MRC, pickles) while reading a run's files or writing volumes.
+    #[error(transparent)]
+    File(#[from] drgnfly_io::Error),
 
     // === Configuration ===
     /// A model or optimizer setting that cannot work.
@@ -93,12 +100,69 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
+
+    // === Run files ([`crate::config`], [`crate::volume`]) ===
+    /// A run's config.yaml cannot be read.
+    // The OS error is part of the message rather than a `#[source]`, so that printing the error chain
+    // does not repeat it.
+    #[error("cannot read {}: {error}", path.display())]
+    ReadRunFile {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        error: std::io::Error,
+    },
+    /// A run's config.yaml, or a file it names (its ctf.pkl), holds something unusable.
+    #[error("{}: {problem}", path.display())]
+    RunFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong (the key, e.g. `dataset_args.norm: …`) and what to do.
+        problem: String,
+    },
+    /// A value of a [`crate::config::RunConfig`] that cannot work: `model_args.enc_mask`, or
+    /// `dataset_args.norm` of a config built in code ([`crate::config::RunConfig::read`] checks the norm
+    /// and `lattice_args.D` and reports them as [`Error::RunFile`], naming the file).
+    #[error("{message}")]
+    RunSetting {
+        /// The key, its value and what would work (`model_args.enc_mask = 40: must be …`).
+        message: String,
+    },
+    /// A [`crate::volume::VolumeRequest`] that cannot work, named by its `eval-vol` option.
+    #[error("{option} {value}: {problem}")]
+    VolumeRequest {
+        /// The option, e.g. `--crop`.
+        option: &'static str,
+        /// The value given.
+        value: String,
+        /// What would work.
+        problem: String,
+    },
+    /// A failure with what was being done when it happened (which file, against which config).
+    #[error("{context}")]
+    Context {
+        /// What was being done, naming the files.
+        context: String,
+        /// What failed.
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 impl Error {
     /// A configuration error for setting `field`.
     pub(crate) fn config(field: &'static str, problem: impl Into<String>) -> Self {
         Self::Config { field, problem: problem.into() }
+    }
+
+    /// A problem with the run file `path`.
+    pub(crate) fn run_file(path: &std::path::Path, problem: impl Into<String>) -> Self {
+        Self::RunFile { path: path.to_path_buf(), problem: problem.into() }
+    }
+
+    /// This error, with what was being done when it happened.
+    pub(crate) fn context(self, context: impl Into<String>) -> Self {
+        Self::Context { context: context.into(), source: Box::new(self) }
     }
 
     /// A shape error for argument `what`.

@@ -14,6 +14,10 @@
 //! - [`train`]: batch preparation (window, Hartley, normalize, translate, CTF, rotated lattice), the one
 //!   training driver ([`train::fit`]) with its [`train::Trainer`] and [`train::Hooks`] traits, the per-particle
 //!   [`train::PoseTable`], and the VAE and homogeneous trainers.
+//! - [`config::RunConfig`]: a run's `config.yaml` (cryoDRGN's layout), which rebuilds its decoder and encoder
+//!   configurations.
+//! - [`volume::VolumeDecoder`]: a trained decoder (or a run's checkpoint + config.yaml) → real-space maps,
+//!   post-processed per a [`volume::VolumeRequest`] (cryoDRGN `eval_vol`).
 //!
 //! Names of variables are cryoDRGN's PyTorch state-dict keys throughout, so `weights.pkl` files import by
 //! name.
@@ -36,6 +40,7 @@
 pub mod adam;
 pub mod beta;
 pub mod checkpoint;
+pub mod config;
 pub mod data;
 pub mod decoder;
 pub mod encoder;
@@ -48,6 +53,7 @@ pub mod params;
 pub mod pe;
 pub mod train;
 pub mod vae;
+pub mod volume;
 
 pub use adam::{Adam, AdamConfig};
 pub use beta::BetaSchedule;

@@ -5,8 +5,6 @@
 
 mod cmd;
 mod progress;
-mod run_config;
-mod volumes;
 
 use std::process::ExitCode;
 

@@ -1,7 +1,8 @@
 //! What the latent-analysis commands share: the training directory (`z.E.pkl`, `weights.E.*`,
 //! `config.yaml`, `run.log`), z files given on the command line, index and label files, the mapping of
-//! z rows to original particles through the training `--ind`, volume generation that degrades to a
-//! note when it cannot run, and contact sheets of the volumes written.
+//! z rows to original particles through the training `--ind`, volume generation (through
+//! [`drgnfly_nn::volume::VolumeDecoder`]) that degrades to a note when it cannot run, and contact sheets of
+//! the volumes written.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -12,8 +13,10 @@ use drgnfly_analysis::render::{self, RenderOptions, Tile, View, VolumeRef};
 use drgnfly_analysis::traversal::parse_z_text;
 use drgnfly_io::pickle::{self, ArrayData, NdArray};
 use drgnfly_io::selection::Selection;
+use drgnfly_nn::config::RunConfig;
+use drgnfly_nn::volume::{VolumeDecoder, VolumeRequest};
 
-use crate::volumes::{generate_volumes, VolumeRequest};
+use crate::progress::Progress;
 
 /// A training output directory and the epoch being analysed (1-based, as in `z.E.pkl`).
 pub struct Workdir {
@@ -97,31 +100,26 @@ impl Workdir {
         Ok((z, zdim))
     }
 
-    /// The training config as YAML, when there is one.
-    pub fn config(&self) -> Result<Option<serde_yaml_ng::Value>> {
+    /// The training config, when the directory has one; one that cannot be read or is not a train-vae /
+    /// train-nn config is an error naming the file.
+    pub fn config(&self) -> Result<Option<RunConfig>> {
         let path = self.config_path();
         if !path.is_file() {
             return Ok(None);
         }
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        let value = serde_yaml_ng::from_str(&text)
-            .with_context(|| format!("{}: not valid YAML; is it a train-vae config?", path.display()))?;
-        Ok(Some(value))
+        let cfg = RunConfig::read(&path).context(
+            "the training directory's config.yaml (its dataset_args.ind maps z rows to particles) cannot be \
+             used; restore the config.yaml that train-vae wrote there",
+        )?;
+        Ok(Some(cfg))
     }
 
     /// The training `--ind` (config `dataset_args.ind`): original particle row of each z row, or `None`
     /// when all particles were used. A relative path is tried as written, then next to the config.
     pub fn dataset_ind(&self, n_z: usize) -> Result<Option<Vec<usize>>> {
         let Some(cfg) = self.config()? else { return Ok(None) };
-        let Some(ind) = cfg.get("dataset_args").and_then(|d| d.get("ind")) else { return Ok(None) };
-        let path = match ind {
-            serde_yaml_ng::Value::Null => return Ok(None),
-            serde_yaml_ng::Value::String(s) => PathBuf::from(s),
-            other => bail!(
-                "{}: dataset_args.ind is {other:?}; expected the path of an index .pkl or null",
-                self.config_path().display()
-            ),
-        };
+        let Some(ind) = cfg.dataset_args.ind else { return Ok(None) };
+        let path = PathBuf::from(ind);
         let path = if path.is_file() { path } else { self.dir.join(&path) };
         let sel = Selection::load(&path).with_context(|| {
             format!("reading the training --ind named in {}", self.config_path().display())
@@ -145,18 +143,12 @@ impl Workdir {
             return Ok(given);
         }
         let Some(cfg) = self.config()? else { return Ok(None) };
-        let Some(ctf) = cfg.get("dataset_args").and_then(|d| d.get("ctf")).and_then(|c| c.as_str()) else {
-            return Ok(None);
-        };
+        let Some(ctf) = &cfg.dataset_args.ctf else { return Ok(None) };
         let path = PathBuf::from(ctf);
         let path = if path.is_file() { path } else { self.dir.join(path) };
         let Ok(rows) = pickle::load_ctf(&path) else { return Ok(None) };
         let Some(row) = rows.first() else { return Ok(None) };
-        let d = cfg.get("lattice_args").and_then(|l| l.get("D")).and_then(|d| d.as_u64());
-        Ok(Some(match d {
-            Some(d) if d > 1 => row[1] * row[0] / (d - 1) as f32,
-            _ => row[1],
-        }))
+        Ok(Some(row[1] * row[0] / cfg.image_size() as f32))
     }
 }
 
@@ -299,6 +291,46 @@ impl VolumeMaker {
             }
         }
     }
+}
+
+/// Decode one volume per row of `z` (N × zdim; empty with zdim 0 for homogeneous models) from the checkpoint
+/// `weights` and its `config`, writing `out_dir/{prefix}{i:03}.mrc` with i from 1. Returns the paths written.
+fn generate_volumes(
+    weights: &Path,
+    config: &Path,
+    z: &[f32],
+    zdim: usize,
+    out_dir: &Path,
+    prefix: &str,
+    request: &VolumeRequest,
+) -> Result<Vec<PathBuf>> {
+    let model = VolumeDecoder::load(weights, config)?;
+    if let Some(warning) = model.pixel_size_source().warning() {
+        tracing::warn!("{warning}");
+    }
+    if zdim != model.zdim() {
+        bail!(
+            "latents have {zdim} dimensions but the model in {} has zdim {}",
+            weights.display(),
+            model.zdim()
+        );
+    }
+    if zdim > 0 && (z.is_empty() || !z.len().is_multiple_of(zdim)) {
+        bail!("{} latent values do not form rows of zdim {zdim}", z.len());
+    }
+    let empty: &[f32] = &[];
+    let rows: Vec<&[f32]> = if zdim == 0 { vec![empty] } else { z.chunks_exact(zdim).collect() };
+    std::fs::create_dir_all(out_dir).with_context(|| format!("cannot create {}", out_dir.display()))?;
+    let mut progress = Progress::new("volumes", rows.len() as u64, "volumes");
+    let mut written = Vec::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        let path = out_dir.join(format!("{prefix}{:03}.mrc", i + 1));
+        model.volume(row, request)?.write(&path)?;
+        written.push(path);
+        progress.inc(1);
+    }
+    progress.finish();
+    Ok(written)
 }
 
 /// Contact sheets of volumes: shaded isosurfaces (three-quarter view) and central slices, captioned

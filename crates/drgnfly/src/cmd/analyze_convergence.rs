@@ -35,9 +35,9 @@ use drgnfly_analysis::render::{contact_sheet, Tile};
 use drgnfly_analysis::Latents;
 use drgnfly_em::mask::CosineDilationMask;
 use drgnfly_io::selection::select_random;
+use drgnfly_nn::volume::VolumeRequest;
 
 use super::analysis_common::{write_text, Steps, VolumeMaker, Workdir};
-use crate::volumes::VolumeRequest;
 
 /// Convergence diagnostics across epochs.
 #[derive(ClapArgs, Debug)]

@@ -15,13 +15,13 @@ use anyhow::{bail, Context, Result};
 use clap::Args as ClapArgs;
 use drgnfly_em::preprocess::{Normalization, PreprocessConfig};
 use drgnfly_io::pickle::{write_array, ArrayData, NdArray};
+use drgnfly_nn::config::{ModelKind, RunConfig};
 use drgnfly_nn::data::{Dataset, DatasetFiles};
 use drgnfly_nn::train::{ordered_pass, BatchPrep, KlSchedule, VaeModel};
+use drgnfly_nn::volume::read_model_state;
 
 use super::train_common::DeviceKind;
 use crate::progress::Progress;
-use crate::run_config::{ModelKind, RunConfig};
-use crate::volumes::read_model_state;
 
 /// Encode particles and evaluate the loss of a trained VAE.
 #[derive(ClapArgs, Debug)]

@@ -3,7 +3,7 @@
 //! Latents: `-z` (one point), `--z-start/--z-end/-n` (n evenly spaced points, ends included), or
 //! `--zfile` (text, one latent per row, or a z.pkl). A homogeneous model needs none. Output: `-o vol.mrc`
 //! for a single map, otherwise `-o dir/` with `{prefix}{i:03}.mrc` from `--vol-start-index`. Pixel size and
-//! post-processing: see [`crate::volumes`].
+//! post-processing: see [`drgnfly_nn::volume`]; a missing ctf.pkl is warned about here.
 //!
 //! Example usage:
 //!   drgnfly eval-vol out/weights.25.safetensors -c out/config.yaml --zfile z_values.txt -o vols/
@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args as ClapArgs;
+use drgnfly_nn::volume::{VolumeDecoder, VolumeRequest};
 
 use crate::progress::Progress;
-use crate::volumes::{VolumeDecoder, VolumeRequest};
 
 /// Generate volumes from a trained model.
 #[derive(ClapArgs, Debug)]
@@ -75,6 +75,9 @@ pub struct Args {
 /// Generate.
 pub fn run(args: Args) -> Result<()> {
     let model = VolumeDecoder::load(&args.weights, &args.config)?;
+    if let Some(warning) = model.pixel_size_source().warning() {
+        tracing::warn!("{warning}");
+    }
     let zdim = model.zdim();
     let zs = latents(&args, zdim)?;
     let request = VolumeRequest {

@@ -12,12 +12,12 @@ use anyhow::{bail, Context, Result};
 use clap::{Args as ClapArgs, ValueEnum};
 use drgnfly_em::preprocess::{Normalization, PreprocessConfig};
 use drgnfly_io::pickle::{write_poses, Poses};
+use drgnfly_nn::config::{DatasetArgs, PosesArg, RunConfig};
 use drgnfly_nn::data::{Dataset, DatasetFiles};
 use drgnfly_nn::train::{EpochSummary, Hooks, PoseTable, Schedule, Trainer};
 use drgnfly_nn::{Activation, DecoderConfig, Domain, PeType};
 
 use crate::progress::Progress;
-use crate::run_config::{DatasetArgs, PosesArg};
 
 /// Particle data and preprocessing flags (cryoDRGN's names and defaults).
 #[derive(ClapArgs, Debug, Clone)]
@@ -193,7 +193,7 @@ impl TrainArgs {
             // A missing checkpoint is the more useful error.
             self.checkpoint_to_load()?;
             let path = self.outdir.join("config.yaml");
-            let cfg = crate::run_config::RunConfig::read(&path).with_context(|| {
+            let cfg = RunConfig::read(&path).with_context(|| {
                 format!(
                     "--load without --seed takes the seed from {}; pass --seed to resume anyway",
                     path.display()
@@ -421,7 +421,7 @@ impl RunLog {
     }
 
     /// Start a run: write `config.yaml`, open `run.log` and log the command line and `summary`.
-    pub fn start(outdir: &Path, config: &crate::run_config::RunConfig, summary: &str) -> Result<Self> {
+    pub fn start(outdir: &Path, config: &RunConfig, summary: &str) -> Result<Self> {
         config.write(&outdir.join("config.yaml"))?;
         let mut log = Self::open(outdir)?;
         log.line(&format!("# {}", command_line().join(" ")))?;

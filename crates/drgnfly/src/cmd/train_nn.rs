@@ -12,12 +12,12 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args as ClapArgs;
+use drgnfly_nn::config::{LatticeArgs, ModelArgs, ModelKind, RunConfig};
 use drgnfly_nn::train::{fit, resume, BatchPrep, EncoderInput, HomoTrainer};
+use drgnfly_nn::volume::{VolumeDecoder, VolumeRequest};
 use drgnfly_nn::{AdamConfig, DataNorm};
 
 use super::train_common::{command_line, timedelta, CliHooks, DataArgs, DecoderArgs, RunLog, TrainArgs};
-use crate::run_config::{LatticeArgs, ModelArgs, ModelKind, RunConfig};
-use crate::volumes::{VolumeDecoder, VolumeRequest};
 
 /// Train a homogeneous decoder on particles with known poses.
 #[derive(ClapArgs, Debug)]
@@ -96,7 +96,10 @@ pub fn run(args: Args) -> Result<()> {
     let data_norm = DataNorm { mean: norm.mean, std: norm.std };
     let hooks = CliHooks::new(&mut log, &data, &schedule, |epoch, trainer: &HomoTrainer| {
         let model = VolumeDecoder::new(trainer.decoder().clone(), data_norm, d + 1, apix);
-        model.volume(&[], &VolumeRequest::default())?.write(&outdir.join(format!("reconstruct.{epoch}.mrc")))
+        model
+            .volume(&[], &VolumeRequest::default())?
+            .write(&outdir.join(format!("reconstruct.{epoch}.mrc")))?;
+        Ok(())
     });
     fit(&data, &schedule, &mut trainer, start, &mut { hooks })?;
     log.line(&format!(

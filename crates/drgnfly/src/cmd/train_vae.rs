@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args as ClapArgs, ValueEnum};
+use drgnfly_nn::config::{LatticeArgs, ModelArgs, ModelKind, RunConfig};
 use drgnfly_nn::data::Dataset;
 use drgnfly_nn::train::{
     fit, ordered_pass, resume, BatchPrep, EncoderInput, KlSchedule, VaeModel, VaeTrainer,
@@ -22,7 +23,6 @@ use drgnfly_nn::{AdamConfig, EncodeMode, EncoderConfig};
 
 use super::train_common::{command_line, timedelta, CliHooks, DataArgs, DecoderArgs, RunLog, TrainArgs};
 use crate::progress::Progress;
-use crate::run_config::{LatticeArgs, ModelArgs, ModelKind, RunConfig};
 
 /// Train a VAE (encoder + z-conditioned decoder) on particles with known poses.
 #[derive(ClapArgs, Debug)]

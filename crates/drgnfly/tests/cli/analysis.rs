@@ -63,7 +63,10 @@ fn workdir(root: &Path, epochs: &[Vec<f32>], zdim: usize, ind: Option<&Path>) ->
     let ind = ind.map_or("null".to_string(), |p| p.display().to_string());
     std::fs::write(
         wd.join("config.yaml"),
-        format!("dataset_args:\n  ctf: null\n  ind: {ind}\n  particles: p.mrcs\nlattice_args:\n  D: 33\nmodel_args:\n  zdim: {zdim}\n"),
+        format!(
+            "dataset_args:\n  ctf: null\n  ind: {ind}\n  norm: [0.0, 1.0]\n  particles: p.mrcs\nlattice_args:\n  D: 33\n  \
+             extent: 0.5\nmodel_args:\n  zdim: {zdim}\n"
+        ),
     )
     .unwrap();
     wd

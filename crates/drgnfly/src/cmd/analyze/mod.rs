@@ -35,10 +35,10 @@ use drgnfly_analysis::traversal::{format_z_text, pc_traversal, PcSpacing};
 use drgnfly_analysis::umap::{umap, UmapParams};
 use drgnfly_analysis::Latents;
 use drgnfly_io::pickle::{self, ArrayData, NdArray};
+use drgnfly_nn::volume::VolumeRequest;
 
 use self::outputs::Outputs;
 use super::analysis_common::{format_indices, volume_sheets, write_labels, Steps, VolumeMaker, Workdir};
-use crate::volumes::VolumeRequest;
 
 /// Analyse the latent space of a trained model.
 #[derive(ClapArgs, Debug)]

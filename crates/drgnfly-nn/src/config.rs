@@ -1,5 +1,6 @@
 //! `config.yaml`: the run configuration written by `train-vae` / `train-nn` and read by `eval-vol`,
-//! `eval-images` and `analyze`, in cryoDRGN's layout (reference §1.4) so either tool reads the other's:
+//! `eval-images`, `analyze` and [`crate::volume::VolumeDecoder::load`], in cryoDRGN's layout (reference §1.4)
+//! so either tool reads the other's:
 //!
 //! ```yaml
 //! dataset_args: {particles, norm: [mean, std], invert_data, ind, keepreal, window, window_r, datadir, ctf, poses}
@@ -15,10 +16,11 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
-use drgnfly_nn::train::EncoderInput;
-use drgnfly_nn::{Activation, DataNorm, DecoderConfig, Domain, EncodeMode, EncoderConfig, PeType};
 use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::train::EncoderInput;
+use crate::{Activation, DataNorm, DecoderConfig, Domain, EncodeMode, EncoderConfig, PeType};
 
 /// The whole file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -168,36 +170,39 @@ fn default_window_r() -> f32 {
 }
 
 impl RunConfig {
-    /// Read and check a config.yaml.
-    pub fn read(path: &Path) -> anyhow::Result<Self> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let raw: serde_yaml_ng::Value =
-            serde_yaml_ng::from_str(&text).with_context(|| format!("{}: not a YAML file", path.display()))?;
+    /// Read and check a config.yaml. Errors name the file: [`Error::ReadRunFile`], or [`Error::RunFile`]
+    /// for a file that is not YAML, not a train_vae/train_nn config (a cryoDRGN-AI one, say), or holds an
+    /// unusable `dataset_args.norm` or `lattice_args.D`.
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| Error::ReadRunFile { path: path.to_path_buf(), error })?;
+        let raw: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text)
+            .map_err(|e| Error::run_file(path, format!("not a YAML file: {e}")))?;
         if raw.get("data_norm_mean").is_some() {
-            bail!(
-                "{}: this is a cryoDRGN-AI (abinit) config; its hypervolume checkpoints are not supported by \
+            return Err(Error::run_file(
+                path,
+                "this is a cryoDRGN-AI (abinit) config; its hypervolume checkpoints are not supported by \
                  drgnfly yet",
-                path.display()
-            );
+            ));
         }
-        let cfg: RunConfig = serde_yaml_ng::from_value(raw).with_context(|| {
-            format!(
-                "{}: not a train_vae/train_nn config.yaml (dataset_args, lattice_args, model_args)",
-                path.display()
+        let cfg: RunConfig = serde_yaml_ng::from_value(raw).map_err(|e| {
+            Error::run_file(
+                path,
+                format!("not a train_vae/train_nn config.yaml (dataset_args, lattice_args, model_args): {e}"),
             )
         })?;
-        cfg.norm().with_context(|| format!("{}: dataset_args.norm", path.display()))?;
+        cfg.checked_norm().map_err(|e| Error::run_file(path, format!("dataset_args.norm: {e}")))?;
         let d = cfg.lattice_args.d;
         if d < 3 || d.is_multiple_of(2) {
-            bail!("{}: lattice_args.D = {d} must be odd (image box + 1)", path.display());
+            return Err(Error::run_file(path, format!("lattice_args.D = {d} must be odd (image box + 1)")));
         }
         Ok(cfg)
     }
 
     /// Write atomically.
-    pub fn write(&self, path: &Path) -> anyhow::Result<()> {
-        let text = serde_yaml_ng::to_string(self).context("serialising config.yaml")?;
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let text = serde_yaml_ng::to_string(self)
+            .map_err(|e| Error::run_file(path, format!("serialising config.yaml: {e}")))?;
         drgnfly_io::atomic::write_atomic(path, text.as_bytes())?;
         Ok(())
     }
@@ -218,11 +223,15 @@ impl RunConfig {
         self.model_args.kind.unwrap_or(if self.zdim() > 0 { ModelKind::Vae } else { ModelKind::Homogeneous })
     }
 
-    /// `[mean, std]` checked.
-    pub fn norm(&self) -> anyhow::Result<DataNorm> {
+    /// `[mean, std]` checked (always fine for a config from [`Self::read`]).
+    pub fn norm(&self) -> Result<DataNorm> {
+        self.checked_norm().map_err(|message| Error::RunSetting { message })
+    }
+
+    fn checked_norm(&self) -> std::result::Result<DataNorm, String> {
         match self.dataset_args.norm.as_slice() {
             &[mean, std] if mean.is_finite() && std.is_finite() && std > 0.0 => Ok(DataNorm { mean, std }),
-            other => bail!("expected [mean, std] with std > 0, found {other:?}"),
+            other => Err(format!("expected [mean, std] with std > 0, found {other:?}")),
         }
     }
 
@@ -262,17 +271,21 @@ impl RunConfig {
 
     /// The encoder's input pixels from `enc_mask`: the disc of that radius (default D/2), or the whole
     /// lattice for −1.
-    pub fn encoder_input(&self) -> anyhow::Result<EncoderInput> {
+    pub fn encoder_input(&self) -> Result<EncoderInput> {
         let half = (self.lattice_args.d / 2) as i64;
         Ok(match self.model_args.enc_mask.unwrap_or(half) {
             -1 => EncoderInput::FullLattice,
             r if r >= 1 && r <= half => EncoderInput::Disc(r as usize),
-            r => bail!("model_args.enc_mask = {r}: must be -1 or between 1 and {half}"),
+            r => {
+                return Err(Error::RunSetting {
+                    message: format!("model_args.enc_mask = {r}: must be -1 or between 1 and {half}"),
+                })
+            }
         })
     }
 
     /// Number of encoder inputs ([`Self::encoder_input`]).
-    pub fn encoder_input_count(&self) -> anyhow::Result<usize> {
+    pub fn encoder_input_count(&self) -> Result<usize> {
         let lattice = drgnfly_em::lattice::Lattice::new(self.lattice_args.d, 0.5)?;
         Ok(match self.encoder_input()? {
             EncoderInput::Disc(r) => lattice.circular_mask(r as f32, true).len(),
