@@ -120,6 +120,9 @@ enum Command {
     /// Latent quality against simulation ground truth (accuracy, Spearman, entanglement).
     #[command(alias = "eval_simulation")]
     EvalSimulation(cmd::eval_simulation::Args),
+    /// Pose accuracy against simulation ground truth (‖ΔR‖²_F after alignment, both hands; shifts; aligned map).
+    #[command(alias = "eval_poses")]
+    EvalPoses(cmd::eval_poses::Args),
     /// Simulate particles (CTF, noise, shifts) from maps, atomic models or a phantom, with ground truth.
     Simulate(cmd::simulate::Args),
     /// Reconstruct a map from particles with known poses (and CTF), with half maps and FSC.
@@ -199,6 +202,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::SelectClusters(a) => cmd::select_clusters::run(a),
         Command::SelectParticles(a) => cmd::select_particles::run(a),
         Command::EvalSimulation(a) => cmd::eval_simulation::run(a),
+        Command::EvalPoses(a) => cmd::eval_poses::run(a),
         Command::Simulate(a) => cmd::simulate::run(a),
         Command::Backproject(a) => cmd::backproject::run(a),
         Command::Fsc(a) => cmd::fsc::run(a),

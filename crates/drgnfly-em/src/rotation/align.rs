@@ -50,6 +50,62 @@ pub fn rotation_error_deg(a: &[Mat3], b: &[Mat3], allow_flip: bool) -> Result<Ro
     Ok(best)
 }
 
+/// The angle in degrees between each aligned `a` (`R_a·Q`, or `J R_a J·Q` when `err.flipped`) and its `b`, in
+/// input order, for per-particle statistics (`a`, `b` and `err` as in [`rotation_error_deg`]).
+pub fn aligned_angles_deg(a: &[Mat3], b: &[Mat3], err: &RotationError) -> Vec<f64> {
+    a.iter()
+        .zip(b)
+        .map(|(ra, rb)| {
+            let ra = if err.flipped { flip_hand(ra) } else { *ra };
+            angle_between_deg(&mul(&ra, &err.alignment), rb)
+        })
+        .collect()
+}
+
+/// `‖R_1 − R_2‖²_F` of two rotations `θ` degrees apart: `8 sin²(θ/2)`, the pose metric of the cryoDRGN2 and
+/// HetACUMN papers.
+pub fn frobenius_sq_from_deg(theta_deg: f64) -> f64 {
+    8.0 * (theta_deg.to_radians() / 2.0).sin().powi(2)
+}
+
+/// The map `a` (`D³`, `[z][y][x]`, centre `D/2`) of the reconstruction whose poses are `a` in
+/// [`rotation_error_deg`], brought into the frame (and hand) of `b`: `V_b(s) = V_a(J? Q s)`, trilinear, 0
+/// outside — so it can be compared with the ground truth voxel by voxel or by FSC.
+pub fn align_volume(volume: &[f32], d: usize, err: &RotationError) -> Result<Vec<f32>> {
+    if volume.len() != d * d * d || d < 2 {
+        return Err(Error::Shape {
+            op: "align_volume",
+            expected: format!("({d}, {d}, {d}) volume"),
+            got: format!("{} values", volume.len()),
+        });
+    }
+    let q = err.alignment;
+    let c = (d / 2) as f64;
+    let lim = (d - 1) as f64;
+    let at = |z: usize, y: usize, x: usize| volume[(z * d + y) * d + x];
+    let mut out = vec![0f32; d * d * d];
+    for (i, o) in out.iter_mut().enumerate() {
+        let s = [(i % d) as f64 - c, ((i / d) % d) as f64 - c, (i / (d * d)) as f64 - c];
+        let mut r = [0.0; 3];
+        for (row, v) in q.iter().zip(r.iter_mut()) {
+            *v = row[0] * s[0] + row[1] * s[1] + row[2] * s[2];
+        }
+        if err.flipped {
+            r[2] = -r[2];
+        }
+        let g = r.map(|v| v + c);
+        if g.iter().any(|&v| !(0.0..lim).contains(&v)) {
+            continue;
+        }
+        let (x0, y0, z0) = (g[0] as usize, g[1] as usize, g[2] as usize);
+        let (fx, fy, fz) = ((g[0] - x0 as f64) as f32, (g[1] - y0 as f64) as f32, (g[2] - z0 as f64) as f32);
+        let lerp_x = |z: usize, y: usize| at(z, y, x0) + fx * (at(z, y, x0 + 1) - at(z, y, x0));
+        let lerp_y = |z: usize| lerp_x(z, y0) + fy * (lerp_x(z, y0 + 1) - lerp_x(z, y0));
+        *o = lerp_y(z0) + fz * (lerp_y(z0 + 1) - lerp_y(z0));
+    }
+    Ok(out)
+}
+
 /// `J R J` with `J = diag(1, 1, −1)`: negates the entries (0,2), (1,2), (2,0), (2,1).
 pub fn flip_hand(r: &Mat3) -> Mat3 {
     let mut f = *r;
@@ -161,6 +217,64 @@ mod tests {
     use crate::rotation::random::random_rotations;
     use crate::rotation::relion::matrix_from_euler;
     use crate::rotation::test_util::{assert_rotation, max_diff};
+
+    /// Three Gaussian blobs of different sizes: no symmetry.
+    fn blobs(d: usize, rot: &Mat3, flip: bool) -> Vec<f32> {
+        let c = (d / 2) as f64;
+        let centres = [([5.0, 0.0, 0.0], 2.5), ([0.0, -4.0, 1.0], 2.0), ([-2.0, 2.0, 5.0], 1.5)];
+        (0..d * d * d)
+            .map(|i| {
+                let mut s = [(i % d) as f64 - c, ((i / d) % d) as f64 - c, (i / (d * d)) as f64 - c];
+                // The mirrored, rotated map: V(Rᵀ J? s).
+                if flip {
+                    s[2] = -s[2];
+                }
+                let mut r = [0.0; 3];
+                for (j, v) in r.iter_mut().enumerate() {
+                    *v = (0..3).map(|k| rot[k][j] * s[k]).sum();
+                }
+                centres
+                    .iter()
+                    .map(|(m, w): &([f64; 3], f64)| {
+                        let d2: f64 = (0..3).map(|k| (r[k] - m[k]).powi(2)).sum();
+                        (-d2 / (2.0 * w * w)).exp() as f32
+                    })
+                    .sum()
+            })
+            .collect()
+    }
+
+    fn correlation(a: &[f32], b: &[f32]) -> f64 {
+        let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum();
+        let n = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+        dot / (n(a) * n(b))
+    }
+
+    #[test]
+    fn a_rotated_or_mirrored_reconstruction_is_brought_back_with_its_poses() {
+        let d = 24;
+        let truth_map = blobs(d, &crate::rotation::IDENTITY, false);
+        let truth = random_rotations(50, 4);
+        let q = matrix_from_euler([40.0, 65.0, -20.0]);
+        // V_a(r) = V_b(Qᵀ r), so V_b(s) = V_a(Q s); its poses are R_a = R_b Qᵀ.
+        let poses_a: Vec<Mat3> = truth.iter().map(|rb| mul(rb, &super::super::transpose(&q))).collect();
+        for mirror in [false, true] {
+            let (map_a, poses_a): (Vec<f32>, Vec<Mat3>) = if mirror {
+                (blobs(d, &q, true), poses_a.iter().map(flip_hand).collect())
+            } else {
+                (blobs(d, &q, false), poses_a.clone())
+            };
+            let err = rotation_error_deg(&poses_a, &truth, true).unwrap();
+            assert_eq!(err.flipped, mirror);
+            assert!(err.median_deg < 1e-6, "{err:?}");
+            assert!(aligned_angles_deg(&poses_a, &truth, &err).iter().all(|&a| a < 1e-6));
+            let back = align_volume(&map_a, d, &err).unwrap();
+            let (before, after) = (correlation(&map_a, &truth_map), correlation(&back, &truth_map));
+            assert!(after > 0.99 && before < 0.8, "mirror {mirror}: correlation {before:.3} → {after:.3}");
+        }
+        assert!((frobenius_sq_from_deg(180.0) - 8.0).abs() < 1e-12);
+        assert!((frobenius_sq_from_deg(90.0) - 4.0).abs() < 1e-12);
+    }
 
     #[test]
     fn globally_rotated_copy_has_zero_error() {

@@ -139,6 +139,22 @@ impl BatchPrep {
         self.preprocessor.norm()
     }
 
+    /// Raw images `(B, D, D)` → symmetrized, normalized Hartley images `(B, (D+1)²)`, untranslated (the input
+    /// of a pose search).
+    pub fn hartley_images(&self, raw: &[f32]) -> TrainResult<Vec<f32>> {
+        let b = raw.len() / (self.d * self.d);
+        let mut out = vec![0f32; b * self.lattice.len()];
+        self.preprocessor.process_batch(raw, &mut out)?;
+        Ok(out)
+    }
+
+    /// The CTF of each image on the whole lattice `(B, (D+1)²)`.
+    pub fn ctf_on_lattice(&self, params: &[CtfParams]) -> TrainResult<Vec<f32>> {
+        let mut out = vec![0f32; params.len() * self.lattice.len()];
+        compute_batch(params, self.lattice.freqs2d(), &mut out)?;
+        Ok(out)
+    }
+
     /// Prepare raw images `(B, D, D)` of dataset `positions` with the dataset's poses and CTF.
     pub fn prepare_positions(
         &self,

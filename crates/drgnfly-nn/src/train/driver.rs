@@ -91,6 +91,17 @@ pub trait Trainer {
     fn pose_table(&self) -> Option<&PoseTable> {
         None
     }
+
+    /// Work before the batches of `epoch` (a pose-search pass, pretraining), reporting `progress(stage,
+    /// images done, images in all)`; returns a line for the run log, if any.
+    fn begin_epoch(
+        &mut self,
+        _epoch: usize,
+        _data: &Dataset,
+        _progress: &mut dyn FnMut(&str, usize, usize),
+    ) -> TrainResult<Option<String>> {
+        Ok(None)
+    }
 }
 
 /// Averages of one epoch.
@@ -108,6 +119,14 @@ pub struct EpochSummary {
 pub trait Hooks<T: Trainer + ?Sized> {
     /// The caller's error type (the driver's own failures convert into it).
     type Error: From<TrainError>;
+
+    /// Progress of a trainer's pass before an epoch ([`Trainer::begin_epoch`]): `done` of `total` images.
+    fn pass_progress(&mut self, _stage: &str, _done: usize, _total: usize) {}
+
+    /// A line from the trainer for the run log (for example a pose-search summary).
+    fn note(&mut self, _line: &str) -> Result<(), Self::Error> {
+        Ok(())
+    }
 
     /// Before the first batch of `epoch`.
     fn epoch_start(&mut self, _epoch: usize) -> Result<(), Self::Error> {
@@ -151,6 +170,11 @@ where
     let terms = trainer.loss_terms();
     for epoch in start + 1..=schedule.num_epochs {
         let t0 = Instant::now();
+        let note = trainer
+            .begin_epoch(epoch, data, &mut |stage, done, total| hooks.pass_progress(stage, done, total))?;
+        if let Some(line) = note {
+            hooks.note(&line)?;
+        }
         hooks.epoch_start(epoch)?;
         let shuffle =
             StreamOptions::shuffled(schedule.batch_size, d, schedule.seed.wrapping_add(epoch as u64));

@@ -55,24 +55,30 @@ impl HomoTrainer {
 
     /// One step; returns the batch's MSE before the step, or [`Error::NonFinite`] (no step taken).
     pub fn train_step(&mut self, batch: &PreparedBatch) -> TrainResult<f32> {
-        let slice = self.decoder.forward(&batch.coords, None)?;
-        let pred = match &batch.ctf {
-            Some(c) => (slice * c)?,
-            None => slice,
-        };
-        let loss = (pred - &batch.target)?.sqr()?.mean_all()?;
-        let value = loss.to_scalar::<f32>()?;
-        if !value.is_finite() {
-            return Err(Error::NonFinite {
-                term: "loss",
-                value,
-                hint: "check the images and the normalisation for NaN/Inf, or lower the learning rate",
-            }
-            .into());
-        }
-        self.adam.backward_step(&loss)?;
-        Ok(value)
+        mse_step(&self.decoder, &mut self.adam, batch)
     }
+}
+
+/// One Adam step of a latent-free decoder on the MSE between the CTF-weighted slice and the target; returns
+/// the MSE before the step, or [`Error::NonFinite`] (no step taken). Shared by the homogeneous trainers.
+pub(super) fn mse_step(decoder: &Decoder, adam: &mut Adam, batch: &PreparedBatch) -> TrainResult<f32> {
+    let slice = decoder.forward(&batch.coords, None)?;
+    let pred = match &batch.ctf {
+        Some(c) => (slice * c)?,
+        None => slice,
+    };
+    let loss = (pred - &batch.target)?.sqr()?.mean_all()?;
+    let value = loss.to_scalar::<f32>()?;
+    if !value.is_finite() {
+        return Err(Error::NonFinite {
+            term: "loss",
+            value,
+            hint: "check the images and the normalisation for NaN/Inf, or lower the learning rate",
+        }
+        .into());
+    }
+    adam.backward_step(&loss)?;
+    Ok(value)
 }
 
 impl Trainer for HomoTrainer {

@@ -147,6 +147,19 @@ impl PoseTable {
         Pose { rot: decode(r, self.param), shift_px: [s[0], s[1]] }
     }
 
+    /// Replace the pose of position `i` (a pose-search result) and restart its optimizer state.
+    pub fn set_pose(&mut self, i: usize, pose: Pose) {
+        let w = self.param.width();
+        self.rot.value[i * w..(i + 1) * w].copy_from_slice(&encode(&pose.rot, self.param));
+        self.shift.value[i * 2..(i + 1) * 2].copy_from_slice(&pose.shift_px);
+        for block in [&mut self.rot, &mut self.shift] {
+            let range = i * block.width..(i + 1) * block.width;
+            block.m[range.clone()].fill(0.0);
+            block.v[range].fill(0.0);
+        }
+        self.steps[i] = 0;
+    }
+
     /// The current poses of `positions`.
     pub fn batch_poses(&self, positions: &[usize]) -> Vec<Pose> {
         positions.iter().map(|&i| self.pose(i)).collect()

@@ -9,6 +9,7 @@ pub mod concat_pkls;
 pub mod direct_traversal;
 pub mod downsample;
 pub mod eval_images;
+pub mod eval_poses;
 pub mod eval_simulation;
 pub mod eval_vol;
 pub mod export;

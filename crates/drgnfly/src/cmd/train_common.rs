@@ -445,6 +445,8 @@ pub struct CliHooks<'a, T: ?Sized> {
     d: usize,
     num_epochs: usize,
     progress: Option<Progress>,
+    /// The progress bar of a trainer's pass (pose search, pretraining) and the images it has counted.
+    pass: Option<(String, Progress, usize)>,
     #[allow(clippy::type_complexity)]
     outputs: Box<dyn FnMut(usize, &T) -> Result<()> + 'a>,
 }
@@ -465,6 +467,7 @@ impl<'a, T: ?Sized> CliHooks<'a, T> {
             d: data.image_size(),
             num_epochs: schedule.num_epochs,
             progress: None,
+            pass: None,
             outputs: Box::new(outputs),
         }
     }
@@ -472,6 +475,28 @@ impl<'a, T: ?Sized> CliHooks<'a, T> {
 
 impl<T: Trainer + ?Sized> Hooks<T> for CliHooks<'_, T> {
     type Error = anyhow::Error;
+
+    fn pass_progress(&mut self, stage: &str, done: usize, total: usize) {
+        if self.pass.as_ref().is_none_or(|(s, _, _)| s != stage) {
+            if let Some((_, p, _)) = self.pass.take() {
+                p.finish();
+            }
+            self.pass = Some((stage.to_string(), Progress::new(stage, total as u64, "images"), 0));
+        }
+        if let Some((_, p, counted)) = &mut self.pass {
+            p.inc(done.saturating_sub(*counted) as u64);
+            *counted = done;
+        }
+        if done >= total {
+            if let Some((_, p, _)) = self.pass.take() {
+                p.finish();
+            }
+        }
+    }
+
+    fn note(&mut self, line: &str) -> Result<()> {
+        self.log.line(line)
+    }
 
     fn epoch_start(&mut self, epoch: usize) -> Result<()> {
         self.progress =

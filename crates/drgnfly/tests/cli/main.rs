@@ -9,6 +9,7 @@ mod help;
 mod heterogeneity;
 mod parse_golden;
 mod physics;
+mod poses;
 mod round_trips;
 mod train;
 mod util;
