@@ -109,6 +109,16 @@ pub enum ModelKind {
     Vae,
     /// One decoder, no latent, known poses (`train-nn`).
     Homogeneous,
+    /// One decoder, no latent, poses found by pose search (`abinit-homo`).
+    AbinitHomo,
+}
+
+impl ModelKind {
+    /// Whether the model is a decoder without latent (its size is in `qlayers`/`qdim`, as cryoDRGN's
+    /// `train_nn` writes it).
+    pub fn is_homogeneous(self) -> bool {
+        matches!(self, ModelKind::Homogeneous | ModelKind::AbinitHomo)
+    }
 }
 
 /// `model_args`; everything optional so cryoDRGN's variants load, with cryoDRGN's defaults filled in.
@@ -239,7 +249,7 @@ impl RunConfig {
     pub fn decoder_config(&self) -> DecoderConfig {
         let m = &self.model_args;
         let mut cfg = DecoderConfig::new(self.lattice_args.d, self.zdim());
-        let homogeneous = self.model_kind() == ModelKind::Homogeneous;
+        let homogeneous = self.model_kind().is_homogeneous();
         let (layers, dim) = if homogeneous {
             (m.players.or(m.layers).or(m.qlayers), m.pdim.or(m.dim).or(m.qdim))
         } else {

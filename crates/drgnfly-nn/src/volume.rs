@@ -26,7 +26,7 @@ use candle_core::{Device, Tensor};
 use drgnfly_em::hartley::HartleyPlan;
 use drgnfly_io::mrc::{write_volume, MrcDtype};
 
-use crate::config::{ModelKind, RunConfig};
+use crate::config::RunConfig;
 use crate::error::{Error, Result};
 use crate::{read_checkpoint, read_cryodrgn_weights, DataNorm, Decoder, HetOnlyVae, ParamStore};
 
@@ -123,7 +123,7 @@ impl VolumeDecoder {
         let model_args = || format!("{}: model_args", config_path.display());
         let store = ParamStore::new(0, &Device::Cpu);
         let mut dec_cfg = config.decoder_config();
-        let decoder = if config.model_kind() == ModelKind::Homogeneous {
+        let decoder = if config.model_kind().is_homogeneous() {
             dec_cfg.zdim = 0;
             Decoder::new(&dec_cfg, store.var_builder()).map_err(|e| e.context(model_args()))?
         } else {

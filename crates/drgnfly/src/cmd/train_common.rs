@@ -24,9 +24,6 @@ use crate::progress::Progress;
 pub struct DataArgs {
     /// Particle images: .mrcs stack, .star, .cs, or .txt list of stacks.
     pub particles: PathBuf,
-    /// Poses: pose.pkl (rotations, translations as fractions of the box), or rot.pkl trans.pkl.
-    #[arg(long, required = true, num_args = 1..=2, value_name = "PKL")]
-    pub poses: Vec<PathBuf>,
     /// CTF parameters (ctf.pkl); without it the images are taken as CTF-free.
     #[arg(long, value_name = "PKL")]
     pub ctf: Option<PathBuf>,
@@ -50,21 +47,29 @@ pub struct DataArgs {
     pub norm: Option<Vec<f32>>,
 }
 
+/// `--poses` of the commands that train with known poses.
+#[derive(ClapArgs, Debug, Clone)]
+pub struct PoseArgs {
+    /// Poses: pose.pkl (rotations, translations as fractions of the box), or rot.pkl trans.pkl.
+    #[arg(long, required = true, num_args = 1..=2, value_name = "PKL")]
+    pub poses: Vec<PathBuf>,
+}
+
 impl DataArgs {
-    /// The dataset's files.
-    pub fn files(&self) -> DatasetFiles {
+    /// The dataset's files, with `poses` (none for ab initio).
+    pub fn files(&self, poses: &[PathBuf]) -> DatasetFiles {
         DatasetFiles {
             particles: self.particles.clone(),
-            poses: self.poses.clone(),
+            poses: poses.to_vec(),
             ctf: self.ctf.clone(),
             ind: self.ind.clone(),
             datadir: self.datadir.clone(),
         }
     }
 
-    /// Open the dataset (particles, poses, CTF, `--ind`), checked once.
-    pub fn open(&self) -> Result<Dataset> {
-        Ok(Dataset::open(&self.files())?)
+    /// Open the dataset (particles, `poses`, CTF, `--ind`), checked once.
+    pub fn open(&self, poses: &[PathBuf]) -> Result<Dataset> {
+        Ok(Dataset::open(&self.files(poses))?)
     }
 
     /// `--norm` if given, else cryoDRGN's estimate from the images.
@@ -92,7 +97,7 @@ impl DataArgs {
     }
 
     /// `dataset_args` of config.yaml.
-    pub fn dataset_args(&self, norm: Normalization) -> DatasetArgs {
+    pub fn dataset_args(&self, norm: Normalization, poses: &[PathBuf]) -> DatasetArgs {
         let s = |p: &Path| absolute(p).display().to_string();
         DatasetArgs {
             particles: s(&self.particles),
@@ -104,10 +109,11 @@ impl DataArgs {
             window_r: self.window_r,
             datadir: self.datadir.as_deref().map(s),
             ctf: self.ctf.as_deref().map(s),
-            poses: Some(match self.poses.as_slice() {
-                [one] => PosesArg::One(s(one)),
-                many => PosesArg::Split(many.iter().map(|p| s(p)).collect()),
-            }),
+            poses: match poses {
+                [] => None,
+                [one] => Some(PosesArg::One(s(one))),
+                many => Some(PosesArg::Split(many.iter().map(|p| s(p)).collect())),
+            },
             do_pose_sgd: false,
         }
     }

@@ -17,7 +17,7 @@ use drgnfly_nn::train::{fit, resume, BatchPrep, EncoderInput, HomoTrainer};
 use drgnfly_nn::volume::{VolumeDecoder, VolumeRequest};
 use drgnfly_nn::{AdamConfig, DataNorm};
 
-use super::train_common::{command_line, timedelta, CliHooks, DataArgs, DecoderArgs, RunLog, TrainArgs};
+use super::train_common::{command_line, timedelta, CliHooks, DataArgs, DecoderArgs, PoseArgs, RunLog, TrainArgs};
 
 /// Train a homogeneous decoder on particles with known poses.
 #[derive(ClapArgs, Debug)]
@@ -25,6 +25,8 @@ use super::train_common::{command_line, timedelta, CliHooks, DataArgs, DecoderAr
 pub struct Args {
     #[command(flatten)]
     pub data: DataArgs,
+    #[command(flatten)]
+    pub poses: PoseArgs,
     #[command(flatten)]
     pub train: TrainArgs,
     /// Decoder hidden layers.
@@ -41,7 +43,7 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let t = &args.train;
     t.validate()?;
-    let data = args.data.open()?;
+    let data = args.data.open(&args.poses.poses)?;
     let (n, d) = (data.len(), data.image_size());
     let norm = args.data.normalization(&data)?;
     let device = t.device.device()?;
@@ -61,7 +63,7 @@ pub fn run(args: Args) -> Result<()> {
     });
 
     let config = RunConfig {
-        dataset_args: args.data.dataset_args(norm),
+        dataset_args: args.data.dataset_args(norm, &args.poses.poses),
         lattice_args: LatticeArgs { d: d + 1, extent: 0.5, ignore_dc: true },
         model_args: ModelArgs {
             kind: Some(ModelKind::Homogeneous),

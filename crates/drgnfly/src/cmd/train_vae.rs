@@ -21,7 +21,7 @@ use drgnfly_nn::train::{
 };
 use drgnfly_nn::{AdamConfig, EncodeMode, EncoderConfig};
 
-use super::train_common::{command_line, timedelta, CliHooks, DataArgs, DecoderArgs, RunLog, TrainArgs};
+use super::train_common::{command_line, timedelta, CliHooks, DataArgs, DecoderArgs, PoseArgs, RunLog, TrainArgs};
 use crate::progress::Progress;
 
 /// Train a VAE (encoder + z-conditioned decoder) on particles with known poses.
@@ -33,6 +33,8 @@ use crate::progress::Progress;
 pub struct Args {
     #[command(flatten)]
     pub data: DataArgs,
+    #[command(flatten)]
+    pub poses: PoseArgs,
     #[command(flatten)]
     pub train: TrainArgs,
     /// Latent dimension.
@@ -86,7 +88,7 @@ pub fn run(args: Args) -> Result<()> {
     if args.zdim == 0 {
         bail!("--zdim 0: a VAE needs a latent dimension of at least 1 (use train-nn for a homogeneous map)");
     }
-    let data = args.data.open()?;
+    let data = args.data.open(&args.poses.poses)?;
     let (n, d) = (data.len(), data.image_size());
     let norm = args.data.normalization(&data)?;
     let enc_input = match args.enc_mask {
@@ -114,7 +116,7 @@ pub fn run(args: Args) -> Result<()> {
     let mut trainer = VaeTrainer::new(&enc, &dec, seed, adam, kl, prep)?;
 
     let config = RunConfig {
-        dataset_args: args.data.dataset_args(norm),
+        dataset_args: args.data.dataset_args(norm, &args.poses.poses),
         lattice_args: LatticeArgs { d: d + 1, extent: 0.5, ignore_dc: true },
         model_args: ModelArgs {
             kind: Some(ModelKind::Vae),
