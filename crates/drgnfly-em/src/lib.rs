@@ -84,6 +84,7 @@ pub mod pose;
 pub mod preprocess;
 pub mod project;
 pub mod rotation;
+pub mod search;
 pub mod simulate;
 pub mod translate;
 pub mod window;
