@@ -120,6 +120,9 @@ enum Command {
     /// Latent quality against simulation ground truth (accuracy, Spearman, entanglement).
     #[command(alias = "eval_simulation")]
     EvalSimulation(cmd::eval_simulation::Args),
+    /// Homogeneous ab initio reconstruction: poses found by hierarchical pose search (cryoDRGN2).
+    #[command(alias = "abinit_homo", alias = "abinit-homo-old", alias = "abinit_homo_old")]
+    AbinitHomo(cmd::abinit_homo::Args),
     /// Pose accuracy against simulation ground truth (‖ΔR‖²_F after alignment, both hands; shifts; aligned map).
     #[command(alias = "eval_poses")]
     EvalPoses(cmd::eval_poses::Args),
@@ -202,6 +205,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::SelectClusters(a) => cmd::select_clusters::run(a),
         Command::SelectParticles(a) => cmd::select_particles::run(a),
         Command::EvalSimulation(a) => cmd::eval_simulation::run(a),
+        Command::AbinitHomo(a) => cmd::abinit_homo::run(a),
         Command::EvalPoses(a) => cmd::eval_poses::run(a),
         Command::Simulate(a) => cmd::simulate::run(a),
         Command::Backproject(a) => cmd::backproject::run(a),

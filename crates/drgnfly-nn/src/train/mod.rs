@@ -7,10 +7,13 @@
 //!   normalize, translate by the pose shift, CTF, rotated slice coordinates, the encoder's phase-flipped
 //!   input). Shifts are in **pixels** ([`drgnfly_em::pose::Pose`]).
 //! - [`VaeTrainer`] ([`VaeModel`] + Adam + [`KlSchedule`]) and [`HomoTrainer`] (the decoder alone, MSE).
+//! - [`AbinitHomoTrainer`]: homogeneous ab initio (pretraining, pose-search passes with frequency marching,
+//!   decoder training on the found poses).
 //! - [`PoseTable`]: per-particle rotations and shifts with sparse Adam, for trainers that refine poses.
 //!
 //! Everything here is deterministic for a seed and a thread count; nothing prints.
 
+mod abinit;
 mod batch;
 mod driver;
 mod error;
@@ -18,6 +21,7 @@ mod homo;
 mod pose_table;
 mod vae;
 
+pub use abinit::{AbinitHomoTrainer, AbinitSchedule};
 pub use batch::{BatchPrep, EncoderInput, PreparedBatch};
 pub use driver::{checkpoint_path, fit, ordered_pass, resume, EpochSummary, Hooks, Schedule, Step, Trainer};
 pub use error::{TrainError, TrainResult};

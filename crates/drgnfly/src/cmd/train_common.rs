@@ -500,8 +500,8 @@ impl<T: Trainer + ?Sized> Hooks<T> for CliHooks<'_, T> {
         }
     }
 
-    fn note(&mut self, line: &str) -> Result<()> {
-        self.log.line(line)
+    fn note(&mut self, text: &str) -> Result<()> {
+        text.lines().try_for_each(|line| self.log.line(line))
     }
 
     fn epoch_start(&mut self, epoch: usize) -> Result<()> {

@@ -17,7 +17,9 @@ use drgnfly_nn::train::{fit, resume, BatchPrep, EncoderInput, HomoTrainer};
 use drgnfly_nn::volume::{VolumeDecoder, VolumeRequest};
 use drgnfly_nn::{AdamConfig, DataNorm};
 
-use super::train_common::{command_line, timedelta, CliHooks, DataArgs, DecoderArgs, PoseArgs, RunLog, TrainArgs};
+use super::train_common::{
+    command_line, timedelta, CliHooks, DataArgs, DecoderArgs, PoseArgs, RunLog, TrainArgs,
+};
 
 /// Train a homogeneous decoder on particles with known poses.
 #[derive(ClapArgs, Debug)]

@@ -21,7 +21,9 @@ use drgnfly_nn::train::{
 };
 use drgnfly_nn::{AdamConfig, EncodeMode, EncoderConfig};
 
-use super::train_common::{command_line, timedelta, CliHooks, DataArgs, DecoderArgs, PoseArgs, RunLog, TrainArgs};
+use super::train_common::{
+    command_line, timedelta, CliHooks, DataArgs, DecoderArgs, PoseArgs, RunLog, TrainArgs,
+};
 use crate::progress::Progress;
 
 /// Train a VAE (encoder + z-conditioned decoder) on particles with known poses.

@@ -1,6 +1,7 @@
 //! End-to-end tests of the metadata subcommands: the built `drgnfly` binary run in temporary
 //! directories on the shared fixtures (cryoDRGN's golden parser outputs) and on generated files.
 
+mod abinit;
 mod analysis;
 mod bad_input;
 mod digest;

@@ -1,0 +1,190 @@
+//! `abinit-homo`: homogeneous ab initio reconstruction without poses (cryoDRGN2's `abinit_homo`, now
+//! `abinit_homo_old` in cryoDRGN): a coordinate decoder trained on poses it finds itself by hierarchical pose
+//! search with frequency marching (`drgnfly_nn::train::AbinitHomoTrainer` in the library driver).
+//!
+//! Pretraining on `--pretrain` images at random poses; a pose search over every particle before epochs 1,
+//! 1 + `--ps-freq`, …, with the band limit ramping from `--l-start` to `--l-end` over `--l-ramp-epochs`; decoder
+//! training on the found poses in between. Per checkpoint: `weights.E.safetensors` (decoder, optimizer, pose
+//! table), `reconstruct.E.mrc` and `pose.E.pkl` (rotation matrices, translations as fractions of the box, as
+//! cryoDRGN writes them). run.log gets a line per search: band limit, images/s and how far the poses moved.
+//! The map's hand is arbitrary, as in any ab initio reconstruction (`drgnfly flip-hand` mirrors it).
+//!
+//! Example usage:
+//!   drgnfly abinit-homo particles.mrcs --ctf ctf.pkl -o out/ -n 30
+
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::{Args as ClapArgs, ValueEnum};
+use drgnfly_em::search::{SearchConfig, SearchLoss};
+use drgnfly_nn::config::{LatticeArgs, ModelArgs, ModelKind, RunConfig};
+use drgnfly_nn::train::{fit, resume, AbinitHomoTrainer, AbinitSchedule, BatchPrep, EncoderInput};
+use drgnfly_nn::volume::{VolumeDecoder, VolumeRequest};
+use drgnfly_nn::{AdamConfig, DataNorm};
+
+use super::train_common::{command_line, timedelta, CliHooks, DataArgs, DecoderArgs, RunLog, TrainArgs};
+
+/// Reconstruct a homogeneous map and the particles' poses from the images alone.
+#[derive(ClapArgs, Debug)]
+#[command(after_help = "Examples:\n  drgnfly abinit-homo particles.mrcs --ctf ctf.pkl -o out/\n  \
+                  drgnfly abinit-homo particles.star --ctf ctf.pkl -n 30 --l-end 24 -o out/ --load latest")]
+pub struct Args {
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub train: TrainArgs,
+    /// Decoder hidden layers.
+    #[arg(long, default_value_t = 3)]
+    pub layers: usize,
+    /// Decoder width.
+    #[arg(long, default_value_t = 256)]
+    pub dim: usize,
+    #[command(flatten)]
+    pub decoder: DecoderArgs,
+    /// Images of pretraining at random poses before the first search.
+    #[arg(long, default_value_t = 10_000)]
+    pub pretrain: usize,
+    /// Search poses every N epochs (before epochs 1, 1 + N, …).
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub ps_freq: usize,
+    /// Band limit of the searches at the start (Fourier radius in pixels).
+    #[arg(long, default_value_t = 12)]
+    pub l_start: usize,
+    /// Band limit at the end of the ramp.
+    #[arg(long, default_value_t = 32)]
+    pub l_end: usize,
+    /// Epochs over which the band limit grows from --l-start to --l-end.
+    #[arg(long, default_value_t = 25)]
+    pub l_ramp_epochs: usize,
+    /// Refinement iterations of each search (each halves the angular and shift steps).
+    #[arg(long, default_value_t = 4)]
+    pub niter: usize,
+    /// Poses kept per image between iterations.
+    #[arg(long, default_value_t = 8)]
+    pub nkeptposes: usize,
+    /// HEALPix order of the base rotation grid (1: 576 rotations, 2: 4608).
+    #[arg(long, default_value_t = 2)]
+    pub base_healpy: u32,
+    /// Half-width of the shift search in pixels.
+    #[arg(long, default_value_t = 10.0)]
+    pub t_extent: f64,
+    /// Shifts per axis of the base shift grid.
+    #[arg(long, default_value_t = 7)]
+    pub t_ngrid: usize,
+    /// Do not search shifts (particles are centred).
+    #[arg(long)]
+    pub no_trans: bool,
+    /// Score of a pose.
+    #[arg(long, value_enum, default_value_t = LossArg::Msf)]
+    pub search_loss: LossArg,
+}
+
+/// `--search-loss`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LossArg {
+    /// −⟨y, ŷ⟩ + ½‖ŷ‖² (cryoDRGN's default).
+    Msf,
+    /// ‖y − ŷ‖².
+    Mse,
+    /// Correlation.
+    Cor,
+}
+
+/// Reconstruct.
+pub fn run(args: Args) -> Result<()> {
+    let t = &args.train;
+    t.validate()?;
+    let data = args.data.open(&[])?;
+    let (n, d) = (data.len(), data.image_size());
+    let norm = args.data.normalization(&data)?;
+    let device = t.device.device()?;
+    let prep = BatchPrep::new(d, &args.data.preprocess()?, norm, EncoderInput::None, &device)?;
+    let mut dec = args.decoder.config(d + 1, 0, args.layers, args.dim)?;
+    let precision = t.precision(&mut dec);
+    let seed = t.resolve_seed()?;
+    let adam = AdamConfig { lr: t.lr, weight_decay: t.wd, ..Default::default() };
+    let search = SearchConfig {
+        base_resolution: args.base_healpy,
+        niter: args.niter,
+        t_extent: args.t_extent,
+        t_ngrid: args.t_ngrid,
+        translate: !args.no_trans,
+        nkeptposes: args.nkeptposes,
+        loss: match args.search_loss {
+            LossArg::Msf => SearchLoss::Msf,
+            LossArg::Mse => SearchLoss::Mse,
+            LossArg::Cor => SearchLoss::Cor,
+        },
+        ..SearchConfig::default()
+    };
+    let schedule = AbinitSchedule {
+        pretrain_images: args.pretrain,
+        ps_freq: args.ps_freq.max(1),
+        l_start: args.l_start,
+        l_end: args.l_end.max(args.l_start),
+        l_ramp_epochs: args.l_ramp_epochs,
+        search,
+        ..AbinitSchedule::default()
+    };
+    let mut trainer = AbinitHomoTrainer::new(&dec, seed, adam, prep, n, schedule)?;
+    let apix = data.apix().unwrap_or_else(|| {
+        tracing::warn!(
+            "{}: no pixel size in ctf.pkl or the stack header; the maps are written at 1 Å/px",
+            args.data.particles.display()
+        );
+        1.0
+    });
+    let config = RunConfig {
+        dataset_args: args.data.dataset_args(norm, &[]),
+        lattice_args: LatticeArgs { d: d + 1, extent: 0.5, ignore_dc: true },
+        model_args: ModelArgs {
+            kind: Some(ModelKind::AbinitHomo),
+            qlayers: Some(dec.layers),
+            qdim: Some(dec.dim),
+            pe_type: Some(dec.pe_type),
+            feat_sigma: Some(dec.feat_sigma),
+            pe_dim: dec.pe_dim,
+            domain: Some(dec.domain),
+            activation: Some(dec.activation),
+            ..Default::default()
+        },
+        seed: Some(seed),
+        version: Some(env!("CARGO_PKG_VERSION").to_string()),
+        cmd: Some(command_line()),
+    };
+    let summary = format!(
+        "# {n} particles of {d}×{d}, norm [{}, {}], {} parameters, seed {seed}, precision {precision}; ab initio \
+         (pretrain {}, search every {} epochs, band limit {}→{} over {} epochs)",
+        norm.mean,
+        norm.std,
+        trainer.store().num_params(),
+        args.pretrain,
+        args.ps_freq,
+        args.l_start,
+        args.l_end,
+        args.l_ramp_epochs
+    );
+    let mut log = RunLog::start(&t.outdir, &config, &summary)?;
+    let mut start = 0usize;
+    if let Some(ckpt) = t.checkpoint_to_load()? {
+        start = resume(&mut trainer, &ckpt).with_context(|| format!("--load {}", ckpt.display()))?;
+        log.line(&format!("# resuming from {} after epoch {start}", ckpt.display()))?;
+    }
+    let started = Instant::now();
+    let driver_schedule = t.schedule(seed);
+    let outdir = t.outdir.clone();
+    let data_norm = DataNorm { mean: norm.mean, std: norm.std };
+    let hooks = CliHooks::new(&mut log, &data, &driver_schedule, |epoch, trainer: &AbinitHomoTrainer| {
+        let model = VolumeDecoder::new(trainer.decoder().clone(), data_norm, d + 1, apix);
+        Ok(model
+            .volume(&[], &VolumeRequest::default())?
+            .write(&outdir.join(format!("reconstruct.{epoch}.mrc")))?)
+    });
+    fit(&data, &driver_schedule, &mut trainer, start, &mut { hooks })?;
+    log.line(&format!(
+        "# finished {} epochs in {}",
+        t.num_epochs.saturating_sub(start),
+        timedelta(started.elapsed())
+    ))?;
+    Ok(())
+}
