@@ -171,6 +171,23 @@ pub struct ModelArgs {
     pub activation: Option<Activation>,
 }
 
+impl ModelArgs {
+    /// A latent-free decoder's `model_args` (its size in `qlayers`/`qdim`, as cryoDRGN's `train_nn` writes it).
+    pub fn decoder_only(kind: ModelKind, dec: &DecoderConfig) -> Self {
+        Self {
+            kind: Some(kind),
+            qlayers: Some(dec.layers),
+            qdim: Some(dec.dim),
+            pe_type: Some(dec.pe_type),
+            feat_sigma: Some(dec.feat_sigma),
+            pe_dim: dec.pe_dim,
+            domain: Some(dec.domain),
+            activation: Some(dec.activation),
+            ..Default::default()
+        }
+    }
+}
+
 fn yes() -> bool {
     true
 }

@@ -19,7 +19,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::batch::BatchPrep;
-use super::driver::{Step, Trainer};
+use super::driver::{ordered_pass, Step, Trainer};
 use super::error::TrainResult;
 use super::homo::mse_step;
 use super::pose_table::{PoseAdamConfig, PoseTable, RotationParam};
@@ -176,26 +176,33 @@ impl AbinitHomoTrainer {
         let slicer = HartleyVolumeSlicer::new(volume.values, d + 1)?;
         let mut moved_deg = Vec::with_capacity(n);
         let mut moved_px = Vec::with_capacity(n);
-        let opts = StreamOptions::ordered(self.schedule.search_batch.max(1), d);
+        let (prep, poses) = (&self.prep, &mut self.poses);
+        let stage = format!("pose search (epoch {epoch})");
         let mut done = 0;
-        for b in data.source().stream(&opts) {
-            let b = b?;
-            let images = self.prep.hartley_images(&b.images)?;
-            let ctf = match data.batch_ctf(&b.positions) {
-                Some(params) => Some(self.prep.ctf_on_lattice(&params)?),
-                None => None,
-            };
-            let found = search.search(&slicer, &images, ctf.as_deref())?;
-            for (&p, r) in b.positions.iter().zip(&found) {
-                let old = self.poses.pose(p);
-                moved_deg.push(angle_between_deg(&old.rot, &r.pose.rot));
-                let dt = [r.pose.shift_px[0] - old.shift_px[0], r.pose.shift_px[1] - old.shift_px[1]];
-                moved_px.push(f64::from(dt[0].hypot(dt[1])));
-                self.poses.set_pose(p, r.pose);
-            }
-            done += b.positions.len();
-            progress(&format!("pose search (epoch {epoch})"), done, n);
-        }
+        ordered_pass(
+            data,
+            self.schedule.search_batch.max(1),
+            &stage,
+            |positions, raw| {
+                let images = prep.hartley_images(raw)?;
+                let ctf = match data.batch_ctf(positions) {
+                    Some(params) => Some(prep.ctf_on_lattice(&params)?),
+                    None => None,
+                };
+                for (&p, r) in positions.iter().zip(&search.search(&slicer, &images, ctf.as_deref())?) {
+                    let old = poses.pose(p);
+                    moved_deg.push(angle_between_deg(&old.rot, &r.pose.rot));
+                    let dt = [r.pose.shift_px[0] - old.shift_px[0], r.pose.shift_px[1] - old.shift_px[1]];
+                    moved_px.push(f64::from(dt[0].hypot(dt[1])));
+                    poses.set_pose(p, r.pose);
+                }
+                Ok(())
+            },
+            |b| {
+                done += b;
+                progress(&stage, done, n);
+            },
+        )?;
         let secs = t0.elapsed().as_secs_f64();
         Ok(format!(
             "# pose search before epoch {epoch}: band limit {}–{l_max}, {n} images in {secs:.1} s ({:.1} images/s); \

@@ -112,18 +112,14 @@ mod tests {
     #[test]
     fn fits_a_fixed_batch_and_rejects_a_latent() {
         let d = 8;
-        let prep = BatchPrep::new(
-            d,
-            &PreprocessConfig::default(),
-            Normalization { mean: 0.0, std: 5.0 },
-            EncoderInput::None,
-            &Device::Cpu,
-        )
-        .unwrap();
+        let prep = || {
+            let norm = Normalization { mean: 0.0, std: 5.0 };
+            BatchPrep::new(d, &PreprocessConfig::default(), norm, EncoderInput::None, &Device::Cpu).unwrap()
+        };
         let mut cfg = DecoderConfig::new(d + 1, 0);
         (cfg.layers, cfg.dim, cfg.domain) = (1, 32, Domain::Hartley);
         let adam = AdamConfig { lr: 1e-2, ..Default::default() };
-        let mut t = HomoTrainer::new(&cfg, 0, adam, prep).unwrap();
+        let mut t = HomoTrainer::new(&cfg, 0, adam, prep()).unwrap();
         // The same image twice with the same pose: a decoder can fit it exactly.
         let raw: Vec<f32> = (0..2 * 64).map(|i| ((i % 64 * 5) % 11) as f32 - 5.0).collect();
         let id = Pose::IDENTITY;
@@ -134,14 +130,6 @@ mod tests {
         assert!(last < 0.3 * first, "{first} → {last}");
         assert!(t.store().named_vars().iter().any(|(n, _)| n == "decoder.main.0.weight"));
         cfg.zdim = 1;
-        let prep = BatchPrep::new(
-            d,
-            &PreprocessConfig::default(),
-            Normalization { mean: 0.0, std: 5.0 },
-            EncoderInput::None,
-            &Device::Cpu,
-        )
-        .unwrap();
-        assert!(HomoTrainer::new(&cfg, 0, adam, prep).is_err());
+        assert!(HomoTrainer::new(&cfg, 0, adam, prep()).is_err());
     }
 }

@@ -14,15 +14,16 @@
 
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args as ClapArgs, ValueEnum};
 use drgnfly_em::search::{SearchConfig, SearchLoss};
-use drgnfly_nn::config::{LatticeArgs, ModelArgs, ModelKind, RunConfig};
-use drgnfly_nn::train::{fit, resume, AbinitHomoTrainer, AbinitSchedule, BatchPrep, EncoderInput};
-use drgnfly_nn::volume::{VolumeDecoder, VolumeRequest};
+use drgnfly_nn::config::{ModelArgs, ModelKind};
+use drgnfly_nn::train::{fit, AbinitHomoTrainer, AbinitSchedule, BatchPrep, EncoderInput};
 use drgnfly_nn::{AdamConfig, DataNorm};
 
-use super::train_common::{command_line, timedelta, CliHooks, DataArgs, DecoderArgs, RunLog, TrainArgs};
+use super::train_common::{
+    map_apix, run_config, timedelta, write_reconstruction, CliHooks, DataArgs, DecoderArgs, RunLog, TrainArgs,
+};
 
 /// Reconstruct a homogeneous map and the particles' poses from the images alone.
 #[derive(ClapArgs, Debug)]
@@ -127,31 +128,9 @@ pub fn run(args: Args) -> Result<()> {
         ..AbinitSchedule::default()
     };
     let mut trainer = AbinitHomoTrainer::new(&dec, seed, adam, prep, n, schedule)?;
-    let apix = data.apix().unwrap_or_else(|| {
-        tracing::warn!(
-            "{}: no pixel size in ctf.pkl or the stack header; the maps are written at 1 Å/px",
-            args.data.particles.display()
-        );
-        1.0
-    });
-    let config = RunConfig {
-        dataset_args: args.data.dataset_args(norm, &[]),
-        lattice_args: LatticeArgs { d: d + 1, extent: 0.5, ignore_dc: true },
-        model_args: ModelArgs {
-            kind: Some(ModelKind::AbinitHomo),
-            qlayers: Some(dec.layers),
-            qdim: Some(dec.dim),
-            pe_type: Some(dec.pe_type),
-            feat_sigma: Some(dec.feat_sigma),
-            pe_dim: dec.pe_dim,
-            domain: Some(dec.domain),
-            activation: Some(dec.activation),
-            ..Default::default()
-        },
-        seed: Some(seed),
-        version: Some(env!("CARGO_PKG_VERSION").to_string()),
-        cmd: Some(command_line()),
-    };
+    let apix = map_apix(&data, &args.data.particles);
+    let model_args = ModelArgs::decoder_only(ModelKind::AbinitHomo, &dec);
+    let config = run_config(args.data.dataset_args(norm, &[]), d, model_args, seed);
     let summary = format!(
         "# {n} particles of {d}×{d}, norm [{}, {}], {} parameters, seed {seed}, precision {precision}; ab initio \
          (pretrain {}, search every {} epochs, band limit {}→{} over {} epochs)",
@@ -165,20 +144,13 @@ pub fn run(args: Args) -> Result<()> {
         args.l_ramp_epochs
     );
     let mut log = RunLog::start(&t.outdir, &config, &summary)?;
-    let mut start = 0usize;
-    if let Some(ckpt) = t.checkpoint_to_load()? {
-        start = resume(&mut trainer, &ckpt).with_context(|| format!("--load {}", ckpt.display()))?;
-        log.line(&format!("# resuming from {} after epoch {start}", ckpt.display()))?;
-    }
+    let start = t.resume_if_asked(&mut trainer, &mut log)?;
     let started = Instant::now();
     let driver_schedule = t.schedule(seed);
     let outdir = t.outdir.clone();
     let data_norm = DataNorm { mean: norm.mean, std: norm.std };
     let hooks = CliHooks::new(&mut log, &data, &driver_schedule, |epoch, trainer: &AbinitHomoTrainer| {
-        let model = VolumeDecoder::new(trainer.decoder().clone(), data_norm, d + 1, apix);
-        Ok(model
-            .volume(&[], &VolumeRequest::default())?
-            .write(&outdir.join(format!("reconstruct.{epoch}.mrc")))?)
+        write_reconstruction(trainer.decoder(), data_norm, d, apix, &outdir, epoch)
     });
     fit(&data, &driver_schedule, &mut trainer, start, &mut { hooks })?;
     log.line(&format!(

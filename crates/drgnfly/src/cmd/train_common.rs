@@ -12,10 +12,11 @@ use anyhow::{bail, Context, Result};
 use clap::{Args as ClapArgs, ValueEnum};
 use drgnfly_em::preprocess::{Normalization, PreprocessConfig};
 use drgnfly_io::pickle::{write_poses, Poses};
-use drgnfly_nn::config::{DatasetArgs, PosesArg, RunConfig};
+use drgnfly_nn::config::{DatasetArgs, LatticeArgs, ModelArgs, PosesArg, RunConfig};
 use drgnfly_nn::data::{Dataset, DatasetFiles};
-use drgnfly_nn::train::{EpochSummary, Hooks, PoseTable, Schedule, Trainer};
-use drgnfly_nn::{Activation, DecoderConfig, Domain, PeType};
+use drgnfly_nn::train::{resume, EpochSummary, Hooks, PoseTable, Schedule, Trainer};
+use drgnfly_nn::volume::{VolumeDecoder, VolumeRequest};
+use drgnfly_nn::{Activation, DataNorm, Decoder, DecoderConfig, Domain, PeType};
 
 use crate::progress::Progress;
 
@@ -228,6 +229,14 @@ impl TrainArgs {
             checkpoint_every: self.checkpoint,
             outdir: self.outdir.clone(),
         }
+    }
+
+    /// Resume `trainer` from `--load` when given (logging it); returns the completed epochs (0 without `--load`).
+    pub fn resume_if_asked<T: Trainer>(&self, trainer: &mut T, log: &mut RunLog) -> Result<usize> {
+        let Some(ckpt) = self.checkpoint_to_load()? else { return Ok(0) };
+        let start = resume(trainer, &ckpt).with_context(|| format!("--load {}", ckpt.display()))?;
+        log.line(&format!("# resuming from {} after epoch {start}", ckpt.display()))?;
+        Ok(start)
     }
 
     /// The checkpoint to resume from, if any.
@@ -536,6 +545,45 @@ impl<T: Trainer + ?Sized> Hooks<T> for CliHooks<'_, T> {
         }
         Ok(())
     }
+}
+
+/// config.yaml of a training run on `d`-pixel images: `dataset_args`, the (D+1) lattice, `model_args`, the seed,
+/// this version and the command line.
+pub fn run_config(dataset_args: DatasetArgs, d: usize, model_args: ModelArgs, seed: u64) -> RunConfig {
+    RunConfig {
+        dataset_args,
+        lattice_args: LatticeArgs { d: d + 1, extent: 0.5, ignore_dc: true },
+        model_args,
+        seed: Some(seed),
+        version: Some(env!("CARGO_PKG_VERSION").to_string()),
+        cmd: Some(command_line()),
+    }
+}
+
+/// Pixel size of the maps a run writes: from ctf.pkl or the stack header, else 1 Å/px with a warning.
+pub fn map_apix(data: &Dataset, particles: &Path) -> f32 {
+    data.apix().unwrap_or_else(|| {
+        tracing::warn!(
+            "{}: no pixel size in ctf.pkl or the stack header; the maps are written at 1 Å/px (set it later \
+             with `drgnfly add-psize`)",
+            particles.display()
+        );
+        1.0
+    })
+}
+
+/// `outdir/reconstruct.E.mrc` from a latent-free decoder trained on images of lattice side `d + 1`.
+pub fn write_reconstruction(
+    decoder: &Decoder,
+    norm: DataNorm,
+    d: usize,
+    apix: f32,
+    outdir: &Path,
+    epoch: usize,
+) -> Result<()> {
+    let model = VolumeDecoder::new(decoder.clone(), norm, d + 1, apix);
+    model.volume(&[], &VolumeRequest::default())?.write(&outdir.join(format!("reconstruct.{epoch}.mrc")))?;
+    Ok(())
 }
 
 /// A pose table as cryoDRGN's pose.pkl: rotation matrices and translations as fractions of the box.

@@ -10,15 +10,15 @@
 
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args as ClapArgs;
-use drgnfly_nn::config::{LatticeArgs, ModelArgs, ModelKind, RunConfig};
-use drgnfly_nn::train::{fit, resume, BatchPrep, EncoderInput, HomoTrainer};
-use drgnfly_nn::volume::{VolumeDecoder, VolumeRequest};
+use drgnfly_nn::config::{ModelArgs, ModelKind};
+use drgnfly_nn::train::{fit, BatchPrep, EncoderInput, HomoTrainer};
 use drgnfly_nn::{AdamConfig, DataNorm};
 
 use super::train_common::{
-    command_line, timedelta, CliHooks, DataArgs, DecoderArgs, PoseArgs, RunLog, TrainArgs,
+    map_apix, run_config, timedelta, write_reconstruction, CliHooks, DataArgs, DecoderArgs, PoseArgs, RunLog,
+    TrainArgs,
 };
 
 /// Train a homogeneous decoder on particles with known poses.
@@ -55,33 +55,10 @@ pub fn run(args: Args) -> Result<()> {
     let seed = t.resolve_seed()?;
     let adam = AdamConfig { lr: t.lr, weight_decay: t.wd, ..Default::default() };
     let mut trainer = HomoTrainer::new(&dec, seed, adam, prep)?;
-    let apix = data.apix().unwrap_or_else(|| {
-        tracing::warn!(
-            "{}: no pixel size in ctf.pkl or the stack header; the maps are written at 1 Å/px (set it later \
-             with `drgnfly add-psize`)",
-            args.data.particles.display()
-        );
-        1.0
-    });
+    let apix = map_apix(&data, &args.data.particles);
 
-    let config = RunConfig {
-        dataset_args: args.data.dataset_args(norm, &args.poses.poses),
-        lattice_args: LatticeArgs { d: d + 1, extent: 0.5, ignore_dc: true },
-        model_args: ModelArgs {
-            kind: Some(ModelKind::Homogeneous),
-            qlayers: Some(dec.layers),
-            qdim: Some(dec.dim),
-            pe_type: Some(dec.pe_type),
-            feat_sigma: Some(dec.feat_sigma),
-            pe_dim: dec.pe_dim,
-            domain: Some(dec.domain),
-            activation: Some(dec.activation),
-            ..Default::default()
-        },
-        seed: Some(seed),
-        version: Some(env!("CARGO_PKG_VERSION").to_string()),
-        cmd: Some(command_line()),
-    };
+    let model_args = ModelArgs::decoder_only(ModelKind::Homogeneous, &dec);
+    let config = run_config(args.data.dataset_args(norm, &args.poses.poses), d, model_args, seed);
     let summary = format!(
         "# {n} particles of {d}×{d}, norm [{}, {}], {} parameters, seed {seed}, precision {precision}",
         norm.mean,
@@ -89,21 +66,13 @@ pub fn run(args: Args) -> Result<()> {
         trainer.store().num_params()
     );
     let mut log = RunLog::start(&t.outdir, &config, &summary)?;
-    let mut start = 0usize;
-    if let Some(ckpt) = t.checkpoint_to_load()? {
-        start = resume(&mut trainer, &ckpt).with_context(|| format!("--load {}", ckpt.display()))?;
-        log.line(&format!("# resuming from {} after epoch {start}", ckpt.display()))?;
-    }
+    let start = t.resume_if_asked(&mut trainer, &mut log)?;
     let started = Instant::now();
     let schedule = t.schedule(seed);
     let outdir = t.outdir.clone();
     let data_norm = DataNorm { mean: norm.mean, std: norm.std };
     let hooks = CliHooks::new(&mut log, &data, &schedule, |epoch, trainer: &HomoTrainer| {
-        let model = VolumeDecoder::new(trainer.decoder().clone(), data_norm, d + 1, apix);
-        model
-            .volume(&[], &VolumeRequest::default())?
-            .write(&outdir.join(format!("reconstruct.{epoch}.mrc")))?;
-        Ok(())
+        write_reconstruction(trainer.decoder(), data_norm, d, apix, &outdir, epoch)
     });
     fit(&data, &schedule, &mut trainer, start, &mut { hooks })?;
     log.line(&format!(

@@ -12,17 +12,15 @@
 
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::{Args as ClapArgs, ValueEnum};
-use drgnfly_nn::config::{LatticeArgs, ModelArgs, ModelKind, RunConfig};
+use drgnfly_nn::config::{ModelArgs, ModelKind};
 use drgnfly_nn::data::Dataset;
-use drgnfly_nn::train::{
-    fit, ordered_pass, resume, BatchPrep, EncoderInput, KlSchedule, VaeModel, VaeTrainer,
-};
+use drgnfly_nn::train::{fit, ordered_pass, BatchPrep, EncoderInput, KlSchedule, VaeModel, VaeTrainer};
 use drgnfly_nn::{AdamConfig, EncodeMode, EncoderConfig};
 
 use super::train_common::{
-    command_line, timedelta, CliHooks, DataArgs, DecoderArgs, PoseArgs, RunLog, TrainArgs,
+    run_config, timedelta, CliHooks, DataArgs, DecoderArgs, PoseArgs, RunLog, TrainArgs,
 };
 use crate::progress::Progress;
 
@@ -117,29 +115,23 @@ pub fn run(args: Args) -> Result<()> {
     let kl = KlSchedule::new(beta, args.beta_control)?;
     let mut trainer = VaeTrainer::new(&enc, &dec, seed, adam, kl, prep)?;
 
-    let config = RunConfig {
-        dataset_args: args.data.dataset_args(norm, &args.poses.poses),
-        lattice_args: LatticeArgs { d: d + 1, extent: 0.5, ignore_dc: true },
-        model_args: ModelArgs {
-            kind: Some(ModelKind::Vae),
-            qlayers: Some(enc.layers),
-            qdim: Some(enc.dim),
-            players: Some(dec.layers),
-            pdim: Some(dec.dim),
-            zdim: Some(args.zdim),
-            encode_mode: Some(enc.mode),
-            enc_mask: Some(args.enc_mask.unwrap_or((d / 2) as i64)),
-            pe_type: Some(dec.pe_type),
-            feat_sigma: Some(dec.feat_sigma),
-            pe_dim: dec.pe_dim,
-            domain: Some(dec.domain),
-            activation: Some(dec.activation),
-            ..Default::default()
-        },
-        seed: Some(seed),
-        version: Some(env!("CARGO_PKG_VERSION").to_string()),
-        cmd: Some(command_line()),
+    let model_args = ModelArgs {
+        kind: Some(ModelKind::Vae),
+        qlayers: Some(enc.layers),
+        qdim: Some(enc.dim),
+        players: Some(dec.layers),
+        pdim: Some(dec.dim),
+        zdim: Some(args.zdim),
+        encode_mode: Some(enc.mode),
+        enc_mask: Some(args.enc_mask.unwrap_or((d / 2) as i64)),
+        pe_type: Some(dec.pe_type),
+        feat_sigma: Some(dec.feat_sigma),
+        pe_dim: dec.pe_dim,
+        domain: Some(dec.domain),
+        activation: Some(dec.activation),
+        ..Default::default()
     };
+    let config = run_config(args.data.dataset_args(norm, &args.poses.poses), d, model_args, seed);
     let summary = format!(
         "# {n} particles of {d}×{d}, norm [{}, {}], {} parameters, beta {}, seed {seed}, precision {precision}",
         norm.mean,
@@ -151,11 +143,7 @@ pub fn run(args: Args) -> Result<()> {
         }
     );
     let mut log = RunLog::start(&t.outdir, &config, &summary)?;
-    let mut start = 0usize;
-    if let Some(ckpt) = t.checkpoint_to_load()? {
-        start = resume(&mut trainer, &ckpt).with_context(|| format!("--load {}", ckpt.display()))?;
-        log.line(&format!("# resuming from {} after epoch {start}", ckpt.display()))?;
-    }
+    let start = t.resume_if_asked(&mut trainer, &mut log)?;
     if start >= t.num_epochs {
         log.line(&format!("# nothing to do: the checkpoint already has {start} of {} epochs", t.num_epochs))?;
         return Ok(());
