@@ -9,12 +9,16 @@
 //!    convention, §2.5): the image is the centred projection moved by `−t`, so translating it by `+t`
 //!    ([`crate::translate`]) centres it again;
 //! 4. CTF: defocus U uniform in `[min, max]` Å, V = U − `astigmatism·u` (u uniform in [0, 1]), angle
-//!    uniform in [0°, 180°), fixed kV, Cs, w, phase shift;
+//!    uniform in [0°, 180°), fixed kV, Cs, w, phase shift; or the parameters of a real dataset's ctf.pkl
+//!    ([`CtfSource::Rows`]): row `i` for particle `i` when there is one row per particle, else a row drawn
+//!    uniformly (the dataset's defocus distribution), at the simulation's pixel size;
 //! 5. image `= −(P ⊛ CTF)` shifted by `−t`, computed in Hartley space
 //!    (`H′ = CTF·(cos(2πk·t)·H(k) − sin(2πk·t)·H(−k))`) and inverse-transformed;
 //! 6. noise: white Gaussian with `σ² = var(clean images)/SNR`, the variance taken over all pixels of the
 //!    first chunk's clean images and kept for the whole run (the `add_noise` approach of cryoDRGN-style
-//!    simulators, with a bounded sample).
+//!    simulators, with a bounded sample). The shift of step 5 is a Fourier (periodic) shift, under which
+//!    white noise keeps its distribution, so adding noise after the shift is the same as adding it before
+//!    (as the HetACUMN benchmarks do).
 //!
 //! **Contrast.** Raw particles have inverted contrast: the stored image is `−(projection ⊛ CTF)`. With
 //! cryoDRGN's CTF (negative at zero frequency, `−w`) that makes protein bright at low frequency, as in
@@ -88,6 +92,16 @@ impl Default for CtfDistribution {
     }
 }
 
+/// Where each particle's CTF comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CtfSource {
+    /// Drawn from a distribution.
+    Random(CtfDistribution),
+    /// Rows of a real dataset (e.g. its ctf.pkl): row `i` for particle `i` when there are exactly `n`
+    /// rows, else a uniformly drawn row. The rows' pixel size is replaced by the simulation's.
+    Rows(Vec<CtfParams>),
+}
+
 /// Simulation settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SimConfig {
@@ -97,8 +111,8 @@ pub struct SimConfig {
     pub apix: f32,
     /// Signal-to-noise ratio (signal variance / noise variance); `None` = noiseless.
     pub snr: Option<f64>,
-    /// CTF distribution; `None` = no CTF (the image is `−projection`).
-    pub ctf: Option<CtfDistribution>,
+    /// CTF source; `None` = no CTF (the image is `−projection`).
+    pub ctf: Option<CtfSource>,
     /// Shifts are uniform in `[−m, m]²` px.
     pub max_shift_px: f32,
     /// Given rotations (one per particle) instead of uniform random ones.
@@ -311,15 +325,26 @@ fn check(cfg: &SimConfig, states: &States<'_>) -> Result<(usize, Vec<f64>)> {
             );
         }
     }
-    if let Some(c) = &cfg.ctf {
-        if !(c.defocus_min_a <= c.defocus_max_a && c.astigmatism_a >= 0.0) {
-            return bad(
-                "defocus range",
-                format!("{}–{} Å", c.defocus_min_a, c.defocus_max_a),
-                "needs min ≤ max and astigmatism ≥ 0",
-            );
+    match &cfg.ctf {
+        Some(CtfSource::Random(c)) => {
+            if !(c.defocus_min_a <= c.defocus_max_a && c.astigmatism_a >= 0.0) {
+                return bad(
+                    "defocus range",
+                    format!("{}–{} Å", c.defocus_min_a, c.defocus_max_a),
+                    "needs min ≤ max and astigmatism ≥ 0",
+                );
+            }
+            ctf_params(c, cfg.apix, c.defocus_min_a, c.defocus_min_a, 0.0).validate()?;
         }
-        ctf_params(c, cfg.apix, c.defocus_min_a, c.defocus_min_a, 0.0).validate()?;
+        Some(CtfSource::Rows(rows)) => {
+            if rows.is_empty() {
+                return bad("CTF rows", "0".into(), "need at least one row to draw from");
+            }
+            for r in rows {
+                CtfParams { angpix: cfg.apix, ..*r }.validate()?;
+            }
+        }
+        None => {}
     }
     match states {
         States::Projectors { projectors, weights } => {
@@ -383,10 +408,16 @@ fn draw(cfg: &SimConfig, i: usize, n_states: usize, cumulative: &[f64]) -> Parti
     };
     let m = cfg.max_shift_px;
     let shift_px = if m > 0.0 { [rng.random_range(-m..=m), rng.random_range(-m..=m)] } else { [0.0, 0.0] };
-    let ctf = cfg.ctf.as_ref().map(|c| {
-        let u = c.defocus_min_a + (c.defocus_max_a - c.defocus_min_a) * rng.random::<f32>();
-        let v = u - c.astigmatism_a * rng.random::<f32>();
-        ctf_params(c, cfg.apix, u, v, 180.0 * rng.random::<f32>())
+    let ctf = cfg.ctf.as_ref().map(|source| match source {
+        CtfSource::Random(c) => {
+            let u = c.defocus_min_a + (c.defocus_max_a - c.defocus_min_a) * rng.random::<f32>();
+            let v = u - c.astigmatism_a * rng.random::<f32>();
+            ctf_params(c, cfg.apix, u, v, 180.0 * rng.random::<f32>())
+        }
+        CtfSource::Rows(rows) => {
+            let row = if rows.len() == cfg.n { i } else { rng.random_range(0..rows.len()) };
+            CtfParams { angpix: cfg.apix, ..rows[row] }
+        }
     });
     ParticleTruth { state, rot, shift_px, ctf }
 }
@@ -468,11 +499,11 @@ mod tests {
 
     fn ctf_config(n: usize) -> SimConfig {
         SimConfig {
-            ctf: Some(CtfDistribution {
+            ctf: Some(CtfSource::Random(CtfDistribution {
                 defocus_min_a: 5_000.0,
                 defocus_max_a: 15_000.0,
                 ..Default::default()
-            }),
+            })),
             max_shift_px: 3.0,
             chunk: 700,
             seed: 7,
@@ -532,6 +563,37 @@ mod tests {
                 t.shift_px
             );
         }
+    }
+
+    #[test]
+    fn ctf_rows_are_taken_in_order_or_drawn_from_the_dataset() {
+        let d = 16;
+        let vol = HingePhantom::new(d).unwrap().volume(0.0).unwrap();
+        let proj = [Projector::new(&vol, d, 1).unwrap()];
+        let states = States::Projectors { projectors: &proj, weights: vec![1.0] };
+        let rows: Vec<CtfParams> = (0..5)
+            .map(|k| ctf_params(&CtfDistribution::default(), 1.0, 1e4 + 1e3 * k as f32, 9e3, 10.0 * k as f32))
+            .collect();
+        let truth_of = |n: usize, rows: Vec<CtfParams>| {
+            let cfg = SimConfig { ctf: Some(CtfSource::Rows(rows)), ..SimConfig::new(n, 2.5) };
+            let mut out = vec![];
+            simulate::<Error>(&cfg, &states, |c| {
+                out.extend(c.truth.iter().map(|t| t.ctf.unwrap()));
+                Ok(())
+            })
+            .map(|_| out)
+        };
+        // One row per particle: row i for particle i, at the simulation's pixel size.
+        let same = truth_of(5, rows.clone()).unwrap();
+        for (got, want) in same.iter().zip(&rows) {
+            assert_eq!(*got, CtfParams { angpix: 2.5, ..*want });
+        }
+        // More particles than rows: every particle gets one of the rows, and all rows are used.
+        let drawn = truth_of(200, rows.clone()).unwrap();
+        let used: Vec<usize> =
+            drawn.iter().map(|c| rows.iter().position(|r| r.defocus_u_a == c.defocus_u_a).unwrap()).collect();
+        assert!((0..5).all(|k| used.contains(&k)), "{used:?}");
+        assert!(matches!(truth_of(3, vec![]), Err(Error::Param { .. })));
     }
 
     #[test]

@@ -34,13 +34,16 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{ArgGroup, Args as ClapArgs, ValueEnum};
+use drgnfly_em::ctf::CtfParams;
 use drgnfly_em::density::{atom_extent, render_atoms, scattering_center, DensityParams, Scattering};
 use drgnfly_em::phantom::HingePhantom;
 use drgnfly_em::pose::{fraction_to_px, px_to_fraction};
 use drgnfly_em::project::Projector;
 use drgnfly_em::rotation::relion::euler_from_matrix;
 use drgnfly_em::rotation::{from_f32, to_f32};
-use drgnfly_em::simulate::{mixture_weights, simulate, CtfDistribution, ParticleTruth, SimConfig, States};
+use drgnfly_em::simulate::{
+    mixture_weights, simulate, CtfDistribution, CtfSource, ParticleTruth, SimConfig, States,
+};
 use drgnfly_em::translate::ImageShifter;
 use drgnfly_io::atomic::write_atomic;
 use drgnfly_io::atoms::{read_element_list, read_npy_trajectory, AtomicModel};
@@ -133,8 +136,13 @@ pub struct Args {
     #[arg(long = "ps", default_value_t = 0.0)]
     pub phase_shift: f32,
     /// Simulate without CTF.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "ctf")]
     pub no_ctf: bool,
+    /// Take each particle's defocus, astigmatism, kV, Cs, w and phase shift from a real dataset's ctf.pkl
+    /// instead of --defocus-min/max and friends: row i for particle i when it has one row per particle,
+    /// otherwise a row drawn at random for each particle. The pixel size stays the simulation's.
+    #[arg(long, value_name = "PKL")]
+    pub ctf: Option<PathBuf>,
     /// Shifts are uniform in [−m, m]² pixels.
     #[arg(long, default_value_t = 0.0, value_name = "PX")]
     pub max_shift: f32,
@@ -199,15 +207,7 @@ pub fn run(args: Args) -> Result<()> {
 
     let cfg = SimConfig {
         snr,
-        ctf: (!args.no_ctf).then_some(CtfDistribution {
-            defocus_min_a: args.defocus_min,
-            defocus_max_a: args.defocus_max,
-            astigmatism_a: args.astigmatism,
-            voltage_kv: args.kv,
-            cs_mm: args.cs,
-            amp_contrast: args.w,
-            phase_shift_deg: args.phase_shift,
-        }),
+        ctf: ctf_source(&args)?,
         max_shift_px: args.max_shift,
         rotations: given.as_ref().map(|g| g.rot.iter().map(from_f32).collect()),
         chunk: (CHUNK_BYTES / (d * d * 4)).clamp(1, n),
@@ -275,10 +275,18 @@ pub fn run(args: Args) -> Result<()> {
         "snr": snr.map_or_else(|| serde_json::Value::from("inf"), serde_json::Value::from),
         "signal_variance": snr.map(|_| summary.signal_variance),
         "noise_sigma": summary.noise_sigma,
-        "ctf": cfg.ctf.map(|c| serde_json::json!({
-            "defocus_min_A": c.defocus_min_a, "defocus_max_A": c.defocus_max_a, "astigmatism_A": c.astigmatism_a,
-            "kV": c.voltage_kv, "Cs_mm": c.cs_mm, "amp_contrast": c.amp_contrast, "phase_shift_deg": c.phase_shift_deg,
-        })),
+        "ctf": match &cfg.ctf {
+            Some(CtfSource::Random(c)) => serde_json::json!({
+                "defocus_min_A": c.defocus_min_a, "defocus_max_A": c.defocus_max_a, "astigmatism_A": c.astigmatism_a,
+                "kV": c.voltage_kv, "Cs_mm": c.cs_mm, "amp_contrast": c.amp_contrast,
+                "phase_shift_deg": c.phase_shift_deg,
+            }),
+            Some(CtfSource::Rows(rows)) => serde_json::json!({
+                "from": path_str(&args.ctf), "rows": rows.len(),
+                "drawn": if rows.len() == n { "row i for particle i" } else { "uniformly at random" },
+            }),
+            None => serde_json::Value::Null,
+        },
         "max_shift_px": args.max_shift,
         "poses": args.poses.as_ref().map(|p| p.display().to_string()),
         "seed": args.seed,
@@ -306,6 +314,36 @@ pub fn run(args: Args) -> Result<()> {
         if cfg.ctf.is_some() { "ctf.pkl, " } else { "" }
     );
     Ok(())
+}
+
+/// The CTF of the simulation: none, the rows of `--ctf`, or the `--defocus-*` distribution.
+fn ctf_source(args: &Args) -> Result<Option<CtfSource>> {
+    if args.no_ctf {
+        return Ok(None);
+    }
+    let Some(path) = &args.ctf else {
+        return Ok(Some(CtfSource::Random(CtfDistribution {
+            defocus_min_a: args.defocus_min,
+            defocus_max_a: args.defocus_max,
+            astigmatism_a: args.astigmatism,
+            voltage_kv: args.kv,
+            cs_mm: args.cs,
+            amp_contrast: args.w,
+            phase_shift_deg: args.phase_shift,
+        })));
+    };
+    let rows = pickle::load_ctf(path)?;
+    if rows.is_empty() {
+        bail!("{}: has no CTF rows; give a ctf.pkl with at least one particle", path.display());
+    }
+    // The rows' own box and pixel size do not matter: the simulation's pixel size replaces them.
+    let params = rows
+        .iter()
+        .enumerate()
+        .map(|(i, &r)| CtfParams::from_pkl_row(r, 1, i))
+        .collect::<drgnfly_em::Result<Vec<_>>>()
+        .with_context(|| format!("reading the CTF rows of {}", path.display()))?;
+    Ok(Some(CtfSource::Rows(params)))
 }
 
 /// `--snr`: a positive number, or `inf`/`none` for noiseless images (`None`).

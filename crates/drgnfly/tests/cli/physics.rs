@@ -11,7 +11,7 @@ use drgnfly_io::mrc::{read_volume, write_volume, MrcDtype, MrcStack, MrcStackWri
 use drgnfly_io::pickle::{self, NdArray, Poses};
 use drgnfly_io::source::{ParticleSource, SourceOptions};
 
-use crate::util::{arrays, drgnfly, fixture};
+use crate::util::{arrays, drgnfly, fixture, varied_ctf};
 
 /// All images of a stack.
 fn images(path: &Path) -> (Vec<f32>, usize, f32) {
@@ -316,6 +316,34 @@ fn bad_simulation_and_backprojection_inputs_fail_cleanly() {
         &["backproject", "s/particles.mrcs", "--poses", "s/pose.pkl", "--ctf", "short.pkl", "-o", "bp"],
     )
     .fails_with(&["short.pkl"]);
+}
+
+#[test]
+fn simulate_takes_ctf_rows_from_a_datasets_ctf_pkl() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let rows = varied_ctf(6, 256.0);
+    pickle::write_ctf(p.join("real_ctf.pkl"), &rows).unwrap();
+    let sim = |n: &str, out: &str| {
+        drgnfly(
+            p,
+            &["simulate", "--phantom", "hinge", "-D", "16", "-n", n, "--ctf", "real_ctf.pkl", "-o", out],
+        )
+        .ok();
+        pickle::load_ctf(p.join(out).join("ctf.pkl")).unwrap()
+    };
+    // One row per particle: row i for particle i, with the simulation's box and pixel size (3 Å for the phantom).
+    let same = sim("6", "a");
+    for (got, want) in same.iter().zip(&rows) {
+        assert_eq!(got[..2], [16.0, 3.0]);
+        assert_eq!(got[2..], want[2..]);
+    }
+    // More particles than rows: each particle gets one of the dataset's rows.
+    let drawn = sim("40", "b");
+    assert!(drawn.iter().all(|r| rows.iter().any(|w| w[2..] == r[2..])));
+    assert!(rows.iter().all(|w| drawn.iter().any(|r| w[2..] == r[2..])), "all rows are used");
+    drgnfly(p, &["simulate", "--phantom", "hinge", "-D", "16", "--ctf", "missing.pkl", "-o", "c"])
+        .fails_with(&["missing.pkl"]);
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use drgnfly_em::phantom::HingePhantom;
 use drgnfly_em::project::Projector;
 use drgnfly_em::rotation::to_f32;
-use drgnfly_em::simulate::{simulate, CtfDistribution, SimConfig, States};
+use drgnfly_em::simulate::{simulate, CtfDistribution, CtfSource, SimConfig, States};
 use drgnfly_io::mrc::{read_volume, MrcDtype, MrcStackWriter};
 use drgnfly_io::pickle::{load_latents, write_ctf, write_poses, Poses};
 
@@ -40,7 +40,7 @@ fn simulate_hinge(d: usize, n: usize, thetas: &[f64], snr: Option<f64>, seed: u6
         volumes.iter().map(|v| Projector::new(v, d, 2).expect("projector")).collect();
     let cfg = SimConfig {
         snr,
-        ctf: Some(CtfDistribution::default()),
+        ctf: Some(CtfSource::Random(CtfDistribution::default())),
         max_shift_px: 2.0,
         seed,
         ..SimConfig::new(n, APIX)
