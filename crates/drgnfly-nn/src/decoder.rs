@@ -380,6 +380,20 @@ impl Decoder {
         extent: f64,
         norm: DataNorm,
     ) -> Result<HartleyVolume> {
+        self.eval_volume_within(z, lattice_size, extent, norm, f64::INFINITY)
+    }
+
+    /// [`Self::eval_volume`] with only the points with `|k| ≤ radius` (grid units, like `extent`) decoded and
+    /// the rest left at `norm.mean` (a decoded 0): a pose search at band limit L needs only the ball it slices, a small part of the
+    /// grid at low L.
+    pub fn eval_volume_within(
+        &self,
+        z: &[f32],
+        lattice_size: usize,
+        extent: f64,
+        norm: DataNorm,
+        radius: f64,
+    ) -> Result<HartleyVolume> {
         crate::no_grad(|| {
             if lattice_size < 3 || lattice_size.is_multiple_of(2) {
                 return Err(Error::config(
@@ -418,7 +432,8 @@ impl Decoder {
                 kept.clear();
                 for (iy, &ky) in axis.iter().enumerate() {
                     for (ix, &kx) in axis.iter().enumerate() {
-                        if !sphere_only || kx * kx + ky * ky + kz * kz <= ext2 {
+                        let r2 = kx * kx + ky * ky + kz * kz;
+                        if (!sphere_only || r2 <= ext2) && f64::from(r2) <= radius * radius {
                             coords.extend_from_slice(&[kx, ky, kz]);
                             kept.push(iy * lattice_size + ix);
                         }
@@ -568,6 +583,29 @@ mod tests {
             dec.eval_volume(&[0.0], 9, 0.5, DataNorm { mean: 0.0, std: 1.0 }),
             Err(Error::Shape { .. })
         ));
+        Ok(())
+    }
+
+    #[test]
+    fn eval_volume_within_decodes_only_the_ball() -> Result<()> {
+        let dev = Device::Cpu;
+        let norm = DataNorm { mean: 0.25, std: 3.0 };
+        let store = ParamStore::new(3, &dev);
+        let dec = Decoder::new(&small_config(Domain::Hartley, PeType::Gaussian, 0), store.var_builder())?;
+        let full = dec.eval_volume(&[], 9, 0.5, norm)?;
+        let ball = dec.eval_volume_within(&[], 9, 0.5, norm, 0.26)?;
+        let axis = linspace(0.5, 9);
+        let mut inside = 0;
+        for (i, (&f, &b)) in full.values.iter().zip(&ball.values).enumerate() {
+            let (iz, iy, ix) = (i / 64, (i / 8) % 8, i % 8);
+            if axis[ix].powi(2) + axis[iy].powi(2) + axis[iz].powi(2) <= 0.26f32.powi(2) {
+                assert_eq!(b, f, "voxel {i} inside the ball");
+                inside += 1;
+            } else {
+                assert_eq!(b, 0.25, "voxel {i} outside the ball");
+            }
+        }
+        assert!(inside > 20 && inside < 200, "{inside} voxels inside");
         Ok(())
     }
 

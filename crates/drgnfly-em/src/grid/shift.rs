@@ -47,6 +47,15 @@ pub fn refined_shifts(center: Shift, base: &[Shift], iteration: u32) -> Vec<Shif
     base.iter().map(|&[x, y]| [center[0] + x * scale, center[1] + y * scale]).collect()
 }
 
+/// The `(2k + 1)²` offsets `(i·step, j·step)`, `i, j ∈ −k…k`, x fastest: drgnfly's refinement candidates
+/// around a kept shift (`step` = the base spacing halved per iteration). After a step of spacing `2·step`
+/// the best shift is within `step` of the kept one per axis, so `k = 1` covers it and `k = 2` leaves a
+/// margin, at `25` candidates instead of the whole base grid's (196 with cryoDRGN's defaults).
+pub fn local_offsets(step: f32, k: usize) -> Vec<Shift> {
+    let r = k as i32;
+    (-r..=r).flat_map(|j| (-r..=r).map(move |i| [i as f32 * step, j as f32 * step])).collect()
+}
+
 /// The 4 points of the level-`level + 1` grid inside cell `(xi, yi)` of level `level`: per axis
 /// `2·i, 2·i + 1`, x fastest, with their `(x, y)` indices (cryoDRGN `shift_grid.get_neighbor`). As in
 /// cryoDRGN, the grid's `xshift`/`yshift` offsets are not applied here. `opt_theta_trans` does not use

@@ -9,8 +9,9 @@
 //!    the base shift grid ([`shift::base_shift_grid`] at level `base_resolution − 1`, level 0 for a base of
 //!    0) at `L(0)`. Per rotation the best shift is kept, then the `nkeptposes` best rotations.
 //! 2. **Refinement** `i = 1…niter`: each kept rotation is subdivided into its 8 children
-//!    ([`get_neighbor`]), the shift candidates are the base shift grid scaled by `2^−i` centred on the
-//!    kept shift ([`shift::refined_shifts`]), all pairs are scored at `L(i)`, and the `nkeptposes` best
+//!    ([`get_neighbor`]), the shift candidates are the 5 × 5 offsets at the base spacing × `2^−i` around
+//!    the kept shift ([`shift::local_offsets`]; cryoDRGN's whole base grid scaled by `2^−i`,
+//!    [`shift::refined_shifts`], with `refine_shift_radius: None`), all pairs are scored at `L(i)`, and the `nkeptposes` best
 //!    (1 at the last iteration) are kept. Exact duplicates (same grid point and shift, reached from two
 //!    parents) are kept once; cryoDRGN keeps both.
 //!
@@ -23,7 +24,8 @@
 //! in-plane offset); no tilt pairs, no per-image latent (homogeneous models only).
 //!
 //! # Speed
-//! The base slices are the same for every image: they are predicted once per [`PoseSearch::search`] call.
+//! The base slices are the same for every image: they are predicted once per model
+//! ([`PoseSearch::base_slices`]) or per [`PoseSearch::search`] call.
 //! Per image, the translated images for all shifts (`S × M`, from cos/sin tables built once in
 //! [`PoseSearch::new`]) times the slices (`R × M`)ᵀ is one `gemm` product; CTF multiplies the image side so
 //! the slices stay shared. Images of a chunk run in parallel (rayon), one thread per image. Refinement
@@ -101,6 +103,12 @@ pub struct SearchConfig {
     pub translate: bool,
     /// Poses kept per image between iterations (8).
     pub nkeptposes: usize,
+    /// Shift candidates of a refinement iteration around each kept shift: `Some(k)`, the `(2k+1)²`
+    /// offsets at the iteration's spacing (the base spacing halved per iteration;
+    /// [`shift::local_offsets`], default `k = 2`); `None`, the whole base grid halved per iteration as
+    /// cryoDRGN ([`shift::refined_shifts`], 196 candidates with its defaults, 8× the work for the same
+    /// answer once the base step has found the right cell).
+    pub refine_shift_radius: Option<usize>,
     /// Loss (msf).
     pub loss: SearchLoss,
     /// Images processed at once (64): bounds the refinement slices held (see the [module docs](self)).
@@ -118,6 +126,7 @@ impl Default for SearchConfig {
             t_ngrid: 7,
             translate: true,
             nkeptposes: 8,
+            refine_shift_radius: Some(2),
             loss: SearchLoss::Msf,
             chunk_images: 64,
         }
@@ -131,6 +140,17 @@ pub struct SearchResult {
     pub pose: Pose,
     /// The pose's loss.
     pub loss: f32,
+}
+
+/// A model's slices at the base rotations of one [`PoseSearch`] ([`PoseSearch::base_slices`]).
+#[derive(Clone, Debug)]
+pub struct BaseSlices {
+    /// `R₀ × M₀` predicted values.
+    slices: Vec<f32>,
+    /// Their stats without CTF (shared by all images when there is none).
+    stats: Vec<[f32; 2]>,
+    /// Mask points per slice.
+    m: usize,
 }
 
 /// A pose kept between iterations.
@@ -224,9 +244,18 @@ impl PoseSearch {
         let base = So3Grid::new(c.base_resolution);
         let base_rots = base.quaternions().iter().map(|&q| quat_matrix(q)).collect();
         let mut s = Self { d, config, lattice, base, base_rots, levels: Vec::new() };
+        // The base grid's spacing (one axis; a 1-point grid has none and nothing to refine).
+        let spacing = match base_shifts.as_slice() {
+            [a, b, ..] if s.config.translate => (b[0] - a[0]).abs(),
+            _ => 0.0,
+        };
         s.levels = (0..=s.config.niter)
             .map(|i| {
-                let offsets = shift::refined_shifts([0.0, 0.0], &base_shifts, i as u32);
+                let offsets = match (i, s.config.refine_shift_radius) {
+                    (0, _) | (_, None) => shift::refined_shifts([0.0, 0.0], &base_shifts, i as u32),
+                    (_, Some(_)) if spacing == 0.0 => vec![[0.0, 0.0]],
+                    (_, Some(k)) => shift::local_offsets(spacing * 0.5f32.powi(i as i32), k),
+                };
                 Level::new(&s.lattice, s.band_limit(i), offsets)
             })
             .collect();
@@ -291,6 +320,17 @@ impl PoseSearch {
         LossFn { kind: self.config.loss, y2: y.iter().map(|v| v * v).sum(), m: y.len() }
     }
 
+    /// The model's slices at the base rotations, for [`Self::search_with`]: predict them once per model
+    /// and reuse them for every batch searched against that model.
+    pub fn base_slices(&self, model: &impl SlicePredictor) -> Result<BaseSlices> {
+        let l0 = &self.levels[0];
+        let mut slices = vec![0.0f32; self.base_rots.len() * l0.m()];
+        model.predict(&self.base_rots, &l0.mask, &mut slices)?;
+        let mut stats = Vec::new();
+        slice_stats(&slices, l0.m(), None, &mut stats);
+        Ok(BaseSlices { slices, stats, m: l0.m() })
+    }
+
     /// The best pose per image. `images`: `B × (D+1)²` symmetrized, normalized Hartley images, not
     /// translated; `ctf`: `B × (D+1)²` CTF values on the lattice (they multiply the predicted slices) or
     /// `None`. `t` of each result is the shift that centres the image (pixels, as everywhere in drgnfly).
@@ -300,19 +340,31 @@ impl PoseSearch {
         images: &[f32],
         ctf: Option<&[f32]>,
     ) -> Result<Vec<SearchResult>> {
+        self.search_with(model, &self.base_slices(model)?, images, ctf)
+    }
+
+    /// [`Self::search`] with the base slices already predicted by [`Self::base_slices`] from the same model.
+    pub fn search_with(
+        &self,
+        model: &impl SlicePredictor,
+        base: &BaseSlices,
+        images: &[f32],
+        ctf: Option<&[f32]>,
+    ) -> Result<Vec<SearchResult>> {
         let n = self.check_inputs(images, ctf, "PoseSearch::search")?;
+        let l0 = &self.levels[0];
+        if base.m != l0.m() || base.stats.len() != self.base_rots.len() {
+            return Err(Error::Shape {
+                op: "PoseSearch::search_with",
+                expected: format!("base slices of {} rotations × {} points", self.base_rots.len(), l0.m()),
+                got: format!("{} rotations × {} points", base.stats.len(), base.m),
+            });
+        }
         if n == 0 {
             return Ok(Vec::new());
         }
         let e2 = self.lattice.len();
-        let l0 = &self.levels[0];
-        let mut base_slices = vec![0.0f32; self.base_rots.len() * l0.m()];
-        model.predict(&self.base_rots, &l0.mask, &mut base_slices)?;
-        let shared = ctf.is_none().then(|| {
-            let mut st = Vec::new();
-            slice_stats(&base_slices, l0.m(), None, &mut st);
-            st
-        });
+        let (base_slices, shared) = (&base.slices, ctf.is_none().then_some(base.stats.as_slice()));
         let niter = self.config.niter;
         let mut results = Vec::with_capacity(n);
         for c0 in (0..n).step_by(self.config.chunk_images) {
@@ -325,7 +377,7 @@ impl PoseSearch {
                 .enumerate()
                 .map_init(Scratch::default, |s, (b, img)| {
                     let c = ctfs.map(|c| &c[b * e2..(b + 1) * e2]);
-                    self.base_one(img, c, &base_slices, shared.as_deref(), keep0, s)
+                    self.base_one(img, c, base_slices, shared, keep0, s)
                 })
                 .collect();
             for iter in 1..=niter {

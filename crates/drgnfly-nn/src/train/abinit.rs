@@ -2,24 +2,26 @@
 //! on poses it finds itself.
 //!
 //! Before epoch 1 the decoder is pretrained on `pretrain_images` images at uniformly random rotations with
-//! no shift. Every `ps_freq` epochs (epochs 1, 1 + ps_freq, …) a pose-search pass finds the best pose of
-//! every particle ([`drgnfly_em::search::PoseSearch`]) against the current decoder, which is evaluated
-//! **once per pass** on its Hartley volume and sliced by interpolation; the band limit ramps from `l_start`
-//! to `l_end` over `l_ramp_epochs`. In between, the decoder trains on the found poses (MSE, as `train_nn`).
-//! The poses live in a [`PoseTable`] (trainer state: checkpointed, written as pose.E.pkl).
+//! no shift. In every `ps_freq`-th epoch (epochs 1, 1 + ps_freq, …) each batch's poses are first searched
+//! ([`drgnfly_em::search::PoseSearch`]) against the current decoder and the decoder then trains on them, as
+//! cryoDRGN does: the map improves between batches, which is what lets a random start bootstrap within
+//! one epoch. The decoder is not evaluated per image and rotation: its Hartley volume inside the search's
+//! band limit is decoded once every `refresh_images` searched images and sliced by interpolation. The band
+//! limit ramps from `l_start` to `l_end` over `l_ramp_epochs`. Other epochs train on the last poses (MSE, as
+//! `train_nn`). The poses live in a [`PoseTable`] (trainer state: checkpointed, written as pose.E.pkl).
 
 use std::path::Path;
 use std::time::Instant;
 
 use drgnfly_em::pose::Pose;
 use drgnfly_em::rotation::{angle_between_deg, random::random_rotation};
-use drgnfly_em::search::{HartleyVolumeSlicer, PoseSearch, SearchConfig};
+use drgnfly_em::search::{BaseSlices, HartleyVolumeSlicer, PoseSearch, SearchConfig};
 use drgnfly_io::source::StreamOptions;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::batch::BatchPrep;
-use super::driver::{ordered_pass, Step, Trainer};
+use super::driver::{Step, Trainer};
 use super::error::TrainResult;
 use super::homo::mse_step;
 use super::pose_table::{PoseAdamConfig, PoseTable, RotationParam};
@@ -46,8 +48,9 @@ pub struct AbinitSchedule {
     /// Everything else of the search (grids, iterations, kept poses, loss); its band limits are set per
     /// epoch from the fields above.
     pub search: SearchConfig,
-    /// Images per search chunk (memory bound).
-    pub search_batch: usize,
+    /// Images searched between two decodings of the volume the search slices (the search's view of the
+    /// decoder lags by at most this many images).
+    pub refresh_images: usize,
 }
 
 impl Default for AbinitSchedule {
@@ -59,7 +62,7 @@ impl Default for AbinitSchedule {
             l_end: 32,
             l_ramp_epochs: 25,
             search: SearchConfig::default(),
-            search_batch: 64,
+            refresh_images: 256,
         }
     }
 }
@@ -91,6 +94,21 @@ pub struct AbinitHomoTrainer {
     schedule: AbinitSchedule,
     seed: u64,
     pretrained: bool,
+    /// The search of the current epoch, when it searches.
+    searching: Option<EpochSearch>,
+}
+
+/// One search epoch: the planned search, the volume it slices, and what it has found so far.
+struct EpochSearch {
+    search: PoseSearch,
+    /// The sliced volume and its base slices; `None` when stale.
+    model: Option<(HartleyVolumeSlicer, BaseSlices)>,
+    /// Images searched since the volume was decoded.
+    since_refresh: usize,
+    refreshes: usize,
+    moved_deg: Vec<f64>,
+    moved_px: Vec<f64>,
+    seconds: f64,
 }
 
 impl AbinitHomoTrainer {
@@ -119,7 +137,17 @@ impl AbinitHomoTrainer {
         let start: Vec<Pose> =
             (0..n).map(|_| Pose { rot: random_rotation(&mut rng), shift_px: [0.0, 0.0] }).collect();
         let poses = PoseTable::new(&start, RotationParam::SixD, PoseAdamConfig::default());
-        Ok(Self { store, decoder: dec, adam, prep, poses, schedule, seed, pretrained: false })
+        Ok(Self {
+            store,
+            decoder: dec,
+            adam,
+            prep,
+            poses,
+            schedule,
+            seed,
+            pretrained: false,
+            searching: None,
+        })
     }
 
     /// The decoder.
@@ -158,60 +186,61 @@ impl AbinitHomoTrainer {
         Ok(())
     }
 
-    /// A search pass over every particle at `epoch`'s band limit; returns the run-log line.
-    fn search(
-        &mut self,
-        epoch: usize,
-        data: &Dataset,
-        progress: &mut dyn FnMut(&str, usize, usize),
-    ) -> TrainResult<String> {
-        let t0 = Instant::now();
-        let (n, d) = (data.len(), data.image_size());
+    /// The search of a search epoch, planned at its band limits.
+    fn plan_search(&self, epoch: usize, d: usize) -> TrainResult<EpochSearch> {
         let l_max = self.schedule.l_max(epoch);
         let config =
             SearchConfig { l_min: self.schedule.l_start.min(l_max), l_max, ..self.schedule.search.clone() };
-        let search = PoseSearch::new(d, config)?;
-        let unit = DataNorm { mean: 0.0, std: 1.0 };
-        let volume = self.decoder.eval_volume(&[], d + 1, 0.5, unit)?;
-        let slicer = HartleyVolumeSlicer::new(volume.values, d + 1)?;
-        let mut moved_deg = Vec::with_capacity(n);
-        let mut moved_px = Vec::with_capacity(n);
-        let (prep, poses) = (&self.prep, &mut self.poses);
-        let stage = format!("pose search (epoch {epoch})");
-        let mut done = 0;
-        ordered_pass(
-            data,
-            self.schedule.search_batch.max(1),
-            &stage,
-            |positions, raw| {
-                let images = prep.hartley_images(raw)?;
-                let ctf = match data.batch_ctf(positions) {
-                    Some(params) => Some(prep.ctf_on_lattice(&params)?),
-                    None => None,
-                };
-                for (&p, r) in positions.iter().zip(&search.search(&slicer, &images, ctf.as_deref())?) {
-                    let old = poses.pose(p);
-                    moved_deg.push(angle_between_deg(&old.rot, &r.pose.rot));
-                    let dt = [r.pose.shift_px[0] - old.shift_px[0], r.pose.shift_px[1] - old.shift_px[1]];
-                    moved_px.push(f64::from(dt[0].hypot(dt[1])));
-                    poses.set_pose(p, r.pose);
-                }
-                Ok(())
-            },
-            |b| {
-                done += b;
-                progress(&stage, done, n);
-            },
-        )?;
-        let secs = t0.elapsed().as_secs_f64();
-        Ok(format!(
-            "# pose search before epoch {epoch}: band limit {}–{l_max}, {n} images in {secs:.1} s ({:.1} images/s); \
-             median change {:.2}° and {:.2} px",
-            self.schedule.l_start.min(l_max),
-            n as f64 / secs.max(1e-9),
-            median(&mut moved_deg),
-            median(&mut moved_px)
-        ))
+        Ok(EpochSearch {
+            search: PoseSearch::new(d, config)?,
+            model: None,
+            since_refresh: 0,
+            refreshes: 0,
+            moved_deg: Vec::new(),
+            moved_px: Vec::new(),
+            seconds: 0.0,
+        })
+    }
+
+    /// Searches the poses of one batch against the current decoder (decoding its volume when stale) and
+    /// puts them in the pose table.
+    fn search_batch(&mut self, positions: &[usize], raw: &[f32], data: &Dataset) -> TrainResult<()> {
+        let t0 = Instant::now();
+        let Some(es) = self.searching.as_mut() else { return Ok(()) };
+        let d = data.image_size();
+        if es.since_refresh >= self.schedule.refresh_images.max(1) {
+            es.model = None;
+        }
+        let (slicer, base) = match &mut es.model {
+            Some(m) => m,
+            slot => {
+                // Trilinear interpolation at radius L reads grid points up to L + 1 away from the centre.
+                let radius = (es.search.band_limit(es.search.config().niter) + 2) as f64 / d as f64;
+                let unit = DataNorm { mean: 0.0, std: 1.0 };
+                let volume = self.decoder.eval_volume_within(&[], d + 1, 0.5, unit, radius)?;
+                let slicer = HartleyVolumeSlicer::new(volume.values, d + 1)?;
+                let base = es.search.base_slices(&slicer)?;
+                es.since_refresh = 0;
+                es.refreshes += 1;
+                slot.insert((slicer, base))
+            }
+        };
+        let images = self.prep.hartley_images(raw)?;
+        let ctf = match data.batch_ctf(positions) {
+            Some(params) => Some(self.prep.ctf_on_lattice(&params)?),
+            None => None,
+        };
+        let found = es.search.search_with(&*slicer, base, &images, ctf.as_deref())?;
+        for (&p, r) in positions.iter().zip(&found) {
+            let old = self.poses.pose(p);
+            es.moved_deg.push(angle_between_deg(&old.rot, &r.pose.rot));
+            let dt = [r.pose.shift_px[0] - old.shift_px[0], r.pose.shift_px[1] - old.shift_px[1]];
+            es.moved_px.push(f64::from(dt[0].hypot(dt[1])));
+            self.poses.set_pose(p, r.pose);
+        }
+        es.since_refresh += positions.len();
+        es.seconds += t0.elapsed().as_secs_f64();
+        Ok(())
     }
 }
 
@@ -245,13 +274,33 @@ impl Trainer for AbinitHomoTrainer {
                 t0.elapsed().as_secs_f64()
             ));
         }
-        if self.schedule.searches(epoch) {
-            lines.push(self.search(epoch, data, progress)?);
-        }
+        self.searching = if self.schedule.searches(epoch) {
+            Some(self.plan_search(epoch, data.image_size())?)
+        } else {
+            None
+        };
         Ok((!lines.is_empty()).then(|| lines.join("\n")))
     }
 
+    fn end_epoch(&mut self, epoch: usize) -> TrainResult<Option<String>> {
+        let Some(mut es) = self.searching.take() else { return Ok(None) };
+        let n = es.moved_deg.len();
+        let c = es.search.config();
+        Ok(Some(format!(
+            "# pose search in epoch {epoch}: band limit {}–{}, {n} images in {:.1} s ({:.1} images/s, volume \
+             decoded {} times); median change {:.2}° and {:.2} px",
+            c.l_min,
+            es.search.band_limit(c.niter),
+            es.seconds,
+            n as f64 / es.seconds.max(1e-9),
+            es.refreshes,
+            median(&mut es.moved_deg),
+            median(&mut es.moved_px)
+        )))
+    }
+
     fn step(&mut self, step: Step<'_>) -> TrainResult<Vec<f32>> {
+        self.search_batch(step.positions, step.images, step.data)?;
         let poses = self.poses.batch_poses(step.positions);
         let ctf = step.data.batch_ctf(step.positions);
         let batch = self.prep.prepare(step.images, &poses, ctf.as_deref())?;

@@ -102,6 +102,12 @@ pub trait Trainer {
     ) -> TrainResult<Option<String>> {
         Ok(None)
     }
+
+    /// Work after the last batch of `epoch`, before its summary and checkpoint; returns a line for the run
+    /// log, if any (for example what a search during the epoch found).
+    fn end_epoch(&mut self, _epoch: usize) -> TrainResult<Option<String>> {
+        Ok(None)
+    }
 }
 
 /// Averages of one epoch.
@@ -201,6 +207,9 @@ where
                 *s += f64::from(*l) * b as f64;
             }
             hooks.batch_done(epoch, b);
+        }
+        if let Some(line) = trainer.end_epoch(epoch)? {
+            hooks.note(&line)?;
         }
         let losses = terms.iter().zip(&sums).map(|(&name, s)| (name, s / n as f64)).collect();
         hooks.epoch_done(&EpochSummary { epoch, losses, elapsed: t0.elapsed() })?;

@@ -2,9 +2,10 @@
 //! `abinit_homo_old` in cryoDRGN): a coordinate decoder trained on poses it finds itself by hierarchical pose
 //! search with frequency marching (`drgnfly_nn::train::AbinitHomoTrainer` in the library driver).
 //!
-//! Pretraining on `--pretrain` images at random poses; a pose search over every particle before epochs 1,
-//! 1 + `--ps-freq`, …, with the band limit ramping from `--l-start` to `--l-end` over `--l-ramp-epochs`; decoder
-//! training on the found poses in between. Per checkpoint: `weights.E.safetensors` (decoder, optimizer, pose
+//! Pretraining on `--pretrain` images at random poses; in epochs 1, 1 + `--ps-freq`, … each batch's poses are
+//! searched against the current map before the decoder trains on them (the map is decoded again every
+//! `--search-refresh` images), with the band limit ramping from `--l-start` to `--l-end` over
+//! `--l-ramp-epochs`; the epochs in between train on the poses found last. Per checkpoint: `weights.E.safetensors` (decoder, optimizer, pose
 //! table), `reconstruct.E.mrc` and `pose.E.pkl` (rotation matrices, translations as fractions of the box, as
 //! cryoDRGN writes them). run.log gets a line per search: band limit, images/s and how far the poses moved.
 //! The map's hand is arbitrary, as in any ab initio reconstruction (`drgnfly flip-hand` mirrors it).
@@ -78,6 +79,10 @@ pub struct Args {
     /// Score of a pose.
     #[arg(long, value_enum, default_value_t = LossArg::Msf)]
     pub search_loss: LossArg,
+    /// Images searched between two decodings of the map the search compares them to (smaller: the search
+    /// follows the training more closely, at the cost of decoding the map more often).
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pub search_refresh: usize,
 }
 
 /// `--search-loss`.
@@ -125,7 +130,7 @@ pub fn run(args: Args) -> Result<()> {
         l_end: args.l_end.max(args.l_start),
         l_ramp_epochs: args.l_ramp_epochs,
         search,
-        ..AbinitSchedule::default()
+        refresh_images: args.search_refresh.max(1),
     };
     let mut trainer = AbinitHomoTrainer::new(&dec, seed, adam, prep, n, schedule)?;
     let apix = map_apix(&data, &args.data.particles);
