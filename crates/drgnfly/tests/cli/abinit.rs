@@ -35,7 +35,7 @@ fn abinit_homo_recovers_poses_and_resumes_exactly() {
         assert!(p.join("out").join(f).is_file(), "{f} missing");
     }
     let log = std::fs::read_to_string(p.join("out/run.log")).expect("run.log");
-    assert!(log.contains("# pose search before epoch 10: band limit 6–11"), "{log}");
+    assert!(log.contains("# pose search in epoch 10: band limit 6–11"), "{log}");
 
     drgnfly(p, &["eval-poses", "out/pose.10.pkl", "--truth", "sim/pose.pkl", "-D", "24", "-o", "m.json"])
         .ok();
