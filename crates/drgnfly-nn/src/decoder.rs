@@ -440,6 +440,8 @@ impl Decoder {
                     }
                 }
                 if kept.is_empty() {
+                    // A plane wholly outside the ball: every value is a decoded 0, like the points left out.
+                    values[iz * d * d..(iz + 1) * d * d].fill(norm.mean);
                     continue;
                 }
                 let c = Tensor::from_slice(&coords, (1, kept.len(), 3), &dev)?;
@@ -599,7 +601,8 @@ mod tests {
         for (i, (&f, &b)) in full.values.iter().zip(&ball.values).enumerate() {
             let (iz, iy, ix) = (i / 64, (i / 8) % 8, i % 8);
             if axis[ix].powi(2) + axis[iy].powi(2) + axis[iz].powi(2) <= 0.26f32.powi(2) {
-                assert_eq!(b, f, "voxel {i} inside the ball");
+                // Batches of other sizes may round the products differently.
+                assert!((b - f).abs() <= 1e-5 * f.abs().max(1.0), "voxel {i} inside the ball: {b} vs {f}");
                 inside += 1;
             } else {
                 assert_eq!(b, 0.25, "voxel {i} outside the ball");

@@ -7,8 +7,8 @@
 //!   normalize, translate by the pose shift, CTF, rotated slice coordinates, the encoder's phase-flipped
 //!   input). Shifts are in **pixels** ([`drgnfly_em::pose::Pose`]).
 //! - [`VaeTrainer`] ([`VaeModel`] + Adam + [`KlSchedule`]) and [`HomoTrainer`] (the decoder alone, MSE).
-//! - [`AbinitHomoTrainer`]: homogeneous ab initio (pretraining, pose-search passes with frequency marching,
-//!   decoder training on the found poses).
+//! - [`AbinitHomoTrainer`]: homogeneous ab initio (pretraining, per-batch pose search against the current
+//!   map with frequency marching, decoder training on the found poses).
 //! - [`PoseTable`]: per-particle rotations and shifts with sparse Adam, for trainers that refine poses.
 //!
 //! Everything here is deterministic for a seed and a thread count; nothing prints.

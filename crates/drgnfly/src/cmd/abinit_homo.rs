@@ -7,7 +7,7 @@
 //! `--search-refresh` images), with the band limit ramping from `--l-start` to `--l-end` over
 //! `--l-ramp-epochs`; the epochs in between train on the poses found last. Per checkpoint: `weights.E.safetensors` (decoder, optimizer, pose
 //! table), `reconstruct.E.mrc` and `pose.E.pkl` (rotation matrices, translations as fractions of the box, as
-//! cryoDRGN writes them). run.log gets a line per search: band limit, images/s and how far the poses moved.
+//! cryoDRGN writes them). run.log gets a line per search epoch: band limit, images/s and how far the poses moved.
 //! The map's hand is arbitrary, as in any ab initio reconstruction (`drgnfly flip-hand` mirrors it).
 //!
 //! Example usage:
@@ -46,7 +46,7 @@ pub struct Args {
     /// Images of pretraining at random poses before the first search.
     #[arg(long, default_value_t = 10_000)]
     pub pretrain: usize,
-    /// Search poses every N epochs (before epochs 1, 1 + N, …).
+    /// Search poses in every N-th epoch (epochs 1, 1 + N, …; each batch just before training on it).
     #[arg(long, default_value_t = 5, value_name = "N")]
     pub ps_freq: usize,
     /// Band limit of the searches at the start (Fourier radius in pixels).
