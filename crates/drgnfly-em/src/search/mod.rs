@@ -34,12 +34,12 @@
 //!
 //! # Memory (f32 values; `S` = base shifts, `M_i` = mask points at `L(i)`, `R₀` = base rotations,
 //! `K` = nkeptposes, `B` = chunk_images, `T` = rayon threads)
-//! * [`PoseSearch`]: `Σ_i 2·S·M_i` (phase tables).
+//! * [`PoseSearch`]: `Σ_i 2·S_i·M_i` (phase tables).
 //! * per `search` call: `R₀·M₀` base slices (+ `2·R₀` norms).
 //! * per chunk: `B·K·8·M_i` refinement slices.
 //! * per thread: `S·M_i` translated images + `S·512` dots + `4·R₀`.
 //!
-//! Defaults at D = 64 (S = 196, R₀ = 4608, M = 448…3208): 13 MB tables, 8 MB base slices, 53 MB per
+//! Defaults at D = 64 (S = 196 base, 25 per refinement, R₀ = 4608, M = 448…3208): 2.4 MB tables, 8 MB base slices, 53 MB per
 //! chunk of 64, 3 MB per thread. [`PoseSearch::exhaustive`] holds `EXHAUSTIVE_BLOCK·M` slices and
 //! `2·|shifts|·M` phases.
 
