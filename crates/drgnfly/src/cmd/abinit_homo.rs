@@ -13,18 +13,14 @@
 //! Example usage:
 //!   drgnfly abinit-homo particles.mrcs --ctf ctf.pkl -o out/ -n 30
 
-use std::time::Instant;
-
 use anyhow::Result;
 use clap::{Args as ClapArgs, ValueEnum};
 use drgnfly_em::search::{SearchConfig, SearchLoss};
 use drgnfly_nn::config::{ModelArgs, ModelKind};
-use drgnfly_nn::train::{fit, AbinitHomoTrainer, AbinitSchedule, BatchPrep, EncoderInput};
+use drgnfly_nn::train::{AbinitHomoTrainer, AbinitSchedule, BatchPrep, EncoderInput};
 use drgnfly_nn::{AdamConfig, DataNorm};
 
-use super::train_common::{
-    map_apix, run_config, timedelta, write_reconstruction, CliHooks, DataArgs, DecoderArgs, RunLog, TrainArgs,
-};
+use super::train_common::{fit_decoder, map_apix, run_config, DataArgs, DecoderArgs, MapOutput, TrainArgs};
 
 /// Reconstruct a homogeneous map and the particles' poses from the images alone.
 #[derive(ClapArgs, Debug)]
@@ -148,20 +144,6 @@ pub fn run(args: Args) -> Result<()> {
         args.l_end,
         args.l_ramp_epochs
     );
-    let mut log = RunLog::start(&t.outdir, &config, &summary)?;
-    let start = t.resume_if_asked(&mut trainer, &mut log)?;
-    let started = Instant::now();
-    let driver_schedule = t.schedule(seed);
-    let outdir = t.outdir.clone();
-    let data_norm = DataNorm { mean: norm.mean, std: norm.std };
-    let hooks = CliHooks::new(&mut log, &data, &driver_schedule, |epoch, trainer: &AbinitHomoTrainer| {
-        write_reconstruction(trainer.decoder(), data_norm, d, apix, &outdir, epoch)
-    });
-    fit(&data, &driver_schedule, &mut trainer, start, &mut { hooks })?;
-    log.line(&format!(
-        "# finished {} epochs in {}",
-        t.num_epochs.saturating_sub(start),
-        timedelta(started.elapsed())
-    ))?;
-    Ok(())
+    let map = MapOutput { norm: DataNorm { mean: norm.mean, std: norm.std }, d, apix };
+    fit_decoder(t, &data, &mut trainer, (&config, &summary, seed), map, AbinitHomoTrainer::decoder)
 }

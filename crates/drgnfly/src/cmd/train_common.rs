@@ -597,6 +597,43 @@ pub fn write_pose_table(path: &Path, table: &PoseTable, d: usize) -> Result<()> 
     Ok(())
 }
 
+/// What [`fit_decoder`] needs to write the map at each checkpoint.
+pub struct MapOutput {
+    /// The dataset's normalisation (the map is mapped back by ·std + mean).
+    pub norm: DataNorm,
+    /// Image side `D`.
+    pub d: usize,
+    /// Pixel size of the map header (Å).
+    pub apix: f32,
+}
+
+/// Trains a decoder-only model (train-nn, abinit-homo) through the driver: run.log headed by `summary`,
+/// `--load` resume, progress bars, `reconstruct.E.mrc` (from `decoder(trainer)`) and pose.E.pkl at every
+/// checkpoint, and the elapsed-time line at the end.
+pub fn fit_decoder<T: Trainer>(
+    t: &TrainArgs,
+    data: &Dataset,
+    trainer: &mut T,
+    (config, summary, seed): (&RunConfig, &str, u64),
+    map: MapOutput,
+    decoder: impl Fn(&T) -> &Decoder,
+) -> Result<()> {
+    let mut log = RunLog::start(&t.outdir, config, summary)?;
+    let start = t.resume_if_asked(trainer, &mut log)?;
+    let started = std::time::Instant::now();
+    let schedule = t.schedule(seed);
+    let outdir = t.outdir.clone();
+    let hooks = CliHooks::new(&mut log, data, &schedule, |epoch, trainer: &T| {
+        write_reconstruction(decoder(trainer), map.norm, map.d, map.apix, &outdir, epoch)
+    });
+    drgnfly_nn::train::fit(data, &schedule, trainer, start, &mut { hooks })?;
+    log.line(&format!(
+        "# finished {} epochs in {}",
+        t.num_epochs.saturating_sub(start),
+        timedelta(started.elapsed())
+    ))
+}
+
 /// A duration as Python prints a `timedelta` (`H:MM:SS.ffffff`), which cryoDRGN's logs use.
 pub fn timedelta(d: Duration) -> String {
     let micros = d.as_micros();

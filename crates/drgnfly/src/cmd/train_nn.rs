@@ -8,17 +8,14 @@
 //! Example usage:
 //!   drgnfly train-nn particles.mrcs --poses pose.pkl --ctf ctf.pkl -n 20 -o out/
 
-use std::time::Instant;
-
 use anyhow::Result;
 use clap::Args as ClapArgs;
 use drgnfly_nn::config::{ModelArgs, ModelKind};
-use drgnfly_nn::train::{fit, BatchPrep, EncoderInput, HomoTrainer};
+use drgnfly_nn::train::{BatchPrep, EncoderInput, HomoTrainer};
 use drgnfly_nn::{AdamConfig, DataNorm};
 
 use super::train_common::{
-    map_apix, run_config, timedelta, write_reconstruction, CliHooks, DataArgs, DecoderArgs, PoseArgs, RunLog,
-    TrainArgs,
+    fit_decoder, map_apix, run_config, DataArgs, DecoderArgs, MapOutput, PoseArgs, TrainArgs,
 };
 
 /// Train a homogeneous decoder on particles with known poses.
@@ -65,20 +62,6 @@ pub fn run(args: Args) -> Result<()> {
         norm.std,
         trainer.store().num_params()
     );
-    let mut log = RunLog::start(&t.outdir, &config, &summary)?;
-    let start = t.resume_if_asked(&mut trainer, &mut log)?;
-    let started = Instant::now();
-    let schedule = t.schedule(seed);
-    let outdir = t.outdir.clone();
-    let data_norm = DataNorm { mean: norm.mean, std: norm.std };
-    let hooks = CliHooks::new(&mut log, &data, &schedule, |epoch, trainer: &HomoTrainer| {
-        write_reconstruction(trainer.decoder(), data_norm, d, apix, &outdir, epoch)
-    });
-    fit(&data, &schedule, &mut trainer, start, &mut { hooks })?;
-    log.line(&format!(
-        "# finished {} epochs in {}",
-        t.num_epochs.saturating_sub(start),
-        timedelta(started.elapsed())
-    ))?;
-    Ok(())
+    let map = MapOutput { norm: DataNorm { mean: norm.mean, std: norm.std }, d, apix };
+    fit_decoder(t, &data, &mut trainer, (&config, &summary, seed), map, HomoTrainer::decoder)
 }
