@@ -202,12 +202,18 @@ impl AbinitHomoTrainer {
         })
     }
 
-    /// Searches the poses of one batch against the current decoder (decoding its volume when stale) and
-    /// puts them in the pose table.
-    fn search_batch(&mut self, positions: &[usize], raw: &[f32], data: &Dataset) -> TrainResult<()> {
+    /// Searches the poses of one batch (`images`, `ctf` from [`BatchPrep::hartley_images`] and
+    /// [`BatchPrep::ctf_on_lattice`]) against the current decoder (decoding its volume when stale) and puts
+    /// them in the pose table.
+    fn search_batch(
+        &mut self,
+        positions: &[usize],
+        images: &[f32],
+        ctf: Option<&[f32]>,
+        d: usize,
+    ) -> TrainResult<()> {
         let t0 = Instant::now();
         let Some(es) = self.searching.as_mut() else { return Ok(()) };
-        let d = data.image_size();
         if es.since_refresh >= self.schedule.refresh_images.max(1) {
             es.model = None;
         }
@@ -225,12 +231,7 @@ impl AbinitHomoTrainer {
                 slot.insert((slicer, base))
             }
         };
-        let images = self.prep.hartley_images(raw)?;
-        let ctf = match data.batch_ctf(positions) {
-            Some(params) => Some(self.prep.ctf_on_lattice(&params)?),
-            None => None,
-        };
-        let found = es.search.search_with(&*slicer, base, &images, ctf.as_deref())?;
+        let found = es.search.search_with(&*slicer, base, images, ctf)?;
         for (&p, r) in positions.iter().zip(&found) {
             let old = self.poses.pose(p);
             es.moved_deg.push(angle_between_deg(&old.rot, &r.pose.rot));
@@ -300,10 +301,15 @@ impl Trainer for AbinitHomoTrainer {
     }
 
     fn step(&mut self, step: Step<'_>) -> TrainResult<Vec<f32>> {
-        self.search_batch(step.positions, step.images, step.data)?;
+        // One Hartley transform and CTF per image serve both the search and the training step.
+        let images = self.prep.hartley_images(step.images)?;
+        let ctf = match step.data.batch_ctf(step.positions) {
+            Some(params) => Some(self.prep.ctf_on_lattice(&params)?),
+            None => None,
+        };
+        self.search_batch(step.positions, &images, ctf.as_deref(), step.data.image_size())?;
         let poses = self.poses.batch_poses(step.positions);
-        let ctf = step.data.batch_ctf(step.positions);
-        let batch = self.prep.prepare(step.images, &poses, ctf.as_deref())?;
+        let batch = self.prep.prepare_hartley(images, ctf, &poses)?;
         Ok(vec![mse_step(&self.decoder, &mut self.adam, &batch)?])
     }
 

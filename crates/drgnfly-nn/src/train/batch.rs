@@ -174,7 +174,6 @@ impl BatchPrep {
         ctf: Option<&[CtfParams]>,
     ) -> TrainResult<PreparedBatch> {
         let b = poses.len();
-        let l2 = self.lattice.len();
         if raw.len() != b * self.d * self.d || ctf.is_some_and(|c| c.len() != b) {
             return Err(drgnfly_em::Error::Shape {
                 op: "prepare batch",
@@ -183,8 +182,32 @@ impl BatchPrep {
             }
             .into());
         }
-        let mut sym = vec![0f32; b * l2];
-        self.preprocessor.process_batch(raw, &mut sym)?;
+        let sym = self.hartley_images(raw)?;
+        let ctf_full = match ctf {
+            Some(params) => Some(self.ctf_on_lattice(params)?),
+            None => None,
+        };
+        self.prepare_hartley(sym, ctf_full, poses)
+    }
+
+    /// [`Self::prepare`] from images already through [`Self::hartley_images`] and their CTF from
+    /// [`Self::ctf_on_lattice`] (a trainer that searches poses on them first transforms them once).
+    pub fn prepare_hartley(
+        &self,
+        sym: Vec<f32>,
+        ctf_full: Option<Vec<f32>>,
+        poses: &[Pose],
+    ) -> TrainResult<PreparedBatch> {
+        let b = poses.len();
+        let l2 = self.lattice.len();
+        if sym.len() != b * l2 || ctf_full.as_ref().is_some_and(|c| c.len() != b * l2) {
+            return Err(drgnfly_em::Error::Shape {
+                op: "prepare batch",
+                expected: format!("{b} Hartley images and CTFs of {l2} lattice points (one per pose)"),
+                got: format!("{} image values, {:?} CTF values", sym.len(), ctf_full.as_ref().map(Vec::len)),
+            }
+            .into());
+        }
         let shifts: Vec<[f32; 2]> = poses.iter().map(|p| p.shift_px).collect();
         let ht = if shifts.iter().any(|s| s[0] != 0.0 || s[1] != 0.0) {
             let mut out = vec![0f32; b * l2];
@@ -192,14 +215,6 @@ impl BatchPrep {
             out
         } else {
             sym
-        };
-        let ctf_full = match ctf {
-            Some(params) => {
-                let mut c = vec![0f32; b * l2];
-                compute_batch(params, self.lattice.freqs2d(), &mut c)?;
-                Some(c)
-            }
-            None => None,
         };
         let m = self.mask.len();
         let gather = |src: &[f32], idx: &[usize]| -> Vec<f32> {
