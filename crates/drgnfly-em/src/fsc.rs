@@ -144,6 +144,14 @@ impl FscCurve {
         self.freq.last().copied().unwrap_or(0.0)
     }
 
+    /// Area under the curve against frequency in cycles/px, by the trapezoid rule over the table's shells
+    /// (CryoBench's FSC-AUC, used to compare reconstructions in the cryoDRGN-AI and HetACUMN benchmarks).
+    /// One summary of the whole curve rather than of one crossing: a perfect map scores the last shell's
+    /// frequency (≈ 0.5), uncorrelated maps ≈ 0.
+    pub fn auc(&self) -> f64 {
+        self.freq.windows(2).zip(self.fsc.windows(2)).map(|(f, c)| 0.5 * (f[1] - f[0]) * (c[0] + c[1])).sum()
+    }
+
     /// Resolution in pixels at `threshold`: `1 / crossing` (infinite when the curve starts below it).
     pub fn resolution_px(&self, threshold: f64) -> f64 {
         1.0 / self.crossing(threshold)
@@ -188,6 +196,7 @@ mod tests {
         let worst = c.fsc.iter().map(|x| (x - 1.0).abs()).fold(0.0, f64::max);
         assert!(worst < 1e-6, "max |FSC − 1| = {worst}");
         assert_eq!(c.crossing(0.143), c.freq[15]);
+        assert!((c.auc() - 15.0 / 32.0).abs() < 1e-6, "a perfect curve's area is its last frequency");
     }
 
     #[test]

@@ -68,10 +68,54 @@ pub fn frobenius_sq_from_deg(theta_deg: f64) -> f64 {
     8.0 * (theta_deg.to_radians() / 2.0).sin().powi(2)
 }
 
+/// The 3D offset `o` (pixels, `(x, y, z)` in the frame of the true rotations `truth`) by which a
+/// reconstruction sits off-centre, from its poses' shift errors `Δt_i = t̂_i − t_i` (pixels): a map moved
+/// by `o` projects, in view `R_i`, moved by `(R_i[0]·o, R_i[1]·o)` (the image axes are the first two rows
+/// of `R`), which its estimated shifts absorb. Least squares over all particles; `None` when the views
+/// cannot fix it (all about one axis). An ab initio map's centre is arbitrary, so shift errors are
+/// meaningful after removing `o`, and the map is compared with the truth after moving it back.
+pub fn map_offset(truth: &[Mat3], shift_errors: &[[f64; 2]]) -> Option<[f64; 3]> {
+    let (mut a, mut rhs) = ([[0.0f64; 3]; 3], [0.0f64; 3]);
+    for (r, dt) in truth.iter().zip(shift_errors) {
+        for (row, &d) in r[..2].iter().zip(dt) {
+            for i in 0..3 {
+                rhs[i] += row[i] * d;
+                for j in 0..3 {
+                    a[i][j] += row[i] * row[j];
+                }
+            }
+        }
+    }
+    solve3(&a, &rhs)
+}
+
+/// `A x = b` for a symmetric positive definite 3×3 `A` by Cramer's rule; `None` when near singular.
+fn solve3(a: &Mat3, b: &[f64; 3]) -> Option<[f64; 3]> {
+    let det = |m: &Mat3| {
+        m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1]) - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+            + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0])
+    };
+    let scale = a[0][0] + a[1][1] + a[2][2];
+    let d = det(a);
+    if scale.is_nan() || scale <= 0.0 || d.abs() < 1e-9 * scale.powi(3) {
+        return None;
+    }
+    let mut x = [0.0; 3];
+    for (k, xk) in x.iter_mut().enumerate() {
+        let mut m = *a;
+        for (row, &bi) in m.iter_mut().zip(b) {
+            row[k] = bi;
+        }
+        *xk = det(&m) / d;
+    }
+    Some(x)
+}
+
 /// The map `a` (`D³`, `[z][y][x]`, centre `D/2`) of the reconstruction whose poses are `a` in
-/// [`rotation_error_deg`], brought into the frame (and hand) of `b`: `V_b(s) = V_a(J? Q s)`, trilinear, 0
-/// outside — so it can be compared with the ground truth voxel by voxel or by FSC.
-pub fn align_volume(volume: &[f32], d: usize, err: &RotationError) -> Result<Vec<f32>> {
+/// [`rotation_error_deg`], brought into the frame (and hand) of `b` and moved back by its `offset` (pixels,
+/// from [`map_offset`]; zero to only rotate): `V_b(s) = V_a(J? Q (s + offset))`, trilinear, 0 outside — so
+/// it can be compared with the ground truth voxel by voxel or by FSC.
+pub fn align_volume(volume: &[f32], d: usize, err: &RotationError, offset: [f64; 3]) -> Result<Vec<f32>> {
     if volume.len() != d * d * d || d < 2 {
         return Err(Error::Shape {
             op: "align_volume",
@@ -85,7 +129,11 @@ pub fn align_volume(volume: &[f32], d: usize, err: &RotationError) -> Result<Vec
     let at = |z: usize, y: usize, x: usize| volume[(z * d + y) * d + x];
     let mut out = vec![0f32; d * d * d];
     for (i, o) in out.iter_mut().enumerate() {
-        let s = [(i % d) as f64 - c, ((i / d) % d) as f64 - c, (i / (d * d)) as f64 - c];
+        let s = [
+            (i % d) as f64 - c + offset[0],
+            ((i / d) % d) as f64 - c + offset[1],
+            (i / (d * d)) as f64 - c + offset[2],
+        ];
         let mut r = [0.0; 3];
         for (row, v) in q.iter().zip(r.iter_mut()) {
             *v = row[0] * s[0] + row[1] * s[1] + row[2] * s[2];
@@ -268,12 +316,32 @@ mod tests {
             assert_eq!(err.flipped, mirror);
             assert!(err.median_deg < 1e-6, "{err:?}");
             assert!(aligned_angles_deg(&poses_a, &truth, &err).iter().all(|&a| a < 1e-6));
-            let back = align_volume(&map_a, d, &err).unwrap();
+            let back = align_volume(&map_a, d, &err, [0.0; 3]).unwrap();
             let (before, after) = (correlation(&map_a, &truth_map), correlation(&back, &truth_map));
             assert!(after > 0.99 && before < 0.8, "mirror {mirror}: correlation {before:.3} → {after:.3}");
         }
         assert!((frobenius_sq_from_deg(180.0) - 8.0).abs() < 1e-12);
         assert!((frobenius_sq_from_deg(90.0) - 4.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn map_offset_is_recovered_from_shift_errors() {
+        let truth = random_rotations(300, 9);
+        let o = [1.5, -0.75, 2.0];
+        let errors: Vec<[f64; 2]> = truth
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                // The offset's projection plus a little per-particle noise.
+                let noise = 0.05 * ((i as f64 * 0.7).sin());
+                [0, 1].map(|k| r[k][0] * o[0] + r[k][1] * o[1] + r[k][2] * o[2] + noise)
+            })
+            .collect();
+        let got = map_offset(&truth, &errors).unwrap();
+        assert!(got.iter().zip(&o).all(|(g, w)| (g - w).abs() < 0.02), "{got:?}");
+        // One view direction cannot fix the offset along it.
+        let one = vec![crate::rotation::IDENTITY; 10];
+        assert!(map_offset(&one, &[[0.0, 0.0]; 10]).is_none());
     }
 
     #[test]

@@ -65,6 +65,34 @@ impl Encoding {
             }
         }
     }
+
+    /// The gradient of one point's coordinates from that of its features `gfeat`, given the features
+    /// `feat` themselves: d sin k = cos k dk and d cos k = −sin k dk, with k linear in the coordinates.
+    fn coords_grad(&self, feat: &[f32], gfeat: &[f32]) -> [f32; 3] {
+        let dk = |s: &[f32], c: &[f32], gs: &[f32], gc: &[f32], j: usize| gs[j] * c[j] - gc[j] * s[j];
+        let mut out = [0f32; 3];
+        match self {
+            Encoding::Gaussian(b) => {
+                let k3 = b.len() / 3;
+                let (s, c) = feat.split_at(k3);
+                let (gs, gc) = gfeat.split_at(k3);
+                for (j, dir) in b.chunks_exact(3).enumerate() {
+                    let d = dk(s, c, gs, gc, j);
+                    out.iter_mut().zip(dir).for_each(|(o, &w)| *o += d * w);
+                }
+            }
+            Encoding::PerAxis(f) => {
+                let k = f.len();
+                for (a, (block, gblock)) in
+                    feat.chunks_exact(2 * k).zip(gfeat.chunks_exact(2 * k)).enumerate()
+                {
+                    let ((s, c), (gs, gc)) = (block.split_at(k), gblock.split_at(k));
+                    out[a] = f.iter().enumerate().map(|(j, &fj)| dk(s, c, gs, gc, j) * fj).sum();
+                }
+            }
+        }
+        out
+    }
 }
 
 /// Shape of the network: encoding → Linear(F + zdim, H) → `layers` × ResidLinear(H, H) → Linear(H, out),
@@ -341,12 +369,14 @@ impl Net {
         self.product(y, out, (t, out, h), View::rows(hid[self.layers], h), View::transposed(w_out, h), true);
     }
 
-    /// Gradients (flat parameters, z) of a loss whose gradient with respect to the outputs is `grad`
-    /// (B·N × out), given the forward pass's `saved` activations.
+    /// Gradients (flat parameters, z, and with `want_coords` the coordinates, B·N × 3) of a loss whose
+    /// gradient with respect to the outputs is `grad` (B·N × out), given the forward pass's `saved`
+    /// activations. Coordinates need a gradient only when poses are refined; it costs one more product.
     ///
     /// The rows are split evenly into one contiguous run per thread, cut into tiles; each run sums its own
     /// parameter gradients and the runs are added in order, so a given thread count always sums in the
     /// same order (runs are reproducible).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn backward(
         &self,
         grad: &[f32],
@@ -354,22 +384,25 @@ impl Net {
         z: &[f32],
         params: &[f32],
         n: usize,
+        want_coords: bool,
         pool: &Buffers,
-    ) -> (Vec<f32>, Vec<f32>) {
+    ) -> Gradients {
         let (f, h, iw, rows) = (self.encoding.width(), self.hidden, self.in_width(), TILE_ROWS);
         let m = grad.len() / self.out;
         let runs = rayon::current_num_threads().clamp(1, m.div_ceil(rows).max(1));
         let images = z.len().checked_div(self.zdim).unwrap_or(0);
 
-        let mut partial: Vec<(Vec<f32>, Vec<f32>)> = (0..runs)
+        let mut partial: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = (0..runs)
             .into_par_iter()
             .map(|r| {
                 let mut dp = pool.take(self.param_count());
                 // Σ over each image's points of the first layer's δ, for the z gradients.
                 let mut sums = vec![0f32; images * h];
                 let (mut delta, mut next) = (vec![0f32; rows * h], vec![0f32; rows * h]);
-                let end = (r + 1) * m / runs;
-                for r0 in (r * m / runs..end).step_by(rows) {
+                let (start, end) = (r * m / runs, (r + 1) * m / runs);
+                let mut dcoords = vec![0f32; if want_coords { (end - start) * 3 } else { 0 }];
+                let mut gfeat = vec![0f32; if want_coords { rows * f } else { 0 }];
+                for r0 in (start..end).step_by(rows) {
                     let r1 = (r0 + rows).min(end);
                     let t = r1 - r0;
                     let hid: Vec<&[f32]> = saved.hidden.iter().map(|x| &x[r0 * h..r1 * h]).collect();
@@ -388,15 +421,29 @@ impl Net {
                             sums[img * h..(img + 1) * h].iter_mut().zip(row).for_each(|(s, d)| *s += d);
                         }
                     }
+                    if want_coords {
+                        // d features = δ₀ W₀ᶠ, then through the encoding point by point.
+                        let t = r1 - r0;
+                        let w0 = View::rows(self.weight(params, 0), iw);
+                        self.product(&mut gfeat[..t * f], f, (t, f, h), View::rows(delta0, h), w0, false);
+                        let feat = &saved.features[r0 * f..r1 * f];
+                        let out = &mut dcoords[(r0 - start) * 3..(r1 - start) * 3];
+                        for ((o, x), g) in
+                            out.chunks_exact_mut(3).zip(feat.chunks_exact(f)).zip(gfeat.chunks_exact(f))
+                        {
+                            o.copy_from_slice(&self.encoding.coords_grad(x, g));
+                        }
+                    }
                 }
-                (dp, sums)
+                (dp, sums, dcoords)
             })
             .collect();
 
-        let (mut dp, mut sums) = partial.remove(0);
-        for (d, s) in partial {
+        let (mut dp, mut sums, mut coords) = partial.remove(0);
+        for (d, s, c) in partial {
             dp.iter_mut().zip(&d).for_each(|(a, b)| *a += b);
             sums.iter_mut().zip(&s).for_each(|(a, b)| *a += b);
+            coords.extend_from_slice(&c);
             pool.give(d);
         }
 
@@ -416,7 +463,7 @@ impl Net {
                 }
             }
         }
-        (dp, dz)
+        Gradients { params: dp, z: dz, coords: want_coords.then_some(coords) }
     }
 
     /// The backward pass of one tile: adds its parameter gradients (all but the first layer's z columns)
@@ -487,6 +534,16 @@ impl Net {
         add_column_sums(delta, h, &mut dp[b..b + h]);
         delta
     }
+}
+
+/// What [`Net::backward`] returns.
+pub(crate) struct Gradients {
+    /// Flat parameters, in the order of the parameter vector.
+    pub params: Vec<f32>,
+    /// B × zdim latents (empty without z).
+    pub z: Vec<f32>,
+    /// B·N × 3 coordinates, when asked for.
+    pub coords: Option<Vec<f32>>,
 }
 
 /// Where a tile sits and what every tile reads.
@@ -630,12 +687,13 @@ mod tests {
             in_pool(threads, || {
                 let pool = Buffers::default();
                 let (_, saved) = net.forward(&coords, &z, &params, 1000, true, &pool);
-                net.backward(&grad, &saved.unwrap(), &z, &params, 1000, &pool)
+                let g = net.backward(&grad, &saved.unwrap(), &z, &params, 1000, true, &pool);
+                (g.params, g.z, g.coords.expect("coordinate gradients were asked for"))
             })
         };
         let (one, three) = (run(1), run(3));
         assert_eq!(three, run(3), "same thread count, same sums");
-        for (a, b) in [(&one.0, &three.0), (&one.1, &three.1)] {
+        for (a, b) in [(&one.0, &three.0), (&one.1, &three.1), (&one.2, &three.2)] {
             let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
             let diff = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
             assert!(diff <= 1e-5 * scale, "1 vs 3 threads differ by {diff} (scale {scale})");

@@ -5,7 +5,7 @@
 //! temporaries rather than to the matrix products. [`FusedNet::forward`] computes the same function with a
 //! hand-written forward and backward over the `gemm` crate ([`kernel`]), as a `CustomOp3` over
 //! (coords, z, flat parameters): candle's autograd sees one node whose backward returns the gradients of
-//! z and of the parameters (coordinates are constants of the poses and get none). The flat parameter
+//! z and of the parameters, and of the coordinates when they depend on poses being refined. The flat parameter
 //! vector is the concatenation of the model's variables, so their gradients flow back through `cat` and
 //! optimizers, checkpoints and cryoDRGN state-dict names are unchanged.
 //!
@@ -160,11 +160,17 @@ impl CustomOp3 for FusedOp {
                 None => candle_core::bail!("fused coordinate network: activations were not kept"),
             },
         };
-        let (dp, dz) = self.net.backward(&g, &saved, &zv, &p, self.n, &self.pool);
+        // Coordinates are constants unless they come from poses being refined.
+        let grads = self.net.backward(&g, &saved, &zv, &p, self.n, coords.track_op(), &self.pool);
         saved.recycle(&self.pool);
-        let dparams = Tensor::from_vec(dp, params.shape(), params.device())?;
-        let dz = if self.net.zdim > 0 { Some(Tensor::from_vec(dz, z.shape(), z.device())?) } else { None };
-        Ok((None, dz, Some(dparams)))
+        let dparams = Tensor::from_vec(grads.params, params.shape(), params.device())?;
+        let dz =
+            if self.net.zdim > 0 { Some(Tensor::from_vec(grads.z, z.shape(), z.device())?) } else { None };
+        let dcoords = match grads.coords {
+            Some(c) => Some(Tensor::from_vec(c, coords.shape(), coords.device())?),
+            None => None,
+        };
+        Ok((dcoords, dz, Some(dparams)))
     }
 }
 
@@ -203,7 +209,7 @@ mod tests {
         assert!(rel_diff(&g[0], &g[1]) < 1e-5, "gradients differ by {}", rel_diff(&g[0], &g[1]));
     }
 
-    /// Outputs and gradients (parameters, then z) of the fused and the generic path, in that order; checks
+    /// Outputs and gradients (parameters, z, coordinates) of the fused and the generic path, in that order; checks
     /// that a second backward through the fused graph (which recomputes the activations) gives the same
     /// gradients again.
     fn fused_and_generic(cfg: &DecoderConfig, (b, n): (usize, usize)) -> ([Vec<f32>; 2], [Vec<f32>; 2]) {
@@ -214,7 +220,8 @@ mod tests {
         assert!(fused.is_fused(), "{cfg:?} should take the fused path");
         let generic = fused.clone().with_generic_ops();
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let coords = candle_core::Tensor::from_vec(points(b, n, &mut rng), (b, n, 3), &dev).unwrap();
+        // A variable, as when poses are refined, so its gradient is checked too.
+        let coords = Var::from_vec(points(b, n, &mut rng), (b, n, 3), &dev).unwrap();
         let z = Var::from_vec((0..b * zdim).map(|_| rng.random::<f32>() - 0.5).collect(), (b, zdim), &dev)
             .unwrap();
         let zt = (zdim > 0).then(|| z.as_tensor());
@@ -230,8 +237,8 @@ mod tests {
         for dec in [&fused, &generic] {
             // `decode` evaluates every point (no half-space pairing needed for random points).
             let y = match dec {
-                Decoder::Fourier(d) => d.decode(&coords, zt).unwrap(),
-                Decoder::Hartley(d) => d.forward(&coords, zt).unwrap().unsqueeze(2).unwrap(),
+                Decoder::Fourier(d) => d.decode(coords.as_tensor(), zt).unwrap(),
+                Decoder::Hartley(d) => d.forward(coords.as_tensor(), zt).unwrap().unsqueeze(2).unwrap(),
             };
             let loss = (y.clone() * &weights).unwrap().sum_all().unwrap();
             let grads = [loss.backward().unwrap(), loss.backward().unwrap()];
@@ -250,6 +257,8 @@ mod tests {
                         g.get(z.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(),
                     );
                 }
+                let gc = g.get(coords.as_tensor()).expect("no gradient for the coordinates");
+                all.extend(gc.flatten_all().unwrap().to_vec1::<f32>().unwrap());
                 grad_values.push(all);
             }
             results.push((y.flatten_all().unwrap().to_vec1::<f32>().unwrap(), grad_values));

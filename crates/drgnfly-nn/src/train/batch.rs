@@ -252,6 +252,50 @@ impl BatchPrep {
         let coords = Tensor::from_vec(coords, (b, m, 3), dev)?;
         Ok(PreparedBatch { encoder_input, target, ctf, coords })
     }
+
+    /// [`Self::prepare_hartley`] for poses being refined: the slice coordinates and the translated target
+    /// are tensor functions of the rotation matrices `rot` `(B, 3, 3)` and shifts `shift` `(B, 2)` (pixels),
+    /// so a loss on the batch has gradients with respect to both. `poses` are their current values, used
+    /// for the encoder input (which the pose gradient does not pass through, as in cryoDRGN).
+    ///
+    /// The target is step 2 of the module docs on the mask, `H′ = cos(2πk·t)·H + sin(2πk·t)·H(−k)`, where
+    /// `H(−k)` of mask point `j` is point `M − 1 − j`; the coordinates are `x·R₀ + y·R₁` elementwise, so
+    /// mirrored points stay exact negatives (the Fourier decoder pairs them).
+    pub fn prepare_refinable(
+        &self,
+        sym: Vec<f32>,
+        ctf_full: Option<Vec<f32>>,
+        poses: &[Pose],
+        (rot, shift): (&Tensor, &Tensor),
+    ) -> TrainResult<PreparedBatch> {
+        let (b, m, l2) = (poses.len(), self.mask.len(), self.lattice.len());
+        if rot.dims() != [b, 3, 3] || shift.dims() != [b, 2] {
+            return Err(drgnfly_em::Error::Shape {
+                op: "prepare refinable batch",
+                expected: format!("rotations ({b}, 3, 3) and shifts ({b}, 2)"),
+                got: format!("{:?} and {:?}", rot.dims(), shift.dims()),
+            }
+            .into());
+        }
+        let dev = &self.device;
+        let mirror: Vec<usize> = self.mask.iter().rev().copied().collect();
+        let gather = |idx: &[usize]| -> TrainResult<Tensor> {
+            let v: Vec<f32> = sym.chunks_exact(l2).flat_map(|img| idx.iter().map(move |&i| img[i])).collect();
+            Ok(Tensor::from_vec(v, (b, m), dev)?)
+        };
+        let (h, h_mirror) = (gather(&self.mask)?, gather(&mirror)?);
+        let (x, y): (Vec<f32>, Vec<f32>) = self.mask_xy.iter().map(|&[x, y]| (x, y)).unzip();
+        let (x, y) = (Tensor::from_vec(x, (1, m), dev)?, Tensor::from_vec(y, (1, m), dev)?);
+        // Lattice coordinates at extent 0.5 are the frequencies in cycles/px.
+        let phase = ((shift.narrow(1, 0, 1)?.broadcast_mul(&x)?
+            + shift.narrow(1, 1, 1)?.broadcast_mul(&y)?)?
+            * (2.0 * std::f64::consts::PI))?;
+        let target = ((phase.cos()? * h)? + (phase.sin()? * h_mirror)?)?;
+        let row = |i: usize| rot.narrow(1, i, 1); // (B, 1, 3)
+        let coords = (x.unsqueeze(2)?.broadcast_mul(&row(0)?)? + y.unsqueeze(2)?.broadcast_mul(&row(1)?)?)?;
+        let fixed = self.prepare_hartley(sym, ctf_full, poses)?;
+        Ok(PreparedBatch { target, coords, ..fixed })
+    }
 }
 
 fn sign(v: f32) -> f32 {
@@ -331,6 +375,31 @@ mod tests {
         assert!((enc[0][40] - (-64.0 / 2.0)).abs() < 1e-4, "DC {}", enc[0][40]);
         let c = batch.ctf.unwrap().to_vec2::<f32>().unwrap();
         assert_eq!(c[0].len(), mask.len());
+    }
+
+    #[test]
+    fn refinable_batch_is_the_fixed_batch_at_the_same_pose() {
+        let p = prep(EncoderInput::Disc(4));
+        let rot = drgnfly_em::rotation::random::random_rotations(1, 7);
+        let pose = Pose { rot: rot[0], shift_px: [1.25, -0.5] };
+        let raw: Vec<f32> = (0..64).map(|i| ((i * 7) % 5) as f32 - 2.0).collect();
+        let fixed = p.prepare(&raw, &[pose], None).unwrap();
+        let r = Tensor::from_vec(to_f32(&pose.rot).concat(), (1, 3, 3), &Device::Cpu).unwrap();
+        let t = Tensor::from_vec(pose.shift_px.to_vec(), (1, 2), &Device::Cpu).unwrap();
+        let sym = p.hartley_images(&raw).unwrap();
+        let refinable = p.prepare_refinable(sym, None, &[pose], (&r, &t)).unwrap();
+        let max_diff = |a: &Tensor, b: &Tensor| {
+            let (a, b) = (
+                a.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                b.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            );
+            a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max)
+        };
+        assert!(max_diff(&fixed.target, &refinable.target) < 1e-4);
+        assert!(max_diff(&fixed.coords, &refinable.coords) < 1e-6);
+        assert!(
+            max_diff(fixed.encoder_input.as_ref().unwrap(), refinable.encoder_input.as_ref().unwrap()) == 0.0
+        );
     }
 
     #[test]

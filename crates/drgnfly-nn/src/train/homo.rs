@@ -1,5 +1,6 @@
 //! The homogeneous trainer (cryoDRGN `train_nn`): a coordinate decoder without latent, fitted by the MSE
-//! between the CTF-weighted slice and the translated image on the loss mask.
+//! between the CTF-weighted slice and the translated image on the loss mask; optionally refining the poses
+//! ([`PoseRefinement`], cryoDRGN's `--do-pose-sgd`).
 //!
 //! Parameter names have no prefix (`rand_freqs`, `decoder.main.*`), as cryoDRGN's `train_nn` model.
 
@@ -8,6 +9,8 @@ use std::path::Path;
 use super::batch::{BatchPrep, PreparedBatch};
 use super::driver::{Step, Trainer};
 use super::error::TrainResult;
+use super::pose_sgd::{PoseRefinement, RefinableBatch};
+use super::pose_table::PoseTable;
 use crate::adam::{Adam, AdamConfig};
 use crate::checkpoint::Checkpoint;
 use crate::decoder::{Decoder, DecoderConfig};
@@ -20,6 +23,7 @@ pub struct HomoTrainer {
     decoder: Decoder,
     adam: Adam,
     prep: BatchPrep,
+    refine: Option<PoseRefinement>,
 }
 
 impl HomoTrainer {
@@ -35,7 +39,7 @@ impl HomoTrainer {
         let store = ParamStore::new(seed, prep.device());
         let decoder = Decoder::new(decoder, store.var_builder())?;
         let adam = Adam::new(store.named_vars(), adam)?;
-        Ok(Self { store, decoder, adam, prep })
+        Ok(Self { store, decoder, adam, prep, refine: None })
     }
 
     /// The parameters.
@@ -53,6 +57,12 @@ impl HomoTrainer {
         &self.prep
     }
 
+    /// Refine the poses by gradient descent (`--do-pose-sgd`): the table is written as pose.E.pkl.
+    pub fn with_pose_refinement(mut self, refine: PoseRefinement) -> Self {
+        self.refine = Some(refine);
+        self
+    }
+
     /// One step; returns the batch's MSE before the step, or [`Error::NonFinite`] (no step taken).
     pub fn train_step(&mut self, batch: &PreparedBatch) -> TrainResult<f32> {
         mse_step(&self.decoder, &mut self.adam, batch)
@@ -62,6 +72,13 @@ impl HomoTrainer {
 /// One Adam step of a latent-free decoder on the MSE between the CTF-weighted slice and the target; returns
 /// the MSE before the step, or [`Error::NonFinite`] (no step taken). Shared by the homogeneous trainers.
 pub(super) fn mse_step(decoder: &Decoder, adam: &mut Adam, batch: &PreparedBatch) -> TrainResult<f32> {
+    let (loss, value) = mse_loss(decoder, batch)?;
+    adam.backward_step(&loss)?;
+    Ok(value)
+}
+
+/// The MSE between the CTF-weighted slice and the target, as a tensor and a finite value.
+fn mse_loss(decoder: &Decoder, batch: &PreparedBatch) -> TrainResult<(candle_core::Tensor, f32)> {
     let slice = decoder.forward(&batch.coords, None)?;
     let pred = match &batch.ctf {
         Some(c) => (slice * c)?,
@@ -77,8 +94,7 @@ pub(super) fn mse_step(decoder: &Decoder, adam: &mut Adam, batch: &PreparedBatch
         }
         .into());
     }
-    adam.backward_step(&loss)?;
-    Ok(value)
+    Ok((loss, value))
 }
 
 impl Trainer for HomoTrainer {
@@ -87,16 +103,38 @@ impl Trainer for HomoTrainer {
     }
 
     fn step(&mut self, step: Step<'_>) -> TrainResult<Vec<f32>> {
-        let batch = self.prep.prepare_positions(step.data, step.positions, step.images)?;
-        Ok(vec![self.train_step(&batch)?])
+        let Some(refine) = self.refine.as_mut() else {
+            let batch = self.prep.prepare_positions(step.data, step.positions, step.images)?;
+            return Ok(vec![self.train_step(&batch)?]);
+        };
+        let RefinableBatch { batch, vars } = refine.prepare(&self.prep, &step)?;
+        let (loss, value) = mse_loss(&self.decoder, &batch)?;
+        let grads = loss.backward()?;
+        self.adam.step(&grads)?;
+        if let Some(vars) = &vars {
+            refine.update(step.positions, vars, &grads)?;
+        }
+        Ok(vec![value])
     }
 
     fn state(&self) -> TrainResult<Checkpoint> {
-        Ok(Checkpoint::capture(&self.store, Some(&self.adam))?)
+        let mut ckpt = Checkpoint::capture(&self.store, Some(&self.adam))?;
+        if let Some(r) = &self.refine {
+            r.save(&mut ckpt)?;
+        }
+        Ok(ckpt)
     }
 
     fn restore(&mut self, ckpt: &Checkpoint, path: &Path) -> TrainResult<()> {
-        Ok(ckpt.restore(&self.store, Some(&mut self.adam), path)?)
+        ckpt.restore(&self.store, Some(&mut self.adam), path)?;
+        if let Some(r) = &mut self.refine {
+            r.restore(ckpt, path)?;
+        }
+        Ok(())
+    }
+
+    fn pose_table(&self) -> Option<&PoseTable> {
+        self.refine.as_ref().map(PoseRefinement::table)
     }
 }
 

@@ -9,7 +9,8 @@
 //! - [`VaeTrainer`] ([`VaeModel`] + Adam + [`KlSchedule`]) and [`HomoTrainer`] (the decoder alone, MSE).
 //! - [`AbinitHomoTrainer`]: homogeneous ab initio (pretraining, per-batch pose search against the current
 //!   map with frequency marching, decoder training on the found poses).
-//! - [`PoseTable`]: per-particle rotations and shifts with sparse Adam, for trainers that refine poses.
+//! - [`PoseTable`]: per-particle rotations and shifts with sparse Adam, for trainers that refine poses;
+//!   [`PoseRefinement`]: local refinement of given poses by gradient descent (`--do-pose-sgd`).
 //!
 //! Everything here is deterministic for a seed and a thread count; nothing prints.
 
@@ -18,6 +19,7 @@ mod batch;
 mod driver;
 mod error;
 mod homo;
+mod pose_sgd;
 mod pose_table;
 mod vae;
 
@@ -26,5 +28,6 @@ pub use batch::{BatchPrep, EncoderInput, PreparedBatch};
 pub use driver::{checkpoint_path, fit, ordered_pass, resume, EpochSummary, Hooks, Schedule, Step, Trainer};
 pub use error::{TrainError, TrainResult};
 pub use homo::HomoTrainer;
+pub use pose_sgd::{PoseRefinement, RefinableBatch};
 pub use pose_table::{rotation_matrices, PoseAdamConfig, PoseTable, RotationParam};
 pub use vae::{KlSchedule, VaeModel, VaeTrainer};

@@ -13,6 +13,8 @@ use rand::Rng;
 use super::batch::{BatchPrep, PreparedBatch};
 use super::driver::{Step, Trainer};
 use super::error::TrainResult;
+use super::pose_sgd::{PoseRefinement, RefinableBatch};
+use super::pose_table::PoseTable;
 use crate::adam::{Adam, AdamConfig};
 use crate::beta::BetaSchedule;
 use crate::checkpoint::Checkpoint;
@@ -122,6 +124,7 @@ pub struct VaeTrainer {
     adam: Adam,
     kl: KlSchedule,
     prep: BatchPrep,
+    refine: Option<PoseRefinement>,
 }
 
 impl VaeTrainer {
@@ -137,7 +140,7 @@ impl VaeTrainer {
     ) -> TrainResult<Self> {
         let model = VaeModel::new(encoder, decoder, seed, prep.device())?;
         let adam = Adam::new(model.store.named_vars(), adam)?;
-        Ok(Self { model, adam, kl, prep })
+        Ok(Self { model, adam, kl, prep, refine: None })
     }
 
     /// The model being trained.
@@ -167,6 +170,12 @@ impl VaeTrainer {
         self.adam.backward_step(&loss.total)?;
         Ok(values)
     }
+
+    /// Refine the poses by gradient descent (`--do-pose-sgd`): the table is written as pose.E.pkl.
+    pub fn with_pose_refinement(mut self, refine: PoseRefinement) -> Self {
+        self.refine = Some(refine);
+        self
+    }
 }
 
 impl Trainer for VaeTrainer {
@@ -175,17 +184,42 @@ impl Trainer for VaeTrainer {
     }
 
     fn step(&mut self, step: Step<'_>) -> TrainResult<Vec<f32>> {
-        let batch = self.prep.prepare_positions(step.data, step.positions, step.images)?;
-        let loss = self.train_step(&batch, step.images_seen, step.rng)?;
-        Ok(vec![loss.gen, loss.kld, loss.total])
+        let Some(refine) = self.refine.as_mut() else {
+            let batch = self.prep.prepare_positions(step.data, step.positions, step.images)?;
+            let loss = self.train_step(&batch, step.images_seen, step.rng)?;
+            return Ok(vec![loss.gen, loss.kld, loss.total]);
+        };
+        let RefinableBatch { batch, vars } = refine.prepare(&self.prep, &step)?;
+        let out = self.model.model.forward(encoder_input(&batch)?, &batch.coords, true, step.rng)?;
+        let kl = self.kl.at(step.images_seen);
+        let loss = vae_loss(&out.slice, &batch.target, batch.ctf.as_ref(), &out.mu, &out.logvar, kl)?;
+        let values = loss.values()?;
+        let grads = loss.total.backward()?;
+        self.adam.step(&grads)?;
+        if let Some(vars) = &vars {
+            refine.update(step.positions, vars, &grads)?;
+        }
+        Ok(vec![values.gen, values.kld, values.total])
     }
 
     fn state(&self) -> TrainResult<Checkpoint> {
-        Ok(Checkpoint::capture(&self.model.store, Some(&self.adam))?)
+        let mut ckpt = Checkpoint::capture(&self.model.store, Some(&self.adam))?;
+        if let Some(r) = &self.refine {
+            r.save(&mut ckpt)?;
+        }
+        Ok(ckpt)
     }
 
     fn restore(&mut self, ckpt: &Checkpoint, path: &Path) -> TrainResult<()> {
-        Ok(ckpt.restore(&self.model.store, Some(&mut self.adam), path)?)
+        ckpt.restore(&self.model.store, Some(&mut self.adam), path)?;
+        if let Some(r) = &mut self.refine {
+            r.restore(ckpt, path)?;
+        }
+        Ok(())
+    }
+
+    fn pose_table(&self) -> Option<&PoseTable> {
+        self.refine.as_ref().map(PoseRefinement::table)
     }
 }
 

@@ -3,9 +3,11 @@
 //!
 //! Rotations are compared after the best global rotation, trying both hands (an ab initio map may be the
 //! mirror image): median and mean `‖ΔR‖²_F` (the metric of the cryoDRGN2 and HetACUMN tables) and angles in
-//! degrees. Translations are compared directly, in pixels (RMSE and median). With `--map`, the estimated map
-//! is rotated (and mirrored if needed) into the ground-truth frame and written to `--out-map`, ready for
-//! `drgnfly fsc` against the true volume. Prints a summary and writes `-o` (JSON).
+//! degrees. Translations are compared directly, in pixels (RMSE and median), and again after removing the
+//! map's own offset from the centre (an ab initio map's centre is arbitrary; the least-squares 3D offset
+//! its shift errors imply). With `--map`, the estimated map is rotated (and mirrored if needed) into the
+//! ground-truth frame, moved back by that offset and written to `--out-map`, ready for `drgnfly fsc`
+//! against the true volume. Prints a summary and writes `-o` (JSON).
 //!
 //! Example usage:
 //!   drgnfly eval-poses out/pose.30.pkl --truth sim/pose.pkl -D 64 --map out/reconstruct.30.mrc \
@@ -17,7 +19,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args as ClapArgs;
 use drgnfly_em::pose::Pose;
 use drgnfly_em::rotation::align::{
-    align_volume, aligned_angles_deg, frobenius_sq_from_deg, rotation_error_deg,
+    align_volume, aligned_angles_deg, frobenius_sq_from_deg, map_offset, rotation_error_deg,
 };
 use drgnfly_io::mrc::{read_volume, write_volume, MrcDtype};
 use drgnfly_io::pickle::load_poses;
@@ -90,6 +92,20 @@ pub fn run(args: Args) -> Result<()> {
     let n = angles.len() as f64;
     let mean = |v: &[f64]| v.iter().sum::<f64>() / n;
     let rmse = (shifts.iter().map(|s| s * s).sum::<f64>() / n).sqrt();
+    // The map's own centre is arbitrary (ab initio): its offset shows in every shift; take it out.
+    let dt: Vec<[f64; 2]> =
+        a.iter().zip(&b).map(|(p, q)| [0, 1].map(|k| f64::from(p.shift_px[k] - q.shift_px[k]))).collect();
+    let offset = map_offset(&rb, &dt).unwrap_or([0.0; 3]);
+    let centred: Vec<f64> = dt
+        .iter()
+        .zip(&rb)
+        .map(|(e, r)| {
+            let [x, y] =
+                [0, 1].map(|k| e[k] - (r[k][0] * offset[0] + r[k][1] * offset[1] + r[k][2] * offset[2]));
+            x.hypot(y)
+        })
+        .collect();
+    let rmse_centred = (centred.iter().map(|s| s * s).sum::<f64>() / n).sqrt();
     let metrics = serde_json::json!({
         "particles": angles.len(),
         "hand_flipped": err.flipped,
@@ -99,11 +115,13 @@ pub fn run(args: Args) -> Result<()> {
         "mean_angle_deg": mean(&angles),
         "shift_rmse_px": rmse,
         "median_shift_error_px": median(&shifts),
+        "map_offset_px": offset,
+        "shift_rmse_px_map_centred": rmse_centred,
         "alignment": err.alignment,
     });
     println!(
         "{} poses ({} hand): ‖ΔR‖²_F median {:.4}, mean {:.4}; angle median {:.2}°, mean {:.2}°; shift error \
-         RMSE {:.2} px, median {:.2} px",
+         RMSE {:.2} px, median {:.2} px; map off-centre by ({:.2}, {:.2}, {:.2}) px, shift RMSE {:.2} px without it",
         angles.len(),
         if err.flipped { "mirrored" } else { "same" },
         median(&frob),
@@ -111,7 +129,11 @@ pub fn run(args: Args) -> Result<()> {
         median(&angles),
         mean(&angles),
         rmse,
-        median(&shifts)
+        median(&shifts),
+        offset[0],
+        offset[1],
+        offset[2],
+        rmse_centred
     );
     if let (Some(map), Some(out)) = (&args.map, &args.out_map) {
         let v = read_volume(map)?;
@@ -119,7 +141,7 @@ pub fn run(args: Args) -> Result<()> {
         if v.shape != [d, d, d] {
             bail!("{}: a {:?} map is not cubic", map.display(), v.shape);
         }
-        let aligned = align_volume(&v.data, d, &err).with_context(|| map.display().to_string())?;
+        let aligned = align_volume(&v.data, d, &err, offset).with_context(|| map.display().to_string())?;
         write_volume(out, &aligned, [d; 3], v.voxel_size[0], [0.0; 3], MrcDtype::F32)?;
         eprintln!("aligned map → {} (compare with `drgnfly fsc {} TRUTH.mrc`)", out.display(), out.display());
     }

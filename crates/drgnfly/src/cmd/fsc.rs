@@ -1,7 +1,8 @@
 //! `fsc`: Fourier shell correlation between two maps (cryoDRGN `fsc`), with an optional real-space mask.
 //!
 //! Prints the resolution where the curve crosses 0.5 and 0.143, in Å (pixel size from `--Apix`, else the
-//! first map's header, else 1 Å/px) and in pixels. Writes cryoDRGN's `pixres fsc` table with `-o` and the
+//! first map's header, else 1 Å/px) and in pixels, and the area under the curve (FSC-AUC in cycles/px, the
+//! benchmarks' one-number summary). Writes cryoDRGN's `pixres fsc` table with `-o` and the
 //! curve with `--plot`. Shells and crossings are [`drgnfly_em::fsc`]'s (cryoDRGN's table).
 //!
 //! Example usage:

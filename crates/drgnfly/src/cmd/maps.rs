@@ -52,7 +52,7 @@ pub fn resolution_line(curve: &FscCurve, apix: f64) -> String {
             format!("FSC={t}: below the threshold from the first shell")
         }
     };
-    format!("{}; {}", part(0.5), part(0.143))
+    format!("{}; {}; AUC {:.4}", part(0.5), part(0.143), curve.auc())
 }
 
 /// Write cryoDRGN's `fsc-vals.txt` layout to `txt` and, when given, the curve as a PNG.

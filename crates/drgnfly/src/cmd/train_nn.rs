@@ -3,7 +3,7 @@
 //!
 //! Same driver, data pipeline and checkpoints as `train-vae`; per checkpoint it writes
 //! `weights.E.safetensors` and the map `reconstruct.E.mrc` (pixel size from ctf.pkl, else the stack header,
-//! else 1 Å with a warning; cryoDRGN always writes 1). Log line per epoch: `# =====> Epoch: E Average loss = …; Finished in …`.
+//! else 1 Å with a warning; cryoDRGN always writes 1), and with `--do-pose-sgd` the refined `pose.E.pkl`. Log line per epoch: `# =====> Epoch: E Average loss = …; Finished in …`.
 //!
 //! Example usage:
 //!   drgnfly train-nn particles.mrcs --poses pose.pkl --ctf ctf.pkl -n 20 -o out/
@@ -15,12 +15,14 @@ use drgnfly_nn::train::{BatchPrep, EncoderInput, HomoTrainer};
 use drgnfly_nn::{AdamConfig, DataNorm};
 
 use super::train_common::{
-    fit_decoder, map_apix, run_config, DataArgs, DecoderArgs, MapOutput, PoseArgs, TrainArgs,
+    fit_decoder, map_apix, run_config, DataArgs, DecoderArgs, MapOutput, PoseArgs, PoseSgdArgs, TrainArgs,
 };
 
 /// Train a homogeneous decoder on particles with known poses.
 #[derive(ClapArgs, Debug)]
-#[command(after_help = "Examples:\n  drgnfly train-nn particles.mrcs --poses pose.pkl --ctf ctf.pkl -o out/")]
+#[command(
+    after_help = "Examples:\n  drgnfly train-nn particles.mrcs --poses pose.pkl --ctf ctf.pkl -o out/\n  drgnfly train-nn particles.mrcs --poses pose.pkl --ctf ctf.pkl --do-pose-sgd --pretrain 5 -o out/"
+)]
 pub struct Args {
     #[command(flatten)]
     pub data: DataArgs,
@@ -36,6 +38,8 @@ pub struct Args {
     pub dim: usize,
     #[command(flatten)]
     pub decoder: DecoderArgs,
+    #[command(flatten)]
+    pub pose_sgd: PoseSgdArgs,
 }
 
 /// Train.
@@ -52,10 +56,16 @@ pub fn run(args: Args) -> Result<()> {
     let seed = t.resolve_seed()?;
     let adam = AdamConfig { lr: t.lr, weight_decay: t.wd, ..Default::default() };
     let mut trainer = HomoTrainer::new(&dec, seed, adam, prep)?;
+    // cryoDRGN train_nn refines after 5 epochs on the given poses.
+    if let Some(refine) = args.pose_sgd.refinement(&data, 5)? {
+        trainer = trainer.with_pose_refinement(refine);
+    }
     let apix = map_apix(&data, &args.data.particles);
 
     let model_args = ModelArgs::decoder_only(ModelKind::Homogeneous, &dec);
-    let config = run_config(args.data.dataset_args(norm, &args.poses.poses), d, model_args, seed);
+    let mut dataset_args = args.data.dataset_args(norm, &args.poses.poses);
+    dataset_args.do_pose_sgd = args.pose_sgd.do_pose_sgd;
+    let config = run_config(dataset_args, d, model_args, seed);
     let summary = format!(
         "# {n} particles of {d}×{d}, norm [{}, {}], {} parameters, seed {seed}, precision {precision}",
         norm.mean,

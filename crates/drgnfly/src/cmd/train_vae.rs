@@ -16,11 +16,13 @@ use anyhow::{bail, Result};
 use clap::{Args as ClapArgs, ValueEnum};
 use drgnfly_nn::config::{ModelArgs, ModelKind};
 use drgnfly_nn::data::Dataset;
-use drgnfly_nn::train::{fit, ordered_pass, BatchPrep, EncoderInput, KlSchedule, VaeModel, VaeTrainer};
+use drgnfly_nn::train::{
+    fit, ordered_pass, BatchPrep, EncoderInput, KlSchedule, PoseTable, Trainer, VaeModel, VaeTrainer,
+};
 use drgnfly_nn::{AdamConfig, EncodeMode, EncoderConfig};
 
 use super::train_common::{
-    run_config, timedelta, CliHooks, DataArgs, DecoderArgs, PoseArgs, RunLog, TrainArgs,
+    run_config, timedelta, CliHooks, DataArgs, DecoderArgs, PoseArgs, PoseSgdArgs, RunLog, TrainArgs,
 };
 use crate::progress::Progress;
 
@@ -67,6 +69,8 @@ pub struct Args {
     pub dec_dim: usize,
     #[command(flatten)]
     pub decoder: DecoderArgs,
+    #[command(flatten)]
+    pub pose_sgd: PoseSgdArgs,
     /// Do not run `analyze` (default settings) on the final epoch when training ends.
     #[arg(long)]
     pub no_analysis: bool,
@@ -114,6 +118,10 @@ pub fn run(args: Args) -> Result<()> {
     let adam = AdamConfig { lr: t.lr, weight_decay: t.wd, ..Default::default() };
     let kl = KlSchedule::new(beta, args.beta_control)?;
     let mut trainer = VaeTrainer::new(&enc, &dec, seed, adam, kl, prep)?;
+    // cryoDRGN train_vae refines after 1 epoch on the given poses.
+    if let Some(refine) = args.pose_sgd.refinement(&data, 1)? {
+        trainer = trainer.with_pose_refinement(refine);
+    }
 
     let model_args = ModelArgs {
         kind: Some(ModelKind::Vae),
@@ -131,7 +139,9 @@ pub fn run(args: Args) -> Result<()> {
         activation: Some(dec.activation),
         ..Default::default()
     };
-    let config = run_config(args.data.dataset_args(norm, &args.poses.poses), d, model_args, seed);
+    let mut dataset_args = args.data.dataset_args(norm, &args.poses.poses);
+    dataset_args.do_pose_sgd = args.pose_sgd.do_pose_sgd;
+    let config = run_config(dataset_args, d, model_args, seed);
     let summary = format!(
         "# {n} particles of {d}×{d}, norm [{}, {}], {} parameters, beta {}, seed {seed}, precision {precision}",
         norm.mean,
@@ -155,7 +165,7 @@ pub fn run(args: Args) -> Result<()> {
     let hooks = CliHooks::new(&mut log, &data, &schedule, |epoch, trainer: &VaeTrainer| {
         write_latents(
             trainer.model(),
-            trainer.prep(),
+            (trainer.prep(), trainer.pose_table()),
             &data,
             batch_size,
             &outdir.join(format!("z.{epoch}.pkl")),
@@ -186,10 +196,11 @@ fn analyze_final_epoch(outdir: &std::path::Path, epoch: usize) {
     }
 }
 
-/// z_mu and z_logvar of every particle in dataset order (z = μ, no noise), written as z.E.pkl.
+/// z_mu and z_logvar of every particle in dataset order (z = μ, no noise), written as z.E.pkl; the images
+/// are centred with the refined poses when a pose table is given, else the dataset's.
 pub fn write_latents(
     model: &VaeModel,
-    prep: &BatchPrep,
+    (prep, refined): (&BatchPrep, Option<&PoseTable>),
     data: &Dataset,
     batch_size: usize,
     path: &std::path::Path,
@@ -203,7 +214,13 @@ pub fn write_latents(
         batch_size,
         "encoding",
         |positions, images| {
-            let (m, l) = model.encode(&prep.prepare_positions(data, positions, images)?)?;
+            let batch = match refined {
+                Some(table) => {
+                    prep.prepare(images, &table.batch_poses(positions), data.batch_ctf(positions).as_deref())?
+                }
+                None => prep.prepare_positions(data, positions, images)?,
+            };
+            let (m, l) = model.encode(&batch)?;
             mu.extend(m);
             logvar.extend(l);
             Ok(())

@@ -11,6 +11,7 @@ mod heterogeneity;
 mod parse_golden;
 mod physics;
 mod poses;
+mod refine;
 mod round_trips;
 mod train;
 mod util;
