@@ -8,7 +8,8 @@
 //! one epoch. The decoder is not evaluated per image and rotation: its Hartley volume inside the search's
 //! band limit is decoded once every `refresh_images` searched images and sliced by interpolation. The band
 //! limit ramps from `l_start` to `l_end` over `l_ramp_epochs`. Other epochs train on the last poses (MSE, as
-//! `train_nn`). The poses live in a [`PoseTable`] (trainer state: checkpointed, written as pose.E.pkl).
+//! `train_nn`). The poses live in a [`PoseTable`] (trainer state: checkpointed, written as pose.E.pkl). A
+//! checkpoint of `train_nn` (same decoder, no poses) can start a run: its next search uses that decoder.
 
 use std::path::Path;
 use std::time::Instant;
@@ -321,7 +322,10 @@ impl Trainer for AbinitHomoTrainer {
 
     fn restore(&mut self, ckpt: &Checkpoint, path: &Path) -> TrainResult<()> {
         ckpt.restore(&self.store, Some(&mut self.adam), path)?;
-        self.poses.load_state_tensors(&ckpt.tables, path)?;
+        // A decoder trained elsewhere (train-nn) has no poses: the next search starts from it.
+        if !ckpt.tables.is_empty() {
+            self.poses.load_state_tensors(&ckpt.tables, path)?;
+        }
         // A checkpoint is written after an epoch, so pretraining is behind it.
         self.pretrained = true;
         Ok(())

@@ -75,6 +75,24 @@ fn abinit_homo_recovers_poses_and_resumes_exactly() {
     println!("FSC-AUC against the truth: abinit-homo {abinit:.4}, train-nn with true poses {supervised:.4}");
     assert!(abinit > supervised - 0.02, "abinit-homo AUC {abinit:.4} vs train-nn {supervised:.4}");
 
+    // A train-nn checkpoint (a decoder, no poses) can start the search: one epoch against that map finds
+    // the poses at once.
+    std::fs::create_dir_all(p.join("from_nn")).expect("mkdir");
+    std::fs::copy(p.join("nn/weights.12.safetensors"), p.join("from_nn/weights.12.safetensors"))
+        .expect("copy");
+    let mut from_nn =
+        vec!["--threads", "2", "abinit-homo", "sim/particles.mrcs", "-o", "from_nn", "-n", "13"];
+    from_nn.extend(["--layers", "2", "--dim", "128", "--ps-freq", "1", "--l-start", "11", "--l-end", "11"]);
+    from_nn.extend(["--base-healpy", "1", "--niter", "3", "--t-extent", "2", "--t-ngrid", "4"]);
+    from_nn.extend(["--load", "latest", "--seed", "1"]);
+    drgnfly(p, &from_nn).ok();
+    let eval = ["eval-poses", "from_nn/pose.13.pkl", "--truth", "sim/pose.pkl", "-D", "24", "-o", "m13.json"];
+    drgnfly(p, &eval).ok();
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.join("m13.json")).expect("json")).expect("parse");
+    let median = m["median_angle_deg"].as_f64().expect("angle");
+    assert!(median < 8.0, "one search against a trained map should find the poses: {m}");
+
     // Resume from epoch 5 in another directory: epochs 6–10 give the same poses, byte for byte.
     std::fs::create_dir_all(p.join("resumed")).expect("mkdir");
     std::fs::copy(p.join("out/weights.5.safetensors"), p.join("resumed/weights.5.safetensors"))

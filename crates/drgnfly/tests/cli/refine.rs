@@ -117,3 +117,46 @@ fn pose_sgd_halves_the_error_of_perturbed_poses_and_resumes_exactly() {
         "a resumed run must refine the same poses"
     );
 }
+
+/// The benchmark of BENCHMARKS.md ("Pose SGD"): adk at D = 64, SNR 0.1, CTF, 2000 images, poses 5° and 1 px
+/// off; `train-nn` with and without `--do-pose-sgd`, errors and FSC-AUC per checkpoint. Minutes in release:
+/// `cargo test --release -p drgnfly --test cli refine::pose_sgd_benchmark -- --ignored --nocapture`.
+#[test]
+#[ignore = "benchmark: minutes in release mode"]
+fn pose_sgd_benchmark() {
+    let closed = drgnfly_io::fixture_or_skip!("mdanalysis_adk/adk_closed.pdb");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path();
+    let closed = closed.to_string_lossy();
+    let sim = ["simulate", "--pdb", &closed, "-D", "64", "--Apix", "1.5", "-n", "2000", "--snr", "0.1"];
+    drgnfly(p, &[&sim[..], &["--max-shift", "6", "--seed", "3", "-o", "sim"]].concat()).ok();
+    perturb(&p.join("sim/pose.pkl"), &p.join("noisy.pkl"), (5.0, 1.0), 64);
+    let eval = |poses: &str| {
+        let args = ["eval-poses", poses, "--truth", "sim/pose.pkl", "-D", "64", "-o", "m.json"];
+        drgnfly(p, &args).ok();
+        let m: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(p.join("m.json")).expect("json")).expect("parse");
+        (m["median_angle_deg"].as_f64().expect("angle"), m["shift_rmse_px"].as_f64().expect("shift"))
+    };
+    let before = eval("noisy.pkl");
+    println!("perturbed poses: median angle {:.2}°, shift RMSE {:.2} px", before.0, before.1);
+    let epochs = 12;
+    for (out, extra) in [("fixed", &[][..]), ("sgd", &["--do-pose-sgd", "--pretrain", "2"][..])] {
+        let mut args = vec!["--threads", "2", "train-nn", "sim/particles.mrcs", "--poses", "noisy.pkl"];
+        args.extend(["--ctf", "sim/ctf.pkl", "-o", out, "-n", "12", "--layers", "3", "--dim", "256"]);
+        args.extend(["--lr", "1e-3", "--seed", "1", "--checkpoint", "3"]);
+        args.extend(extra);
+        let t0 = std::time::Instant::now();
+        drgnfly(p, &args).ok();
+        let secs = t0.elapsed().as_secs_f64();
+        for e in (3..=epochs).step_by(3) {
+            let auc = auc(p, &format!("{out}/reconstruct.{e}.mrc"));
+            let err = if out == "sgd" { eval(&format!("{out}/pose.{e}.pkl")) } else { before };
+            println!(
+                "{out} epoch {e}: median angle {:.2}°, shift RMSE {:.2} px, FSC-AUC {auc:.4}",
+                err.0, err.1
+            );
+        }
+        println!("{out}: {epochs} epochs in {secs:.1} s");
+    }
+}
