@@ -8,6 +8,7 @@
 //! Example usage:
 //!   drgnfly eval-vol out/weights.25.safetensors -c out/config.yaml --zfile z_values.txt -o vols/
 
+use super::compat::{log_notes, DeviceCompat};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -70,10 +71,13 @@ pub struct Args {
     /// Number of the first volume in a directory.
     #[arg(long, default_value_t = 1)]
     pub vol_start_index: usize,
+    #[command(flatten)]
+    pub device: DeviceCompat,
 }
 
 /// Generate.
 pub fn run(args: Args) -> Result<()> {
+    log_notes(args.device.note());
     let model = VolumeDecoder::load(&args.weights, &args.config)?;
     if let Some(warning) = model.pixel_size_source().warning() {
         tracing::warn!("{warning}");

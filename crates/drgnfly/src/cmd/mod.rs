@@ -6,6 +6,7 @@ pub mod analysis_common;
 pub mod analyze;
 pub mod analyze_convergence;
 pub mod backproject;
+pub mod compat;
 pub mod concat_pkls;
 pub mod direct_traversal;
 pub mod downsample;

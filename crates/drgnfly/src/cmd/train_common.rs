@@ -20,6 +20,7 @@ use drgnfly_nn::train::{
 use drgnfly_nn::volume::{VolumeDecoder, VolumeRequest};
 use drgnfly_nn::{Activation, DataNorm, Decoder, DecoderConfig, Domain, PeType};
 
+use super::compat::{log_notes, TrainingCompat};
 use crate::progress::Progress;
 
 /// Particle data and preprocessing flags (cryoDRGN's names and defaults).
@@ -68,21 +69,21 @@ pub struct PoseSgdArgs {
     pub do_pose_sgd: bool,
     /// With --do-pose-sgd: epochs of training on the given poses before they are refined, so the map is
     /// good enough to refine against [default: train-vae 1, train-nn 5, as cryoDRGN].
-    #[arg(long, value_name = "EPOCHS", requires = "do_pose_sgd")]
+    #[arg(long, value_name = "EPOCHS")]
     pub pretrain: Option<usize>,
     /// With --do-pose-sgd: learning rate of the rotations in the pose table's sparse Adam. Each particle
     /// takes one step per epoch of about this size (radians), so cryoDRGN's 1e-4 to 3e-4 barely move a
     /// pose in tens of epochs; with the default, poses 5° off come within 2° in about 14 epochs. Larger
     /// rates overshoot.
-    #[arg(long, value_name = "LR", default_value_t = 3e-3, requires = "do_pose_sgd")]
+    #[arg(long, value_name = "LR", default_value_t = 3e-3)]
     pub pose_lr: f64,
     /// With --do-pose-sgd: learning rate of the shifts, in pixels per step (cryoDRGN uses --pose-lr for
     /// both, which leaves shifts where they are).
-    #[arg(long, value_name = "PX", default_value_t = 0.1, requires = "do_pose_sgd")]
+    #[arg(long, value_name = "PX", default_value_t = 0.1)]
     pub shift_lr: f64,
     /// With --do-pose-sgd: how the table stores rotations: `quat` (unit quaternion) or `s2s2` (the first two
     /// rows of the matrix, continuous on SO(3); a step of the same size turns it about half as far).
-    #[arg(long, value_enum, default_value = "quat", requires = "do_pose_sgd")]
+    #[arg(long, value_enum, default_value = "quat")]
     pub emb_type: EmbType,
 }
 
@@ -100,6 +101,10 @@ impl PoseSgdArgs {
     /// otherwise.
     pub fn refinement(&self, data: &Dataset, pretrain: usize) -> Result<Option<PoseRefinement>> {
         if !self.do_pose_sgd {
+            // cryoDRGN accepts them without --do-pose-sgd too, and ignores them.
+            if self.pretrain.is_some() {
+                tracing::info!("note: --pretrain has no effect without --do-pose-sgd");
+            }
             return Ok(None);
         }
         for (flag, lr) in [("--pose-lr", self.pose_lr), ("--shift-lr", self.shift_lr)] {
@@ -226,6 +231,8 @@ pub struct TrainArgs {
     /// cryoDRGN's default mixed precision (AMP). run.log states the precision used.
     #[arg(long)]
     pub no_amp: bool,
+    #[command(flatten)]
+    pub compat: TrainingCompat,
 }
 
 impl TrainArgs {
@@ -242,8 +249,9 @@ impl TrainArgs {
         }
     }
 
-    /// Check the numbers and create the output directory.
+    /// Check the numbers and create the output directory; notes on accepted cryoDRGN flags.
     pub fn validate(&self) -> Result<()> {
+        log_notes(self.compat.notes());
         if self.num_epochs == 0 || self.batch_size == 0 || self.checkpoint == 0 {
             bail!("-n, -b and --checkpoint must be at least 1");
         }

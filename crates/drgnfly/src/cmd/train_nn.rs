@@ -40,11 +40,20 @@ pub struct Args {
     pub decoder: DecoderArgs,
     #[command(flatten)]
     pub pose_sgd: PoseSgdArgs,
+    /// Extent of the coordinate lattice (cryoDRGN's --l-extent); only its default, 0.5, is supported.
+    #[arg(long, default_value_t = 0.5)]
+    pub l_extent: f64,
 }
 
 /// Train.
 pub fn run(args: Args) -> Result<()> {
     let t = &args.train;
+    if args.l_extent != 0.5 {
+        anyhow::bail!(
+            "--l-extent {}: drgnfly's decoders use cryoDRGN's default lattice extent 0.5; drop the flag",
+            args.l_extent
+        );
+    }
     t.validate()?;
     let data = args.data.open(&args.poses.poses)?;
     let (n, d) = (data.len(), data.image_size());

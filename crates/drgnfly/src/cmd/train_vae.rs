@@ -21,6 +21,7 @@ use drgnfly_nn::train::{
 };
 use drgnfly_nn::{AdamConfig, EncodeMode, EncoderConfig};
 
+use super::compat::UnsupportedVaeFlags;
 use super::train_common::{
     run_config, timedelta, CliHooks, DataArgs, DecoderArgs, PoseArgs, PoseSgdArgs, RunLog, TrainArgs,
 };
@@ -74,6 +75,8 @@ pub struct Args {
     /// Do not run `analyze` (default settings) on the final epoch when training ends.
     #[arg(long)]
     pub no_analysis: bool,
+    #[command(flatten)]
+    pub unsupported: UnsupportedVaeFlags,
 }
 
 /// `--encode-mode`.
@@ -83,11 +86,26 @@ pub enum EncodeModeArg {
     Resid,
     /// Plain MLP.
     Mlp,
+    /// cryoDRGN's convolutional encoder (64×64 real-space images): not available.
+    #[value(hide = true)]
+    Conv,
+    /// cryoDRGN-ET's tilt-series encoder: not available.
+    #[value(hide = true)]
+    Tilt,
 }
 
 /// Train.
 pub fn run(args: Args) -> Result<()> {
     let t = &args.train;
+    args.unsupported.check()?;
+    let encode_mode = match args.encode_mode {
+        EncodeModeArg::Resid => EncodeMode::Resid,
+        EncodeModeArg::Mlp => EncodeMode::Mlp,
+        EncodeModeArg::Conv | EncodeModeArg::Tilt => bail!(
+            "--encode-mode {}: drgnfly's encoders are resid (cryoDRGN's default) and mlp; choose one of them",
+            if args.encode_mode == EncodeModeArg::Conv { "conv" } else { "tilt" }
+        ),
+    };
     t.validate()?;
     if args.zdim == 0 {
         bail!("--zdim 0: a VAE needs a latent dimension of at least 1 (use train-nn for a homogeneous map)");
@@ -106,10 +124,7 @@ pub fn run(args: Args) -> Result<()> {
     let mut enc = EncoderConfig::new(prep.encoder_dim(), args.zdim);
     enc.layers = args.enc_layers;
     enc.dim = args.enc_dim;
-    enc.mode = match args.encode_mode {
-        EncodeModeArg::Resid => EncodeMode::Resid,
-        EncodeModeArg::Mlp => EncodeMode::Mlp,
-    };
+    enc.mode = encode_mode;
     enc.activation = args.decoder.activation.into();
     let mut dec = args.decoder.config(d + 1, args.zdim, args.dec_layers, args.dec_dim)?;
     let precision = t.precision(&mut dec);

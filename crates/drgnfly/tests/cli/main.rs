@@ -4,6 +4,7 @@
 mod abinit;
 mod analysis;
 mod bad_input;
+mod compat;
 mod digest;
 mod filters;
 mod help;

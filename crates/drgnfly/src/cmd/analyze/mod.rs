@@ -24,7 +24,7 @@ mod plots;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args as ClapArgs;
 use drgnfly_analysis::kmeans::{kmeans, nearest_particle, KMeans, KMeansParams};
 use drgnfly_analysis::linalg::percentile;
@@ -39,6 +39,7 @@ use drgnfly_nn::volume::VolumeRequest;
 
 use self::outputs::Outputs;
 use super::analysis_common::{format_indices, volume_sheets, write_labels, Steps, VolumeMaker, Workdir};
+use super::compat::{log_notes, DeviceCompat};
 
 /// Analyse the latent space of a trained model.
 #[derive(ClapArgs, Debug)]
@@ -90,6 +91,12 @@ pub struct Args {
     /// Seed of k-means and UMAP.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Number of the first volume (cryoDRGN's --vol-start-index); drgnfly numbers them from 1, cryoDRGN's
+    /// default, and supports only that.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub vol_start_index: usize,
+    #[command(flatten)]
+    pub device: DeviceCompat,
 }
 
 /// A 2D embedding for plots: the UMAP when there is one, else PC1/PC2, else (particle, z).
@@ -101,6 +108,14 @@ struct Embedding {
 
 /// Run the analysis.
 pub fn run(args: Args) -> Result<()> {
+    if args.vol_start_index != 1 {
+        bail!(
+            "--vol-start-index {}: drgnfly numbers analyze's volumes from 1 (vol_001.mrc), as cryoDRGN does by \
+             default; drop the flag",
+            args.vol_start_index
+        );
+    }
+    log_notes(args.device.note());
     let steps = Steps::new("analyze");
     let wd = Workdir::open(&args.workdir, args.epoch)?;
     let epoch = wd.epoch;
