@@ -105,6 +105,11 @@ fn pose_sgd_halves_the_error_of_perturbed_poses_and_resumes_exactly() {
     println!("train-vae --do-pose-sgd: median angle {:.2}° → {:.2}°", before.0, vae_after.0);
     assert!(vae_after.0 < 0.5 * before.0, "pose SGD in train-vae: {before:?} → {vae_after:?}");
     assert!(p.join("vae/z.16.pkl").is_file());
+    // analyze shows where the refined poses look from.
+    drgnfly(p, &["analyze", "vae", "16", "--skip-vol", "--ksample", "2"]).ok();
+    assert!(p.join("vae/analyze.16/viewing_directions.png").is_file());
+    let report = std::fs::read_to_string(p.join("vae/analyze.16/report.html")).expect("report");
+    assert!(report.contains("Viewing directions"), "the report should show the pose distribution");
 
     // Resume from epoch 8: the same poses at epoch 16, byte for byte.
     std::fs::create_dir_all(p.join("resumed")).expect("mkdir");

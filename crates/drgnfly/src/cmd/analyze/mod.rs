@@ -139,6 +139,13 @@ pub fn run(args: Args) -> Result<()> {
     let apix_text = request.apix.map_or("1 (unknown)".to_string(), |a| format!("{a}"));
     let mut vols = VolumeMaker::new(&wd, epoch, request, args.skip_vol);
     let curve = steps.run("plots: learning curve", || plots::learning_curve(&mut o, &wd))?;
+    // Poses the run refined or inferred (--do-pose-sgd, ab initio) are worth a look: where are the views?
+    let pose_file = wd.dir.join(format!("pose.{epoch}.pkl"));
+    let views = if pose_file.is_file() {
+        steps.run("plots: viewing directions", || plots::viewing_directions(&mut o, &pose_file))?
+    } else {
+        Vec::new()
+    };
 
     // Latent space: PCA and UMAP (zdim ≥ 2), or the 1D plots.
     let mut latent_items = Vec::new();
@@ -244,6 +251,9 @@ pub fn run(args: Args) -> Result<()> {
         sections.push(Section::new("Learning curve", curve));
     }
     sections.push(Section::new("Latent space", latent_items));
+    if !views.is_empty() {
+        sections.push(Section::new("Poses", views));
+    }
     sections.push(Section::new(format!("k-means, K = {k}"), kitems));
     sections.push(Section::new("Traversals", traversal_items));
     if !o.notes.is_empty() {

@@ -1,5 +1,7 @@
 //! The latent-space pictures of `analyze`, named as cryoDRGN names them (reference §5).
 
+use std::path::Path;
+
 use anyhow::{Context, Result};
 use drgnfly_analysis::learning_curve::parse_learning_curve;
 use drgnfly_analysis::plot::{self, Axes, Marker, Overlay, Series};
@@ -139,4 +141,27 @@ pub fn learning_curve(o: &mut Outputs, wd: &Workdir) -> Result<Vec<Item>> {
     let total: Vec<f64> = epochs.iter().map(|e| e.total_loss).collect();
     let img = plot::learning_curve(&e, &gen, &kld, &total)?;
     Ok(vec![o.png(&img, &format!("learning_curve_epoch{}.png", wd.epoch), "Learning curve")?])
+}
+
+/// Where the particles were seen from, when the run refined or inferred poses (its pose.E.pkl): hexbin
+/// density of the viewing direction (the third row of each rotation, normal to the slice) over azimuth and
+/// its z component. The map is equal-area, so uniform coverage looks uniform and missing views show as
+/// holes: `viewing_directions.png`.
+pub fn viewing_directions(o: &mut Outputs, poses: &Path) -> Result<Vec<Item>> {
+    let p = drgnfly_io::pickle::load_poses(poses)?;
+    let (az, z): (Vec<f32>, Vec<f32>) = p
+        .rot
+        .iter()
+        .map(|r| {
+            let [x, y, z] = r[2];
+            (y.atan2(x).to_degrees(), z.clamp(-1.0, 1.0))
+        })
+        .unzip();
+    let axes = Axes::new(
+        format!("Viewing directions ({} particles)", az.len()),
+        "azimuth (degrees)",
+        "z of the viewing direction (equal-area)",
+    );
+    let img = plot::hexbin(&az, &z, &Overlay::default(), &axes)?;
+    Ok(vec![o.png(&img, "viewing_directions.png", "Viewing directions of the refined or inferred poses")?])
 }
