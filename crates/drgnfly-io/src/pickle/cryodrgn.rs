@@ -257,10 +257,43 @@ fn rotations(path: &Path, a: &NdArray) -> Result<Vec<[[f32; 3]; 3]>> {
     check_finite(path, &values, 9, |row, col| {
         format!("rotation of image {row}, entry ({}, {})", col / 3, col % 3)
     })?;
-    Ok(rows::<9>(&values)
+    let rot: Vec<[[f32; 3]; 3]> = rows::<9>(&values)
         .iter()
         .map(|r| [[r[0], r[1], r[2]], [r[3], r[4], r[5]], [r[6], r[7], r[8]]])
-        .collect())
+        .collect();
+    for (i, r) in rot.iter().enumerate() {
+        if let Some(problem) = not_a_rotation(r) {
+            return Err(Error::invalid(
+                path,
+                format!("rotation of image {i}"),
+                format!("not a rotation matrix: {problem}"),
+                "pose rotations must be orthonormal with determinant +1; regenerate the file with \
+                 parse-pose-star or parse-pose-csparc",
+            ));
+        }
+    }
+    Ok(rot)
+}
+
+/// What is wrong with `r` as a rotation matrix, if anything: rows not orthonormal, or a reflection. The
+/// tolerance (1e-3) passes float32 rotations from any refinement program and catches scaled, skewed, zero
+/// and mirrored matrices.
+fn not_a_rotation(r: &[[f32; 3]; 3]) -> Option<String> {
+    let r = r.map(|row| row.map(f64::from));
+    let mut worst = 0f64;
+    for i in 0..3 {
+        for j in 0..3 {
+            let dot: f64 = (0..3).map(|k| r[i][k] * r[j][k]).sum();
+            worst = worst.max((dot - if i == j { 1.0 } else { 0.0 }).abs());
+        }
+    }
+    if worst > 1e-3 {
+        return Some(format!("R·Rᵀ differs from the identity by up to {worst:.3e}"));
+    }
+    let det = r[0][0] * (r[1][1] * r[2][2] - r[1][2] * r[2][1])
+        - r[0][1] * (r[1][0] * r[2][2] - r[1][2] * r[2][0])
+        + r[0][2] * (r[1][0] * r[2][1] - r[1][1] * r[2][0]);
+    (det < 0.0).then(|| format!("its determinant is {det:.3} (a reflection, not a rotation)"))
 }
 
 fn translations(path: &Path, a: &NdArray) -> Result<Vec<[f32; 2]>> {
@@ -367,6 +400,33 @@ mod tests {
     }
 
     #[test]
+    fn matrices_that_are_not_rotations_are_refused_naming_the_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("pose.pkl");
+        let id = [[1.0f32, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
+        // A 90° turn about z, stored as float32: fine.
+        let turn = [[0.0f32, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]];
+        write_poses(&p, &Poses { rot: vec![id, turn], trans: None }).unwrap();
+        assert_eq!(load_poses(&p).unwrap().len(), 2);
+        let mirror = [[1.0f32, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, -1.0]];
+        let scaled = [[1e30f32, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
+        let skewed = [[1.0f32, 0.2, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
+        for (bad, what) in
+            [(mirror, "reflection"), (scaled, "identity"), (skewed, "identity"), ([[0.0; 3]; 3], "identity")]
+        {
+            write_poses(&p, &Poses { rot: vec![id, id, bad], trans: None }).unwrap();
+            let err = load_poses(&p).unwrap_err();
+            match &err {
+                Error::Invalid { record: Some(r), problem, .. } => {
+                    assert_eq!(r, "rotation of image 2");
+                    assert!(problem.contains(what), "{err}");
+                }
+                other => panic!("expected Invalid naming the image, got {other}"),
+            }
+        }
+    }
+
+    #[test]
     fn poses_in_every_cryodrgn_layout() {
         let (Some(rot_only), Some(rot_trans), Some(star), Some(angles), Some(trans)) = (
             fixture("cryodrgn/hand_rot.pkl"),
@@ -415,7 +475,8 @@ mod tests {
         assert!(matches!(err, Error::Invalid { .. }));
         assert!(err.to_string().contains("(N, 3, 3) array, found shape (4, 3)"), "{err}");
 
-        let rot = f32_array(&[4, 3, 3], vec![0.0; 36]);
+        let identity = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0];
+        let rot = f32_array(&[4, 3, 3], identity.repeat(4));
         let trans = f32_array(&[4, 3], vec![0.0; 12]);
         write_tuple(&p, &[&rot, &trans]).unwrap();
         assert!(load_poses(&p).unwrap_err().to_string().contains("(N, 2) array, found shape (4, 3)"));
@@ -439,7 +500,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("pose.pkl");
         let poses = Poses {
-            rot: vec![[[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]], [[0.5; 3]; 3]],
+            rot: vec![
+                [[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]],
+                [[0.0, 1.0, 0.0], [-1.0, 0.0, 0.0], [0.0, 0.0, 1.0]],
+            ],
             trans: Some(vec![[0.125, -0.25], [0.0, 1e-3]]),
         };
         write_poses(&p, &poses).unwrap();
