@@ -6,9 +6,10 @@
 //! - text (`.txt` or any other name that is not a pickle): integers separated by whitespace, usually one
 //!   per line; `#` starts a comment that runs to the end of the line.
 //!
-//! Indices may come in any order and may repeat (a repeated index selects that particle twice, as numpy
-//! fancy indexing does; [`Selection::count_duplicates`] lets a command warn). Negative or out-of-range
-//! indices are errors: numpy would wrap −1 to the last particle, which is never what a selection means.
+//! Indices may come in any order but not repeat: a selection is a set of particles (numpy would select a
+//! repeated particle twice, which in `backproject` can put one image in both half maps and inflate the FSC).
+//! Negative or out-of-range indices are errors too: numpy would wrap −1 to the last particle, which is
+//! never what a selection means.
 //! Written selections are `int64 (M,)` pickles.
 
 use std::path::{Path, PathBuf};
@@ -58,11 +59,17 @@ impl Selection {
         self.indices.is_empty()
     }
 
-    /// How many entries repeat an index listed earlier.
-    pub fn count_duplicates(&self) -> usize {
-        let mut sorted = self.indices.clone();
-        sorted.sort_unstable();
-        sorted.windows(2).filter(|w| w[0] == w[1]).count()
+    /// The indices listed more than once, each with the file positions of all its entries, in order of
+    /// first appearance.
+    pub fn duplicates(&self) -> Vec<(i64, Vec<usize>)> {
+        let mut by_index: Vec<(i64, usize)> = self.indices.iter().enumerate().map(|(p, &i)| (i, p)).collect();
+        by_index.sort_unstable();
+        let mut out: Vec<(i64, Vec<usize>)> = Vec::new();
+        for run in by_index.chunk_by(|a, b| a.0 == b.0).filter(|r| r.len() > 1) {
+            out.push((run[0].0, run.iter().map(|&(_, p)| p).collect()));
+        }
+        out.sort_by_key(|(_, positions)| positions[0]);
+        out
     }
 
     /// The indices as positions into a dataset of `n_total` particles, in file order. Every index must
@@ -100,6 +107,29 @@ impl Selection {
                     if bad.len() > SHOWN { ", …" } else { "" }
                 ),
                 "Was the selection made for a different particle stack? Indices are 0-based",
+            ));
+        }
+        let repeated = self.duplicates();
+        if let Some((_, positions)) = repeated.first() {
+            let listed: Vec<String> = repeated
+                .iter()
+                .take(SHOWN)
+                .map(|(i, ps)| {
+                    let entries: Vec<String> = ps.iter().map(usize::to_string).collect();
+                    format!("{i} at entries {}", entries.join(", "))
+                })
+                .collect();
+            return Err(Error::invalid(
+                &self.path,
+                Some(format!("entry {}", positions[1])),
+                format!(
+                    "{} {} listed more than once ({}{}); a selection is a set of particles",
+                    repeated.len(),
+                    if repeated.len() == 1 { "index is" } else { "indices are" },
+                    listed.join("; "),
+                    if repeated.len() > SHOWN { "; …" } else { "" }
+                ),
+                "Remove the repeated indices (for a text file: sort -un ind.txt)",
             ));
         }
         Ok(self.indices.iter().filter_map(|&i| in_range(i)).collect())
@@ -214,7 +244,7 @@ mod tests {
         let s = Selection::load(&p).unwrap();
         // numpy: ind = pickle.load(open('ind100-rand.pkl', 'rb')); ind[0], ind[50], ind[-1] = 1, 482, 994
         assert_eq!((s.len(), s.indices()[0], s.indices()[50], s.indices()[99]), (100, 1, 482, 994));
-        assert_eq!(s.count_duplicates(), 0);
+        assert!(s.duplicates().is_empty());
         let resolved = s.resolve(1000).unwrap();
         assert_eq!(resolved[99], 994);
         let err = s.resolve(500).unwrap_err();
@@ -240,11 +270,21 @@ mod tests {
 
         std::fs::write(&p, "4\n-1\n4\n9\n").unwrap();
         let s = Selection::load(&p).unwrap();
-        assert_eq!(s.count_duplicates(), 1);
+        assert_eq!(s.duplicates(), vec![(4, vec![0, 2])]);
         let err = s.resolve(5).unwrap_err();
         assert!(matches!(err, Error::Invalid { record: Some(ref r), .. } if r == "entry 1"), "{err}");
         assert!(
             err.to_string().contains("2 of 4 indices") && err.to_string().contains("entry 3 is 9"),
+            "{err}"
+        );
+
+        // In range but repeated: refused, naming the repeats.
+        std::fs::write(&p, "4\n1\n4\n2\n1\n4\n").unwrap();
+        let err = Selection::load(&p).unwrap().resolve(5).unwrap_err();
+        assert!(matches!(err, Error::Invalid { record: Some(ref r), .. } if r == "entry 2"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("2 indices are listed more than once (4 at entries 0, 2, 5; 1 at entries 1, 4)"),
             "{err}"
         );
 

@@ -54,7 +54,11 @@ fn filter_cs_keeps_selected_rows_unchanged() {
 fn filter_mrcs_copies_the_selected_images() {
     let Some(input) = fixture("cryodrgn/toy_projections.mrcs") else { return };
     let dir = tempfile::tempdir().unwrap();
-    let rows = [999usize, 0, 500, 500, 31];
+    // A selection is a set: a repeated index is refused, naming it.
+    write_ind(&dir.path().join("ind.pkl"), &[999, 0, 500, 500, 31]);
+    drgnfly(dir.path(), &["filter-mrcs", &input, "--ind", "ind.pkl", "-o", "out.mrcs"])
+        .fails_with(&["ind.pkl", "500 at entries 2, 3"]);
+    let rows = [999usize, 0, 500, 31];
     write_ind(&dir.path().join("ind.pkl"), &rows.map(|r| r as i64));
     drgnfly(dir.path(), &["filter-mrcs", &input, "--ind", "ind.pkl", "-o", "out.mrcs"]).ok();
     let (src, out) = (MrcStack::open(&input).unwrap(), MrcStack::open(dir.path().join("out.mrcs")).unwrap());
@@ -73,7 +77,7 @@ fn filter_pkl_on_pose_tuple_and_ctf() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let rows = [4usize, 999, 4, 0];
+    let rows = [4usize, 999, 3, 0];
     write_ind(&dir.path().join("ind.pkl"), &rows.map(|r| r as i64));
     drgnfly(dir.path(), &["filter-pkl", &poses, "--ind", "ind.pkl", "-o", "p.pkl"]).ok();
     let (src, got) = (arrays(poses.as_ref()), arrays(&dir.path().join("p.pkl")));
