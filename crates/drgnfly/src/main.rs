@@ -3,6 +3,15 @@
 //! This file only parses the command line and dispatches; each subcommand lives in `cmd/<name>.rs`
 //! with its arguments (`Args`) and a `run` function.
 
+/// `eprintln!` that ignores a closed stderr (`drgnfly analyze … 2>&1 | head`): messages are best effort,
+/// and `eprintln!`'s panic there would turn a finished job into a crash (exit 101).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod cmd;
 mod progress;
 
@@ -157,7 +166,7 @@ fn main() -> ExitCode {
         // its workers spin while waiting, so more of them than cores costs far more than it gains.
         std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
         if let Err(e) = rayon::ThreadPoolBuilder::new().num_threads(n).build_global() {
-            eprintln!("error: could not set up {n} threads: {e}");
+            say!("error: could not set up {n} threads: {e}");
             return ExitCode::from(2);
         }
     }
@@ -170,7 +179,7 @@ fn main() -> ExitCode {
             }) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("error: {err:#}");
+            say!("error: {err:#}");
             ExitCode::from(1)
         }
     }

@@ -46,7 +46,7 @@ impl Progress {
             let secs = self.start.elapsed().as_secs_f64();
             let rate = self.done as f64 / secs.max(1e-9);
             let eta = (self.total.saturating_sub(self.done)) as f64 / rate.max(1e-9);
-            eprintln!("{}: {}/{} ({:.0}/s, ETA {:.0}s)", self.label, self.done, self.total, rate, eta);
+            say!("{}: {}/{} ({:.0}/s, ETA {:.0}s)", self.label, self.done, self.total, rate, eta);
         }
     }
 

@@ -43,6 +43,6 @@ pub fn run(args: Args) -> Result<()> {
     };
     let h = mrc::read_header(&target)?;
     let vs = h.voxel_size();
-    eprintln!("{}: voxel size now {} {} {} Å", target.display(), vs[0], vs[1], vs[2]);
+    say!("{}: voxel size now {} {} {} Å", target.display(), vs[0], vs[1], vs[2]);
     Ok(())
 }

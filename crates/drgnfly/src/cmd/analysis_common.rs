@@ -225,15 +225,15 @@ impl Steps {
     /// Run `f` as a named step and report it with its duration.
     pub fn run<T>(&self, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
         let t = Instant::now();
-        eprintln!("[{}] {what} …", self.name);
+        say!("[{}] {what} …", self.name);
         let out = f()?;
-        eprintln!("[{}] {what}: done in {:.1} s", self.name, t.elapsed().as_secs_f64());
+        say!("[{}] {what}: done in {:.1} s", self.name, t.elapsed().as_secs_f64());
         Ok(out)
     }
 
     /// A message.
     pub fn note(&self, msg: &str) {
-        eprintln!("[{}] {msg}", self.name);
+        say!("[{}] {msg}", self.name);
     }
 
     /// Seconds since the command started.
@@ -278,14 +278,14 @@ impl VolumeMaker {
             return None;
         }
         let Some(weights) = &self.weights else {
-            eprintln!("warning: no checkpoint for these volumes; skipping {}", out_dir.display());
+            say!("warning: no checkpoint for these volumes; skipping {}", out_dir.display());
             return None;
         };
         match generate_volumes(weights, &self.config, z, zdim, out_dir, "vol_", &self.request) {
             Ok(paths) => Some(paths),
             Err(e) => {
                 let why = format!("volume generation failed: {e:#}");
-                eprintln!("warning: {why}; continuing without volumes");
+                say!("warning: {why}; continuing without volumes");
                 self.skipped = Some(why);
                 None
             }

@@ -21,6 +21,7 @@
 //!   drgnfly analyze-convergence out 50
 //!   drgnfly analyze-convergence out 50 --epoch-interval 2 --subset 20000 --skip-vol
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -187,10 +188,10 @@ pub fn run(args: Args) -> Result<()> {
     write_text(&out.join("convergence.json"), &format!("{}\n", serde_json::to_string_pretty(&json)?))?;
     write_text(&out.join("verdict.txt"), &format!("{line}\n"))?;
     for note in &notes {
-        eprintln!("  note: {note}");
+        say!("  note: {note}");
     }
-    eprintln!("analyze-convergence: {} ({:.1} s)", out.display(), steps.elapsed_s());
-    println!("{line}");
+    say!("analyze-convergence: {} ({:.1} s)", out.display(), steps.elapsed_s());
+    writeln!(std::io::stdout().lock(), "{line}")?;
     Ok(())
 }
 

@@ -19,6 +19,7 @@
 //!   drgnfly backproject particles.mrcs --poses pose.pkl --ctf ctf.pkl -o bp/
 //!   drgnfly backproject particles.star --poses pose.pkl --ctf ctf.pkl --ind good.pkl --ctf-alg flip -o bp/
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -184,14 +185,14 @@ pub fn run(args: Args) -> Result<()> {
         written.extend(["half_map_a.mrc", "half_map_b.mrc", "fsc-vals.txt", "fsc-plot.png"]);
         summary = format!("half-map {}", resolution_line(curve, f64::from(apix)));
     }
-    eprintln!(
+    say!(
         "{}: {} images ({d}×{d}, {apix} Å/px) in {secs:.1} s; wrote {}",
         args.outdir.display(),
         acc.len(),
         written.join(", ")
     );
     if !summary.is_empty() {
-        println!("{summary}");
+        writeln!(std::io::stdout().lock(), "{summary}")?;
     }
     Ok(())
 }

@@ -52,6 +52,6 @@ pub fn run(args: Args) -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
     let out = first.with_arrays(joined);
     out.write(&args.output)?;
-    eprintln!("{}: {} files → {}", args.output.display(), files.len(), out.describe());
+    say!("{}: {} files → {}", args.output.display(), files.len(), out.describe());
     Ok(())
 }

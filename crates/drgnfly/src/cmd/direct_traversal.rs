@@ -42,11 +42,6 @@ pub fn run(args: Args) -> Result<()> {
     let lat = Latents::new(&z, zdim).with_context(|| format!("latents of {}", args.zfile.display()))?;
     let path = direct_traversal(lat, &args.anchors, args.n, args.closed)?;
     write_text(&args.output, &format_z_text(&path, zdim))?;
-    eprintln!(
-        "{}: {} points through {} anchors",
-        args.output.display(),
-        path.len() / zdim,
-        args.anchors.len()
-    );
+    say!("{}: {} points through {} anchors", args.output.display(), path.len() / zdim, args.anchors.len());
     Ok(())
 }

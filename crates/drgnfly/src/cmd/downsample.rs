@@ -154,7 +154,7 @@ pub fn run(args: Args) -> Result<()> {
     if numbered && ext != "star" {
         let list_path = if ext == "txt" { args.output.clone() } else { dir.join(format!("{stem}.txt")) };
         write_atomic(&list_path, format!("{}\n", stack_names.join("\n")).as_bytes())?;
-        eprintln!("{}: lists {} stacks", list_path.display(), stack_names.len());
+        say!("{}: lists {} stacks", list_path.display(), stack_names.len());
     }
     if let Some(star) = &star {
         let rows: Vec<usize> = match &args.ind {
@@ -165,7 +165,7 @@ pub fn run(args: Args) -> Result<()> {
         let out_star = rescale_star(&star.filter_particles(&rows)?, &args.output, d0, args.d, name_of)?;
         write_star(&args.output, &out_star)?;
     }
-    eprintln!(
+    say!(
         "{}: {n} images {d0}→{} px ({} → {apix:.4} Å/px) in {secs:.1} s",
         args.output.display(),
         args.d,
@@ -180,7 +180,7 @@ fn volume(args: &Args) -> Result<()> {
     let ds = downsampler(m.d, args.d, &args.input)?;
     let apix = m.apix.map_or(0.0, |a| ds.apix(f64::from(a)) as f32);
     write_map(&args.output, &ds.volume(&m.data)?, args.d, apix)?;
-    eprintln!("{}: {}³ → {}³, {apix:.4} Å/px", args.output.display(), m.d, args.d);
+    say!("{}: {}³ → {}³, {apix:.4} Å/px", args.output.display(), m.d, args.d);
     Ok(())
 }
 

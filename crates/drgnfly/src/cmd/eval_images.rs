@@ -126,7 +126,7 @@ pub fn run(args: Args) -> Result<()> {
     drgnfly_io::pickle::write_latents(&args.out_z, &mu, zdim, Some(&logvar))?;
     let avg: Vec<f32> = sums.iter().map(|s| (s / n as f64) as f32).collect();
     write_array(&args.output, &NdArray::new(vec![3], ArrayData::F32(avg.clone())))?;
-    eprintln!(
+    say!(
         "{n} images: gen loss {:.6}, KLD {:.6}, total loss {:.6}; z → {}, losses → {}",
         avg[0],
         avg[1],

@@ -13,6 +13,7 @@
 //!   drgnfly eval-poses out/pose.30.pkl --truth sim/pose.pkl -D 64 --map out/reconstruct.30.mrc \
 //!       --out-map out/aligned.30.mrc -o pose_metrics.json
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
@@ -119,7 +120,8 @@ pub fn run(args: Args) -> Result<()> {
         "shift_rmse_px_map_centred": rmse_centred,
         "alignment": err.alignment,
     });
-    println!(
+    writeln!(
+        std::io::stdout().lock(),
         "{} poses ({} hand): ‖ΔR‖²_F median {:.4}, mean {:.4}; angle median {:.2}°, mean {:.2}°; shift error \
          RMSE {:.2} px, median {:.2} px; map off-centre by ({:.2}, {:.2}, {:.2}) px, shift RMSE {:.2} px without it",
         angles.len(),
@@ -134,7 +136,7 @@ pub fn run(args: Args) -> Result<()> {
         offset[1],
         offset[2],
         rmse_centred
-    );
+    )?;
     if let (Some(map), Some(out)) = (&args.map, &args.out_map) {
         let v = read_volume(map)?;
         let d = v.shape[0];
@@ -143,7 +145,7 @@ pub fn run(args: Args) -> Result<()> {
         }
         let aligned = align_volume(&v.data, d, &err, offset).with_context(|| map.display().to_string())?;
         write_volume(out, &aligned, [d; 3], v.voxel_size[0], [0.0; 3], MrcDtype::F32)?;
-        eprintln!("aligned map → {} (compare with `drgnfly fsc {} TRUTH.mrc`)", out.display(), out.display());
+        say!("aligned map → {} (compare with `drgnfly fsc {} TRUTH.mrc`)", out.display(), out.display());
     }
     if let Some(path) = &args.output {
         let text = serde_json::to_string_pretty(&metrics)?;

@@ -128,6 +128,6 @@ pub fn run(args: Args) -> Result<()> {
         std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
     }
     write_text(&path, &format!("{}\n", serde_json::to_string_pretty(&json)?))?;
-    eprintln!("{}: written", path.display());
+    say!("{}: written", path.display());
     Ok(())
 }

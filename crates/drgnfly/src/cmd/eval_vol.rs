@@ -96,7 +96,7 @@ pub fn run(args: Args) -> Result<()> {
     if single_file && zs.len() == 1 {
         let vol = model.volume(&zs[0], &request)?;
         vol.write(&args.output)?;
-        eprintln!("{}: {}³ map, {} Å/px", args.output.display(), vol.d, vol.apix);
+        say!("{}: {}³ map, {} Å/px", args.output.display(), vol.d, vol.apix);
         return Ok(());
     }
     if single_file {
@@ -111,7 +111,7 @@ pub fn run(args: Args) -> Result<()> {
         progress.inc(1);
     }
     progress.finish();
-    eprintln!("{}: {} volumes", args.output.display(), zs.len());
+    say!("{}: {} volumes", args.output.display(), zs.len());
     Ok(())
 }
 

@@ -30,6 +30,6 @@ pub fn run(args: Args) -> Result<()> {
     let cs = CsFile::open(&args.input)?;
     let rows = Selection::load(&args.ind)?.resolve(cs.len())?;
     cs.filter_rows(&rows, &args.output)?;
-    eprintln!("{}: {} of {} particles", args.output.display(), rows.len(), cs.len());
+    say!("{}: {} of {} particles", args.output.display(), rows.len(), cs.len());
     Ok(())
 }

@@ -50,6 +50,6 @@ pub fn run(args: Args) -> Result<()> {
     }
     writer.finish()?;
     let secs = progress.finish().as_secs_f64();
-    eprintln!("{}: {} of {} images ({d}×{d}) in {secs:.1} s", args.output.display(), rows.len(), all.len());
+    say!("{}: {} of {} images ({d}×{d}) in {secs:.1} s", args.output.display(), rows.len(), all.len());
     Ok(())
 }

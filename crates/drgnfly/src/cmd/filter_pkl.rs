@@ -46,6 +46,6 @@ pub fn run(args: Args) -> Result<()> {
     };
     let out = input.with_arrays(input.arrays().iter().map(|a| take_rows(a, &rows)).collect());
     out.write(&args.output)?;
-    eprintln!("{}: {} → {}", args.output.display(), input.describe(), out.describe());
+    say!("{}: {} → {}", args.output.display(), input.describe(), out.describe());
     Ok(())
 }

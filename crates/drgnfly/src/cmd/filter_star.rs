@@ -34,7 +34,7 @@ pub fn run(args: Args) -> Result<()> {
     write_star(&args.output, &out)?;
     let groups = |s: Option<usize>| s.map_or(String::new(), |g| format!(", {g} optics groups"));
     let kept = RelionParticles::from_star(out)?;
-    eprintln!(
+    say!(
         "{}: {} of {} particles{}",
         args.output.display(),
         kept.len(),

@@ -28,6 +28,6 @@ pub fn run(args: Args) -> Result<()> {
     let flipped: Vec<f32> = vol.data.chunks_exact(section).rev().flatten().copied().collect();
     let apix = vol.header.known_apix().unwrap_or(0.0);
     write_volume(&args.output, &flipped, vol.shape, apix, vol.origin, MrcDtype::F32)?;
-    eprintln!("{}: z axis reversed ({} sections)", args.output.display(), vol.shape[0]);
+    say!("{}: z axis reversed ({} sections)", args.output.display(), vol.shape[0]);
     Ok(())
 }

@@ -9,6 +9,7 @@
 //!   drgnfly fsc half_map_a.mrc half_map_b.mrc
 //!   drgnfly fsc vol.mrc gt.mrc --mask mask.mrc -o fsc.txt --plot fsc.png
 
+use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
@@ -72,8 +73,8 @@ pub fn run(args: Args) -> Result<()> {
     let curve = fsc(&a.data, &b.data, a.d, mask.as_deref())?;
     write_fsc(&curve, args.output.as_deref(), args.plot.as_deref(), "FSC", apix)?;
     if args.output.is_none() {
-        print!("{}", curve.to_text());
+        write!(std::io::stdout(), "{}", curve.to_text())?;
     }
-    println!("{}", resolution_line(&curve, apix));
+    writeln!(std::io::stdout(), "{}", resolution_line(&curve, apix))?;
     Ok(())
 }

@@ -64,7 +64,7 @@ pub fn run(args: Args) -> Result<()> {
     let mask = m.compute(&vol.data, vol.shape)?;
     write_volume(&args.output, &mask, vol.shape, apix, vol.origin, MrcDtype::F32)?;
     let inside = mask.iter().filter(|&&v| v >= 0.5).count();
-    eprintln!(
+    say!(
         "{}: threshold {threshold:.6}, dilation {} px, edge {:.2} px; {inside} of {} voxels ≥ 0.5",
         args.output.display(),
         m.dilate_px,

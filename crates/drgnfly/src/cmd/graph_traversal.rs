@@ -49,7 +49,7 @@ pub fn run(args: Args) -> Result<()> {
     write_text(&args.output, &format_z_text(&path.z, zdim))?;
     write_text(&args.outind, &format_indices(&path.indices))?;
     let lengths: Vec<String> = path.segment_lengths.iter().map(|l| format!("{l:.4}")).collect();
-    eprintln!(
+    say!(
         "{}, {}: {} particles on the path; segment lengths {}",
         args.output.display(),
         args.outind.display(),

@@ -25,6 +25,6 @@ pub fn run(args: Args) -> Result<()> {
     vol.data.iter_mut().for_each(|v| *v = -*v);
     let apix = vol.header.known_apix().unwrap_or(0.0);
     write_volume(&args.output, &vol.data, vol.shape, apix, vol.origin, MrcDtype::F32)?;
-    eprintln!("{}: contrast inverted", args.output.display());
+    say!("{}: contrast inverted", args.output.display());
     Ok(())
 }

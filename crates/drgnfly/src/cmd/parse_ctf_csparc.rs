@@ -42,6 +42,6 @@ pub fn run(args: Args) -> Result<()> {
     let ctf: Vec<[f32; 9]> =
         cs.ctf_params(args.d.map(f64::from), args.apix)?.iter().map(|r| r.map(|v| v as f32)).collect();
     pickle::write_ctf(&args.output, &ctf)?;
-    eprintln!("{}: {} particles, {}", args.output.display(), ctf.len(), describe_first_ctf(&ctf));
+    say!("{}: {} particles, {}", args.output.display(), ctf.len(), describe_first_ctf(&ctf));
     Ok(())
 }

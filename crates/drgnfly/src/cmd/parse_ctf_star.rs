@@ -88,6 +88,6 @@ pub fn run(args: Args) -> Result<()> {
     let star = RelionParticles::open(&args.input)?;
     let ctf = ctf_from_star(&star, &args.ctf)?;
     pickle::write_ctf(&args.output, &ctf)?;
-    eprintln!("{}: {} particles, {}", args.output.display(), ctf.len(), describe_first_ctf(&ctf));
+    say!("{}: {} particles, {}", args.output.display(), ctf.len(), describe_first_ctf(&ctf));
     Ok(())
 }

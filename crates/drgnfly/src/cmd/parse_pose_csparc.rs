@@ -63,7 +63,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     pickle::write_poses(&args.output, &poses)?;
     let first_t = poses.trans.as_ref().and_then(|t| t.first()).map(|t| t.map(f64::from));
-    eprintln!(
+    say!(
         "{}: {} particles, box {d} px; {}",
         args.output.display(),
         poses.len(),

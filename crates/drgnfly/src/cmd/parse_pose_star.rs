@@ -97,7 +97,7 @@ pub fn run(args: Args) -> Result<()> {
     let star = RelionParticles::open(&args.input)?;
     let p = poses_from_star(&star, args.d, args.apix)?;
     write_poses_f64(&args.output, &p.rot, &p.trans)?;
-    eprintln!(
+    say!(
         "{}: {} particles, box {} px; {}",
         args.output.display(),
         p.rot.len(),

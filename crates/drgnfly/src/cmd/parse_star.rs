@@ -44,11 +44,11 @@ pub fn run(args: Args) -> Result<()> {
         args.poses.as_ref().map(|_| poses_from_star(&star, args.flags.d, args.flags.apix)).transpose()?;
     if let (Some(path), Some(ctf)) = (&args.ctf, &ctf) {
         pickle::write_ctf(path, ctf)?;
-        eprintln!("{}: {} particles, {}", path.display(), ctf.len(), describe_first_ctf(ctf));
+        say!("{}: {} particles, {}", path.display(), ctf.len(), describe_first_ctf(ctf));
     }
     if let (Some(path), Some(p)) = (&args.poses, &poses) {
         write_poses_f64(path, &p.rot, &p.trans)?;
-        eprintln!(
+        say!(
             "{}: {} particles; {}",
             path.display(),
             p.rot.len(),

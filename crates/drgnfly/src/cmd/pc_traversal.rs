@@ -58,7 +58,7 @@ pub fn run(args: Args) -> Result<()> {
         let path = args.outdir.join(format!("pc{pc}.txt"));
         write_text(&path, &format_z_text(&tr.z, zdim))?;
         let ev = pca.explained_variance_ratio.get(pc - 1).copied().unwrap_or(0.0);
-        eprintln!(
+        say!(
             "{}: {} points, PC{pc} from {:.4} to {:.4} ({:.1}% of the variance)",
             path.display(),
             args.n,

@@ -84,6 +84,6 @@ pub fn run(args: Args) -> Result<()> {
     }
     writer.finish()?;
     let secs = progress.finish().as_secs_f64();
-    eprintln!("{}: {} images ({d}×{d}) phase-flipped in {secs:.1} s", args.output.display(), source.len());
+    say!("{}: {} images ({d}×{d}) phase-flipped in {secs:.1} s", args.output.display(), source.len());
     Ok(())
 }

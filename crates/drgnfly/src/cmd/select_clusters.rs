@@ -56,12 +56,6 @@ pub fn run(args: Args) -> Result<()> {
     }
     let out = to_original(&rows, parent.as_deref())?;
     write_selection(&args.output, &out.iter().map(|&i| i as i64).collect::<Vec<_>>())?;
-    eprintln!(
-        "{}: {} of {} particles (clusters {:?})",
-        args.output.display(),
-        out.len(),
-        labels.len(),
-        args.sel
-    );
+    say!("{}: {} of {} particles (clusters {:?})", args.output.display(), out.len(), labels.len(), args.sel);
     Ok(())
 }

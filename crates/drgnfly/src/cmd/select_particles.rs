@@ -129,24 +129,24 @@ pub fn run(args: Args) -> Result<()> {
     let selected = to_original(&rows, ind.as_deref())?;
     write_selection(&args.output, &as_i64(&selected))?;
     let mapped = if ind.is_some() { " (mapped through the training --ind)" } else { "" };
-    eprintln!("{}: {} of {n} particles{mapped}", args.output.display(), selected.len());
+    say!("{}: {} of {n} particles{mapped}", args.output.display(), selected.len());
     if let Some(inv) = &args.inverse {
         let rest = to_original(&select::complement(&rows, n)?, ind.as_deref())?;
         write_selection(inv, &as_i64(&rest))?;
-        eprintln!("{}: the other {} particles", inv.display(), rest.len());
+        say!("{}: the other {} particles", inv.display(), rest.len());
     }
     let n_orig_min = ind.as_ref().map_or(n, |i| i.iter().max().map_or(0, |m| m + 1));
     if let (Some(star_path), Some(out)) = (&args.star, &args.o_star) {
         let star = RelionParticles::open(star_path)?;
         check_original(star_path, star.len(), n, n_orig_min, ind.is_some())?;
         write_star(out, &star.filter_particles(&selected)?)?;
-        eprintln!("{}: {} of {} rows of {}", out.display(), selected.len(), star.len(), star_path.display());
+        say!("{}: {} of {} rows of {}", out.display(), selected.len(), star.len(), star_path.display());
     }
     if let (Some(cs_path), Some(out)) = (&args.cs, &args.o_cs) {
         let cs = CsFile::open(cs_path)?;
         check_original(cs_path, cs.len(), n, n_orig_min, ind.is_some())?;
         cs.filter_rows(&selected, out)?;
-        eprintln!("{}: {} of {} rows of {}", out.display(), selected.len(), cs.len(), cs_path.display());
+        say!("{}: {} of {} rows of {}", out.display(), selected.len(), cs.len(), cs_path.display());
     }
     Ok(())
 }

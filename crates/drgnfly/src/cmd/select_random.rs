@@ -48,11 +48,11 @@ pub fn run(args: Args) -> Result<()> {
     };
     let sel = select_random(args.total, k, args.seed)?;
     write_selection(&args.output, &sel)?;
-    eprintln!("{}: {} of {} particles (seed {})", args.output.display(), sel.len(), args.total, args.seed);
+    say!("{}: {} of {} particles (seed {})", args.output.display(), sel.len(), args.total, args.seed);
     if let Some(rest_path) = &args.rest {
         let rest = complement(args.total, &sel);
         write_selection(rest_path, &rest)?;
-        eprintln!("{}: the other {} particles", rest_path.display(), rest.len());
+        say!("{}: the other {} particles", rest_path.display(), rest.len());
     }
     Ok(())
 }

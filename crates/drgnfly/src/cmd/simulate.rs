@@ -302,14 +302,14 @@ pub fn run(args: Args) -> Result<()> {
         let (lo, hi) = (counts.iter().min().unwrap_or(&0), counts.iter().max().unwrap_or(&0));
         format!("({lo}–{hi} particles each)")
     };
-    eprintln!(
+    say!(
         "{}: {n} particles ({d}×{d}, {apix} Å/px) from {} in {secs:.1} s; SNR {}, noise σ {:.4}; {n_states} states {per_state}",
         args.outdir.display(),
         prep.describe,
         snr.map_or("inf".to_string(), |s| s.to_string()),
         summary.noise_sigma,
     );
-    eprintln!(
+    say!(
         "wrote particles.mrcs, pose.pkl, {}particles.star, labels.pkl, gt_volumes/, simulate.json",
         if cfg.ctf.is_some() { "ctf.pkl, " } else { "" }
     );

@@ -120,7 +120,7 @@ pub fn run(args: Args) -> Result<()> {
         b.add("alignments3D/psize_A", &[], Column::F32(apix))?;
     }
     b.write(&args.output)?;
-    eprintln!(
+    say!(
         "{}: {n} particles, box {} px{}{}",
         args.output.display(),
         ex.d,

@@ -89,7 +89,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     let version = if args.relion30 { RelionVersion::Relion30 } else { RelionVersion::Relion31 };
     write_relion(&args.output, &rec, version)?;
-    eprintln!(
+    say!(
         "{}: {} particles (RELION {}), box {} px{}{}",
         args.output.display(),
         rec.image_names.len(),
@@ -118,6 +118,6 @@ fn subset_star(args: &Args) -> Result<()> {
     };
     let out = star.filter_particles(&rows)?;
     write_star(&args.output, &out)?;
-    eprintln!("{}: {} of {} particles", args.output.display(), rows.len(), star.len());
+    say!("{}: {} of {} particles", args.output.display(), rows.len(), star.len());
     Ok(())
 }

@@ -102,3 +102,29 @@ fn selection_out_of_range_and_count_mismatch() {
         .fails_with(&["expected an .mrcs stack"]);
     assert!(!dir.path().join("o.mrcs").exists() && !dir.path().join("o.star").exists());
 }
+
+/// A closed stderr or stdout (`drgnfly … 2>&1 | head -1` after head exits) never turns into a panic (exit
+/// 101): messages are best effort, and output to a closed pipe ends the command quietly.
+#[test]
+fn closed_pipes_end_quietly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |args: &[&str], close_stdout: bool| {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_drgnfly"));
+        cmd.current_dir(dir.path()).args(args).env_remove("RUST_LOG");
+        if close_stdout {
+            cmd.stdout(writer).stderr(std::process::Stdio::null());
+        } else {
+            cmd.stderr(writer).stdout(std::process::Stdio::null());
+        }
+        cmd.status().expect("runs").code()
+    };
+    // An error message to a closed stderr: still exit 1.
+    assert_eq!(run(&["fsc", "missing_a.mrc", "missing_b.mrc"], false), Some(1));
+    // A successful command's log lines to a closed stderr, and its table to a closed stdout: exit 0.
+    let sim = ["simulate", "--phantom", "hinge", "--states", "1", "-D", "16", "-n", "4", "-o", "sim"];
+    assert_eq!(run(&sim, false), Some(0));
+    let map = "sim/gt_volumes/vol_000.mrc";
+    assert_eq!(run(&["fsc", map, map], true), Some(0));
+}

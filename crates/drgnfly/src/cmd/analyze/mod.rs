@@ -264,7 +264,7 @@ pub fn run(args: Args) -> Result<()> {
     let report = Report { title: format!("drgnfly analyze: {} epoch {epoch}", wd.dir.display()), sections };
     steps.run("report", || Ok(report.write(o.dir.join("report.html"))?))?;
 
-    eprintln!(
+    say!(
         "analyze: {} files in {} ({:.1} s); K = {k}; UMAP {}; volumes {}",
         o.files.len(),
         o.dir.display(),
@@ -273,9 +273,9 @@ pub fn run(args: Args) -> Result<()> {
         vols.skipped.as_deref().map_or("written".to_string(), |why| format!("not written ({why})"))
     );
     for note in &o.notes {
-        eprintln!("  note: {note}");
+        say!("  note: {note}");
     }
-    eprintln!("  report: {}", o.dir.join("report.html").display());
+    say!("  report: {}", o.dir.join("report.html").display());
     Ok(())
 }
 
@@ -296,7 +296,7 @@ fn umap_cached(o: &mut Outputs, lat: Latents<'_>, seed: u64) -> Result<Vec<f32>>
     if path.is_file() {
         if let Ok(a) = pickle::load_array(&path) {
             if a.shape == [lat.len(), 2] {
-                eprintln!("[analyze] reusing {}", path.display());
+                say!("[analyze] reusing {}", path.display());
                 o.record(&path);
                 return Ok(a.as_f32_vec());
             }

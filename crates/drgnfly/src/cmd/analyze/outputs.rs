@@ -56,7 +56,7 @@ impl Outputs {
 
     /// A warning: printed now and kept for the report and summary.
     pub fn note(&mut self, msg: String) {
-        eprintln!("warning: {msg}");
+        say!("warning: {msg}");
         self.notes.push(msg);
     }
 }
