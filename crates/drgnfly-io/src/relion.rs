@@ -355,7 +355,8 @@ impl RelionParticles {
     }
 
     /// cryoDRGN's ctf.pkl rows `[D, Apix, dfU, dfV, dfAng, kV, Cs, w, phase]` (px, Å, Å, Å, °, kV, mm,
-    /// –, °), one per particle, as `parse_ctf_star` builds them. Overrides replace columns.
+    /// –, °), one per particle, as `parse_ctf_star` builds them. Overrides replace columns. Without
+    /// `_rlnPhaseShift` (or `--ps`) the phase shift is 0, as RELION reads it.
     pub fn ctf_params(&self, o: &CtfOverrides) -> Result<Vec<[f64; 9]>> {
         let d = self.box_size(o.d)?;
         let apix = self.pixel_size(o.apix)?;
@@ -370,7 +371,12 @@ impl RelionParticles {
         let kv = or(o.kv, "_rlnVoltage", "--kv (kV)")?;
         let cs = or(o.cs, "_rlnSphericalAberration", "--cs (mm)")?;
         let w = or(o.w, "_rlnAmplitudeContrast", "-w (amplitude contrast)")?;
-        let ps = or(o.ps, "_rlnPhaseShift", "--ps (degrees)")?;
+        // RELION reads an absent phase shift as 0 (no phase plate); callers note it (has_column).
+        let ps = match (o.ps, self.column_f64("_rlnPhaseShift")?) {
+            (Some(v), _) => vec![v; self.len()],
+            (None, Some(col)) => col,
+            (None, None) => vec![0.0; self.len()],
+        };
         Ok((0..self.len())
             .map(|i| [d[i], apix[i], df_u[i], df_v[i], df_ang[i], kv[i], cs[i], w[i], ps[i]])
             .collect())

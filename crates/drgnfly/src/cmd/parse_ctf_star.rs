@@ -69,6 +69,12 @@ pub struct Args {
 
 /// ctf.pkl rows of `star` in float32.
 pub fn ctf_from_star(star: &RelionParticles, flags: &CtfFlags) -> Result<Vec<[f32; 9]>> {
+    if flags.overrides().ps.is_none() && !star.has_column("_rlnPhaseShift") {
+        tracing::info!(
+            "note: {} has no _rlnPhaseShift: phase shift 0°, as RELION reads it (pass --ps otherwise)",
+            star.path().display()
+        );
+    }
     Ok(star.ctf_params(&flags.overrides())?.iter().map(|r| r.map(|v| v as f32)).collect())
 }
 

@@ -177,3 +177,20 @@ fn write_star_from_a_stack_list_in_a_subdirectory() {
     let src = ParticleSource::open(dir.path().join("out.star"), &SourceOptions::default()).unwrap();
     assert_eq!((src.read(0).unwrap(), src.read(1).unwrap()), (image(4), image(0)));
 }
+
+/// A STAR file without `_rlnPhaseShift` (no phase plate) is read as RELION reads it: phase shift 0, with a note.
+#[test]
+fn star_without_phase_shift_reads_as_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let star =
+        "data_particles\n\nloop_\n_rlnImageName #1\n_rlnDefocusU #2\n_rlnDefocusV #3\n_rlnDefocusAngle #4\n\
+                _rlnVoltage #5\n_rlnSphericalAberration #6\n_rlnAmplitudeContrast #7\n\
+                1@p.mrcs 15000 14000 30 300 2.7 0.1\n2@p.mrcs 16000 15500 10 300 2.7 0.1\n";
+    std::fs::write(dir.path().join("p.star"), star).unwrap();
+    let out =
+        drgnfly(dir.path(), &["parse-ctf-star", "p.star", "-D", "64", "--Apix", "1.5", "-o", "ctf.pkl"]).ok();
+    assert!(out.stderr.contains("no _rlnPhaseShift"), "{}", out.stderr);
+    let ctf = drgnfly_io::pickle::load_ctf(dir.path().join("ctf.pkl")).unwrap();
+    assert_eq!(ctf.len(), 2);
+    assert_eq!((ctf[0][2], ctf[1][8]), (15000.0, 0.0));
+}
