@@ -33,7 +33,7 @@ use drgnfly_io::source::{SourceKind, StreamOptions};
 use drgnfly_io::star::{write_star, Block, LoopBuilder, StarFile};
 
 use super::maps::{read_cubic, write_map};
-use super::particles::{self, ParticleInput, Particles};
+use super::particles::{self, check_finite_pixels, ParticleInput, Particles};
 use crate::progress::Progress;
 
 /// Downsample images or a map by Fourier cropping.
@@ -127,6 +127,7 @@ pub fn run(args: Args) -> Result<()> {
     let mut stack = 0;
     for batch in source.stream(&StreamOptions::ordered(args.batch_size.max(1), d0)) {
         let batch = batch?;
+        check_finite_pixels(&batch.images, &batch.positions, d0, &args.input)?;
         out.resize(batch.positions.len() * args.d * args.d, 0.0);
         ds.images(&batch.images, &mut out)?;
         for img in out.chunks_exact(args.d * args.d) {

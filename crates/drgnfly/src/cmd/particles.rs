@@ -60,3 +60,22 @@ pub fn check_rows(meta: &Path, what: &str, count: usize, input: &Path, n_rows: u
     }
     Ok(())
 }
+
+/// Fails on the first NaN/Inf pixel of a batch (`images`, `d × d` each, of dataset `positions`), naming the
+/// image and pixel: one bad pixel would otherwise spread through the Fourier transform into a whole NaN
+/// image that is written out without complaint.
+pub fn check_finite_pixels(images: &[f32], positions: &[usize], d: usize, input: &Path) -> Result<()> {
+    if let Some(bad) = images.iter().position(|v| !v.is_finite()) {
+        let (k, pixel) = (bad / (d * d), bad % (d * d));
+        bail!(
+            "{}: image {} has a non-finite pixel ({} at row {}, column {}); the stack is damaged — remove \
+             the image with --ind or regenerate the stack",
+            input.display(),
+            positions.get(k).copied().unwrap_or(k),
+            images[bad],
+            pixel / d,
+            pixel % d
+        );
+    }
+    Ok(())
+}

@@ -21,7 +21,7 @@ use drgnfly_io::pickle;
 use drgnfly_io::source::StreamOptions;
 use rayon::prelude::*;
 
-use super::particles::{self, check_rows, ParticleInput, Particles};
+use super::particles::{self, check_finite_pixels, check_rows, ParticleInput, Particles};
 use crate::progress::Progress;
 
 /// Phase-flip a particle stack.
@@ -68,6 +68,7 @@ pub fn run(args: Args) -> Result<()> {
     let mut progress = Progress::new("phase-flip", source.len() as u64, "images");
     for batch in source.stream(&StreamOptions::ordered(args.batch_size.max(1), d)) {
         let mut batch = batch?;
+        check_finite_pixels(&batch.images, &batch.positions, d, &args.particles)?;
         plan.ht2_center_batch(&mut batch.images)?;
         batch.images.par_chunks_mut(d * d).zip(&batch.positions).try_for_each_init(
             || vec![0.0f32; d * d],

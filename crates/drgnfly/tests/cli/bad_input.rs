@@ -128,3 +128,21 @@ fn closed_pipes_end_quietly() {
     let map = "sim/gt_volumes/vol_000.mrc";
     assert_eq!(run(&["fsc", map, map], true), Some(0));
 }
+
+/// One NaN pixel in a stack: downsample and phase-flip stop naming the image and pixel, instead of writing
+/// a whole NaN image and exiting 0.
+#[test]
+fn nan_pixels_stop_downsample_and_phase_flip() {
+    use drgnfly_io::mrc::{MrcDtype, MrcStackWriter};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut w = MrcStackWriter::create(dir.path().join("p.mrcs"), 8, 8, 1.0, MrcDtype::F32).expect("stack");
+    let mut images = vec![0.5f32; 3 * 64];
+    images[64 + 8 * 2 + 5] = f32::NAN;
+    w.push_many(&images).expect("push");
+    w.finish().expect("finish");
+    let ctf = vec![[8.0f32, 1.0, 15000.0, 15000.0, 0.0, 300.0, 2.7, 0.1, 0.0]; 3];
+    pickle::write_ctf(dir.path().join("ctf.pkl"), &ctf).expect("ctf");
+    let want = ["p.mrcs: image 1 has a non-finite pixel", "row 2, column 5"];
+    drgnfly(dir.path(), &["downsample", "p.mrcs", "-D", "4", "-o", "d.mrcs"]).fails_with(&want);
+    drgnfly(dir.path(), &["phase-flip", "p.mrcs", "ctf.pkl", "-o", "f.mrcs"]).fails_with(&want);
+}
