@@ -73,6 +73,34 @@ pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
     f.commit()
 }
 
+/// Removes the temporary files (`.NAME.PID.tmp`, as [`AtomicFile`] and checkpoints name them) that killed
+/// processes left in `dir`: a kill during a write leaves one behind, up to a full checkpoint in size, that
+/// no later run would otherwise remove. Files of a process still running are kept (where its liveness can
+/// be checked, Linux's `/proc`; elsewhere none are removed). Returns the files removed.
+pub fn remove_stale_temps(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let proc = Path::new("/proc/self");
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.starts_with('.'))
+            .and_then(|n| n.strip_suffix(".tmp"))
+            .and_then(|n| n.rsplit_once('.'))
+            .and_then(|(_, pid)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let dead = proc.exists() && !Path::new(&format!("/proc/{pid}")).exists();
+        if dead && entry.file_type().is_ok_and(|t| t.is_file()) && std::fs::remove_file(entry.path()).is_ok()
+        {
+            removed.push(entry.path());
+        }
+    }
+    Ok(removed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,5 +120,23 @@ mod tests {
         assert!(!q.exists());
         let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "only out.bin should remain");
+    }
+
+    #[test]
+    fn stale_temps_of_dead_processes_are_removed() {
+        if !Path::new("/proc/self").exists() {
+            eprintln!("skipped: no /proc to tell dead processes from live ones");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        // A pid far above any default pid_max is dead; our own is alive.
+        let dead = dir.path().join(".weights.3.safetensors.999999999.tmp");
+        let alive = dir.path().join(format!(".z.3.pkl.{}.tmp", std::process::id()));
+        let other = dir.path().join(".hidden.tmp");
+        for p in [&dead, &alive, &other] {
+            std::fs::write(p, b"x").unwrap();
+        }
+        assert_eq!(remove_stale_temps(dir.path()).unwrap(), vec![dead.clone()]);
+        assert!(!dead.exists() && alive.exists() && other.exists());
     }
 }

@@ -72,8 +72,17 @@ pub fn write_checkpoint(path: &Path, ckpt: &Checkpoint) -> Result<()> {
         i64::try_from(epoch).map_err(|_| Error::config("epoch", format!("{epoch} does not fit i64")))?;
     all.insert(EPOCH_KEY.to_string(), Tensor::new(&[epoch], &Device::Cpu)?);
     let tmp = temp_path(path);
+    let io = |e| Error::Io { path: path.to_path_buf(), source: e };
     let written = candle_core::safetensors::save(&all, &tmp).map_err(Error::from).and_then(|()| {
-        std::fs::rename(&tmp, path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })
+        // On disk before the rename (a crash never leaves a named but empty checkpoint), and readable by
+        // the group and others like every other output (the writer creates it 0600).
+        std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(io)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).map_err(io)?;
+        }
+        std::fs::rename(&tmp, path).map_err(io)
     });
     if written.is_err() {
         // Best effort: the temporary file is garbage either way, and the original error is what matters.

@@ -147,7 +147,9 @@ pub trait Hooks<T: Trainer + ?Sized> {
         Ok(())
     }
 
-    /// After the checkpoint of `epoch` was written to `path`: the caller's per-checkpoint outputs.
+    /// The caller's per-checkpoint outputs (z.E.pkl, maps, pose.E.pkl) for the checkpoint of `epoch`, which
+    /// is committed to `path` right after: a checkpoint on disk always has its outputs beside it, so the
+    /// newest checkpoint is always a complete one to resume from.
     fn checkpoint(&mut self, _epoch: usize, _path: &Path, _trainer: &T) -> Result<(), Self::Error> {
         Ok(())
     }
@@ -217,8 +219,9 @@ where
             let mut ckpt = trainer.state()?;
             ckpt.epoch = epoch as u64;
             let path = schedule.checkpoint_path(epoch);
-            write_checkpoint(&path, &ckpt).map_err(TrainError::from)?;
+            // Outputs first, weights last: a kill in between leaves the previous checkpoint as the newest.
             hooks.checkpoint(epoch, &path, trainer)?;
+            write_checkpoint(&path, &ckpt).map_err(TrainError::from)?;
         }
     }
     Ok(())
@@ -360,6 +363,7 @@ mod tests {
 
         fn checkpoint(&mut self, epoch: usize, path: &Path, trainer: &Toy) -> TrainResult<()> {
             assert!(trainer.pose_table().is_some());
+            assert!(!path.exists(), "the weights are committed after the caller's outputs");
             self.checkpoints.push((epoch, path.to_path_buf()));
             Ok(())
         }

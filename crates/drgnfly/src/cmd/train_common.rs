@@ -260,7 +260,11 @@ impl TrainArgs {
             bail!("--lr must be > 0 and --wd ≥ 0 (got {} and {})", self.lr, self.wd);
         }
         std::fs::create_dir_all(&self.outdir)
-            .with_context(|| format!("cannot create output directory {}", self.outdir.display()))
+            .with_context(|| format!("cannot create output directory {}", self.outdir.display()))?;
+        for stale in drgnfly_io::atomic::remove_stale_temps(&self.outdir)? {
+            tracing::info!("removed {}, left by an interrupted run", stale.display());
+        }
+        Ok(())
     }
 
     /// The seed: `--seed`, else the one in the output's config.yaml when resuming (which must then be

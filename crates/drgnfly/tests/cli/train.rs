@@ -366,6 +366,13 @@ fn train_nn_reconstructs_the_phantom() {
         ],
     )
     .ok();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode =
+            std::fs::metadata(sim.path("nn/weights.4.safetensors")).expect("weights").permissions().mode();
+        assert_eq!(mode & 0o777, 0o644, "checkpoints are readable like every other output");
+    }
     let vol = read_volume(sim.path("nn/reconstruct.4.mrc")).expect("reconstruct.4.mrc");
     assert_eq!(vol.shape, [d, d, d]);
     assert!((vol.voxel_size[0] - APIX).abs() < 1e-5);
