@@ -9,6 +9,8 @@
 //! table), `reconstruct.E.mrc` and `pose.E.pkl` (rotation matrices, translations as fractions of the box, as
 //! cryoDRGN writes them). run.log gets a line per search epoch: band limit, images/s and how far the poses moved.
 //! The map's hand is arbitrary, as in any ab initio reconstruction (`drgnfly flip-hand` mirrors it).
+//! `--load` also takes a `train-nn` checkpoint of the same decoder (copied into the output directory for
+//! `latest`): it has no poses, so the next search starts from that map.
 //!
 //! Example usage:
 //!   drgnfly abinit-homo particles.mrcs --ctf ctf.pkl -o out/ -n 30
