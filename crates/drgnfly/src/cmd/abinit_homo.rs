@@ -97,7 +97,7 @@ pub enum LossArg {
 /// Reconstruct.
 pub fn run(args: Args) -> Result<()> {
     let t = &args.train;
-    t.validate()?;
+    let _lock = t.validate()?;
     let data = args.data.open(&[])?;
     let (n, d) = (data.len(), data.image_size());
     let norm = args.data.normalization(&data)?;

@@ -249,8 +249,9 @@ impl TrainArgs {
         }
     }
 
-    /// Check the numbers and create the output directory; notes on accepted cryoDRGN flags.
-    pub fn validate(&self) -> Result<()> {
+    /// Check the numbers, create the output directory and claim it for this run (the returned lock is held
+    /// until it is dropped; keep it for the whole run); notes on accepted cryoDRGN flags.
+    pub fn validate(&self) -> Result<OutdirLock> {
         log_notes(self.compat.notes());
         if self.num_epochs == 0 || self.batch_size == 0 || self.checkpoint == 0 {
             bail!("-n, -b and --checkpoint must be at least 1");
@@ -261,10 +262,21 @@ impl TrainArgs {
         }
         std::fs::create_dir_all(&self.outdir)
             .with_context(|| format!("cannot create output directory {}", self.outdir.display()))?;
+        let lock = OutdirLock::acquire(&self.outdir)?;
+        if self.load.is_none() {
+            if let Some(existing) = latest_checkpoint(&self.outdir)? {
+                bail!(
+                    "{} already holds a run's checkpoints ({}); resume it with --load latest, or write this run \
+                     to a new -o directory (or remove the old weights.*.safetensors)",
+                    self.outdir.display(),
+                    existing.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+                );
+            }
+        }
         for stale in drgnfly_io::atomic::remove_stale_temps(&self.outdir)? {
             tracing::info!("removed {}, left by an interrupted run", stale.display());
         }
-        Ok(())
+        Ok(lock)
     }
 
     /// The seed: `--seed`, else the one in the output's config.yaml when resuming (which must then be
@@ -328,6 +340,36 @@ impl TrainArgs {
                 )
             }),
             Some(path) => Ok(Some(PathBuf::from(path))),
+        }
+    }
+}
+
+/// An exclusive lock on an output directory (`.drgnfly.lock`, an advisory file lock the OS releases when the
+/// process ends, however it ends): two runs writing into one directory would interleave their epochs and
+/// configs.
+pub struct OutdirLock {
+    _file: std::fs::File,
+}
+
+impl OutdirLock {
+    /// Lock `dir`, or fail naming it when another run holds it.
+    pub fn acquire(dir: &Path) -> Result<Self> {
+        let path = dir.join(".drgnfly.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Self { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => bail!(
+                "another drgnfly run is writing into {}; wait for it to finish or choose another -o",
+                dir.display()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("cannot lock {}", path.display()))
+            }
         }
     }
 }

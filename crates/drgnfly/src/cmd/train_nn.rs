@@ -54,7 +54,7 @@ pub fn run(args: Args) -> Result<()> {
             args.l_extent
         );
     }
-    t.validate()?;
+    let _lock = t.validate()?;
     let data = args.data.open(&args.poses.poses)?;
     let (n, d) = (data.len(), data.image_size());
     let norm = args.data.normalization(&data)?;

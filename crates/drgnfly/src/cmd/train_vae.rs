@@ -106,7 +106,7 @@ pub fn run(args: Args) -> Result<()> {
             if args.encode_mode == EncodeModeArg::Conv { "conv" } else { "tilt" }
         ),
     };
-    t.validate()?;
+    let _lock = t.validate()?;
     if args.zdim == 0 {
         bail!("--zdim 0: a VAE needs a latent dimension of at least 1 (use train-nn for a homogeneous map)");
     }

@@ -146,3 +146,40 @@ fn nan_pixels_stop_downsample_and_phase_flip() {
     drgnfly(dir.path(), &["downsample", "p.mrcs", "-D", "4", "-o", "d.mrcs"]).fails_with(&want);
     drgnfly(dir.path(), &["phase-flip", "p.mrcs", "ctf.pkl", "-o", "f.mrcs"]).fails_with(&want);
 }
+
+/// One run per output directory: a second run while the first holds the directory, or a fresh run over
+/// another run's checkpoints, is refused with what to do instead.
+#[test]
+fn one_run_per_output_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path();
+    let sim = [
+        "simulate",
+        "--phantom",
+        "hinge",
+        "--states",
+        "1",
+        "-D",
+        "16",
+        "-n",
+        "32",
+        "--seed",
+        "0",
+        "-o",
+        "sim",
+    ];
+    drgnfly(p, &sim).ok();
+    let train = ["train-nn", "sim/particles.mrcs", "--poses", "sim/pose.pkl", "-o", "out", "-n", "1"];
+    let small = ["--layers", "1", "--dim", "16", "--seed", "1"];
+    // Another process holds the directory.
+    std::fs::create_dir_all(p.join("out")).expect("mkdir");
+    let lock = std::fs::File::create(p.join("out/.drgnfly.lock")).expect("lock file");
+    lock.try_lock().expect("lock");
+    drgnfly(p, &[&train[..], &small[..]].concat()).fails_with(&["another drgnfly run", "out"]);
+    drop(lock);
+    drgnfly(p, &[&train[..], &small[..]].concat()).ok();
+    // A fresh run over those checkpoints is refused; resuming them is fine.
+    drgnfly(p, &[&train[..], &small[..]].concat()).fails_with(&["weights.1.safetensors", "--load latest"]);
+    let more = ["train-nn", "sim/particles.mrcs", "--poses", "sim/pose.pkl", "-o", "out", "-n", "2"];
+    drgnfly(p, &[&more[..], &small[..], &["--load", "latest"]].concat()).ok();
+}
