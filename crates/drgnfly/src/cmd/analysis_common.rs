@@ -250,6 +250,8 @@ pub struct VolumeMaker {
     request: VolumeRequest,
     /// Why volumes are not generated (`--skip-vol`, no checkpoint, or the first error).
     pub skipped: Option<String>,
+    /// Whether generation was tried and failed (the command then fails once its other outputs are written).
+    pub failed: bool,
 }
 
 impl VolumeMaker {
@@ -263,7 +265,7 @@ impl VolumeMaker {
         } else {
             None
         };
-        Self { weights, config: workdir.config_path(), request, skipped }
+        Self { weights, config: workdir.config_path(), request, skipped, failed: false }
     }
 
     /// Switch to another epoch's checkpoint (`analyze-convergence`).
@@ -287,6 +289,7 @@ impl VolumeMaker {
                 let why = format!("volume generation failed: {e:#}");
                 say!("warning: {why}; continuing without volumes");
                 self.skipped = Some(why);
+                self.failed = true;
                 None
             }
         }

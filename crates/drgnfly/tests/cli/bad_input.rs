@@ -183,3 +183,48 @@ fn one_run_per_output_directory() {
     let more = ["train-nn", "sim/particles.mrcs", "--poses", "sim/pose.pkl", "-o", "out", "-n", "2"];
     drgnfly(p, &[&more[..], &small[..], &["--load", "latest"]].concat()).ok();
 }
+
+/// `analyze` on its own fails when its volumes cannot be generated (after writing everything else), rather
+/// than warning and exiting 0.
+#[test]
+fn analyze_fails_when_volume_generation_fails() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path();
+    let sim = [
+        "simulate",
+        "--phantom",
+        "hinge",
+        "--states",
+        "2",
+        "-D",
+        "16",
+        "-n",
+        "40",
+        "--seed",
+        "0",
+        "-o",
+        "sim",
+    ];
+    drgnfly(p, &sim).ok();
+    let mut train =
+        vec!["train-vae", "sim/particles.mrcs", "--poses", "sim/pose.pkl", "-o", "out", "-n", "1"];
+    train.extend([
+        "--zdim",
+        "1",
+        "--enc-layers",
+        "1",
+        "--enc-dim",
+        "16",
+        "--dec-layers",
+        "1",
+        "--dec-dim",
+        "16",
+    ]);
+    train.extend(["--seed", "1", "--no-analysis"]);
+    drgnfly(p, &train).ok();
+    std::fs::write(p.join("out/weights.1.safetensors"), b"not a checkpoint").expect("corrupt");
+    drgnfly(p, &["analyze", "out", "1", "--ksample", "2"])
+        .fails_with(&["volume generation failed", "--skip-vol"]);
+    assert!(p.join("out/analyze.1/report.html").is_file(), "the rest of the analysis is written");
+    drgnfly(p, &["analyze", "out", "1", "--ksample", "2", "--skip-vol"]).ok();
+}

@@ -276,6 +276,13 @@ pub fn run(args: Args) -> Result<()> {
         say!("  note: {note}");
     }
     say!("  report: {}", o.dir.join("report.html").display());
+    if vols.failed {
+        // Everything else is written; the exit status still says that part of the job failed.
+        bail!(
+            "{}; the plots and report are written without volumes (fix the cause and rerun, or pass --skip-vol)",
+            vols.skipped.as_deref().unwrap_or("volume generation failed")
+        );
+    }
     Ok(())
 }
 
