@@ -112,6 +112,23 @@ pub fn read_checkpoint(path: &Path, device: &Device) -> Result<Checkpoint> {
             ckpt.model.insert(name, t);
         }
     }
+    // A diverged run's weights: resuming would train a dead model, and maps would be NaN.
+    let mut names: Vec<&String> = ckpt.model.keys().collect();
+    names.sort();
+    for name in names {
+        let t = &ckpt.model[name];
+        if t.dtype().is_float() {
+            let values = t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+            if let Some(bad) = values.iter().position(|v| !v.is_finite()) {
+                return Err(Error::Checkpoint {
+                    path: path.to_path_buf(),
+                    problem: format!("parameter `{name}` holds {} at element {bad}", values[bad]),
+                    hint: "training diverged before this checkpoint: use an earlier weights.N.safetensors \
+                           (and a lower --lr to continue)",
+                });
+            }
+        }
+    }
     ckpt.epoch = match epoch {
         Some(e) if e >= 0 => e as u64,
         _ => {
@@ -221,5 +238,18 @@ mod tests {
         assert!(matches!(read_checkpoint(&path, &Device::Cpu), Err(Error::Checkpoint { .. })));
         assert!(matches!(read_cryodrgn_weights(&path), Err(Error::Checkpoint { .. })));
         assert!(matches!(read_checkpoint(&dir.path().join("absent"), &Device::Cpu), Err(Error::Io { .. })));
+
+        // A diverged run's weights are refused, naming the parameter.
+        let mut ckpt = Checkpoint::default();
+        ckpt.model
+            .insert("decoder.main.0.weight".into(), Tensor::new(&[1.0f32, f32::NAN], &Device::Cpu).unwrap());
+        let nan = dir.path().join("weights.3.safetensors");
+        write_checkpoint(&nan, &ckpt).unwrap();
+        match read_checkpoint(&nan, &Device::Cpu) {
+            Err(Error::Checkpoint { problem, .. }) => {
+                assert!(problem.contains("`decoder.main.0.weight` holds NaN at element 1"), "{problem}")
+            }
+            other => panic!("expected a checkpoint error, got {other:?}"),
+        }
     }
 }
