@@ -13,6 +13,7 @@ macro_rules! say {
 }
 
 mod cmd;
+mod interrupt;
 mod progress;
 
 use std::process::ExitCode;
@@ -180,7 +181,11 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             say!("error: {err:#}");
-            ExitCode::from(1)
+            // An interrupted run exits as the shell expects of the signal (130 for Ctrl-C, 143 for SIGTERM).
+            match interrupt::requested() {
+                Some(sig) => ExitCode::from((128 + sig).clamp(0, 255) as u8),
+                None => ExitCode::from(1),
+            }
         }
     }
 }

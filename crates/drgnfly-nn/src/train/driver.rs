@@ -142,6 +142,12 @@ pub trait Hooks<T: Trainer + ?Sized> {
     /// After a batch of `images` images.
     fn batch_done(&mut self, _epoch: usize, _images: usize) {}
 
+    /// Whether to stop after the batch just done (an interrupt): training ends with
+    /// [`TrainError::Interrupted`], and the last checkpoint written is the one to resume from.
+    fn stop_requested(&self) -> bool {
+        false
+    }
+
     /// After the last batch of an epoch, before its checkpoint.
     fn epoch_done(&mut self, _summary: &EpochSummary) -> Result<(), Self::Error> {
         Ok(())
@@ -209,6 +215,9 @@ where
                 *s += f64::from(*l) * b as f64;
             }
             hooks.batch_done(epoch, b);
+            if hooks.stop_requested() {
+                return Err(TrainError::Interrupted { epoch }.into());
+            }
         }
         if let Some(line) = trainer.end_epoch(epoch)? {
             hooks.note(&line)?;

@@ -24,6 +24,12 @@ pub enum TrainError {
         /// File, problem and what to do.
         message: String,
     },
+    /// The caller asked to stop (an interrupt) after the batch in progress; nothing of the epoch is saved.
+    #[error("interrupted during epoch {epoch}")]
+    Interrupted {
+        /// The epoch that was stopped (1-based).
+        epoch: usize,
+    },
     /// A failure inside one batch, with the batch's particles (and the one with a NaN/Inf pixel, if any).
     #[error("{context}")]
     InBatch {

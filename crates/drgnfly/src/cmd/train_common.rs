@@ -263,6 +263,7 @@ impl TrainArgs {
         std::fs::create_dir_all(&self.outdir)
             .with_context(|| format!("cannot create output directory {}", self.outdir.display()))?;
         let lock = OutdirLock::acquire(&self.outdir)?;
+        crate::interrupt::install();
         if self.load.is_none() {
             if let Some(existing) = latest_checkpoint(&self.outdir)? {
                 bail!(
@@ -633,6 +634,10 @@ impl<T: Trainer + ?Sized> Hooks<T> for CliHooks<'_, T> {
         text.lines().try_for_each(|line| self.log.line(line))
     }
 
+    fn stop_requested(&self) -> bool {
+        crate::interrupt::requested().is_some()
+    }
+
     fn epoch_start(&mut self, epoch: usize) -> Result<()> {
         self.progress =
             Some(Progress::new(&format!("epoch {epoch}/{}", self.num_epochs), self.n as u64, "images"));
@@ -746,12 +751,26 @@ pub fn fit_decoder<T: Trainer>(
     let hooks = CliHooks::new(&mut log, data, &schedule, |epoch, trainer: &T| {
         write_reconstruction(decoder(trainer), map.norm, map.d, map.apix, &outdir, epoch)
     });
-    drgnfly_nn::train::fit(data, &schedule, trainer, start, &mut { hooks })?;
+    drgnfly_nn::train::fit(data, &schedule, trainer, start, &mut { hooks })
+        .map_err(|e| explain_interrupt(e, &outdir))?;
     log.line(&format!(
         "# finished {} epochs in {}",
         t.num_epochs.saturating_sub(start),
         timedelta(started.elapsed())
     ))
+}
+
+/// The error of a run stopped by an interrupt, with the checkpoint to resume from; other errors unchanged.
+pub fn explain_interrupt(e: anyhow::Error, outdir: &Path) -> anyhow::Error {
+    if crate::interrupt::requested().is_none() {
+        return e;
+    }
+    match latest_checkpoint(outdir).ok().flatten() {
+        Some(p) => {
+            anyhow::anyhow!("{e:#}; the latest checkpoint is {}: resume with --load latest", p.display())
+        }
+        None => anyhow::anyhow!("{e:#}; no checkpoint was written yet: rerun from the start"),
+    }
 }
 
 /// A duration as Python prints a `timedelta` (`H:MM:SS.ffffff`), which cryoDRGN's logs use.

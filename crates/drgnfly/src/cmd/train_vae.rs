@@ -23,7 +23,8 @@ use drgnfly_nn::{AdamConfig, EncodeMode, EncoderConfig};
 
 use super::compat::UnsupportedVaeFlags;
 use super::train_common::{
-    run_config, timedelta, CliHooks, DataArgs, DecoderArgs, PoseArgs, PoseSgdArgs, RunLog, TrainArgs,
+    explain_interrupt, run_config, timedelta, CliHooks, DataArgs, DecoderArgs, PoseArgs, PoseSgdArgs, RunLog,
+    TrainArgs,
 };
 use crate::progress::Progress;
 
@@ -186,7 +187,7 @@ pub fn run(args: Args) -> Result<()> {
             &outdir.join(format!("z.{epoch}.pkl")),
         )
     });
-    fit(&data, &schedule, &mut trainer, start, &mut { hooks })?;
+    fit(&data, &schedule, &mut trainer, start, &mut { hooks }).map_err(|e| explain_interrupt(e, &outdir))?;
     log.line(&format!("# finished {} epochs in {}", t.num_epochs - start, timedelta(started.elapsed())))?;
     if !args.no_analysis {
         analyze_final_epoch(&t.outdir, t.num_epochs);

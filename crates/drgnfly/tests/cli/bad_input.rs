@@ -228,3 +228,63 @@ fn analyze_fails_when_volume_generation_fails() {
     assert!(p.join("out/analyze.1/report.html").is_file(), "the rest of the analysis is written");
     drgnfly(p, &["analyze", "out", "1", "--ksample", "2", "--skip-vol"]).ok();
 }
+
+/// Ctrl-C (SIGINT) stops training after the batch in progress: exit 130, the checkpoint to resume from
+/// named, and `--load latest` carries on from it.
+#[test]
+fn interrupted_training_says_how_to_resume() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path();
+    let sim = [
+        "simulate",
+        "--phantom",
+        "hinge",
+        "--states",
+        "1",
+        "-D",
+        "16",
+        "-n",
+        "64",
+        "--seed",
+        "0",
+        "-o",
+        "sim",
+    ];
+    drgnfly(p, &sim).ok();
+    let args = ["--threads", "1", "train-nn", "sim/particles.mrcs", "--poses", "sim/pose.pkl", "-o", "out"];
+    let small = ["--layers", "1", "--dim", "16", "--seed", "1", "-b", "4"];
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_drgnfly"))
+        .current_dir(p)
+        .args(args.iter().chain(&small).chain(&["-n", "100000"]))
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let first = p.join("out/weights.1.safetensors");
+    let t0 = std::time::Instant::now();
+    while !first.exists() {
+        assert!(t0.elapsed().as_secs() < 60, "no checkpoint after a minute");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let kill =
+        std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
+    assert!(kill.success());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted during epoch") && stderr.contains("--load latest"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // Resuming works from the newest checkpoint, for one more epoch.
+    let last = std::fs::read_dir(p.join("out"))
+        .expect("outdir")
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.strip_prefix("weights.")?.strip_suffix(".safetensors")?.parse::<usize>().ok()
+        })
+        .max()
+        .expect("a checkpoint");
+    let next = (last + 1).to_string();
+    let resumed: Vec<&str> = args.iter().chain(&small).copied().collect();
+    drgnfly(p, &[&resumed[..], &["-n", &next, "--load", "latest"]].concat()).ok();
+    assert!(p.join(format!("out/weights.{next}.safetensors")).is_file());
+}
