@@ -368,8 +368,14 @@ impl OutdirLock {
                 "another drgnfly run is writing into {}; wait for it to finish or choose another -o",
                 dir.display()
             ),
+            // Some network filesystems cannot lock: run unprotected rather than not at all.
             Err(std::fs::TryLockError::Error(e)) => {
-                Err(e).with_context(|| format!("cannot lock {}", path.display()))
+                tracing::warn!(
+                    "cannot lock {} ({e}); make sure no other run writes into {}",
+                    path.display(),
+                    dir.display()
+                );
+                Ok(Self { _file: file })
             }
         }
     }
