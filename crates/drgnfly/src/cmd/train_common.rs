@@ -264,6 +264,12 @@ impl TrainArgs {
             .with_context(|| format!("cannot create output directory {}", self.outdir.display()))?;
         let lock = OutdirLock::acquire(&self.outdir)?;
         crate::interrupt::install();
+        // A --load that cannot resume fails here, before config.yaml and run.log are rewritten.
+        if let Some(ckpt) = self.checkpoint_to_load()? {
+            if !ckpt.is_file() {
+                bail!("--load {}: no such checkpoint file", ckpt.display());
+            }
+        }
         if self.load.is_none() {
             if let Some(existing) = latest_checkpoint(&self.outdir)? {
                 bail!(

@@ -182,6 +182,12 @@ fn one_run_per_output_directory() {
     drgnfly(p, &[&train[..], &small[..]].concat()).fails_with(&["weights.1.safetensors", "--load latest"]);
     let more = ["train-nn", "sim/particles.mrcs", "--poses", "sim/pose.pkl", "-o", "out", "-n", "2"];
     drgnfly(p, &[&more[..], &small[..], &["--load", "latest"]].concat()).ok();
+    // --load latest into a directory without checkpoints fails before writing anything.
+    std::fs::create_dir_all(p.join("empty")).expect("mkdir");
+    let empty = ["train-nn", "sim/particles.mrcs", "--poses", "sim/pose.pkl", "-o", "empty", "-n", "2"];
+    drgnfly(p, &[&empty[..], &small[..], &["--load", "latest"]].concat())
+        .fails_with(&["--load latest", "empty"]);
+    assert!(!p.join("empty/config.yaml").exists() && !p.join("empty/run.log").exists());
 }
 
 /// `analyze` on its own fails when its volumes cannot be generated (after writing everything else), rather
