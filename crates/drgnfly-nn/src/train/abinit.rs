@@ -303,11 +303,8 @@ impl Trainer for AbinitHomoTrainer {
 
     fn step(&mut self, step: Step<'_>) -> TrainResult<Vec<f32>> {
         // One Hartley transform and CTF per image serve both the search and the training step.
-        let images = self.prep.hartley_images(step.images)?;
-        let ctf = match step.data.batch_ctf(step.positions) {
-            Some(params) => Some(self.prep.ctf_on_lattice(&params)?),
-            None => None,
-        };
+        let (images, ctf) =
+            self.prep.hartley_and_ctf(step.images, step.data.batch_ctf(step.positions).as_deref())?;
         self.search_batch(step.positions, &images, ctf.as_deref(), step.data.image_size())?;
         let poses = self.poses.batch_poses(step.positions);
         let batch = self.prep.prepare_hartley(images, ctf, &poses)?;

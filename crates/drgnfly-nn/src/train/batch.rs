@@ -182,12 +182,24 @@ impl BatchPrep {
             }
             .into());
         }
+        let (sym, ctf_full) = self.hartley_and_ctf(raw, ctf)?;
+        self.prepare_hartley(sym, ctf_full, poses)
+    }
+
+    /// [`Self::hartley_images`] of `raw` and, when given, [`Self::ctf_on_lattice`] of their CTF: the
+    /// inputs of [`Self::prepare_hartley`] and [`Self::prepare_refinable`], for trainers that also use them
+    /// otherwise (a pose search).
+    pub fn hartley_and_ctf(
+        &self,
+        raw: &[f32],
+        ctf: Option<&[CtfParams]>,
+    ) -> TrainResult<(Vec<f32>, Option<Vec<f32>>)> {
         let sym = self.hartley_images(raw)?;
         let ctf_full = match ctf {
             Some(params) => Some(self.ctf_on_lattice(params)?),
             None => None,
         };
-        self.prepare_hartley(sym, ctf_full, poses)
+        Ok((sym, ctf_full))
     }
 
     /// [`Self::prepare`] from images already through [`Self::hartley_images`] and their CTF from

@@ -9,7 +9,7 @@ use std::path::Path;
 use super::batch::{BatchPrep, PreparedBatch};
 use super::driver::{Step, Trainer};
 use super::error::TrainResult;
-use super::pose_sgd::{PoseRefinement, RefinableBatch};
+use super::pose_sgd::{prepare_step, PoseRefinement, RefinableBatch};
 use super::pose_table::PoseTable;
 use crate::adam::{Adam, AdamConfig};
 use crate::checkpoint::Checkpoint;
@@ -103,15 +103,11 @@ impl Trainer for HomoTrainer {
     }
 
     fn step(&mut self, step: Step<'_>) -> TrainResult<Vec<f32>> {
-        let Some(refine) = self.refine.as_mut() else {
-            let batch = self.prep.prepare_positions(step.data, step.positions, step.images)?;
-            return Ok(vec![self.train_step(&batch)?]);
-        };
-        let RefinableBatch { batch, vars } = refine.prepare(&self.prep, &step)?;
+        let RefinableBatch { batch, vars } = prepare_step(self.refine.as_ref(), &self.prep, &step)?;
         let (loss, value) = mse_loss(&self.decoder, &batch)?;
         let grads = loss.backward()?;
         self.adam.step(&grads)?;
-        if let Some(vars) = &vars {
+        if let (Some(refine), Some(vars)) = (self.refine.as_mut(), &vars) {
             refine.update(step.positions, vars, &grads)?;
         }
         Ok(vec![value])

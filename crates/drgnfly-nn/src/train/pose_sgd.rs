@@ -33,6 +33,22 @@ pub struct RefinableBatch {
     pub vars: Option<(Var, Var)>,
 }
 
+/// The batch of `step` for a trainer that may refine poses: at the dataset's poses without a refinement,
+/// else at the refinement's (as variables in its refining epochs).
+pub(super) fn prepare_step(
+    refine: Option<&PoseRefinement>,
+    prep: &BatchPrep,
+    step: &Step<'_>,
+) -> TrainResult<RefinableBatch> {
+    match refine {
+        Some(r) => r.prepare(prep, step),
+        None => Ok(RefinableBatch {
+            batch: prep.prepare_positions(step.data, step.positions, step.images)?,
+            vars: None,
+        }),
+    }
+}
+
 impl PoseRefinement {
     /// Refine `poses` (one per dataset position) after `start_after` epochs (cryoDRGN's `--pretrain`), with
     /// rotations parametrised as `param` and the table's Adam settings.
@@ -53,11 +69,7 @@ impl PoseRefinement {
     /// The batch of `step` at the table's poses: with its poses as variables in refining epochs.
     pub fn prepare(&self, prep: &BatchPrep, step: &Step<'_>) -> TrainResult<RefinableBatch> {
         let poses = self.table.batch_poses(step.positions);
-        let sym = prep.hartley_images(step.images)?;
-        let ctf = match step.data.batch_ctf(step.positions) {
-            Some(params) => Some(prep.ctf_on_lattice(&params)?),
-            None => None,
-        };
+        let (sym, ctf) = prep.hartley_and_ctf(step.images, step.data.batch_ctf(step.positions).as_deref())?;
         if !self.active(step.epoch) {
             return Ok(RefinableBatch { batch: prep.prepare_hartley(sym, ctf, &poses)?, vars: None });
         }

@@ -13,7 +13,7 @@ use rand::Rng;
 use super::batch::{BatchPrep, PreparedBatch};
 use super::driver::{Step, Trainer};
 use super::error::TrainResult;
-use super::pose_sgd::{PoseRefinement, RefinableBatch};
+use super::pose_sgd::{prepare_step, PoseRefinement, RefinableBatch};
 use super::pose_table::PoseTable;
 use crate::adam::{Adam, AdamConfig};
 use crate::beta::BetaSchedule;
@@ -21,7 +21,7 @@ use crate::checkpoint::Checkpoint;
 use crate::decoder::DecoderConfig;
 use crate::encoder::EncoderConfig;
 use crate::error::Error;
-use crate::loss::{vae_loss, KlWeight, LossValues};
+use crate::loss::{vae_loss, KlWeight, LossValues, VaeLoss};
 use crate::params::ParamStore;
 use crate::vae::HetOnlyVae;
 
@@ -162,13 +162,17 @@ impl VaeTrainer {
         images: u64,
         rng: &mut impl Rng,
     ) -> TrainResult<LossValues> {
-        let input = encoder_input(batch)?;
-        let out = self.model.model.forward(input, &batch.coords, true, rng)?;
-        let kl = self.kl.at(images);
-        let loss = vae_loss(&out.slice, &batch.target, batch.ctf.as_ref(), &out.mu, &out.logvar, kl)?;
+        let loss = self.loss(batch, images, rng)?;
         let values = loss.values()?;
         self.adam.backward_step(&loss.total)?;
         Ok(values)
+    }
+
+    /// The loss of `batch` in training mode (z sampled), β at `images` seen.
+    fn loss(&self, batch: &PreparedBatch, images: u64, rng: &mut impl Rng) -> TrainResult<VaeLoss> {
+        let out = self.model.model.forward(encoder_input(batch)?, &batch.coords, true, rng)?;
+        let kl = self.kl.at(images);
+        Ok(vae_loss(&out.slice, &batch.target, batch.ctf.as_ref(), &out.mu, &out.logvar, kl)?)
     }
 
     /// Refine the poses by gradient descent (`--do-pose-sgd`): the table is written as pose.E.pkl.
@@ -184,19 +188,12 @@ impl Trainer for VaeTrainer {
     }
 
     fn step(&mut self, step: Step<'_>) -> TrainResult<Vec<f32>> {
-        let Some(refine) = self.refine.as_mut() else {
-            let batch = self.prep.prepare_positions(step.data, step.positions, step.images)?;
-            let loss = self.train_step(&batch, step.images_seen, step.rng)?;
-            return Ok(vec![loss.gen, loss.kld, loss.total]);
-        };
-        let RefinableBatch { batch, vars } = refine.prepare(&self.prep, &step)?;
-        let out = self.model.model.forward(encoder_input(&batch)?, &batch.coords, true, step.rng)?;
-        let kl = self.kl.at(step.images_seen);
-        let loss = vae_loss(&out.slice, &batch.target, batch.ctf.as_ref(), &out.mu, &out.logvar, kl)?;
+        let RefinableBatch { batch, vars } = prepare_step(self.refine.as_ref(), &self.prep, &step)?;
+        let loss = self.loss(&batch, step.images_seen, step.rng)?;
         let values = loss.values()?;
         let grads = loss.total.backward()?;
         self.adam.step(&grads)?;
-        if let Some(vars) = &vars {
+        if let (Some(refine), Some(vars)) = (self.refine.as_mut(), &vars) {
             refine.update(step.positions, vars, &grads)?;
         }
         Ok(vec![values.gen, values.kld, values.total])

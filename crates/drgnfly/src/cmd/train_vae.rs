@@ -230,13 +230,9 @@ pub fn write_latents(
         batch_size,
         "encoding",
         |positions, images| {
-            let batch = match refined {
-                Some(table) => {
-                    prep.prepare(images, &table.batch_poses(positions), data.batch_ctf(positions).as_deref())?
-                }
-                None => prep.prepare_positions(data, positions, images)?,
-            };
-            let (m, l) = model.encode(&batch)?;
+            let poses = refined.map_or_else(|| data.batch_poses(positions), |t| t.batch_poses(positions));
+            let (m, l) =
+                model.encode(&prep.prepare(images, &poses, data.batch_ctf(positions).as_deref())?)?;
             mu.extend(m);
             logvar.extend(l);
             Ok(())
