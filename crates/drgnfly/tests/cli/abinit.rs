@@ -2,26 +2,13 @@
 //! global alignment, either hand), its map is as good as `train-nn`'s with the true poses, and `--load`
 //! resumes it exactly, pose table included.
 
-use std::path::Path;
-
-use drgnfly_em::fsc::fsc;
-use drgnfly_io::mrc::read_volume;
-
-use crate::util::drgnfly;
-
-/// FSC-AUC of a map against the simulation's ground truth.
-fn auc_against_truth(map: &Path, truth: &Path) -> f64 {
-    let (a, b) = (read_volume(map).expect("map"), read_volume(truth).expect("truth"));
-    fsc(&a.data, &b.data, a.shape[0], None).expect("fsc").auc()
-}
+use crate::util::{drgnfly, eval_poses, fsc_auc, simulate_phantom};
 
 #[test]
 fn abinit_homo_recovers_poses_and_resumes_exactly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = dir.path();
-    let sim = ["simulate", "--phantom", "hinge", "--states", "1", "-D", "24", "-n", "600", "--snr", "inf"];
-    let sim_rest = ["--no-ctf", "--max-shift", "1", "--seed", "0", "-o", "sim"];
-    drgnfly(p, &[&sim[..], &sim_rest[..]].concat()).ok();
+    simulate_phantom(p, (1, 24, 600), &["--snr", "inf", "--no-ctf", "--max-shift", "1"]);
     let run = |out: &str, extra: &[&str]| {
         let mut args = vec!["--threads", "2", "abinit-homo", "sim/particles.mrcs", "-o", out, "-n", "10"];
         args.extend([
@@ -49,10 +36,12 @@ fn abinit_homo_recovers_poses_and_resumes_exactly() {
     let log = std::fs::read_to_string(p.join("out/run.log")).expect("run.log");
     assert!(log.contains("# pose search in epoch 10: band limit 6–11"), "{log}");
 
-    let eval = ["eval-poses", "out/pose.10.pkl", "--truth", "sim/pose.pkl", "-D", "24", "-o", "m.json"];
-    drgnfly(p, &[&eval[..], &["--map", "out/reconstruct.10.mrc", "--out-map", "aligned.mrc"]].concat()).ok();
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(p.join("m.json")).expect("json")).expect("parse");
+    let m = eval_poses(
+        p,
+        "out/pose.10.pkl",
+        24,
+        &["--map", "out/reconstruct.10.mrc", "--out-map", "aligned.mrc"],
+    );
     // Measured: median 3.4° (the last search's grid is ~7.5°/2³ at base 1 + 3 iterations), shifts ~0.7 px off
     // as they come (the ab initio map is not centred like the phantom), 0.14 px once its offset is removed.
     // Random poses give ~126°.
@@ -70,8 +59,8 @@ fn abinit_homo_recovers_poses_and_resumes_exactly() {
     nn.extend(["-n", "12", "--layers", "2", "--dim", "128", "--lr", "1e-3", "--seed", "1", "-b", "16"]);
     drgnfly(p, &nn).ok();
     let truth = p.join("sim/gt_volumes/vol_000.mrc");
-    let abinit = auc_against_truth(&p.join("aligned.mrc"), &truth);
-    let supervised = auc_against_truth(&p.join("nn/reconstruct.12.mrc"), &truth);
+    let abinit = fsc_auc(&p.join("aligned.mrc"), &truth);
+    let supervised = fsc_auc(&p.join("nn/reconstruct.12.mrc"), &truth);
     println!("FSC-AUC against the truth: abinit-homo {abinit:.4}, train-nn with true poses {supervised:.4}");
     assert!(abinit > supervised - 0.02, "abinit-homo AUC {abinit:.4} vs train-nn {supervised:.4}");
 
@@ -86,10 +75,7 @@ fn abinit_homo_recovers_poses_and_resumes_exactly() {
     from_nn.extend(["--base-healpy", "1", "--niter", "3", "--t-extent", "2", "--t-ngrid", "4"]);
     from_nn.extend(["--load", "latest", "--seed", "1"]);
     drgnfly(p, &from_nn).ok();
-    let eval = ["eval-poses", "from_nn/pose.13.pkl", "--truth", "sim/pose.pkl", "-D", "24", "-o", "m13.json"];
-    drgnfly(p, &eval).ok();
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(p.join("m13.json")).expect("json")).expect("parse");
+    let m = eval_poses(p, "from_nn/pose.13.pkl", 24, &[]);
     let median = m["median_angle_deg"].as_f64().expect("angle");
     assert!(median < 8.0, "one search against a trained map should find the poses: {m}");
 

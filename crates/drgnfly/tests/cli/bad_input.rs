@@ -3,7 +3,7 @@
 use drgnfly_io::npy::{Column, StructuredBuilder};
 use drgnfly_io::pickle;
 
-use crate::util::{drgnfly, fixture, write_ind};
+use crate::util::{drgnfly, fixture, simulate_phantom, write_ind};
 
 /// A STAR row whose `N@path` points past the end of its stack.
 #[test]
@@ -153,22 +153,7 @@ fn nan_pixels_stop_downsample_and_phase_flip() {
 fn one_run_per_output_directory() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = dir.path();
-    let sim = [
-        "simulate",
-        "--phantom",
-        "hinge",
-        "--states",
-        "1",
-        "-D",
-        "16",
-        "-n",
-        "32",
-        "--seed",
-        "0",
-        "-o",
-        "sim",
-    ];
-    drgnfly(p, &sim).ok();
+    simulate_phantom(p, (1, 16, 32), &[]);
     let train = ["train-nn", "sim/particles.mrcs", "--poses", "sim/pose.pkl", "-o", "out", "-n", "1"];
     let small = ["--layers", "1", "--dim", "16", "--seed", "1"];
     // Another process holds the directory.
@@ -196,22 +181,7 @@ fn one_run_per_output_directory() {
 fn analyze_fails_when_volume_generation_fails() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = dir.path();
-    let sim = [
-        "simulate",
-        "--phantom",
-        "hinge",
-        "--states",
-        "2",
-        "-D",
-        "16",
-        "-n",
-        "40",
-        "--seed",
-        "0",
-        "-o",
-        "sim",
-    ];
-    drgnfly(p, &sim).ok();
+    simulate_phantom(p, (2, 16, 40), &[]);
     let mut train =
         vec!["train-vae", "sim/particles.mrcs", "--poses", "sim/pose.pkl", "-o", "out", "-n", "1"];
     train.extend([
@@ -241,22 +211,7 @@ fn analyze_fails_when_volume_generation_fails() {
 fn interrupted_training_says_how_to_resume() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = dir.path();
-    let sim = [
-        "simulate",
-        "--phantom",
-        "hinge",
-        "--states",
-        "1",
-        "-D",
-        "16",
-        "-n",
-        "64",
-        "--seed",
-        "0",
-        "-o",
-        "sim",
-    ];
-    drgnfly(p, &sim).ok();
+    simulate_phantom(p, (1, 16, 64), &[]);
     let args = ["--threads", "1", "train-nn", "sim/particles.mrcs", "--poses", "sim/pose.pkl", "-o", "out"];
     let small = ["--layers", "1", "--dim", "16", "--seed", "1", "-b", "4"];
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_drgnfly"))

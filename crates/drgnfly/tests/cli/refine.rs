@@ -3,11 +3,9 @@
 
 use std::path::Path;
 
-use drgnfly_em::fsc::fsc;
-use drgnfly_io::mrc::read_volume;
 use drgnfly_io::pickle::{load_poses, write_poses, Poses};
 
-use crate::util::drgnfly;
+use crate::util::{drgnfly, eval_poses, fsc_auc, simulate_phantom};
 
 /// Rotation by `deg` about the unit axis `k` (Rodrigues).
 fn axis_angle(k: [f64; 3], deg: f64) -> [[f64; 3]; 3] {
@@ -45,33 +43,25 @@ fn perturb(truth: &Path, out: &Path, (deg, px): (f64, f64), d: usize) {
     write_poses(out, &poses).expect("write poses");
 }
 
-/// Median angular error (degrees) and shift RMSE (pixels) of `poses` against the simulation.
-fn errors(dir: &Path, poses: &str) -> (f64, f64) {
-    let eval = ["eval-poses", poses, "--truth", "sim/pose.pkl", "-D", "32", "-o", "m.json"];
-    drgnfly(dir, &eval).ok();
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("m.json")).expect("json")).expect("parse");
+/// Median angular error (degrees) and shift RMSE (pixels) of `poses` against the simulation (box `d`).
+fn errors(dir: &Path, poses: &str, d: usize) -> (f64, f64) {
+    let m = eval_poses(dir, poses, d, &[]);
     (m["median_angle_deg"].as_f64().expect("angle"), m["shift_rmse_px"].as_f64().expect("shift"))
 }
 
 /// FSC-AUC of a map against the simulation's volume.
 fn auc(dir: &Path, map: &str) -> f64 {
-    let (a, b) = (
-        read_volume(dir.join(map)).expect("map"),
-        read_volume(dir.join("sim/gt_volumes/vol_000.mrc")).expect("truth"),
-    );
-    fsc(&a.data, &b.data, a.shape[0], None).expect("fsc").auc()
+    fsc_auc(&dir.join(map), &dir.join("sim/gt_volumes/vol_000.mrc"))
 }
 
 #[test]
 fn pose_sgd_halves_the_error_of_perturbed_poses_and_resumes_exactly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = dir.path();
-    let sim = ["simulate", "--phantom", "hinge", "--states", "1", "-D", "32", "-n", "400", "--snr", "inf"];
-    drgnfly(p, &[&sim[..], &["--no-ctf", "--max-shift", "1", "--seed", "0", "-o", "sim"]].concat()).ok();
+    simulate_phantom(p, (1, 32, 400), &["--snr", "inf", "--no-ctf", "--max-shift", "1"]);
     // The test: true poses knocked 5° and 1 px off.
     perturb(&p.join("sim/pose.pkl"), &p.join("noisy.pkl"), (5.0, 1.0), 32);
-    let before = errors(p, "noisy.pkl");
+    let before = errors(p, "noisy.pkl", 32);
 
     let run = |cmd: &str, out: &str, extra: &[&str]| {
         let mut args = vec!["--threads", "2", cmd, "sim/particles.mrcs", "--poses", "noisy.pkl", "-o", out];
@@ -83,7 +73,7 @@ fn pose_sgd_halves_the_error_of_perturbed_poses_and_resumes_exactly() {
     let sgd = ["--do-pose-sgd", "--pretrain", "2"];
     run("train-nn", "fixed", &nn);
     run("train-nn", "nn", &[&nn[..], &sgd[..]].concat());
-    let after = errors(p, "nn/pose.16.pkl");
+    let after = errors(p, "nn/pose.16.pkl", 32);
     let (map_fixed, map_refined) = (auc(p, "fixed/reconstruct.16.mrc"), auc(p, "nn/reconstruct.16.mrc"));
     println!(
         "train-nn --do-pose-sgd: median angle {:.2}° → {:.2}°, shift RMSE {:.2} → {:.2} px; FSC-AUC {map_fixed:.4} → {map_refined:.4}",
@@ -101,7 +91,7 @@ fn pose_sgd_halves_the_error_of_perturbed_poses_and_resumes_exactly() {
         ["--zdim", "1", "--enc-layers", "1", "--enc-dim", "64", "--dec-layers", "2", "--dec-dim", "128"];
     let vae: Vec<&str> = [&vae[..], &sgd[..], &["--no-analysis"]].concat();
     run("train-vae", "vae", &vae);
-    let vae_after = errors(p, "vae/pose.16.pkl");
+    let vae_after = errors(p, "vae/pose.16.pkl", 32);
     println!("train-vae --do-pose-sgd: median angle {:.2}° → {:.2}°", before.0, vae_after.0);
     assert!(vae_after.0 < 0.5 * before.0, "pose SGD in train-vae: {before:?} → {vae_after:?}");
     assert!(p.join("vae/z.16.pkl").is_file());
@@ -136,13 +126,7 @@ fn pose_sgd_benchmark() {
     let sim = ["simulate", "--pdb", &closed, "-D", "64", "--Apix", "1.5", "-n", "2000", "--snr", "0.1"];
     drgnfly(p, &[&sim[..], &["--max-shift", "6", "--seed", "3", "-o", "sim"]].concat()).ok();
     perturb(&p.join("sim/pose.pkl"), &p.join("noisy.pkl"), (5.0, 1.0), 64);
-    let eval = |poses: &str| {
-        let args = ["eval-poses", poses, "--truth", "sim/pose.pkl", "-D", "64", "-o", "m.json"];
-        drgnfly(p, &args).ok();
-        let m: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(p.join("m.json")).expect("json")).expect("parse");
-        (m["median_angle_deg"].as_f64().expect("angle"), m["shift_rmse_px"].as_f64().expect("shift"))
-    };
+    let eval = |poses: &str| errors(p, poses, 64);
     let before = eval("noisy.pkl");
     println!("perturbed poses: median angle {:.2}°, shift RMSE {:.2} px", before.0, before.1);
     let epochs = 12;

@@ -4,6 +4,8 @@ use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Command;
 
+use drgnfly_em::fsc::fsc;
+use drgnfly_io::mrc::read_volume;
 use drgnfly_io::pickle::{self, NdArray, PyValue};
 
 /// What a run of `drgnfly` produced.
@@ -103,4 +105,41 @@ pub fn varied_ctf(n: usize, d: f32) -> Vec<[f32; 9]> {
 /// Write `indices` as an index .pkl.
 pub fn write_ind(path: &Path, indices: &[i64]) {
     drgnfly_io::selection::write_selection(path, indices).unwrap();
+}
+
+/// `drgnfly simulate --phantom hinge` of `n` images of `d` pixels in `states` states into `dir/sim`, seed
+/// 0, with `extra` flags.
+pub fn simulate_phantom(dir: &Path, (states, d, n): (usize, usize, usize), extra: &[&str]) {
+    let (states, d, n) = (states.to_string(), d.to_string(), n.to_string());
+    let sim = [
+        "simulate",
+        "--phantom",
+        "hinge",
+        "--states",
+        &states,
+        "-D",
+        &d,
+        "-n",
+        &n,
+        "--seed",
+        "0",
+        "-o",
+        "sim",
+    ];
+    drgnfly(dir, &[&sim[..], extra].concat()).ok();
+}
+
+/// The metrics JSON of `drgnfly eval-poses POSES --truth sim/pose.pkl -D d` with `extra` flags, run in `dir`.
+pub fn eval_poses(dir: &Path, poses: &str, d: usize, extra: &[&str]) -> serde_json::Value {
+    let d = d.to_string();
+    let args = ["eval-poses", poses, "--truth", "sim/pose.pkl", "-D", &d, "-o", "eval-poses.json"];
+    drgnfly(dir, &[&args[..], extra].concat()).ok();
+    let text = std::fs::read_to_string(dir.join("eval-poses.json")).expect("eval-poses.json");
+    serde_json::from_str(&text).expect("eval-poses JSON")
+}
+
+/// FSC-AUC of the map `a` against the map `b` (same box).
+pub fn fsc_auc(a: &Path, b: &Path) -> f64 {
+    let (a, b) = (read_volume(a).expect("map"), read_volume(b).expect("map"));
+    fsc(&a.data, &b.data, a.shape[0], None).expect("fsc").auc()
 }
