@@ -85,17 +85,11 @@ pub fn run(args: Args) -> Result<()> {
     let err = rotation_error_deg(&ra, &rb, true)?;
     let angles = aligned_angles_deg(&ra, &rb, &err);
     let frob: Vec<f64> = angles.iter().map(|&t| frobenius_sq_from_deg(t)).collect();
-    let shifts: Vec<f64> = a
-        .iter()
-        .zip(&b)
-        .map(|(p, q)| f64::from((p.shift_px[0] - q.shift_px[0]).hypot(p.shift_px[1] - q.shift_px[1])))
-        .collect();
-    let n = angles.len() as f64;
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / n;
-    let rmse = (shifts.iter().map(|s| s * s).sum::<f64>() / n).sqrt();
-    // The map's own centre is arbitrary (ab initio): its offset shows in every shift; take it out.
+    // Shift errors as they come, and without the map's own offset from the centre (arbitrary ab initio):
+    // that offset shows in every particle's shift.
     let dt: Vec<[f64; 2]> =
         a.iter().zip(&b).map(|(p, q)| [0, 1].map(|k| f64::from(p.shift_px[k] - q.shift_px[k]))).collect();
+    let shifts: Vec<f64> = dt.iter().map(|e| e[0].hypot(e[1])).collect();
     let offset = map_offset(&rb, &dt).unwrap_or([0.0; 3]);
     let centred: Vec<f64> = dt
         .iter()
@@ -106,7 +100,10 @@ pub fn run(args: Args) -> Result<()> {
             x.hypot(y)
         })
         .collect();
-    let rmse_centred = (centred.iter().map(|s| s * s).sum::<f64>() / n).sqrt();
+    let n = angles.len() as f64;
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / n;
+    let rms = |v: &[f64]| (v.iter().map(|s| s * s).sum::<f64>() / n).sqrt();
+    let (rmse, rmse_centred) = (rms(&shifts), rms(&centred));
     let metrics = serde_json::json!({
         "particles": angles.len(),
         "hand_flipped": err.flipped,
