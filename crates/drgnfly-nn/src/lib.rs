@@ -9,7 +9,8 @@
 //!   [`FourierDecoder`] (half-space trick), selected by [`Decoder`] from a [`DecoderConfig`].
 //!   [`Decoder::eval_volume`] decodes a volume's Hartley grid.
 //! - [`Encoder`] (masked image → μ, log σ²) and [`HetOnlyVae`], with [`vae_loss`].
-//! - [`Adam`] with saveable state, and [`Checkpoint`] ([`write_checkpoint`] / [`read_checkpoint`]).
+//! - [`Adam`] with saveable state, and [`Checkpoint`] ([`write_checkpoint`] / [`read_checkpoint`]);
+//!   [`write_cryodrgn_weights`] exports one as cryoDRGN's PyTorch `weights.N.pkl`.
 //! - [`data::Dataset`]: particles + poses + CTF + selection, opened and checked once.
 //! - [`train`]: batch preparation (window, Hartley, normalize, translate, CTF, rotated lattice), the one
 //!   training driver ([`train::fit`]) with its [`train::Trainer`] and [`train::Hooks`] traits, the per-particle
@@ -45,6 +46,7 @@ pub mod data;
 pub mod decoder;
 pub mod encoder;
 pub mod error;
+pub mod export;
 mod fused;
 pub mod inference;
 pub mod loss;
@@ -61,6 +63,7 @@ pub use checkpoint::{read_checkpoint, read_cryodrgn_weights, write_checkpoint, C
 pub use decoder::{DataNorm, Decoder, DecoderConfig, Domain, FourierDecoder, HartleyDecoder, HartleyVolume};
 pub use encoder::{EncodeMode, Encoder, EncoderConfig};
 pub use error::{Error, Result};
+pub use export::write_cryodrgn_weights;
 pub use inference::no_grad;
 pub use loss::{vae_loss, KlWeight, LossValues, VaeLoss};
 pub use mlp::{Activation, Mlp, ResidLinearMlp};

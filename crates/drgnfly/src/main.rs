@@ -101,6 +101,9 @@ enum Command {
     /// Train a homogeneous decoder on particles with known poses.
     #[command(alias = "train_nn")]
     TrainNn(Box<cmd::train_nn::Args>),
+    /// drgnfly checkpoints → cryoDRGN weights.N.pkl (PyTorch), for cryoDRGN's eval_vol, analyze and notebooks.
+    #[command(alias = "export_weights")]
+    ExportWeights(cmd::export_weights::Args),
     /// Generate volumes from a trained model at given latents.
     #[command(alias = "eval_vol")]
     EvalVol(cmd::eval_vol::Args),
@@ -209,6 +212,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::ConcatPkls(a) => cmd::concat_pkls::run(a),
         Command::TrainVae(a) => cmd::train_vae::run(*a),
         Command::TrainNn(a) => cmd::train_nn::run(*a),
+        Command::ExportWeights(a) => cmd::export_weights::run(a),
         Command::EvalVol(a) => cmd::eval_vol::run(a),
         Command::EvalImages(a) => cmd::eval_images::run(a),
         Command::Analyze(a) => cmd::analyze::run(a),

@@ -5,17 +5,19 @@
 //!   (any other global is [`Error::UnsafePickle`]).
 //! - [`value`]: the result, [`PyValue`] and [`NdArray`] (C order, typed elements).
 //! - [`write`](mod@write): protocol-4 writers whose output numpy 1.x and 2.x load.
+//! - [`torch`](mod@torch): PyTorch checkpoints (`torch.save`'s zip) for cryoDRGN to load our models.
 //! - [`cryodrgn`]: the files cryoDRGN commands exchange, with their shapes checked: [`load_ctf`] (N×9),
 //!   [`load_poses`] (`(rot N×3×3, trans N×2)` or rot alone), [`load_latents`] (z.N.pkl).
 //!
 //! A `.pkl` can be one pickle or several back to back ([`load_all`]); like cryoDRGN's `utils.load_pkl`,
 //! [`load_array`] reads only the first. PyTorch checkpoints (`weights.pkl`, zip archives) are recognised
-//! and refused with a message saying so; they are read by `drgnfly-nn`.
+//! and refused with a message saying so; they are read by `drgnfly-nn` and written by [`torch`](mod@torch).
 
 pub mod cryodrgn;
 mod numpy;
 mod opcode;
 pub mod read;
+pub mod torch;
 pub mod value;
 pub mod write;
 
@@ -27,6 +29,7 @@ pub use cryodrgn::{
     load_ctf, load_latents, load_poses, load_poses_split, write_ctf, write_latents, write_poses, Poses,
 };
 pub use read::{parse_all, parse_first};
+pub use torch::{write_torch, TorchValue};
 pub use value::{fmt_shape, ArrayData, DType, NdArray, PyValue};
 pub use write::{write_array, write_arrays_concatenated, write_tuple};
 

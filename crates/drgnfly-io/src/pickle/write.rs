@@ -153,7 +153,7 @@ fn put_str(w: &mut impl Write, s: &str) -> io::Result<()> {
 }
 
 /// The smallest integer opcode for `v`, as CPython chooses it.
-fn put_int(w: &mut impl Write, v: i64) -> io::Result<()> {
+pub(super) fn put_int(w: &mut impl Write, v: i64) -> io::Result<()> {
     if let Ok(b) = u8::try_from(v) {
         w.write_all(&[op::BININT1, b])
     } else if let Ok(h) = u16::try_from(v) {

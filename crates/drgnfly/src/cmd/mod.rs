@@ -15,6 +15,7 @@ pub mod eval_poses;
 pub mod eval_simulation;
 pub mod eval_vol;
 pub mod export;
+pub mod export_weights;
 pub mod filter_cs;
 pub mod filter_mrcs;
 pub mod filter_pkl;

@@ -9,6 +9,7 @@ mod digest;
 mod filters;
 mod help;
 mod heterogeneity;
+mod interop;
 mod parse_golden;
 mod physics;
 mod poses;

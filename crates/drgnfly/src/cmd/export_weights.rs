@@ -1,0 +1,115 @@
+//! `export-weights`: drgnfly checkpoints → cryoDRGN's PyTorch `weights.N.pkl`, so cryoDRGN's `eval_vol`,
+//! `analyze`, its notebooks and `--load` work on a drgnfly run (with the run's `config.yaml` and `z.N.pkl`,
+//! which are already in cryoDRGN's format).
+//!
+//! Example usage:
+//!   drgnfly export-weights run/                         # every weights.N.safetensors → weights.N.pkl
+//!   drgnfly export-weights run/weights.20.safetensors -o w20.pkl
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Args as ClapArgs;
+use drgnfly_nn::config::RunConfig;
+use drgnfly_nn::{read_checkpoint, write_cryodrgn_weights, AdamConfig};
+
+/// Export checkpoints as cryoDRGN weights.N.pkl (PyTorch format).
+#[derive(ClapArgs, Debug)]
+#[command(after_help = "Examples:\n  drgnfly export-weights run/\n  \
+    drgnfly export-weights run/weights.20.safetensors -o w20.pkl\n  \
+    cryodrgn eval_vol run/weights.20.pkl -c run/config.yaml -z 0 0 0 0 0 0 0 0 -o vol.mrc")]
+pub struct Args {
+    /// A checkpoint (weights.N.safetensors), or a run directory to export all of its checkpoints.
+    pub input: PathBuf,
+    /// Output .pkl (only with a single checkpoint; default: beside it, weights.N.pkl).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// The run's config.yaml, for the data normalization and Adam's learning rate written with the
+    /// optimizer state (default: config.yaml beside the checkpoint).
+    #[arg(short, long)]
+    pub config: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let checkpoints = if args.input.is_dir() {
+        if args.output.is_some() {
+            bail!("-o names one file: give a single weights.N.safetensors with it, or drop -o to export the whole directory");
+        }
+        let found = checkpoints_in(&args.input)?;
+        if found.is_empty() {
+            bail!(
+                "{}: no weights.N.safetensors checkpoints here; pass a drgnfly training output directory",
+                args.input.display()
+            );
+        }
+        found
+    } else {
+        vec![args.input.clone()]
+    };
+    for weights in &checkpoints {
+        let out = match &args.output {
+            Some(o) => o.clone(),
+            None => weights.with_extension("pkl"),
+        };
+        export_one(weights, &out, args.config.as_deref())?;
+    }
+    Ok(())
+}
+
+fn export_one(weights: &Path, out: &Path, config: Option<&Path>) -> Result<()> {
+    let config_path = match config {
+        Some(c) => c.to_path_buf(),
+        None => weights.parent().unwrap_or(Path::new(".")).join("config.yaml"),
+    };
+    let config = if config_path.exists() { Some(RunConfig::read(&config_path)?) } else { None };
+    let ckpt = read_checkpoint(weights, &candle_core::Device::Cpu)
+        .with_context(|| format!("reading {}", weights.display()))?;
+    let norm = config.as_ref().and_then(|c| match c.dataset_args.norm.as_slice() {
+        [mean, std] => Some([*mean, *std]),
+        _ => None,
+    });
+    let adam = AdamConfig {
+        lr: config.as_ref().and_then(|c| flag_value(c, "--lr")).unwrap_or(1e-4),
+        weight_decay: config.as_ref().and_then(|c| flag_value(c, "--wd")).unwrap_or(0.0),
+        ..AdamConfig::default()
+    };
+    write_cryodrgn_weights(out, &ckpt, Some(&adam), norm)?;
+    say!(
+        "{} → {} (epoch {}, {} tensors{})",
+        weights.display(),
+        out.display(),
+        ckpt.epoch,
+        ckpt.model.len(),
+        if ckpt.optimizer.is_empty() { ", no optimizer state" } else { ", with Adam state" }
+    );
+    Ok(())
+}
+
+/// `weights.N.safetensors` files of a directory, by N.
+fn checkpoints_in(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let path = entry.with_context(|| format!("listing {}", dir.display()))?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if let Some(n) = name.strip_prefix("weights.").and_then(|r| r.strip_suffix(".safetensors")) {
+            if let Ok(n) = n.parse::<u64>() {
+                found.push((n, path));
+            }
+        }
+    }
+    found.sort();
+    Ok(found.into_iter().map(|(_, p)| p).collect())
+}
+
+/// A numeric flag's value in the run's recorded command line (`--lr 1e-3` or `--lr=1e-3`).
+fn flag_value(config: &RunConfig, flag: &str) -> Option<f64> {
+    let cmd = config.cmd.as_ref()?;
+    let prefix = format!("{flag}=");
+    cmd.iter().enumerate().rev().find_map(|(i, a)| {
+        if a == flag {
+            cmd.get(i + 1)?.parse().ok()
+        } else {
+            a.strip_prefix(&prefix)?.parse().ok()
+        }
+    })
+}

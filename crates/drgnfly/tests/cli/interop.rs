@@ -1,0 +1,95 @@
+//! cryoDRGN reads our models: `export-weights` writes PyTorch `weights.N.pkl` files.
+//!
+//! Always: the exported file is read back by an independent reader (candle's PyTorch loader, through
+//! `eval-vol`) and gives the same map as our checkpoint. With cryoDRGN installed (`DRGNFLY_CRYODRGN` = its
+//! `cryodrgn` executable; `.ci/run` sets it when `../venv-cryodrgn` exists): `cryodrgn eval_vol` on our
+//! weights and config.yaml gives our map.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use drgnfly_io::mrc::read_volume;
+
+use crate::util::{drgnfly, simulate_phantom};
+
+fn max_rel_diff(a: &Path, b: &Path) -> f64 {
+    let (a, b) = (read_volume(a).expect("map"), read_volume(b).expect("map"));
+    assert_eq!(a.shape, b.shape);
+    let scale = a.data.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
+    let diff = a.data.iter().zip(&b.data).fold(0f64, |m, (x, y)| m.max((x - y).abs() as f64));
+    diff / scale
+}
+
+/// The cryoDRGN executable named by `DRGNFLY_CRYODRGN`, or `None` with a printed notice.
+fn cryodrgn() -> Option<PathBuf> {
+    match std::env::var_os("DRGNFLY_CRYODRGN").map(PathBuf::from) {
+        Some(p) if p.exists() => Some(p),
+        other => {
+            eprintln!(
+                "SKIPPED: cryoDRGN comparison ({}); set DRGNFLY_CRYODRGN to a cryodrgn 4.3 executable",
+                match other {
+                    Some(p) => format!("{} does not exist", p.display()),
+                    None => "DRGNFLY_CRYODRGN is not set".into(),
+                }
+            );
+            None
+        }
+    }
+}
+
+#[test]
+fn exported_weights_give_our_map_in_cryodrgn() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    simulate_phantom(d, (2, 24, 120), &["--snr", "1"]);
+    let train = [
+        "train-vae",
+        "sim/particles.mrcs",
+        "--poses",
+        "sim/pose.pkl",
+        "--ctf",
+        "sim/ctf.pkl",
+        "--zdim",
+        "2",
+        "-n",
+        "2",
+        "--enc-dim",
+        "32",
+        "--dec-dim",
+        "32",
+        "--enc-layers",
+        "2",
+        "--dec-layers",
+        "2",
+        "--seed",
+        "1",
+        "--no-analysis",
+        "-o",
+        "vae",
+    ];
+    drgnfly(d, &train).ok();
+    drgnfly(d, &["export-weights", "vae"]).ok();
+    for n in [1, 2] {
+        assert!(d.join(format!("vae/weights.{n}.pkl")).is_file(), "weights.{n}.pkl not written");
+    }
+
+    let z = ["-z", "0.7", "-0.4"];
+    let ours = ["eval-vol", "vae/weights.2.safetensors", "-c", "vae/config.yaml", "-o", "ours.mrc"];
+    drgnfly(d, &[&ours[..], &z[..]].concat()).ok();
+    let reread = ["eval-vol", "vae/weights.2.pkl", "-c", "vae/config.yaml", "-o", "reread.mrc"];
+    drgnfly(d, &[&reread[..], &z[..]].concat()).ok();
+    let diff = max_rel_diff(&d.join("ours.mrc"), &d.join("reread.mrc"));
+    assert!(diff < 1e-6, "the exported weights read back give another map (max rel diff {diff:.2e})");
+
+    let Some(cryodrgn) = cryodrgn() else { return };
+    let out = Command::new(cryodrgn)
+        .current_dir(d)
+        .args(["eval_vol", "vae/weights.2.pkl", "-c", "vae/config.yaml", "-o", "cryodrgn.mrc"])
+        .args(z)
+        .env("OMP_NUM_THREADS", "1")
+        .output()
+        .expect("cryodrgn runs");
+    assert!(out.status.success(), "cryodrgn eval_vol failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let diff = max_rel_diff(&d.join("ours.mrc"), &d.join("cryodrgn.mrc"));
+    assert!(diff < 1e-4, "cryoDRGN's map from our weights differs (max rel diff {diff:.2e})");
+}
