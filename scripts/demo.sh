@@ -26,8 +26,8 @@ OUT="${DEMO_OUT:-demo-out}"
 if [[ -n "${DRGNFLY_BIN:-}" ]]; then
     BIN="$DRGNFLY_BIN"
 else
-    echo "== build (release)"
-    cargo build --release -q -p drgnfly
+    echo "== build (release; about 10 minutes on 2 cores the first time, the tests then reuse it)"
+    cargo build --release -p drgnfly
     BIN="${CARGO_TARGET_DIR:-target}/release/drgnfly"
 fi
 "$BIN" --version

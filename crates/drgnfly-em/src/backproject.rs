@@ -464,6 +464,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        shared_data_absent,
+        ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)"
+    )]
     fn cryodrgn_hand_images_are_consistent_with_their_poses() {
         // hand.mrcs was made by cryoDRGN at the poses of hand_rot.pkl. (hand-vol.mrc is not the volume that
         // made it: its projections correlate ≤ 0.76 with the images at any rotation.) Backprojecting with

@@ -360,6 +360,10 @@ mod tests {
     /// `tests/generate_cistem_references.py` with pycistem 0.4.1): rows of the grid are `fftfreq(128)` in y,
     /// columns `rfftfreq(128)` in x; parameters `(defocus1, defocus2, astig_angle°, kV, Cs mm, ac, Å/px)`.
     #[test]
+    #[cfg_attr(
+        shared_data_absent,
+        ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)"
+    )]
     fn agrees_with_cistem() {
         let path = drgnfly_io::fixture_or_skip!("cryojax/cistem_ctf.npz");
         let params = crate::testdata::read_npz(&path, "parameters");

@@ -327,6 +327,10 @@ mod tests {
     /// cryoDRGN's `tests/test_masks.py` thresholds (printed with `{:.5g}`, compared rounded to 4 decimals):
     /// 50S-vol.mrc → 1.2661, spike-vol.mrc → 12.472 (non-cubic 32×32×128 and 16×16×128 maps).
     #[test]
+    #[cfg_attr(
+        shared_data_absent,
+        ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)"
+    )]
     fn golden_default_thresholds_from_cryodrgn() {
         for (file, want, shape) in [
             ("cryodrgn/50S-vol.mrc", 1.2661, [128, 32, 32]),

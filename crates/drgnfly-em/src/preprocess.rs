@@ -286,6 +286,10 @@ mod tests {
     /// cryoDRGN's `tests/test_dataset.py` golden (v4.3.0): `ImageDataset(hand.mrcs, invert_data=True)["y"]`
     /// at the listed indices, 11×65×65 float32, atol 1e-5. Default window 0.85; norm from all 100 images.
     #[test]
+    #[cfg_attr(
+        shared_data_absent,
+        ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)"
+    )]
     fn golden_hand_11_particles_from_cryodrgn() {
         let hand = drgnfly_io::fixture_or_skip!("cryodrgn/hand.mrcs");
         let golden = drgnfly_io::fixture_or_skip!("cryodrgn/hand_11_particles.npy");

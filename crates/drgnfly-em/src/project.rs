@@ -268,6 +268,10 @@ pub(crate) mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        shared_data_absent,
+        ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)"
+    )]
     fn cistem_reference_projections() {
         let p = drgnfly_io::fixture_or_skip!("cryojax/cistem_projection.npz");
         let (vol, angles, projs) =

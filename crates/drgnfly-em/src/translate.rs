@@ -324,6 +324,10 @@ mod tests {
     /// cryoDRGN's `tests/test_translate.py` golden (v4.3.0): hand image 0 → HT → symmetrize → translate by
     /// (5, 10) px → drop last row/col → inverse HT, 64×64 float64, atol 1e-4.
     #[test]
+    #[cfg_attr(
+        shared_data_absent,
+        ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)"
+    )]
     fn golden_im_shifted_from_cryodrgn() {
         let hand = drgnfly_io::fixture_or_skip!("cryodrgn/hand.mrcs");
         let golden = drgnfly_io::fixture_or_skip!("cryodrgn/im_shifted.npy");

@@ -492,6 +492,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        shared_data_absent,
+        ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)"
+    )]
     fn small_pdb() {
         let p = fixture_or_skip!("cryojax/1uao.pdb");
         let m = AtomicModel::read(&p).unwrap();
@@ -502,6 +506,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        shared_data_absent,
+        ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)"
+    )]
     fn pdb_with_models() {
         let p = fixture_or_skip!("cryojax/1uao_assembly.pdb");
         let m = read_pdb(&p).unwrap();
@@ -515,6 +523,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        shared_data_absent,
+        ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)"
+    )]
     fn cryo_em_pdb_with_hetero_atoms() {
         let p = fixture_or_skip!("biopython/7DDO.pdb");
         let m = read_pdb(&p).unwrap();
@@ -528,6 +540,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        shared_data_absent,
+        ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)"
+    )]
     fn mmcif_atom_site_loop() {
         let p = fixture_or_skip!("cryojax/8zpm.cif");
         let m = AtomicModel::read(&p).unwrap();
@@ -543,6 +559,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        shared_data_absent,
+        ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)"
+    )]
     fn npy_trajectory_with_elements_from_tsv() {
         let p = fixture_or_skip!("mdanalysis_adk/adk_dims_heavy_xyz.npy");
         let t = fixture_or_skip!("mdanalysis_adk/adk_heavy_atoms.tsv");
@@ -564,6 +584,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        shared_data_absent,
+        ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)"
+    )]
     fn charmm_pdb_without_element_columns_has_only_protein_elements() {
         let m = read_pdb(fixture_or_skip!("mdanalysis_adk/adk_open.pdb")).unwrap();
         assert_eq!(m.n_atoms(), 3341);

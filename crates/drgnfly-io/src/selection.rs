@@ -239,6 +239,10 @@ mod tests {
     use crate::fixtures::fixture;
 
     #[test]
+    #[cfg_attr(
+        shared_data_absent,
+        ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)"
+    )]
     fn cryodrgn_index_pickles() {
         let Some(p) = fixture("cryodrgn/ind100-rand.pkl") else { return };
         let s = Selection::load(&p).unwrap();

@@ -335,6 +335,10 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg_attr(
+        shared_data_absent,
+        ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)"
+    )]
     fn reads_cryodrgn_het_config() {
         let Some(path) = drgnfly_io::fixtures::fixture("cryodrgn/het_config.yaml") else { return };
         let cfg = RunConfig::read(&path).unwrap();

@@ -154,6 +154,7 @@ fn het_configs() -> (EncoderConfig, DecoderConfig) {
 }
 
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn het_weights_decode_encode_and_volume_match_cryodrgn() -> Result<()> {
     // fixture_or_skip! returns `()`, so use the function form in a test returning Result.
     let Some(path) = drgnfly_io::fixtures::fixture("cryodrgn/het_weights.pkl") else { return Ok(()) };

@@ -266,6 +266,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        shared_data_absent,
+        ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)"
+    )]
     fn cryodrgn_het_latents_path_is_connected() {
         let path = drgnfly_io::fixture_or_skip!("cryodrgn/zvals_het-2_1k.pkl");
         let (z, zdim, _) = drgnfly_io::pickle::load_latents(&path).unwrap();

@@ -3,6 +3,7 @@ use crate::fixture_or_skip;
 use crate::npy::{Column, StructuredBuilder};
 
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn ctf_of_p12_equals_cryodrgn_ctf2_pkl() {
     let cs = CsFile::open(fixture_or_skip!("cryodrgn/cryosparc_P12_J24_001_particles.cs")).unwrap();
     let want = crate::pickle::load_ctf(fixture_or_skip!("cryodrgn/ctf2.pkl")).unwrap();
@@ -20,6 +21,7 @@ fn ctf_of_p12_equals_cryodrgn_ctf2_pkl() {
 }
 
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn poses_and_shifts_of_p12_match_pose_cs_pkl_translations() {
     let cs = CsFile::open(fixture_or_skip!("cryodrgn/cryosparc_P12_J24_001_particles.cs")).unwrap();
     let golden = crate::pickle::load_poses(fixture_or_skip!("cryodrgn/pose.cs.pkl")).unwrap();
@@ -49,6 +51,7 @@ fn poses_and_shifts_of_p12_match_pose_cs_pkl_translations() {
 }
 
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn zero_row_file_works() {
     let cs = CsFile::open(fixture_or_skip!("cryosparc_tools/4k_dataset.cs")).unwrap();
     assert_eq!(cs.len(), 0);

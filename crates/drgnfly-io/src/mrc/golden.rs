@@ -153,6 +153,7 @@ fn check(e: &Expected, path: &Path) -> Vec<String> {
 }
 
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn every_mrc_in_shared_data_matches_mrcfile() {
     let manifest = crate::fixture_or_skip!("MANIFEST.tsv");
     let entries = parse_manifest(&std::fs::read_to_string(manifest).unwrap());
@@ -172,6 +173,7 @@ fn every_mrc_in_shared_data_matches_mrcfile() {
 }
 
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn odd_headers_are_read_as_mrcfile_reads_them() {
     let hand5 = crate::fixture_or_skip!("cryodrgn/hand.5.mrcs");
     let h = read_header(&hand5).unwrap();
@@ -203,6 +205,7 @@ fn odd_headers_are_read_as_mrcfile_reads_them() {
 }
 
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn compression_is_recognised_by_content_not_name() {
     let gz = crate::fixture_or_skip!("mrcfile/emd_3197.map.gz");
     let bz2 = crate::fixture_or_skip!("mrcfile/EMD-3197.map.bz2");
@@ -219,6 +222,7 @@ fn compression_is_recognised_by_content_not_name() {
 }
 
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn out_of_range_index_names_index_count_and_file() {
     let p = crate::fixture_or_skip!("cryodrgn/hand.5.mrcs");
     let s = MrcStack::open(&p).unwrap();

@@ -4,6 +4,7 @@ use crate::fixture_or_skip;
 // Golden values below were printed by numpy 2.4.6 (`np.load(path)[index]`) from the shared data files.
 
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn golden_plain_arrays() {
     let a = NpyArray::open(fixture_or_skip!("cryodrgn/hand_11_particles.npy")).unwrap();
     assert_eq!(a.shape(), [11, 65, 65]);
@@ -33,6 +34,7 @@ fn golden_plain_arrays() {
 }
 
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn golden_structured_arrays() {
     let a = NpyArray::open(fixture_or_skip!("cryodrgn/cryosparc_P12_J24_001_particles.cs")).unwrap();
     assert_eq!((a.len(), a.fields().count(), a.fortran_order()), (2019, 34, false));
@@ -170,6 +172,7 @@ fn structured_builder_and_row_copy_round_trip() {
 }
 
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn real_cs_subset_keeps_header_and_bytes() {
     let a = NpyArray::open(fixture_or_skip!("cryodrgn/cryosparc_P12_J24_001_particles.cs")).unwrap();
     let dir = tmp();

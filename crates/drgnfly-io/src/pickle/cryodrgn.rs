@@ -358,6 +358,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        shared_data_absent,
+        ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)"
+    )]
     fn ctf_golden_row() {
         let Some(p) = fixture("cryodrgn/ctf1.pkl") else { return };
         let ctf = load_ctf(&p).unwrap();
@@ -427,6 +431,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        shared_data_absent,
+        ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)"
+    )]
     fn poses_in_every_cryodrgn_layout() {
         let (Some(rot_only), Some(rot_trans), Some(star), Some(angles), Some(trans)) = (
             fixture("cryodrgn/hand_rot.pkl"),
@@ -514,6 +522,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        shared_data_absent,
+        ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)"
+    )]
     fn latents_with_and_without_logvar() {
         if let Some(p) = fixture("cryodrgn/zvals_het-8_4k.pkl") {
             let (z, zdim, logvar) = load_latents(&p).unwrap();

@@ -261,6 +261,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        shared_data_absent,
+        ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)"
+    )]
     fn every_cryodrgn_pkl_matches_numpy() {
         for (name, golden) in GOLDEN {
             let Some(path) = fixture(&format!("cryodrgn/{name}")) else { continue };
@@ -281,6 +285,10 @@ mod tests {
     }
 
     #[test]
+    #[cfg_attr(
+        shared_data_absent,
+        ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)"
+    )]
     fn torch_checkpoint_is_recognised() {
         let Some(path) = fixture("cryodrgn/het_weights.pkl") else { return };
         let err = load_array(&path).unwrap_err();

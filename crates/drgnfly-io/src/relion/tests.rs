@@ -6,6 +6,7 @@ fn star(text: &str) -> RelionParticles {
 }
 
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn ctf_of_pfcrt_equals_cryodrgn_ctf1_pkl() {
     let p = fixture_or_skip!("cryodrgn/FinalRefinement-OriginalParticles-PfCRT.star");
     let golden = fixture_or_skip!("cryodrgn/ctf1.pkl");
@@ -31,6 +32,7 @@ fn ctf_of_pfcrt_equals_cryodrgn_ctf1_pkl() {
 }
 
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn poses_of_pfcrt() {
     let p = fixture_or_skip!("cryodrgn/FinalRefinement-OriginalParticles-PfCRT.star");
     let r = RelionParticles::open(&p).unwrap();
@@ -45,6 +47,7 @@ fn poses_of_pfcrt() {
 }
 
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn optics_block_order_does_not_matter() {
     let a = fixture_or_skip!("cryodrgn/relion31.star");
     let b = fixture_or_skip!("cryodrgn/relion31.v2.star");
@@ -66,6 +69,7 @@ fn optics_block_order_does_not_matter() {
 }
 
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn two_optics_groups_join_per_particle_and_match_relion30() {
     let p31 = fixture_or_skip!("aspire/sample_particles_relion31.star");
     let p30 = fixture_or_skip!("aspire/sample_particles_relion30.star");
@@ -87,6 +91,7 @@ fn two_optics_groups_join_per_particle_and_match_relion30() {
 }
 
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn optics_table_after_particles_with_integer_box() {
     let p = fixture_or_skip!("cryojax/test_starfile.star");
     let r = RelionParticles::open(p).unwrap();
@@ -98,6 +103,7 @@ fn optics_table_after_particles_with_integer_box() {
 }
 
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn incomplete_ctf_names_the_missing_column_and_flag() {
     let p = fixture_or_skip!("aspire/sample_incomplete_ctf_params.star");
     let r = RelionParticles::open(p).unwrap();
@@ -108,6 +114,7 @@ fn incomplete_ctf_names_the_missing_column_and_flag() {
 }
 
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn tilt_series_star_with_empty_block_name() {
     let p = fixture_or_skip!("cryodrgn/sta_testing_bin8.star");
     let r = RelionParticles::open(p).unwrap();
@@ -156,6 +163,7 @@ fn missing_optics_group_names_the_row() {
 }
 
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn filter_keeps_only_used_optics_groups() {
     let p = fixture_or_skip!("aspire/sample_particles_relion31.star");
     let r = RelionParticles::open(p).unwrap();

@@ -28,6 +28,7 @@ fn star_with_names(path: &Path, names: &[String]) {
 }
 
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn mrcs_txt_and_star_agree_image_by_image() {
     let mrcs = fixture_or_skip!("cryodrgn/toy_projections.mrcs");
     let txt = fixture_or_skip!("cryodrgn/toy_projections.txt");
@@ -48,6 +49,7 @@ fn mrcs_txt_and_star_agree_image_by_image() {
 }
 
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn two_line_stack_list_concatenates() {
     let txt = fixture_or_skip!("cryodrgn/toy_projections_2.txt");
     let src = ParticleSource::open(&txt, &SourceOptions::default()).unwrap();
@@ -58,6 +60,7 @@ fn two_line_stack_list_concatenates() {
 }
 
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn datadir_resolves_split_stacks() {
     let star = fixture_or_skip!("cryodrgn/toy_projections_dir.star");
     let datadir = fixture_or_skip!("cryodrgn/toy_datadir");
@@ -80,6 +83,7 @@ fn datadir_resolves_split_stacks() {
 }
 
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn selection_maps_positions_to_rows_and_is_range_checked() {
     let mrcs = fixture_or_skip!("cryodrgn/toy_projections.mrcs");
     let toy = toy_stack().unwrap();

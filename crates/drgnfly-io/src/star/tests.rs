@@ -86,6 +86,7 @@ const GOLDEN: &[(&str, &[(&str, usize, Option<(usize, usize)>)])] = &[
 ];
 
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn every_shared_star_file_has_the_shapes_starfile_reads() {
     // Every .star in MANIFEST.tsv is covered (sample.star has its own test).
     if let Some(manifest) = fixture("MANIFEST.tsv") {
@@ -117,6 +118,7 @@ fn every_shared_star_file_has_the_shapes_starfile_reads() {
 }
 
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn values_and_versions_of_real_files() {
     let p = crate::fixture_or_skip!("cryodrgn/relion31.star");
     let star = StarFile::open(&p).unwrap();
@@ -145,6 +147,7 @@ fn values_and_versions_of_real_files() {
 }
 
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn quoted_values_keep_their_spaces() {
     for f in ["starfile/basic_single_quote.star", "starfile/basic_double_quote.star"] {
         let p = crate::fixture_or_skip!(f);
@@ -167,6 +170,7 @@ fn quoted_values_keep_their_spaces() {
 }
 
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn sample_star_names_its_bad_row() {
     let p = crate::fixture_or_skip!("aspire/sample.star");
     let e = StarFile::open(&p).unwrap_err().to_string();

@@ -314,6 +314,7 @@ fn select_clusters_writes_the_chosen_classes() {
 }
 
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn select_particles_exports_star_rows_of_the_original_particles() {
     let Some(star) = fixture("cryodrgn/toy_projections.star") else { return };
     let src = RelionParticles::open(&star).unwrap();
@@ -455,6 +456,7 @@ fn eval_simulation_scores_known_labels() {
 /// With cryoDRGN's small test model (zdim 8, D = 64, decoded at -d 32 to stay fast): volumes at the k-means centres and along PC1,
 /// their contact sheets, and volume agreement across epochs in analyze-convergence.
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn analyze_and_convergence_generate_volumes_with_a_checkpoint() {
     let (Some(weights), Some(config)) =
         (fixture("cryodrgn/het_weights.pkl"), fixture("cryodrgn/het_config.yaml"))

@@ -7,6 +7,7 @@ use crate::util::{drgnfly, fixture, simulate_phantom, write_ind};
 
 /// A STAR row whose `N@path` points past the end of its stack.
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn write_star_from_star_with_image_past_the_stack() {
     let Some(mrcs) = fixture("cryodrgn/toy_projections.mrcs") else { return };
     let dir = tempfile::tempdir().unwrap();
@@ -76,6 +77,7 @@ fn nan_in_a_star_column() {
 
 /// `--ind` with an index beyond the dataset, and CTF/pose files of the wrong length.
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn selection_out_of_range_and_count_mismatch() {
     let (Some(mrcs), Some(ctf100), Some(poses)) = (
         fixture("cryodrgn/toy_projections.mrcs"),

@@ -10,6 +10,7 @@ use crate::util::{arrays, drgnfly, fixture, write_ind};
 
 /// Two optics groups; keeping only particles of group 2 keeps only that group's optics row.
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn filter_star_keeps_rows_and_used_optics_groups() {
     let Some(input) = fixture("aspire/sample_particles_relion31.star") else { return };
     let src = RelionParticles::open(&input).unwrap();
@@ -38,6 +39,7 @@ fn filter_star_keeps_rows_and_used_optics_groups() {
 }
 
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn filter_cs_keeps_selected_rows_unchanged() {
     let Some(input) = fixture("cryodrgn/cryosparc_P12_J24_001_particles.cs") else { return };
     let dir = tempfile::tempdir().unwrap();
@@ -51,6 +53,7 @@ fn filter_cs_keeps_selected_rows_unchanged() {
 }
 
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn filter_mrcs_copies_the_selected_images() {
     let Some(input) = fixture("cryodrgn/toy_projections.mrcs") else { return };
     let dir = tempfile::tempdir().unwrap();
@@ -71,6 +74,7 @@ fn filter_mrcs_copies_the_selected_images() {
 
 /// A pose tuple is filtered as a whole (rot and trans together), with its dtypes kept.
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn filter_pkl_on_pose_tuple_and_ctf() {
     let (Some(poses), Some(ctf)) = (fixture("cryodrgn/toy_rot_trans.pkl"), fixture("cryodrgn/test_ctf.pkl"))
     else {
@@ -118,6 +122,7 @@ fn select_random_counts_seed_and_complement() {
 }
 
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn concat_pkls_joins_rows_and_names_mismatches() {
     let (Some(poses), Some(ctf), Some(trans)) = (
         fixture("cryodrgn/toy_rot_trans.pkl"),

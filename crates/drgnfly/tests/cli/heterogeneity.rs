@@ -98,6 +98,7 @@ fn fsc_summary(a: &[f32], b: &[f32]) -> (f64, f64) {
 }
 
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn adk_closed_and_open_separate_in_latent_space_and_decode_to_their_maps() {
     let closed = drgnfly_io::fixture_or_skip!("mdanalysis_adk/adk_closed.pdb");
     let open = drgnfly_io::fixture_or_skip!("mdanalysis_adk/adk_open.pdb");
@@ -152,6 +153,7 @@ fn adk_closed_and_open_separate_in_latent_space_and_decode_to_their_maps() {
 }
 
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn adk_dims_trajectory_is_ordered_along_the_first_principal_component() {
     let traj = drgnfly_io::fixture_or_skip!("mdanalysis_adk/adk_dims_heavy_xyz.npy");
     let elements = drgnfly_io::fixture_or_skip!("mdanalysis_adk/adk_heavy_atoms.tsv");

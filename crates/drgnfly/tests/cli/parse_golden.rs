@@ -6,6 +6,7 @@ use crate::util::{arrays, assert_ctf_close, drgnfly, fixture, max_abs_diff};
 
 /// `parse_pose_star FinalRefinement-OriginalParticles-PfCRT.star -D 300` → pose.star.pkl (float64).
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn parse_pose_star_matches_pose_star_pkl() {
     let (Some(star), Some(golden)) =
         (fixture("cryodrgn/FinalRefinement-OriginalParticles-PfCRT.star"), fixture("cryodrgn/pose.star.pkl"))
@@ -28,6 +29,7 @@ fn parse_pose_star_matches_pose_star_pkl() {
 
 /// `parse_ctf_star … -D 300 --Apix 1.035 -w 0.1` → ctf1.pkl; `parse-star` writes the same two files.
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn parse_ctf_star_matches_ctf1_pkl_and_parse_star_agrees() {
     let (Some(star), Some(golden), Some(golden_pose)) = (
         fixture("cryodrgn/FinalRefinement-OriginalParticles-PfCRT.star"),
@@ -58,6 +60,7 @@ fn parse_ctf_star_matches_ctf1_pkl_and_parse_star_agrees() {
 
 /// `parse_ctf_csparc cryosparc_P12_J24_001_particles.cs` → ctf2.pkl.
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn parse_ctf_csparc_matches_ctf2_pkl() {
     let (Some(cs), Some(golden)) =
         (fixture("cryodrgn/cryosparc_P12_J24_001_particles.cs"), fixture("cryodrgn/ctf2.pkl"))
@@ -73,6 +76,7 @@ fn parse_ctf_csparc_matches_ctf2_pkl() {
 
 /// `parse_pose_csparc cryosparc_P12_J24_001_particles.cs -D 180` → pose.cs.pkl (float32).
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn parse_pose_csparc_matches_pose_cs_pkl() {
     let (Some(cs), Some(golden)) =
         (fixture("cryodrgn/cryosparc_P12_J24_001_particles.cs"), fixture("cryodrgn/pose.cs.pkl"))

@@ -129,6 +129,7 @@ fn noisy_simulation_still_gives_a_meaningful_map() {
 }
 
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn simulate_from_a_pdb_file() {
     let Some(pdb) = fixture("cryojax/1uao.pdb") else { return };
     let dir = tempfile::tempdir().unwrap();
@@ -257,6 +258,7 @@ fn given_poses_are_used_and_round_trip() {
 }
 
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn bad_simulation_and_backprojection_inputs_fail_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path();

@@ -28,6 +28,7 @@ fn assert_poses_close(got: &Poses, want: &Poses, rows: &[usize], tol_t: f64) {
 
 /// RELION 3.1 (default): toy_projections.mrcs + test_ctf.pkl + toy_rot_trans.pkl → .star → parsers.
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn write_star_then_parse_gives_back_poses_and_ctf() {
     let (Some(mrcs), Some(ctf), Some(poses)) = (
         fixture("cryodrgn/toy_projections.mrcs"),
@@ -61,6 +62,7 @@ fn write_star_then_parse_gives_back_poses_and_ctf() {
 
 /// RELION 3.0 with `--ind`: rows are selected from images, CTF and poses together; origins in px.
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn write_star_relion30_with_selection() {
     let (Some(mrcs), Some(poses)) =
         (fixture("cryodrgn/toy_projections.mrcs"), fixture("cryodrgn/toy_rot_trans.pkl"))
@@ -107,6 +109,7 @@ fn write_star_relion30_with_selection() {
 
 /// write-cs → parse-pose-csparc / parse-ctf-csparc, and the .cs fields as cryoSPARC reads them.
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn write_cs_then_parse_gives_back_poses_and_ctf() {
     let (Some(mrcs), Some(poses)) =
         (fixture("cryodrgn/toy_projections.mrcs"), fixture("cryodrgn/toy_rot_trans.pkl"))

@@ -476,6 +476,7 @@ const CRYODRGN_VOL_PROBES: [((usize, usize, usize), f64); 6] = [
 const CRYODRGN_VOL_SUMSQ: f64 = 1.075312835e+03;
 
 #[test]
+#[cfg_attr(shared_data_absent, ignore = "needs the shared test data (../shared/data or DRGNFLY_TEST_DATA)")]
 fn eval_vol_on_cryodrgn_weights_matches_cryodrgn() {
     let (Some(weights), Some(config)) =
         (crate::util::fixture("cryodrgn/het_weights.pkl"), crate::util::fixture("cryodrgn/het_config.yaml"))
