@@ -92,4 +92,51 @@ fn exported_weights_give_our_map_in_cryodrgn() {
     assert!(out.status.success(), "cryodrgn eval_vol failed:\n{}", String::from_utf8_lossy(&out.stderr));
     let diff = max_rel_diff(&d.join("ours.mrc"), &d.join("cryodrgn.mrc"));
     assert!(diff < 1e-4, "cryoDRGN's map from our weights differs (max rel diff {diff:.2e})");
+
+    // cryoDRGN's analyze on our training directory: its k-means volumes are our maps at its centres.
+    let out = Command::new(cryodrgn_path())
+        .current_dir(d)
+        .args(["analyze", "vae", "2", "--skip-umap", "--ksample", "2", "-o", "cdanalyze"])
+        .env("OMP_NUM_THREADS", "1")
+        .output()
+        .expect("cryodrgn runs");
+    assert!(out.status.success(), "cryodrgn analyze failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let zfile = ["--zfile", "cdanalyze/kmeans2/centers.txt", "-o", "ours_kmeans"];
+    drgnfly(
+        d,
+        &[&["eval-vol", "vae/weights.2.safetensors", "-c", "vae/config.yaml"][..], &zfile[..]].concat(),
+    )
+    .ok();
+    for k in 1..=2 {
+        let name = format!("vol_{k:03}.mrc");
+        let diff = max_rel_diff(&d.join("ours_kmeans").join(&name), &d.join("cdanalyze/kmeans2").join(&name));
+        assert!(diff < 1e-4, "cryoDRGN analyze's {name} differs from our map at its centre ({diff:.2e})");
+    }
+}
+
+fn cryodrgn_path() -> PathBuf {
+    std::env::var_os("DRGNFLY_CRYODRGN").map(PathBuf::from).expect("checked by cryodrgn()")
+}
+
+/// The example command lines of cryoDRGN 4.3.1's `train_vae` documentation (its module docstring) run
+/// unchanged, with the file names it uses; only the epoch counts are smaller (25 → 2, 50 → 3).
+#[test]
+fn cryodrgn_documented_train_vae_command_lines_run_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    simulate_phantom(d, (2, 16, 40), &[]);
+    for (from, to) in
+        [("particles.mrcs", "projections.mrcs"), ("pose.pkl", "angles.pkl"), ("ctf.pkl", "test_ctf.pkl")]
+    {
+        std::fs::copy(d.join("sim").join(from), d.join(to)).unwrap();
+    }
+    let first = "train_vae projections.mrcs -o outs/002_trainvae --lr 0.0001 --zdim 8 \
+                 --poses angles.pkl --ctf test_ctf.pkl -n 2";
+    let restart = "train_vae projections.mrcs -o outs/002_trainvae --lr 0.0001 --zdim 8 \
+                   --poses angles.pkl --ctf test_ctf.pkl --load latest -n 3";
+    for line in [first, restart] {
+        let args: Vec<&str> = line.split_whitespace().filter(|a| *a != "\\").collect();
+        drgnfly(d, &args).ok();
+    }
+    assert!(d.join("outs/002_trainvae/z.3.pkl").is_file(), "the restarted run did not reach epoch 3");
 }
