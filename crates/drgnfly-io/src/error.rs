@@ -73,6 +73,18 @@ pub enum Error {
         /// Byte offset of the opcode.
         offset: u64,
     },
+    /// A size from the user or a file would need more memory than this process can get.
+    #[error("{what} needs {} of memory, but only {} is available. {hint}", crate::memory::human_bytes(*.needed), crate::memory::human_bytes(*.available))]
+    TooLarge {
+        /// What would be allocated, with the size that asks for it.
+        what: String,
+        /// Estimated bytes.
+        needed: u64,
+        /// Bytes the process may still allocate.
+        available: u64,
+        /// What to change.
+        hint: String,
+    },
     /// Several independent problems found while validating inputs; all are reported at once.
     #[error("{} problems found:\n{}", .0.len(), ListErrors(.0))]
     Many(Vec<Error>),

@@ -18,6 +18,7 @@ pub mod cs;
 pub mod error;
 #[doc(hidden)]
 pub mod fixtures;
+pub mod memory;
 pub mod mrc;
 pub mod npy;
 pub mod pickle;

@@ -196,6 +196,53 @@ fn default_window_r() -> f32 {
     0.85
 }
 
+/// Largest config.yaml read (a run's is about 2 kB).
+const MAX_CONFIG_BYTES: usize = 1 << 20;
+/// Deepest nesting read (a run's config nests 2 levels).
+const MAX_CONFIG_DEPTH: usize = 32;
+
+/// Refuse a file the YAML parser would take unbounded time on, before parsing: too large, or nested too
+/// deeply (`[[[[…]]]]` or `- - - -…` chains; the parser's own depth limit triggers only after time that
+/// grows quadratically with the depth).
+fn check_yaml_shape(text: &str) -> std::result::Result<(), String> {
+    if text.len() > MAX_CONFIG_BYTES {
+        return Err(format!(
+            "{} bytes is not a run's config.yaml (at most {MAX_CONFIG_BYTES} bytes read)",
+            text.len()
+        ));
+    }
+    let too_deep = |line: usize| {
+        Err(format!("nested more than {MAX_CONFIG_DEPTH} levels at line {line}; not a run's config.yaml"))
+    };
+    let mut flow = 0usize;
+    let mut quote: Option<char> = None;
+    for (i, line) in text.lines().enumerate() {
+        // Block nesting: indentation and `- ` sequence markers at the start of the line.
+        let rest = line.trim_start_matches([' ', '-']);
+        let prefix = &line[..line.len() - rest.len()];
+        if prefix.len() > 4 * MAX_CONFIG_DEPTH || prefix.matches('-').count() > MAX_CONFIG_DEPTH {
+            return too_deep(i + 1);
+        }
+        for c in line.chars() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '\'' | '"') => quote = Some(c),
+                (None, '#') => break,
+                (None, '[' | '{') => {
+                    flow += 1;
+                    if flow > MAX_CONFIG_DEPTH {
+                        return too_deep(i + 1);
+                    }
+                }
+                (None, ']' | '}') => flow = flow.saturating_sub(1),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
 impl RunConfig {
     /// Read and check a config.yaml. Errors name the file: [`Error::ReadRunFile`], or [`Error::RunFile`]
     /// for a file that is not YAML, not a train_vae/train_nn config (a cryoDRGN-AI one, say), or holds an
@@ -203,6 +250,7 @@ impl RunConfig {
     pub fn read(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|error| Error::ReadRunFile { path: path.to_path_buf(), error })?;
+        check_yaml_shape(&text).map_err(|problem| Error::run_file(path, problem))?;
         let raw: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text)
             .map_err(|e| Error::run_file(path, format!("not a YAML file: {e}")))?;
         if raw.get("data_norm_mean").is_some() {
@@ -333,6 +381,22 @@ impl RunConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A hostile config (100k nested levels) is refused at once instead of hanging the parser; ordinary
+    /// nesting, quoted brackets and comments pass the check.
+    #[test]
+    fn deeply_nested_or_huge_configs_are_refused_before_parsing() {
+        let flow = format!("deep: {}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let started = std::time::Instant::now();
+        let e = check_yaml_shape(&flow).unwrap_err();
+        assert!(e.contains("nested more than 32 levels at line 1"), "{e}");
+        assert!(started.elapsed().as_secs_f64() < 1.0);
+        let block = format!("deep:\n{}x\n", "- ".repeat(10_000));
+        assert!(check_yaml_shape(&block).unwrap_err().contains("line 2"));
+        assert!(check_yaml_shape(&"a".repeat(2 << 20)).unwrap_err().contains("bytes"));
+        let fine = "dataset_args:\n  norm:\n  - 0.0\n  - [1, {a: '[[[[['}]  # ]]]] [[[[\nname: \"{{{\"\n";
+        assert_eq!(check_yaml_shape(fine), Ok(()));
+    }
 
     #[test]
     #[cfg_attr(

@@ -84,6 +84,18 @@ struct Stack {
     out_dim: usize,
 }
 
+/// Weights and biases of an MLP: `in → hidden`, `nlayers × (hidden → hidden)`, `hidden → out`; saturating,
+/// since the widths can come from a file.
+pub fn parameter_count(in_dim: usize, nlayers: usize, hidden: usize, out_dim: usize) -> u64 {
+    let (i, n, h, o) = (in_dim as u64, nlayers as u64, hidden as u64, out_dim as u64);
+    let inner = h.saturating_mul(h).saturating_add(h).saturating_mul(n);
+    i.saturating_mul(h)
+        .saturating_add(h)
+        .saturating_add(inner)
+        .saturating_add(h.saturating_mul(o))
+        .saturating_add(o)
+}
+
 impl Stack {
     fn new(
         in_dim: usize,
@@ -99,6 +111,14 @@ impl Stack {
                 return Err(Error::config(field, "layer widths must be at least 1"));
             }
         }
+        let params = parameter_count(in_dim, nlayers, hidden, out_dim);
+        drgnfly_io::memory::check_fits(
+            format!("an MLP of {nlayers} hidden layers of width {hidden} on {in_dim} inputs ({params} parameters)"),
+            // Random initialisation holds a temporary copy of each weight matrix.
+            params.saturating_mul(8),
+            "lower the layer widths (--enc-dim/--dec-dim, or qdim/pdim in config.yaml) or the positional \
+             encoding (--pe-dim)",
+        )?;
         let vb = vb.pp("main");
         let mut layers = Vec::with_capacity(nlayers + 2);
         // Only ResidLinearMLP switches to a residual layer by width; the plain MLP never does.

@@ -22,7 +22,9 @@ use drgnfly_nn::config::{ModelArgs, ModelKind};
 use drgnfly_nn::train::{AbinitHomoTrainer, AbinitSchedule, BatchPrep, EncoderInput};
 use drgnfly_nn::{AdamConfig, DataNorm};
 
-use super::train_common::{fit_decoder, map_apix, run_config, DataArgs, DecoderArgs, MapOutput, TrainArgs};
+use super::train_common::{
+    check_training_memory, fit_decoder, map_apix, run_config, DataArgs, DecoderArgs, MapOutput, TrainArgs,
+};
 
 /// Reconstruct a homogeneous map and the particles' poses from the images alone.
 #[derive(ClapArgs, Debug)]
@@ -131,6 +133,7 @@ pub fn run(args: Args) -> Result<()> {
         refresh_images: args.search_refresh.max(1),
     };
     let mut trainer = AbinitHomoTrainer::new(&dec, seed, adam, prep, n, schedule)?;
+    check_training_memory(trainer.store().num_params(), &dec, t.batch_size.min(n), d)?;
     let apix = map_apix(&data, &args.data.particles);
     let model_args = ModelArgs::decoder_only(ModelKind::AbinitHomo, &dec);
     let config = run_config(args.data.dataset_args(norm, &[]), d, model_args, seed);

@@ -193,6 +193,7 @@ pub fn run(args: Args) -> Result<()> {
     if n == 0 {
         bail!("-n 0: nothing to simulate; give at least one particle");
     }
+    check_memory(n, args.d)?;
     let given_shifts = given.as_ref().and_then(|g| g.trans.clone());
     if given_shifts.is_some() && args.max_shift > 0.0 {
         bail!(
@@ -361,6 +362,30 @@ fn parse_snr(s: &str) -> Result<Option<f64>> {
 
 fn path_str(p: &Option<PathBuf>) -> String {
     p.as_deref().map(|p| p.display().to_string()).unwrap_or_default()
+}
+
+/// Per particle, the ground truth kept until the metadata is written: `ParticleTruth` plus its pose.pkl,
+/// ctf.pkl, labels and STAR rows (an upper bound).
+const TRUTH_BYTES_PER_PARTICLE: u64 = 512;
+
+/// Refuse sizes that cannot fit before anything is allocated: the per-particle ground truth, and one state's
+/// map with its 2× oversampled complex projector (8 × 8 bytes per voxel) when `-D` is given.
+fn check_memory(n: usize, d: Option<usize>) -> Result<()> {
+    drgnfly_io::memory::check_fits(
+        format!("the ground truth of {n} particles"),
+        (n as u64).saturating_mul(TRUTH_BYTES_PER_PARTICLE),
+        "lower -n; for a larger dataset simulate several runs with different --seed and join them \
+         (concat-pkls, a .txt list of the stacks)",
+    )?;
+    if let Some(d) = d {
+        let voxels = drgnfly_io::memory::f32_bytes(&[d, d, d]) / 4;
+        drgnfly_io::memory::check_fits(
+            format!("a {d}³ map and its projector (-D {d})"),
+            voxels.saturating_mul(4 + 64),
+            "lower -D (cryo-EM boxes are 64–512 px; downsample later with drgnfly downsample)",
+        )?;
+    }
+    Ok(())
 }
 
 /// Load or build the states, write their ground-truth maps, and check the weights.

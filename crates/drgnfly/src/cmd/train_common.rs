@@ -686,6 +686,24 @@ impl<T: Trainer + ?Sized> Hooks<T> for CliHooks<'_, T> {
 
 /// config.yaml of a training run on `d`-pixel images: `dataset_args`, the (D+1) lattice, `model_args`, the seed,
 /// this version and the command line.
+/// Refuse a run whose training steps cannot fit in memory, before the first batch: gradients and Adam's two
+/// moments (3 × the `params` weights, which are allocated already) plus one batch's decoder inputs and first
+/// hidden layer over the image disc (a lower bound: the rest of the network is evaluated in tiles).
+pub fn check_training_memory(params: usize, dec: &DecoderConfig, batch: usize, d: usize) -> Result<()> {
+    let disc_pixels = (std::f64::consts::FRAC_PI_4 * (d * d) as f64) as usize;
+    let per_point = dec.pe_dim().saturating_mul(6).saturating_add(dec.zdim).saturating_add(dec.dim);
+    let needed = drgnfly_io::memory::f32_bytes(&[params, 3])
+        .saturating_add(drgnfly_io::memory::f32_bytes(&[batch, disc_pixels, per_point]));
+    drgnfly_io::memory::check_fits(
+        format!(
+            "training ({params} parameters, batches of {batch} images of {d}×{d}, {per_point} decoder values per pixel)"
+        ),
+        needed,
+        "lower -b, --dec-dim/--enc-dim or --pe-dim, or downsample the particles (drgnfly downsample)",
+    )?;
+    Ok(())
+}
+
 pub fn run_config(dataset_args: DatasetArgs, d: usize, model_args: ModelArgs, seed: u64) -> RunConfig {
     RunConfig {
         dataset_args,

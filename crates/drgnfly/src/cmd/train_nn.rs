@@ -15,7 +15,8 @@ use drgnfly_nn::train::{BatchPrep, EncoderInput, HomoTrainer};
 use drgnfly_nn::{AdamConfig, DataNorm};
 
 use super::train_common::{
-    fit_decoder, map_apix, run_config, DataArgs, DecoderArgs, MapOutput, PoseArgs, PoseSgdArgs, TrainArgs,
+    check_training_memory, fit_decoder, map_apix, run_config, DataArgs, DecoderArgs, MapOutput, PoseArgs,
+    PoseSgdArgs, TrainArgs,
 };
 
 /// Train a homogeneous decoder on particles with known poses.
@@ -65,6 +66,7 @@ pub fn run(args: Args) -> Result<()> {
     let seed = t.resolve_seed()?;
     let adam = AdamConfig { lr: t.lr, weight_decay: t.wd, ..Default::default() };
     let mut trainer = HomoTrainer::new(&dec, seed, adam, prep)?;
+    check_training_memory(trainer.store().num_params(), &dec, t.batch_size.min(n), d)?;
     // cryoDRGN train_nn refines after 5 epochs on the given poses.
     if let Some(refine) = args.pose_sgd.refinement(&data, 5)? {
         trainer = trainer.with_pose_refinement(refine);

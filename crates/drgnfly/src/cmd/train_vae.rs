@@ -23,8 +23,8 @@ use drgnfly_nn::{AdamConfig, EncodeMode, EncoderConfig};
 
 use super::compat::UnsupportedVaeFlags;
 use super::train_common::{
-    explain_interrupt, run_config, timedelta, CliHooks, DataArgs, DecoderArgs, PoseArgs, PoseSgdArgs, RunLog,
-    TrainArgs,
+    check_training_memory, explain_interrupt, run_config, timedelta, CliHooks, DataArgs, DecoderArgs,
+    PoseArgs, PoseSgdArgs, RunLog, TrainArgs,
 };
 use crate::progress::Progress;
 
@@ -134,6 +134,7 @@ pub fn run(args: Args) -> Result<()> {
     let adam = AdamConfig { lr: t.lr, weight_decay: t.wd, ..Default::default() };
     let kl = KlSchedule::new(beta, args.beta_control)?;
     let mut trainer = VaeTrainer::new(&enc, &dec, seed, adam, kl, prep)?;
+    check_training_memory(trainer.model().store().num_params(), &dec, t.batch_size.min(n), d)?;
     // cryoDRGN train_vae refines after 1 epoch on the given poses.
     if let Some(refine) = args.pose_sgd.refinement(&data, 1)? {
         trainer = trainer.with_pose_refinement(refine);

@@ -251,3 +251,54 @@ fn interrupted_training_says_how_to_resume() {
     drgnfly(p, &[&resumed[..], &["-n", &next, "--load", "latest"]].concat()).ok();
     assert!(p.join(format!("out/weights.{next}.safetensors")).is_file());
 }
+
+/// Sizes from the command line or a config.yaml that cannot fit in memory are clear errors (exit 1), never
+/// an allocation abort (exit 134); a batch larger than the data is capped.
+#[test]
+fn sizes_beyond_memory_are_errors_not_aborts() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    drgnfly(d, &["simulate", "--phantom", "hinge", "-D", "100000", "-n", "2", "-o", "big"])
+        .fails_with(&["100000³", "lower -D"]);
+    drgnfly(d, &["simulate", "--phantom", "hinge", "-D", "16", "-n", "100000000000", "-o", "many"])
+        .fails_with(&["100000000000 particles", "lower -n"]);
+    simulate_phantom(d, (2, 16, 20), &[]);
+    let train = ["train-vae", "sim/particles.mrcs", "--poses", "sim/pose.pkl", "--zdim", "1", "-n", "1"];
+    drgnfly(d, &[&train[..], &["--dec-dim", "1000000", "-o", "wide"]].concat())
+        .fails_with(&["width 1000000", "--dec-dim"]);
+    let small = ["--enc-dim", "8", "--dec-dim", "8", "--no-analysis"];
+    drgnfly(d, &[&train[..], &small[..], &["-b", "1000000", "-o", "batch"]].concat()).ok();
+
+    // Under a 4 GB address-space limit, a positional encoding of 100000 frequencies (a 2.5 GB first layer)
+    // is refused with the numbers, whatever the machine's RAM.
+    let exe = env!("CARGO_BIN_EXE_drgnfly");
+    let out = std::process::Command::new("bash")
+        .current_dir(d)
+        .arg("-c")
+        .arg(format!(
+            "ulimit -v 4000000 && exec {exe} train-vae sim/particles.mrcs --poses sim/pose.pkl --zdim 1 -n 1 \
+             --pe-dim 100000 -o pe"
+        ))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("600001 inputs") && stderr.contains("--pe-dim"), "{stderr}");
+
+    // eval-vol with a config.yaml asking for an encoder of width 10⁶: refused before building the model.
+    drgnfly(d, &[&train[..], &small[..], &["-o", "vae"]].concat()).ok();
+    let config = std::fs::read_to_string(d.join("vae/config.yaml")).unwrap();
+    let hostile = config.replace("qdim: 8", "qdim: 1000000").replace("pdim: 8", "pdim: 1000000");
+    assert_ne!(hostile, config);
+    std::fs::write(d.join("vae/config.yaml"), hostile).unwrap();
+    let eval = ["eval-vol", "vae/weights.1.safetensors", "-c", "vae/config.yaml", "-z", "0", "-o", "v.mrc"];
+    drgnfly(d, &eval).fails_with(&["width 1000000"]);
+
+    // A config.yaml nested 100k levels deep is refused at once, not parsed for minutes.
+    std::fs::write(
+        d.join("vae/config.yaml"),
+        format!("deep: {}{}", "[".repeat(100_000), "]".repeat(100_000)),
+    )
+    .unwrap();
+    drgnfly(d, &eval).fails_with(&["config.yaml", "nested more than 32 levels"]);
+}
