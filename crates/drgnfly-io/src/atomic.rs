@@ -16,12 +16,13 @@ pub struct AtomicFile {
 }
 
 impl AtomicFile {
-    /// Start writing `target` (its parent directory must exist).
+    /// Start writing `target` (its parent directory must exist). A symlink is followed: the file it points
+    /// to is replaced and the link kept. A target that exists but is not a regular file (a device such as
+    /// `/dev/full`, a FIFO, a socket, a directory) is refused: renaming over it would destroy it.
     pub fn create(target: impl AsRef<Path>) -> Result<Self> {
-        let target = target.as_ref().to_path_buf();
-        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let tmp = target.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-        let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let target = output_path(target.as_ref())?;
+        let tmp = temp_path(&target);
+        let file = File::create(&tmp).map_err(|e| Error::io(&target, e))?;
         Ok(Self { target, tmp, writer: Some(BufWriter::with_capacity(1 << 20, file)) })
     }
 
@@ -64,6 +65,72 @@ impl Drop for AtomicFile {
             let _ = std::fs::remove_file(&self.tmp);
         }
     }
+}
+
+/// Symlinks followed before a link points nowhere useful (the kernel's own limit).
+const MAX_SYMLINKS: usize = 40;
+
+/// The regular file an output named `path` should replace: `path` itself when absent or a regular file,
+/// the file a symlink (chain) points to, and an error for anything else, naming what it is.
+pub fn output_path(path: &Path) -> Result<PathBuf> {
+    let mut current = path.to_path_buf();
+    for _ in 0..MAX_SYMLINKS {
+        let meta = match std::fs::symlink_metadata(&current) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(current),
+            Err(e) => return Err(Error::io(&current, e)),
+        };
+        let kind = meta.file_type();
+        if kind.is_file() {
+            return Ok(current);
+        }
+        if kind.is_symlink() {
+            let dest = std::fs::read_link(&current).map_err(|e| Error::io(&current, e))?;
+            current = match current.parent() {
+                Some(dir) if dest.is_relative() => dir.join(dest),
+                _ => dest,
+            };
+            continue;
+        }
+        return Err(Error::invalid(
+            path,
+            None,
+            format!("exists and is {}, not a regular file", describe(&kind)),
+            "outputs are written to a new file and renamed over the old one, which would destroy it; \
+             give the path of a regular file",
+        ));
+    }
+    Err(Error::invalid(path, None, "too many levels of symbolic links", "point the link at a regular file"))
+}
+
+fn describe(kind: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_char_device() {
+            return "a character device";
+        }
+        if kind.is_block_device() {
+            return "a block device";
+        }
+        if kind.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if kind.is_socket() {
+            return "a socket";
+        }
+    }
+    if kind.is_dir() {
+        "a directory"
+    } else {
+        "a special file"
+    }
+}
+
+/// The temporary name `dir/.NAME.PID.tmp` beside `target` ([`remove_stale_temps`] knows the pattern).
+pub fn temp_path(target: &Path) -> PathBuf {
+    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    target.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }
 
 /// Write `bytes` to `path` atomically.
@@ -120,6 +187,29 @@ mod tests {
         assert!(!q.exists());
         let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "only out.bin should remain");
+    }
+
+    /// A device, FIFO or directory is never replaced; a symlink's target is written and the link kept.
+    #[cfg(unix)]
+    #[test]
+    fn special_files_are_refused_and_symlinks_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = write_atomic("/dev/null", b"x").unwrap_err().to_string();
+        assert!(e.contains("/dev/null") && e.contains("a character device"), "{e}");
+        assert!(!Path::new("/dev/null").metadata().unwrap().file_type().is_file());
+        let e = write_atomic(dir.path(), b"x").unwrap_err().to_string();
+        assert!(e.contains("a directory"), "{e}");
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        assert!(write_atomic(&fifo, b"x").unwrap_err().to_string().contains("FIFO"));
+
+        let real = dir.path().join("real.txt");
+        let link = dir.path().join("link.txt");
+        std::os::unix::fs::symlink("real.txt", &link).unwrap();
+        write_atomic(&link, b"through").unwrap();
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link is kept");
+        assert_eq!(std::fs::read(&real).unwrap(), b"through");
     }
 
     #[test]

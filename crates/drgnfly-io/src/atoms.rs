@@ -216,7 +216,7 @@ fn parse_f32(path: &Path, record: &str, what: &str, text: &str) -> Result<f32> {
 /// Reads a PDB file (see the [module docs](self) for the columns and rules).
 pub fn read_pdb(path: impl AsRef<Path>) -> Result<AtomicModel> {
     let path = path.as_ref();
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = crate::input::read_text(path, "PDB")?;
     let mut b = ModelBuilder::new(path);
     for (i, line) in text.lines().enumerate() {
         let record = format!("line {}", i + 1);
@@ -296,7 +296,7 @@ fn cif_tokens(line: &str) -> Vec<&str> {
 /// Reads the `_atom_site` loop of an mmCIF file (see the [module docs](self)).
 pub fn read_mmcif(path: impl AsRef<Path>) -> Result<AtomicModel> {
     let path = path.as_ref();
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = crate::input::read_text(path, "mmCIF")?;
     let lines: Vec<&str> = text.lines().collect();
     // Find the loop whose items are `_atom_site.*`.
     let mut i = 0;
@@ -454,7 +454,7 @@ pub fn read_npy_trajectory(path: impl AsRef<Path>) -> Result<AtomicModel> {
 /// column (like `adk_heavy_atoms.tsv`), or one symbol per line without a header.
 pub fn read_element_list(path: impl AsRef<Path>) -> Result<Vec<String>> {
     let path = path.as_ref();
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = crate::input::read_text(path, "element list")?;
     let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
     let Some((_, header)) = lines.next() else {
         return Err(Error::invalid(path, None, "empty element list", "list one element per atom"));

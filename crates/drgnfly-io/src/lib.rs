@@ -8,7 +8,7 @@
 //!   parsed, never executed.
 //! - [`selection`]: `--ind` particle selections (.pkl or .txt), checked against the dataset size.
 //! - [`source`]: `ParticleSource`, one random-access and streaming interface over all particle files.
-//! - [`atomic`]: write-then-rename output files.
+//! - [`atomic`]: write-then-rename output files; [`input`]: whole-file reads (text checked, streams bounded).
 //!
 //! Every error is an [`Error`] naming the file, the record and what to do.
 
@@ -18,6 +18,7 @@ pub mod cs;
 pub mod error;
 #[doc(hidden)]
 pub mod fixtures;
+pub mod input;
 pub mod memory;
 pub mod mrc;
 pub mod npy;

@@ -214,7 +214,7 @@ fn indices_from_pickle(path: &Path) -> Result<Vec<i64>> {
 }
 
 fn indices_from_text(path: &Path) -> Result<Vec<i64>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = crate::input::read_text(path, "index (.txt)")?;
     let mut indices = Vec::new();
     for (line_no, line) in text.lines().enumerate() {
         let content = line.split('#').next().unwrap_or("");

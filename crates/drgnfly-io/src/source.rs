@@ -295,7 +295,7 @@ pub use crate::stream::{Batch, BatchStream, StreamOptions};
 
 /// Parse a .txt list of stacks: one path per line, blank lines and `#` comments ignored.
 pub fn read_stack_list(path: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = crate::input::read_text(path, "stack list (.txt)")?;
     let paths: Vec<String> = text
         .lines()
         .map(str::trim)

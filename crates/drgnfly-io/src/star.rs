@@ -69,17 +69,7 @@ impl StarFile {
     /// Read and parse `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let text = String::from_utf8(bytes).map_err(|e| {
-            let offset = e.utf8_error().valid_up_to();
-            let line = 1 + e.as_bytes()[..offset].iter().filter(|&&b| b == b'\n').count();
-            Error::invalid(
-                path,
-                Some(format!("line {line} (byte {offset})")),
-                "not valid UTF-8 text",
-                "STAR files are text; check that this is the right file",
-            )
-        })?;
+        let text = crate::input::read_text(path, "STAR")?;
         Self::parse(path, text)
     }
 

@@ -11,7 +11,7 @@
 //! name in the same directory and renamed, so a crash never leaves a truncated checkpoint.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 
@@ -71,7 +71,7 @@ pub fn write_checkpoint(path: &Path, ckpt: &Checkpoint) -> Result<()> {
     let epoch =
         i64::try_from(epoch).map_err(|_| Error::config("epoch", format!("{epoch} does not fit i64")))?;
     all.insert(EPOCH_KEY.to_string(), Tensor::new(&[epoch], &Device::Cpu)?);
-    let tmp = temp_path(path);
+    let tmp = drgnfly_io::atomic::temp_path(path);
     let io = |e| Error::Io { path: path.to_path_buf(), source: e };
     let written = candle_core::safetensors::save(&all, &tmp).map_err(Error::from).and_then(|()| {
         // On disk before the rename (a crash never leaves a named but empty checkpoint), and readable by
@@ -93,7 +93,7 @@ pub fn write_checkpoint(path: &Path, ckpt: &Checkpoint) -> Result<()> {
 
 /// Read a checkpoint written by [`save_checkpoint`] onto `device`.
 pub fn read_checkpoint(path: &Path, device: &Device) -> Result<Checkpoint> {
-    let bytes = std::fs::read(path).map_err(|e| Error::Io { path: path.to_path_buf(), source: e })?;
+    let bytes = drgnfly_io::input::read_bytes(path)?;
     let all = candle_core::safetensors::load_buffer(&bytes, device).map_err(|e| Error::Checkpoint {
         path: path.to_path_buf(),
         problem: format!("not a readable safetensors file ({e})"),
@@ -167,13 +167,6 @@ pub fn read_cryodrgn_weights(path: &Path) -> Result<HashMap<String, Tensor>> {
         return Err(bad("no tensors under `model_state_dict`".into()));
     }
     Ok(out)
-}
-
-/// `dir/.name.<pid>.tmp` beside `path`. candle writes safetensors only to a path, hence rename-based
-/// atomicity here instead of `drgnfly_io::atomic` (which would also need a second safetensors version).
-fn temp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }
 
 #[cfg(test)]

@@ -244,12 +244,11 @@ fn check_yaml_shape(text: &str) -> std::result::Result<(), String> {
 }
 
 impl RunConfig {
-    /// Read and check a config.yaml. Errors name the file: [`Error::ReadRunFile`], or [`Error::RunFile`]
+    /// Read and check a config.yaml. Errors name the file: [`Error::File`] when it cannot be read as text, [`Error::RunFile`]
     /// for a file that is not YAML, not a train_vae/train_nn config (a cryoDRGN-AI one, say), or holds an
     /// unusable `dataset_args.norm` or `lattice_args.D`.
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|error| Error::ReadRunFile { path: path.to_path_buf(), error })?;
+        let text = drgnfly_io::input::read_text(path, "config.yaml")?;
         check_yaml_shape(&text).map_err(|problem| Error::run_file(path, problem))?;
         let raw: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text)
             .map_err(|e| Error::run_file(path, format!("not a YAML file: {e}")))?;

@@ -102,16 +102,6 @@ pub enum Error {
     },
 
     // === Run files ([`crate::config`], [`crate::volume`]) ===
-    /// A run's config.yaml cannot be read.
-    // The OS error is part of the message rather than a `#[source]`, so that printing the error chain
-    // does not repeat it.
-    #[error("cannot read {}: {error}", path.display())]
-    ReadRunFile {
-        /// The file.
-        path: PathBuf,
-        /// What the OS said.
-        error: std::io::Error,
-    },
     /// A run's config.yaml, or a file it names (its ctf.pkl), holds something unusable.
     #[error("{}: {problem}", path.display())]
     RunFile {

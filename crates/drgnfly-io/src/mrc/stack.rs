@@ -82,9 +82,30 @@ impl Layout {
         Ok(Layout { mode, image_values, image_bytes, count: nz as usize, data_offset, needed })
     }
 
-    /// Fail with [`Error::Truncated`] when only `have` bytes exist.
+    /// Fail with [`Error::Truncated`] when only `have` bytes exist, and with [`Error::Invalid`] when there
+    /// are more than the header accounts for (a stack relabelled with a smaller mode, an nz smaller than the
+    /// images present): reading it would silently drop or misread data.
     pub(crate) fn check_len(&self, path: &Path, h: &MrcHeader, have: u64) -> Result<()> {
-        if have >= self.needed {
+        if have > self.needed {
+            return Err(Error::invalid(
+                path,
+                None,
+                format!(
+                    "{have} bytes, but the header describes {} ({} images of {}×{} {} after {} header bytes): \
+                     {} bytes unaccounted for",
+                    self.needed,
+                    self.count,
+                    h.ny,
+                    h.nx,
+                    self.mode.dtype_name(),
+                    self.data_offset,
+                    have - self.needed
+                ),
+                "the header's nz, mode or extended-header size (nsymbt) does not match the data; fix the header \
+                 or re-export the file",
+            ));
+        }
+        if have == self.needed {
             return Ok(());
         }
         Err(Error::Truncated {
@@ -184,6 +205,7 @@ impl MrcStack {
         let header = MrcHeader::from_bytes(head);
         let layout = Layout::new(path, &header)?;
         layout.check_len(path, &header, bytes.len() as u64)?;
+        super::volume::axis_order(path, &header)?;
         Ok(MrcStack { path: path.to_path_buf(), header, layout, backing })
     }
 
@@ -417,6 +439,27 @@ mod tests {
         let tiny = dir.path().join("tiny.mrcs");
         std::fs::write(&tiny, [0u8; 1000]).unwrap();
         assert!(matches!(MrcStack::open(&tiny), Err(Error::Truncated { expected: 1024, got: 1000, .. })));
+    }
+
+    /// More data than the header describes (one image too many; a float stack relabelled as int16) and
+    /// an axis order that is no permutation are errors, not silently ignored.
+    #[test]
+    fn trailing_data_and_damaged_axis_orders_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = RawMrc { dims: [4, 4, 3], ..RawMrc::default() };
+        let p = raw.write_f32(dir.path(), "long.mrcs", &[1.0; 64]);
+        let e = MrcStack::open(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("1280 bytes, but the header describes 1216") && e.contains("64 bytes unaccounted"),
+            "{e}"
+        );
+        let relabelled = RawMrc { mode: 1, ..raw.clone() };
+        let floats: Vec<u8> = [1.0f32; 48].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let p = relabelled.write(dir.path(), "int16.mrcs", &floats);
+        assert!(MrcStack::open(&p).unwrap_err().to_string().contains("unaccounted"));
+        let damaged = RawMrc { mapcrs: [1, 1, 3], ..raw };
+        let p = damaged.write_f32(dir.path(), "axes.mrcs", &[1.0; 48]);
+        assert!(MrcStack::open(&p).unwrap_err().to_string().contains("not a permutation"));
     }
 
     #[test]

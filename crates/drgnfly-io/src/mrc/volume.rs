@@ -46,7 +46,7 @@ pub fn read_volume(path: impl AsRef<Path>) -> Result<MrcVolume> {
 }
 
 /// The spatial axis (0 = X, 1 = Y, 2 = Z) of the columns, rows and sections.
-fn axis_order(path: &Path, h: &MrcHeader) -> Result<[usize; 3]> {
+pub(crate) fn axis_order(path: &Path, h: &MrcHeader) -> Result<[usize; 3]> {
     let codes = [h.mapc, h.mapr, h.maps];
     if codes == [0, 0, 0] {
         return Ok([0, 1, 2]);

@@ -63,7 +63,7 @@ fn expect_array(path: &Path, value: PyValue, what: &str) -> Result<NdArray> {
 
 /// The bytes of a pickle file, refusing the PyTorch zip format up front.
 fn read_pickle_file(path: &Path) -> Result<Vec<u8>> {
-    let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let data = crate::input::read_bytes(path)?;
     if data.starts_with(b"PK\x03\x04") {
         return Err(Error::invalid(
             path,

@@ -29,12 +29,28 @@ pub fn run(args: Args) -> Result<()> {
     }
     let target = match &args.output {
         Some(out) => {
-            let tmp = out.with_extension("drgnfly-tmp");
-            std::fs::copy(&args.input, &tmp)
-                .with_context(|| format!("copying {} to {}", args.input.display(), tmp.display()))?;
-            mrc::set_voxel_size(&tmp, args.apix)?;
-            std::fs::rename(&tmp, out).with_context(|| format!("renaming into {}", out.display()))?;
-            out.clone()
+            // Copy, edit and rename into place; a failure leaves neither the temporary file nor a
+            // message naming it.
+            let out = drgnfly_io::atomic::output_path(out)?;
+            let tmp = drgnfly_io::atomic::temp_path(&out);
+            let edited = std::fs::copy(&args.input, &tmp)
+                .with_context(|| format!("copying {} to {}", args.input.display(), out.display()))
+                .and_then(|_| {
+                    mrc::set_voxel_size(&tmp, args.apix).map_err(|e| {
+                        let text = e
+                            .to_string()
+                            .replace(&tmp.display().to_string(), &args.input.display().to_string());
+                        anyhow::anyhow!(text)
+                    })
+                })
+                .and_then(|()| {
+                    std::fs::rename(&tmp, &out).with_context(|| format!("writing {}", out.display()))
+                });
+            if edited.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            edited?;
+            out
         }
         None => {
             mrc::set_voxel_size(&args.input, args.apix)?;

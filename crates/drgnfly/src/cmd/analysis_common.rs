@@ -146,9 +146,20 @@ impl Workdir {
         let Some(ctf) = &cfg.dataset_args.ctf else { return Ok(None) };
         let path = PathBuf::from(ctf);
         let path = if path.is_file() { path } else { self.dir.join(path) };
-        let Ok(rows) = pickle::load_ctf(&path) else { return Ok(None) };
-        let Some(row) = rows.first() else { return Ok(None) };
-        Ok(Some(row[1] * row[0] / cfg.image_size() as f32))
+        // No silent fallback: say which file failed and what the maps get instead.
+        let fallback = |why: String| {
+            tracing::warn!("{why}; the maps get 1 Å/px in their headers (pass --Apix to set the pixel size)");
+            Ok(None)
+        };
+        let rows = match pickle::load_ctf(&path) {
+            Ok(rows) => rows,
+            Err(e) => return fallback(format!("pixel size from the run's ctf.pkl (dataset_args.ctf): {e}")),
+        };
+        let apix = rows.first().map(|row| row[1] * row[0] / cfg.image_size() as f32);
+        match apix {
+            Some(a) if a.is_finite() && a > 0.0 => Ok(Some(a)),
+            _ => fallback(format!("{}: no usable box and pixel size in its first row", path.display())),
+        }
     }
 }
 
@@ -160,7 +171,7 @@ pub fn load_zfile(path: &Path) -> Result<(Vec<f32>, usize)> {
         let (z, zdim, _) = pickle::load_latents(path)?;
         return Ok((z, zdim));
     }
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = drgnfly_io::input::read_text(path, "z values (.txt)")?;
     parse_z_text(&text).with_context(|| format!("{}: not a z-values text file", path.display()))
 }
 

@@ -160,8 +160,7 @@ fn read_zfile(path: &Path, zdim: usize) -> Result<Vec<Vec<f32>>> {
         let (z, k, _) = drgnfly_io::pickle::load_latents(path)?;
         z.chunks_exact(k).map(<[f32]>::to_vec).collect()
     } else {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text = drgnfly_io::input::read_text(path, "z values (.txt)")?;
         let mut rows = Vec::new();
         for (ln, line) in text.lines().enumerate() {
             let line = line.split('#').next().unwrap_or("").trim();

@@ -45,3 +45,15 @@ pub mod train_vae;
 pub mod view_header;
 pub mod write_cs;
 pub mod write_star;
+
+/// A particle table without rows is an error rather than an empty .pkl: the file is probably not the one
+/// meant (a RELION job's other table, a cryoSPARC passthrough file).
+pub fn require_rows(rows: usize, path: &std::path::Path) -> anyhow::Result<()> {
+    if rows == 0 {
+        anyhow::bail!(
+            "{}: holds no particles (the particle table has no rows); give the .star/.cs of the particles to parse",
+            path.display()
+        );
+    }
+    Ok(())
+}

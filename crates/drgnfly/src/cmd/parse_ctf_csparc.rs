@@ -39,6 +39,7 @@ pub struct Args {
 /// Parse the file and write ctf.pkl.
 pub fn run(args: Args) -> Result<()> {
     let cs = CsFile::open(&args.input)?;
+    super::require_rows(cs.len(), &args.input)?;
     let ctf: Vec<[f32; 9]> =
         cs.ctf_params(args.d.map(f64::from), args.apix)?.iter().map(|r| r.map(|v| v as f32)).collect();
     pickle::write_ctf(&args.output, &ctf)?;

@@ -92,6 +92,7 @@ pub fn describe_first_ctf(ctf: &[[f32; 9]]) -> String {
 /// Parse the file and write ctf.pkl.
 pub fn run(args: Args) -> Result<()> {
     let star = RelionParticles::open(&args.input)?;
+    super::require_rows(star.len(), &args.input)?;
     let ctf = ctf_from_star(&star, &args.ctf)?;
     pickle::write_ctf(&args.output, &ctf)?;
     say!("{}: {} particles, {}", args.output.display(), ctf.len(), describe_first_ctf(&ctf));

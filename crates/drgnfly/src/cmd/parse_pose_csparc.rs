@@ -47,6 +47,7 @@ pub struct Args {
 /// Parse the file and write pose.pkl.
 pub fn run(args: Args) -> Result<()> {
     let cs = CsFile::open(&args.input)?;
+    super::require_rows(cs.len(), &args.input)?;
     let d = cs.box_size(args.d.map(f64::from))?;
     let vectors = cs.pose_vectors(args.abinit)?;
     let shifts = cs.shifts_px(args.abinit, args.hetrefine)?;

@@ -95,6 +95,7 @@ pub fn describe_first_pose(rot: Option<&Mat3>, trans: Option<&[f64; 2]>) -> Stri
 /// Parse the file and write pose.pkl.
 pub fn run(args: Args) -> Result<()> {
     let star = RelionParticles::open(&args.input)?;
+    super::require_rows(star.len(), &args.input)?;
     let p = poses_from_star(&star, args.d, args.apix)?;
     write_poses_f64(&args.output, &p.rot, &p.trans)?;
     say!(

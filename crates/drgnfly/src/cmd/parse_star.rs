@@ -38,6 +38,7 @@ pub fn run(args: Args) -> Result<()> {
         bail!("nothing to do: pass --ctf ctf.pkl and/or --poses pose.pkl");
     }
     let star = RelionParticles::open(&args.input)?;
+    super::require_rows(star.len(), &args.input)?;
     // Parse both before writing either, so a bad column leaves no half result behind.
     let ctf = args.ctf.as_ref().map(|_| ctf_from_star(&star, &args.flags)).transpose()?;
     let poses =

@@ -302,3 +302,56 @@ fn sizes_beyond_memory_are_errors_not_aborts() {
     .unwrap();
     drgnfly(d, &eval).fails_with(&["config.yaml", "nested more than 32 levels"]);
 }
+
+/// An output path that is a device, FIFO or directory is refused, never replaced; a symlink is followed
+/// and kept. A failed add-psize copy names the user's file and leaves no temporary file.
+#[cfg(unix)]
+#[test]
+fn outputs_never_replace_what_is_not_a_regular_file() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    drgnfly(d, &["select-random", "10", "-n", "3", "-o", "/dev/null"])
+        .fails_with(&["/dev/null", "a character device, not a regular file"]);
+    assert!(std::fs::metadata("/dev/null").unwrap().file_type().is_char_device(), "/dev/null was replaced");
+    std::fs::create_dir(d.join("a_dir")).unwrap();
+    drgnfly(d, &["select-random", "10", "-n", "3", "-o", "a_dir"]).fails_with(&["a_dir", "a directory"]);
+
+    std::os::unix::fs::symlink("real.pkl", d.join("link.pkl")).unwrap();
+    drgnfly(d, &["select-random", "10", "-n", "3", "-o", "link.pkl"]).ok();
+    assert!(std::fs::symlink_metadata(d.join("link.pkl")).unwrap().file_type().is_symlink());
+    assert_eq!(drgnfly_io::pickle::load_array(d.join("real.pkl")).unwrap().len(), 3);
+
+    std::fs::write(d.join("not.mrc"), b"short").unwrap();
+    let out = drgnfly(d, &["add-psize", "not.mrc", "--Apix", "1.5", "-o", "copy.mrc"]);
+    assert!(out.stderr.contains("not.mrc") && !out.stderr.contains(".tmp"), "{}", out.stderr);
+    out.fails_with(&["not.mrc"]);
+    let leftovers: Vec<String> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp") || n.contains("drgnfly-tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    assert!(!d.join("copy.mrc").exists());
+}
+
+/// A STAR or .cs particle table without rows is an error, not an empty pose.pkl/ctf.pkl.
+#[test]
+fn particle_tables_without_rows_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let star =
+        "data_particles\n\nloop_\n_rlnImageName #1\n_rlnAngleRot #2\n_rlnAngleTilt #3\n_rlnAnglePsi #4\n";
+    std::fs::write(d.join("empty.star"), star).unwrap();
+    for cmd in ["parse-pose-star", "parse-ctf-star"] {
+        drgnfly(d, &[cmd, "empty.star", "-D", "64", "--Apix", "1", "-o", "out.pkl"])
+            .fails_with(&["empty.star", "holds no particles"]);
+    }
+    let mut b = StructuredBuilder::new(0);
+    b.add("alignments3D/pose", &[3], Column::F32(vec![])).unwrap();
+    b.add("alignments3D/shift", &[2], Column::F32(vec![])).unwrap();
+    b.write(d.join("empty.cs")).unwrap();
+    drgnfly(d, &["parse-pose-csparc", "empty.cs", "-D", "64", "-o", "pose.pkl"])
+        .fails_with(&["empty.cs", "holds no particles"]);
+    assert!(!d.join("out.pkl").exists() && !d.join("pose.pkl").exists());
+}
