@@ -26,7 +26,7 @@ OUT="${DEMO_OUT:-demo-out}"
 if [[ -n "${DRGNFLY_BIN:-}" ]]; then
     BIN="$DRGNFLY_BIN"
 else
-    echo "== build (release; about 10 minutes on 2 cores the first time, the tests then reuse it)"
+    echo "== build (release; about 6 minutes on 2 cores the first time, the tests then reuse it)"
     cargo build --release -p drgnfly
     BIN="${CARGO_TARGET_DIR:-target}/release/drgnfly"
 fi
