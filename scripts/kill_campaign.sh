@@ -9,15 +9,15 @@ RUNS="${1:-20}"
 WORK="${2:-$(mktemp -d)/kill}"
 BIN="${BIN:-target/release/drgnfly}"
 mkdir -p "$WORK"
-"$BIN" -q simulate --phantom hinge --states 2 -D 24 -n 400 --snr 1 --seed 0 -o "$WORK/sim"
+"$BIN" -q simulate --phantom hinge --states 2 -D 24 -n 1600 --snr 1 --seed 0 -o "$WORK/sim"
 train=(train-vae "$WORK/sim/particles.mrcs" --poses "$WORK/sim/pose.pkl" --ctf "$WORK/sim/ctf.pkl" --zdim 1
-       -n 6 --enc-dim 32 --dec-dim 32 --enc-layers 2 --dec-layers 2 --seed 1 --no-analysis --threads 1)
+       -n 12 --enc-dim 32 --dec-dim 32 --enc-layers 2 --dec-layers 2 --seed 1 --no-analysis --threads 1)
 failures=0
 for r in $(seq 1 "$RUNS"); do
     out="$WORK/run$r"
     rm -rf "$out"
     # A random moment within the run (a full run takes a few seconds).
-    delay=$(awk -v s="$r" 'BEGIN { srand(s); printf "%.2f", 0.3 + rand() * 4.0 }')
+    delay=$(awk -v s="$r" 'BEGIN { srand(s); printf "%.2f", 0.3 + rand() * 11.0 }')
     "$BIN" -q "${train[@]}" -o "$out" >/dev/null 2>&1 &
     pid=$!
     sleep "$delay"
@@ -33,13 +33,13 @@ for r in $(seq 1 "$RUNS"); do
     fi
     temps=$(find "$out" -name '*.tmp' | wc -l)
     complete=yes
-    [[ -f "$out/weights.6.safetensors" && -f "$out/z.6.pkl" ]] || complete=no
+    [[ -f "$out/weights.12.safetensors" && -f "$out/z.12.pkl" ]] || complete=no
     bad_epochs=0
     for w in "$out"/weights.*.safetensors; do
         e=$(basename "$w" | cut -d. -f2)
         "$BIN" -q analyze "$out" "$e" --skip-umap --ksample 2 -o "$out/an$e" >/dev/null 2>&1 || bad_epochs=$((bad_epochs + 1))
     done
-    echo "run $r: killed after ${delay}s with $before checkpoint file(s); finished epoch 6: $complete; temp files left: $temps; epochs analyze failed on: $bad_epochs"
+    echo "run $r: killed after ${delay}s with $before checkpoint file(s); finished epoch 12: $complete; temp files left: $temps; epochs analyze failed on: $bad_epochs"
     if [[ "$temps" != 0 || "$bad_epochs" != 0 || "$complete" != yes ]]; then failures=$((failures + 1)); fi
 done
 echo "== $RUNS runs, $failures failures"
