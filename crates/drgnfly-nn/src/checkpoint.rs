@@ -230,7 +230,10 @@ mod tests {
         std::fs::write(&path, b"not a checkpoint").expect("write");
         assert!(matches!(read_checkpoint(&path, &Device::Cpu), Err(Error::Checkpoint { .. })));
         assert!(matches!(read_cryodrgn_weights(&path), Err(Error::Checkpoint { .. })));
-        assert!(matches!(read_checkpoint(&dir.path().join("absent"), &Device::Cpu), Err(Error::Io { .. })));
+        assert!(matches!(
+            read_checkpoint(&dir.path().join("absent"), &Device::Cpu),
+            Err(Error::File(drgnfly_io::Error::Io { .. }))
+        ));
 
         // A diverged run's weights are refused, naming the parameter.
         let mut ckpt = Checkpoint::default();

@@ -5,8 +5,8 @@ use candle_core::Device;
 use drgnfly_io::fixtures::{assert_survives_mutants, fixture};
 use drgnfly_nn::config::RunConfig;
 use drgnfly_nn::{
-    read_checkpoint, read_cryodrgn_weights, write_checkpoint, write_cryodrgn_weights, Adam, AdamConfig, Checkpoint,
-    Decoder, DecoderConfig, ParamStore,
+    read_checkpoint, read_cryodrgn_weights, write_checkpoint, write_cryodrgn_weights, Adam, AdamConfig,
+    Checkpoint, Decoder, DecoderConfig, ParamStore,
 };
 
 #[test]
