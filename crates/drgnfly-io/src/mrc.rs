@@ -37,6 +37,6 @@ mod test_util;
 pub use edit::set_voxel_size;
 pub use header::{read_header, ByteOrder, MrcHeader, HEADER_BYTES};
 pub use mode::MrcMode;
-pub use stack::MrcStack;
+pub use stack::{MrcStack, StackInfo};
 pub use volume::{read_volume, MrcVolume};
 pub use write::{write_volume, MrcDtype, MrcStackWriter};

@@ -21,11 +21,11 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::cs::CsFile;
 use crate::error::{Error, Result};
-use crate::mrc::MrcStack;
+use crate::mrc::{MrcStack, StackInfo};
 use crate::relion::{ImageRefs, RelionParticles};
 
 /// Options for opening a [`ParticleSource`].
@@ -64,7 +64,7 @@ enum ImageMap {
 pub struct ParticleSource {
     input: PathBuf,
     kind: SourceKind,
-    stacks: Vec<MrcStack>,
+    stacks: Stacks,
     map: ImageMap,
     /// Selected rows of the file (`--ind`); `None` means all rows in order.
     ind: Option<Vec<usize>>,
@@ -82,8 +82,8 @@ impl ParticleSource {
         let (kind, stacks, map) =
             match ext.as_str() {
                 "mrc" | "mrcs" | "map" | "gz" | "bz2" => {
-                    let stack = MrcStack::open(&input)?;
-                    let starts = vec![0, stack.len()];
+                    let stack = MrcStack::inspect(&input)?;
+                    let starts = vec![0, stack.len];
                     (SourceKind::Mrcs, vec![stack], ImageMap::Concat { starts })
                 }
                 "txt" => {
@@ -93,7 +93,7 @@ impl ParticleSource {
                     let mut total = 0usize;
                     for s in &stacks {
                         starts.push(total);
-                        total += s.len();
+                        total += s.len;
                     }
                     starts.push(total);
                     (SourceKind::StackList, stacks, ImageMap::Concat { starts })
@@ -123,6 +123,7 @@ impl ParticleSource {
         if let Some(ind) = &opts.ind {
             check_selection(&input, ind, n_rows)?;
         }
+        let stacks = Stacks { info: stacks, open: Mutex::new(Vec::new()) };
         Ok(Self { input, kind, stacks, map, ind: opts.ind.clone(), n_rows, d })
     }
 
@@ -175,7 +176,7 @@ impl ParticleSource {
 
     /// The pixel size of the first stack's header, when it records one.
     pub fn header_apix(&self) -> Option<f32> {
-        self.stacks.first().and_then(|s| s.header().known_apix())
+        self.stacks.info.first().and_then(|s| s.header.known_apix())
     }
 
     /// (stack, image) of file row `row`.
@@ -196,7 +197,7 @@ impl ParticleSource {
     /// Read the image at dataset position `pos` into `out` (D×D, row-major, x fastest).
     pub fn read_into(&self, pos: usize, out: &mut [f32]) -> Result<()> {
         let (s, i) = self.position(pos)?;
-        self.stacks[s].read_image_into(i, out)
+        self.stacks.get(s)?.read_image_into(i, out)
     }
 
     /// Read the image at dataset position `pos`.
@@ -226,7 +227,7 @@ impl ParticleSource {
         }
         for run in self.runs(positions) {
             let (k, s, i, len) = run?;
-            self.stacks[s].read_images_into(i, len, &mut out[k * n..(k + len) * n])?;
+            self.stacks.get(s)?.read_images_into(i, len, &mut out[k * n..(k + len) * n])?;
         }
         Ok(())
     }
@@ -235,7 +236,9 @@ impl ParticleSource {
     /// [`MrcStack::release_images`]); streaming does this after each chunk so memory stays flat.
     pub fn release(&self, positions: &[usize]) {
         for (_, s, i, len) in self.runs(positions).flatten() {
-            self.stacks[s].release_images(i, len);
+            if let Some(stack) = self.stacks.mapped(s) {
+                stack.release_images(i, len);
+            }
         }
     }
 
@@ -341,13 +344,13 @@ pub fn resolve_path(name: &str, listing_dir: &Path, datadir: Option<&Path>) -> R
     }
 }
 
-/// Open every stack named in `names`, collecting every failure.
-fn open_all(listing: &Path, names: &[String], dir: &Path, datadir: Option<&Path>) -> Result<Vec<MrcStack>> {
+/// Check every stack named in `names` (without mapping it), collecting every failure.
+fn open_all(listing: &Path, names: &[String], dir: &Path, datadir: Option<&Path>) -> Result<Vec<StackInfo>> {
     let mut stacks = Vec::with_capacity(names.len());
     let mut errors = Vec::new();
     for name in names {
         match resolve_path(name, dir, datadir) {
-            Ok(p) => match MrcStack::open(&p) {
+            Ok(p) => match MrcStack::inspect(&p) {
                 Ok(s) => stacks.push(s),
                 Err(e) => errors.push(e),
             },
@@ -374,7 +377,7 @@ fn open_rows(
     refs: ImageRefs,
     dir: &Path,
     datadir: Option<&Path>,
-) -> Result<(Vec<MrcStack>, ImageMap)> {
+) -> Result<(Vec<StackInfo>, ImageMap)> {
     let stacks = open_all(listing, &refs.paths, dir, datadir)?;
     let mut errors = Vec::new();
     let mut image = Vec::with_capacity(refs.index.len());
@@ -382,7 +385,7 @@ fn open_rows(
     let mut bad_per_stack: HashMap<u32, usize> = HashMap::new();
     for (row, (&s, &i)) in refs.file.iter().zip(&refs.index).enumerate() {
         let stack = &stacks[s as usize];
-        if i >= stack.len() as u64 {
+        if i >= stack.len as u64 {
             let count = bad_per_stack.entry(s).or_default();
             *count += 1;
             if *count <= 3 {
@@ -392,8 +395,8 @@ fn open_rows(
                     format!(
                         "image {} of {} requested, but that stack holds {} images",
                         i + 1,
-                        stack.path().display(),
-                        stack.len()
+                        stack.path.display(),
+                        stack.len
                     ),
                     "the metadata does not match the stack; re-export the particles or fix the image names",
                 ));
@@ -409,7 +412,7 @@ fn open_rows(
                 format!(
                     "{} more rows point past the end of {}",
                     count - 3,
-                    stacks[s as usize].path().display()
+                    stacks[s as usize].path.display()
                 ),
                 "",
             ));
@@ -420,33 +423,76 @@ fn open_rows(
 }
 
 /// All stacks must hold square images of one size.
-fn check_boxes(input: &Path, stacks: &[MrcStack]) -> Result<usize> {
+fn check_boxes(input: &Path, stacks: &[StackInfo]) -> Result<usize> {
     let Some(first) = stacks.first() else {
         return Err(Error::invalid(input, None, "no particle stacks", ""));
     };
-    let (ny, nx) = first.image_shape();
+    let (ny, nx) = first.image_shape;
     let mut errors = Vec::new();
     if ny != nx {
         errors.push(Error::unsupported(
-            first.path(),
+            &first.path,
             None,
             format!("non-square images ({nx}×{ny})"),
             "particles must be square; re-extract them with a square box",
         ));
     }
     for s in &stacks[1..] {
-        if s.image_shape() != (ny, nx) {
-            let (sy, sx) = s.image_shape();
+        if s.image_shape != (ny, nx) {
+            let (sy, sx) = s.image_shape;
             errors.push(Error::invalid(
-                s.path(),
+                &s.path,
                 None,
-                format!("images are {sx}×{sy} but {} has {nx}×{ny}", first.path().display()),
+                format!("images are {sx}×{sy} but {} has {nx}×{ny}", first.path.display()),
                 "all stacks of a dataset must have the same box size; downsample or re-extract them to one size",
             ));
         }
     }
     Error::from_list(errors)?;
     Ok(nx)
+}
+
+/// Stacks mapped at once at most: a dataset of thousands of stacks (RELION writes one per micrograph) must
+/// not map them all, or its address space alone exceeds `ulimit -v` limits on clusters.
+const MAPPED_STACKS: usize = 64;
+
+/// The stacks of a source: checked at open time, mapped on first read, least recently used unmapped first.
+#[derive(Debug)]
+struct Stacks {
+    info: Vec<StackInfo>,
+    /// Mapped stacks by index, most recently used last.
+    open: Mutex<Vec<(usize, Arc<MrcStack>)>>,
+}
+
+impl Stacks {
+    /// Stack `s`, mapped.
+    fn get(&self, s: usize) -> Result<Arc<MrcStack>> {
+        let mut open = self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(k) = open.iter().position(|(i, _)| *i == s) {
+            let entry = open.remove(k);
+            let stack = Arc::clone(&entry.1);
+            open.push(entry);
+            return Ok(stack);
+        }
+        let info = self.info.get(s).ok_or_else(|| Error::invalid("", None, format!("no stack {s}"), ""))?;
+        let stack = Arc::new(MrcStack::open(&info.path)?);
+        if open.len() >= MAPPED_STACKS {
+            open.remove(0);
+        }
+        open.push((s, Arc::clone(&stack)));
+        Ok(stack)
+    }
+
+    /// Stack `s` if it is mapped now.
+    fn mapped(&self, s: usize) -> Option<Arc<MrcStack>> {
+        let open = self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        open.iter().find(|(i, _)| *i == s).map(|(_, stack)| Arc::clone(stack))
+    }
+
+    #[cfg(test)]
+    fn mapped_count(&self) -> usize {
+        self.open.lock().map(|o| o.len()).unwrap_or(0)
+    }
 }
 
 fn check_selection(input: &Path, ind: &[usize], n_rows: usize) -> Result<()> {

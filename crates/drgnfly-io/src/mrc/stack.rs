@@ -171,7 +171,46 @@ impl std::fmt::Debug for MrcStack {
     }
 }
 
+/// A stack checked as [`MrcStack::open`] checks it, but not mapped: what a dataset of many stacks keeps for
+/// each until it reads from it.
+#[derive(Clone, Debug)]
+pub struct StackInfo {
+    /// The file.
+    pub path: PathBuf,
+    /// Its header.
+    pub header: MrcHeader,
+    /// Number of images.
+    pub len: usize,
+    /// `(ny, nx)` of each image.
+    pub image_shape: (usize, usize),
+}
+
 impl MrcStack {
+    /// Validate `path` like [`MrcStack::open`] without mapping it: header, dimensions, mode, axis order and
+    /// file length. A compressed stack is decompressed to be checked, then dropped.
+    pub fn inspect(path: impl AsRef<Path>) -> Result<StackInfo> {
+        let path = path.as_ref();
+        let (mut file, compression) = compressed::open_detect(path)?;
+        let header = if compression.is_some() {
+            MrcStack::open(path)?.header
+        } else {
+            let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+            let mut head = [0u8; HEADER_BYTES];
+            if len < HEADER_BYTES as u64 {
+                return Err(header::truncated_header(path, len));
+            }
+            file.read_exact(&mut head).map_err(|e| Error::io(path, e))?;
+            let header = MrcHeader::from_bytes(&head);
+            let layout = Layout::new(path, &header)?;
+            layout.check_len(path, &header, len)?;
+            super::volume::axis_order(path, &header)?;
+            header
+        };
+        let len = header.nz as usize;
+        let image_shape = (header.ny as usize, header.nx as usize);
+        Ok(StackInfo { path: path.to_path_buf(), header, len, image_shape })
+    }
+
     /// Open and validate `path`: memory-mapped when uncompressed, decompressed into memory when gzip or
     /// bzip2 (recognised by magic bytes).
     ///

@@ -202,3 +202,30 @@ fn dropping_a_stream_early_stops_the_reader() {
     assert!(stream.next().is_some());
     drop(stream); // must not hang
 }
+
+/// A list of more stacks than may be mapped at once reads every image right (in order, backwards and
+/// streamed) while never mapping more than `MAPPED_STACKS` of them.
+#[test]
+fn many_stacks_are_mapped_on_demand_and_unmapped_least_recent_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let n_stacks = MAPPED_STACKS + 36;
+    let mut list = String::new();
+    for s in 0..n_stacks {
+        write_numbered_stack(&dir.path().join(format!("s{s}.mrcs")), 3, 4);
+        list.push_str(&format!("s{s}.mrcs\n"));
+    }
+    let txt = dir.path().join("all.txt");
+    std::fs::write(&txt, list).unwrap();
+    let src = ParticleSource::open(&txt, &SourceOptions::default()).unwrap();
+    assert_eq!(src.stacks.mapped_count(), 0, "nothing is mapped before the first read");
+    assert_eq!(src.len(), 3 * n_stacks);
+    for pos in (0..src.len()).chain((0..src.len()).rev()) {
+        assert_eq!(src.read(pos).unwrap()[0], (pos % 3) as f32);
+        assert!(src.stacks.mapped_count() <= MAPPED_STACKS);
+    }
+    let all: Vec<usize> = (0..src.len()).collect();
+    let mut out = vec![0.0; all.len() * 16];
+    src.read_many_into(&all, &mut out).unwrap();
+    assert!(out.chunks(16).enumerate().all(|(pos, img)| img[0] == (pos % 3) as f32));
+    assert_eq!(src.stacks.mapped_count(), MAPPED_STACKS);
+}

@@ -355,3 +355,41 @@ fn particle_tables_without_rows_are_errors() {
         .fails_with(&["empty.cs", "holds no particles"]);
     assert!(!d.join("out.pkl").exists() && !d.join("pose.pkl").exists());
 }
+
+/// A .txt list of 150 stacks of 33 MB each (sparse files) under a 4 GB address-space limit: stacks are
+/// mapped when read, not all at open, so picking 3 images works (it failed with ENOMEM when every stack was
+/// mapped up front).
+#[cfg(unix)]
+#[test]
+fn many_large_stacks_fit_under_an_address_space_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    drgnfly(d, &["simulate", "--phantom", "hinge", "-D", "64", "-n", "1", "--seed", "0", "-o", "one"]).ok();
+    let mut header = std::fs::read(d.join("one/particles.mrcs")).unwrap();
+    header.truncate(1024);
+    header[8..12].copy_from_slice(&2048i32.to_le_bytes()); // nz
+    header[36..40].copy_from_slice(&2048i32.to_le_bytes()); // mz
+    let mut list = String::new();
+    for s in 0..150 {
+        let path = d.join(format!("st{s}.mrcs"));
+        std::fs::write(&path, &header).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(1024 + 2048 * 64 * 64 * 4)
+            .unwrap();
+        list.push_str(&format!("st{s}.mrcs\n"));
+    }
+    std::fs::write(d.join("list.txt"), list).unwrap();
+    std::fs::write(d.join("ind.txt"), "0\n5000\n300000\n").unwrap();
+    let exe = env!("CARGO_BIN_EXE_drgnfly");
+    let out = std::process::Command::new("bash")
+        .current_dir(d)
+        .arg("-c")
+        .arg(format!("ulimit -v 4000000 && exec {exe} filter-mrcs list.txt --ind ind.txt -o out.mrcs"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(drgnfly_io::mrc::MrcStack::open(d.join("out.mrcs")).unwrap().len(), 3);
+}
