@@ -24,6 +24,17 @@ pub enum TrainError {
         /// File, problem and what to do.
         message: String,
     },
+    /// Writing a checkpoint's weights failed (a full disk, say); the previous checkpoint is intact.
+    #[error(
+        "writing the checkpoint of epoch {epoch} failed: {source}; the previous checkpoint is complete and \
+         `--load latest` resumes from it once the problem is fixed"
+    )]
+    Checkpoint {
+        /// The epoch whose checkpoint failed (1-based).
+        epoch: usize,
+        /// Why.
+        source: crate::Error,
+    },
     /// The caller asked to stop (an interrupt) after the batch in progress; nothing of the epoch is saved.
     #[error("interrupted during epoch {epoch}")]
     Interrupted {

@@ -676,16 +676,17 @@ impl<T: Trainer + ?Sized> Hooks<T> for CliHooks<'_, T> {
     }
 
     fn checkpoint(&mut self, epoch: usize, _path: &Path, trainer: &T) -> Result<()> {
-        (self.outputs)(epoch, trainer)?;
-        if let Some(table) = trainer.pose_table() {
-            write_pose_table(&self.outdir.join(format!("pose.{epoch}.pkl")), table, self.d)?;
-        }
-        Ok(())
+        let written = (|| -> Result<()> {
+            (self.outputs)(epoch, trainer)?;
+            if let Some(table) = trainer.pose_table() {
+                write_pose_table(&self.outdir.join(format!("pose.{epoch}.pkl")), table, self.d)?;
+            }
+            Ok(())
+        })();
+        written.with_context(|| checkpoint_failed(epoch))
     }
 }
 
-/// config.yaml of a training run on `d`-pixel images: `dataset_args`, the (D+1) lattice, `model_args`, the seed,
-/// this version and the command line.
 /// Refuse a run whose training steps cannot fit in memory, before the first batch: gradients and Adam's two
 /// moments (3 × the `params` weights, which are allocated already) plus one batch's decoder inputs and first
 /// hidden layer over the image disc (a lower bound: the rest of the network is evaluated in tiles).
@@ -704,6 +705,16 @@ pub fn check_training_memory(params: usize, dec: &DecoderConfig, batch: usize, d
     Ok(())
 }
 
+/// What a failed checkpoint (a full disk, say) means for the run.
+pub fn checkpoint_failed(epoch: usize) -> String {
+    format!(
+        "writing the checkpoint of epoch {epoch} failed; the previous checkpoint is complete and `--load latest` \
+         resumes from it once the problem is fixed"
+    )
+}
+
+/// config.yaml of a training run on `d`-pixel images: `dataset_args`, the (D+1) lattice, `model_args`, the seed,
+/// this version and the command line.
 pub fn run_config(dataset_args: DatasetArgs, d: usize, model_args: ModelArgs, seed: u64) -> RunConfig {
     RunConfig {
         dataset_args,

@@ -393,3 +393,37 @@ fn many_large_stacks_fit_under_an_address_space_limit() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(drgnfly_io::mrc::MrcStack::open(d.join("out.mrcs")).unwrap().len(), 3);
 }
+
+/// A checkpoint that cannot be written (here z.2.pkl is in the way, as a full disk would be) names the file
+/// and the epoch and says the previous checkpoint is complete; resuming from it works.
+#[test]
+fn a_failed_checkpoint_names_the_epoch_and_the_way_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    simulate_phantom(d, (2, 16, 40), &[]);
+    let train = [
+        "train-vae",
+        "sim/particles.mrcs",
+        "--poses",
+        "sim/pose.pkl",
+        "--zdim",
+        "1",
+        "-n",
+        "3",
+        "--enc-dim",
+        "8",
+        "--dec-dim",
+        "8",
+        "--no-analysis",
+        "--seed",
+        "1",
+        "-o",
+        "run",
+    ];
+    std::fs::create_dir_all(d.join("run/z.2.pkl")).unwrap();
+    drgnfly(d, &train).fails_with(&["z.2.pkl", "checkpoint of epoch 2 failed", "--load latest"]);
+    assert!(d.join("run/weights.1.safetensors").is_file() && !d.join("run/weights.2.safetensors").exists());
+    std::fs::remove_dir(d.join("run/z.2.pkl")).unwrap();
+    drgnfly(d, &[&train[..], &["--load", "latest"]].concat()).ok();
+    assert!(d.join("run/z.3.pkl").is_file());
+}
