@@ -32,8 +32,8 @@ pub enum TrainError {
     Checkpoint {
         /// The epoch whose checkpoint failed (1-based).
         epoch: usize,
-        /// Why.
-        source: crate::Error,
+        /// Why (boxed: this error travels through every training call).
+        source: Box<crate::Error>,
     },
     /// The caller asked to stop (an interrupt) after the batch in progress; nothing of the epoch is saved.
     #[error("interrupted during epoch {epoch}")]
