@@ -273,7 +273,8 @@ pub(super) fn parse_scalar(s: &str) -> Result<Scalar, (String, bool)> {
         _ => (ByteOrder::Little, s),
     };
     let bad = || (format!("unknown numpy type `{s}`"), false);
-    let (code, n) = rest.split_at(rest.len().min(1));
+    // The type code is one character, which in a damaged header need not be ASCII (found by fuzzing).
+    let (code, n) = rest.split_at(rest.chars().next().map_or(0, char::len_utf8));
     let n: usize = if n.is_empty() { 0 } else { n.parse().map_err(|_| bad())? };
     let kind = match (code, n) {
         ("b", 1) | ("?", 1) => ScalarKind::Bool,

@@ -273,3 +273,22 @@ fn structured_descr_forms() {
         Error::Unsupported { .. }
     ));
 }
+
+/// A type string whose code is not ASCII (found by cargo-fuzz: it panicked slicing inside a character) is
+/// an error, in the type parser and when opening the whole file.
+#[test]
+fn non_ascii_type_codes_are_errors_not_panics() {
+    for descr in ["<\u{359}4", "\u{359}4", "é", "<é8"] {
+        assert!(header::parse_scalar(descr).is_err(), "{descr}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bad.npy");
+    let head = "{'descr': '\u{359}4', 'fortran_order': True, 'shape': (2,), }";
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    let padded = format!("{head:<117}\n");
+    bytes.extend_from_slice(&(padded.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(padded.as_bytes());
+    bytes.extend_from_slice(&[0u8; 8]);
+    std::fs::write(&p, bytes).unwrap();
+    assert!(NpyArray::open(&p).is_err());
+}
