@@ -230,7 +230,8 @@ where
             let path = schedule.checkpoint_path(epoch);
             // Outputs first, weights last: a kill in between leaves the previous checkpoint as the newest.
             hooks.checkpoint(epoch, &path, trainer)?;
-            write_checkpoint(&path, &ckpt).map_err(|e| TrainError::Checkpoint { epoch, source: Box::new(e) })?;
+            write_checkpoint(&path, &ckpt)
+                .map_err(|e| TrainError::Checkpoint { epoch, source: Box::new(e) })?;
         }
     }
     Ok(())
