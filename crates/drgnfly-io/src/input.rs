@@ -17,48 +17,32 @@ const PIECE: usize = 1 << 16;
 /// The bytes of `path`. A regular file is read whole (its size is known); any other kind of file is read
 /// up to 1 GiB, then refused.
 pub fn read_bytes(path: &Path) -> Result<Vec<u8>> {
-    read_checked(path, |_| Ok(()))
+    read_bounded(path, false)
 }
 
 /// The text of `path`, a `kind` file ("STAR", "stack list", …): UTF-8 without NUL bytes; a leading
 /// byte-order mark is dropped.
 pub fn read_text(path: &Path, kind: &str) -> Result<String> {
-    let bytes = read_checked(path, |piece| match piece.iter().position(|&b| b == 0) {
-        Some(_) => Err(()),
-        None => Ok(()),
-    })
-    .map_err(|e| match e {
-        Error::Invalid { problem, .. } if problem == NUL => binary(path, kind, &[]),
-        e => e,
-    })?;
+    let bytes = read_bounded(path, true)?;
+    let not_text = |problem: &str, before: &[u8]| {
+        Error::invalid(
+            path,
+            Some(location(before)),
+            problem,
+            format!("{kind} files are text; check that this is the right file"),
+        )
+    };
     if let Some(at) = bytes.iter().position(|&b| b == 0) {
-        return Err(binary(path, kind, &bytes[..at]));
+        return Err(not_text("binary data (a NUL byte), not text", &bytes[..at]));
     }
     let mut text = String::from_utf8(bytes).map_err(|e| {
         let offset = e.utf8_error().valid_up_to();
-        Error::invalid(
-            path,
-            Some(location(&e.as_bytes()[..offset])),
-            "not valid UTF-8 text",
-            format!("{kind} files are text; check that this is the right file"),
-        )
+        not_text("not valid UTF-8 text", &e.as_bytes()[..offset])
     })?;
     if text.starts_with('\u{feff}') {
         text.drain(..'\u{feff}'.len_utf8());
     }
     Ok(text)
-}
-
-const NUL: &str = "NUL byte";
-
-fn binary(path: &Path, kind: &str, before: &[u8]) -> Error {
-    let record = if before.is_empty() && !path.is_file() { None } else { Some(location(before)) };
-    Error::invalid(
-        path,
-        record,
-        "binary data (a NUL byte), not text",
-        format!("{kind} files are text; check that this is the right file"),
-    )
 }
 
 /// "line L (byte B)" of the byte after `before`.
@@ -67,8 +51,10 @@ fn location(before: &[u8]) -> String {
     format!("line {line} (byte {})", before.len())
 }
 
-/// Read `path`; `check` sees each piece of a stream and may stop it early (`Err` → a NUL refusal).
-fn read_checked(path: &Path, check: impl Fn(&[u8]) -> std::result::Result<(), ()>) -> Result<Vec<u8>> {
+/// Read `path`: a regular file whole, anything else in pieces up to [`MAX_STREAM_BYTES`]; with
+/// `stop_at_nul`, a stream ends after the piece holding its first NUL byte (text readers refuse it anyway,
+/// and `/dev/zero` would otherwise be read to the limit).
+fn read_bounded(path: &Path, stop_at_nul: bool) -> Result<Vec<u8>> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if meta.is_dir() {
         return Err(Error::invalid(path, None, "is a directory", "give the path of a file"));
@@ -81,13 +67,10 @@ fn read_checked(path: &Path, check: impl Fn(&[u8]) -> std::result::Result<(), ()
     let mut piece = vec![0u8; PIECE];
     loop {
         let n = file.read(&mut piece).map_err(|e| Error::io(path, e))?;
-        if n == 0 {
+        out.extend_from_slice(&piece[..n]);
+        if n == 0 || (stop_at_nul && piece[..n].contains(&0)) {
             return Ok(out);
         }
-        if check(&piece[..n]).is_err() {
-            return Err(Error::invalid(path, None, NUL, ""));
-        }
-        out.extend_from_slice(&piece[..n]);
         if out.len() as u64 > MAX_STREAM_BYTES {
             return Err(Error::invalid(
                 path,

@@ -60,13 +60,13 @@ pub fn write_torch(path: impl AsRef<Path>, value: &TorchValue) -> Result<()> {
     let mut file = AtomicFile::create(path)?;
     let written = (|| {
         let mut zip = StoredZip::new(file.writer());
-        zip.entry(&format!("{ARCHIVE}/data.pkl"), &[&pickle])?;
-        zip.entry(&format!("{ARCHIVE}/byteorder"), &[b"little"])?;
+        zip.entry(&format!("{ARCHIVE}/data.pkl"), &pickle)?;
+        zip.entry(&format!("{ARCHIVE}/byteorder"), b"little")?;
         for (key, data) in storages.iter().enumerate() {
             let bytes: Vec<u8> = data.iter().flat_map(|x| x.to_le_bytes()).collect();
-            zip.entry(&format!("{ARCHIVE}/data/{key}"), &[&bytes])?;
+            zip.entry(&format!("{ARCHIVE}/data/{key}"), &bytes)?;
         }
-        zip.entry(&format!("{ARCHIVE}/version"), &[b"3\n"])?;
+        zip.entry(&format!("{ARCHIVE}/version"), b"3\n")?;
         zip.finish()
     })();
     written.map_err(|e| file.io_err(e))?;
@@ -204,16 +204,12 @@ impl<W: Write> StoredZip<W> {
         Ok(())
     }
 
-    /// One entry whose data is the concatenation of `parts`.
-    fn entry(&mut self, name: &str, parts: &[&[u8]]) -> io::Result<()> {
+    /// One stored entry.
+    fn entry(&mut self, name: &str, data: &[u8]) -> io::Result<()> {
         let too_big = || io::Error::other("checkpoint larger than 4 GiB (zip64 is not written)");
         let mut crc = flate2::Crc::new();
-        let mut len = 0usize;
-        for p in parts {
-            crc.update(p);
-            len += p.len();
-        }
-        let len = u32::try_from(len).map_err(|_| too_big())?;
+        crc.update(data);
+        let len = u32::try_from(data.len()).map_err(|_| too_big())?;
         let header_at = u32::try_from(self.offset).map_err(|_| too_big())?;
         let name_len = u16::try_from(name.len()).map_err(|_| io::Error::other("entry name too long"))?;
         // Extra field `FB` + length + padding, so the data starts on a 64-byte boundary.
@@ -228,9 +224,7 @@ impl<W: Write> StoredZip<W> {
         h.extend_from_slice(&(pad as u16).to_le_bytes());
         h.resize(h.len() + pad, b'Z');
         self.put(&h)?;
-        for p in parts {
-            self.put(p)?;
-        }
+        self.put(data)?;
 
         let c = &mut self.central;
         c.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
