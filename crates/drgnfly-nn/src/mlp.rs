@@ -86,7 +86,7 @@ struct Stack {
 
 /// Weights and biases of an MLP: `in → hidden`, `nlayers × (hidden → hidden)`, `hidden → out`; saturating,
 /// since the widths can come from a file.
-pub fn parameter_count(in_dim: usize, nlayers: usize, hidden: usize, out_dim: usize) -> u64 {
+fn parameter_count(in_dim: usize, nlayers: usize, hidden: usize, out_dim: usize) -> u64 {
     let (i, n, h, o) = (in_dim as u64, nlayers as u64, hidden as u64, out_dim as u64);
     let inner = h.saturating_mul(h).saturating_add(h).saturating_mul(n);
     i.saturating_mul(h)

@@ -31,74 +31,45 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let checkpoints = if args.input.is_dir() {
+    let (checkpoints, run_dir) = if args.input.is_dir() {
         if args.output.is_some() {
             bail!("-o names one file: give a single weights.N.safetensors with it, or drop -o to export the whole directory");
         }
-        let found = checkpoints_in(&args.input)?;
+        let found = super::train_common::checkpoints(&args.input)?;
         if found.is_empty() {
             bail!(
                 "{}: no weights.N.safetensors checkpoints here; pass a drgnfly training output directory",
                 args.input.display()
             );
         }
-        found
+        (found, args.input.clone())
     } else {
-        vec![args.input.clone()]
+        (vec![args.input.clone()], args.input.parent().unwrap_or(Path::new(".")).to_path_buf())
     };
-    for weights in &checkpoints {
-        let out = match &args.output {
-            Some(o) => o.clone(),
-            None => weights.with_extension("pkl"),
-        };
-        export_one(weights, &out, args.config.as_deref())?;
-    }
-    Ok(())
-}
-
-fn export_one(weights: &Path, out: &Path, config: Option<&Path>) -> Result<()> {
-    let config_path = match config {
-        Some(c) => c.to_path_buf(),
-        None => weights.parent().unwrap_or(Path::new(".")).join("config.yaml"),
-    };
+    // One run, one config: its normalization and Adam settings go into every exported checkpoint.
+    let config_path = args.config.unwrap_or_else(|| run_dir.join("config.yaml"));
     let config = if config_path.exists() { Some(RunConfig::read(&config_path)?) } else { None };
-    let ckpt = read_checkpoint(weights, &candle_core::Device::Cpu)
-        .with_context(|| format!("reading {}", weights.display()))?;
-    let norm = config.as_ref().and_then(|c| match c.dataset_args.norm.as_slice() {
-        [mean, std] => Some([*mean, *std]),
-        _ => None,
-    });
+    let norm = config.as_ref().and_then(|c| c.norm().ok()).map(|n| [n.mean, n.std]);
     let adam = AdamConfig {
         lr: config.as_ref().and_then(|c| flag_value(c, "--lr")).unwrap_or(1e-4),
         weight_decay: config.as_ref().and_then(|c| flag_value(c, "--wd")).unwrap_or(0.0),
         ..AdamConfig::default()
     };
-    write_cryodrgn_weights(out, &ckpt, Some(&adam), norm)?;
-    say!(
-        "{} → {} (epoch {}, {} tensors{})",
-        weights.display(),
-        out.display(),
-        ckpt.epoch,
-        ckpt.model.len(),
-        if ckpt.optimizer.is_empty() { ", no optimizer state" } else { ", with Adam state" }
-    );
-    Ok(())
-}
-
-/// `weights.N.safetensors` files of a directory, by N.
-fn checkpoints_in(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
-        let path = entry.with_context(|| format!("listing {}", dir.display()))?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        if let Some(n) = name.strip_prefix("weights.").and_then(|r| r.strip_suffix(".safetensors")) {
-            if let Ok(n) = n.parse::<u64>() {
-                found.push((n, path));
-            }
-        }
+    for weights in &checkpoints {
+        let out = args.output.clone().unwrap_or_else(|| weights.with_extension("pkl"));
+        let ckpt = read_checkpoint(weights, &candle_core::Device::Cpu)
+            .with_context(|| format!("reading {}", weights.display()))?;
+        write_cryodrgn_weights(&out, &ckpt, Some(&adam), norm)?;
+        say!(
+            "{} → {} (epoch {}, {} tensors{})",
+            weights.display(),
+            out.display(),
+            ckpt.epoch,
+            ckpt.model.len(),
+            if ckpt.optimizer.is_empty() { ", no optimizer state" } else { ", with Adam state" }
+        );
     }
-    found.sort();
-    Ok(found.into_iter().map(|(_, p)| p).collect())
+    Ok(())
 }
 
 /// A numeric flag's value in the run's recorded command line (`--lr 1e-3` or `--lr=1e-3`).

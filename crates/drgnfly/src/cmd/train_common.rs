@@ -389,23 +389,27 @@ impl OutdirLock {
 
 /// The newest `weights.N.safetensors` in `dir` (largest N).
 pub fn latest_checkpoint(dir: &Path) -> Result<Option<PathBuf>> {
+    Ok(checkpoints(dir)?.pop())
+}
+
+/// Every `weights.N.safetensors` in `dir`, by N.
+pub fn checkpoints(dir: &Path) -> Result<Vec<PathBuf>> {
     let entries = std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
-    let mut best: Option<(u64, PathBuf)> = None;
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(n) = name
-            .to_str()
-            .and_then(|s| s.strip_prefix("weights."))
-            .and_then(|s| s.strip_suffix(".safetensors"))
-            .and_then(|s| s.parse::<u64>().ok())
-        else {
-            continue;
-        };
-        if best.as_ref().is_none_or(|(b, _)| n > *b) {
-            best = Some((n, entry.path()));
-        }
-    }
-    Ok(best.map(|(_, p)| p))
+    let mut found: Vec<(u64, PathBuf)> = entries
+        .flatten()
+        .filter_map(|entry| {
+            let n = entry
+                .file_name()
+                .to_str()?
+                .strip_prefix("weights.")?
+                .strip_suffix(".safetensors")?
+                .parse::<u64>()
+                .ok()?;
+            Some((n, entry.path()))
+        })
+        .collect();
+    found.sort();
+    Ok(found.into_iter().map(|(_, p)| p).collect())
 }
 
 /// Compute device.

@@ -3,7 +3,7 @@
 use drgnfly_io::npy::{Column, StructuredBuilder};
 use drgnfly_io::pickle;
 
-use crate::util::{drgnfly, fixture, simulate_phantom, write_ind};
+use crate::util::{drgnfly, drgnfly_with_address_limit, fixture, simulate_phantom, write_ind};
 
 /// A STAR row whose `N@path` points past the end of its stack.
 #[test]
@@ -271,19 +271,8 @@ fn sizes_beyond_memory_are_errors_not_aborts() {
 
     // Under a 4 GB address-space limit, a positional encoding of 100000 frequencies (a 2.5 GB first layer)
     // is refused with the numbers, whatever the machine's RAM.
-    let exe = env!("CARGO_BIN_EXE_drgnfly");
-    let out = std::process::Command::new("bash")
-        .current_dir(d)
-        .arg("-c")
-        .arg(format!(
-            "ulimit -v 4000000 && exec {exe} train-vae sim/particles.mrcs --poses sim/pose.pkl --zdim 1 -n 1 \
-             --pe-dim 100000 -o pe"
-        ))
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("600001 inputs") && stderr.contains("--pe-dim"), "{stderr}");
+    let pe = [&train[..], &["--pe-dim", "100000", "-o", "pe"]].concat();
+    drgnfly_with_address_limit(d, 4_000_000, &pe).fails_with(&["600001 inputs", "--pe-dim"]);
 
     // eval-vol with a config.yaml asking for an encoder of width 10⁶: refused before building the model.
     drgnfly(d, &[&train[..], &small[..], &["-o", "vae"]].concat()).ok();
@@ -383,14 +372,8 @@ fn many_large_stacks_fit_under_an_address_space_limit() {
     }
     std::fs::write(d.join("list.txt"), list).unwrap();
     std::fs::write(d.join("ind.txt"), "0\n5000\n300000\n").unwrap();
-    let exe = env!("CARGO_BIN_EXE_drgnfly");
-    let out = std::process::Command::new("bash")
-        .current_dir(d)
-        .arg("-c")
-        .arg(format!("ulimit -v 4000000 && exec {exe} filter-mrcs list.txt --ind ind.txt -o out.mrcs"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let filter = ["filter-mrcs", "list.txt", "--ind", "ind.txt", "-o", "out.mrcs"];
+    drgnfly_with_address_limit(d, 4_000_000, &filter).ok();
     assert_eq!(drgnfly_io::mrc::MrcStack::open(d.join("out.mrcs")).unwrap().len(), 3);
 }
 

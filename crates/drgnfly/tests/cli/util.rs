@@ -33,12 +33,22 @@ impl Output {
 
 /// Run `drgnfly args…` in `dir`.
 pub fn drgnfly<S: AsRef<OsStr>>(dir: &Path, args: &[S]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_drgnfly"))
-        .current_dir(dir)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .output()
-        .expect("the drgnfly binary runs");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_drgnfly"));
+    cmd.args(args);
+    run(cmd, dir)
+}
+
+/// Run `drgnfly args…` in `dir` under `ulimit -v kb` (an address-space limit, as on cluster nodes), so a
+/// memory test behaves the same whatever the machine's RAM.
+pub fn drgnfly_with_address_limit<S: AsRef<OsStr>>(dir: &Path, kb: u64, args: &[S]) -> Output {
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c").arg(format!("ulimit -v {kb} && exec \"$0\" \"$@\"")).arg(env!("CARGO_BIN_EXE_drgnfly"));
+    cmd.args(args);
+    run(cmd, dir)
+}
+
+fn run(mut cmd: Command, dir: &Path) -> Output {
+    let out = cmd.current_dir(dir).env_remove("RUST_LOG").output().expect("the drgnfly binary runs");
     Output {
         code: out.status.code().unwrap_or(-1),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
