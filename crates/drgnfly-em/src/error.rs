@@ -27,4 +27,12 @@ pub enum Error {
         /// Why it is invalid and what is allowed.
         why: String,
     },
+    /// Reading or writing a file a routine was handed (e.g. the scratch store of a simulation).
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What failed.
+        source: std::io::Error,
+    },
 }

@@ -47,15 +47,73 @@ pub enum States<'a> {
         /// Mixture weights (≥ 0, not all 0); normalised here.
         weights: Vec<f64>,
     },
-    /// `n` states built on demand (e.g. frames of an atomic trajectory rendered by
-    /// [`crate::density`]), drawn uniformly; each chunk builds the projectors of the states it uses, so
-    /// memory stays bounded for hundreds of frames.
+    /// States too many to hold (hundreds of frames of an atomic trajectory rendered by [`crate::density`],
+    /// thousands of phantom states), drawn with probabilities ∝ `weights` and built on demand, `group` at a
+    /// time: the particles are rendered state group by state group into `store`, then read back in
+    /// particle order for the noise and the sink. Each projector is built once whatever the number of
+    /// particles, and memory is `group` projectors plus one chunk of images.
     OnDemand {
-        /// Number of states (frames).
-        n: usize,
+        /// Side `D` of every state's projector.
+        d: usize,
+        /// Mixture weights, one per state (≥ 0, not all 0); normalised here.
+        weights: Vec<f64>,
         /// Builds the projector of state `k`.
         make: &'a (dyn Fn(usize) -> Result<Projector> + Sync),
+        /// Projectors held at once (at least 1).
+        group: usize,
+        /// Room for the clean images between the two passes (`n × D²` values).
+        store: &'a dyn ImageStore,
     },
+}
+
+/// Random-access room for `n` images of `D²` values, written in any order and read back in order (a
+/// scratch file for large runs, [`MemoryStore`] in tests).
+pub trait ImageStore: Sync {
+    /// Stores `image` (`D²` values) as image `index`.
+    fn put(&self, index: usize, image: &[f32]) -> Result<()>;
+    /// Reads images `start..start + images.len() / D²` into `images`.
+    fn get(&self, start: usize, images: &mut [f32]) -> Result<()>;
+}
+
+/// An [`ImageStore`] in memory.
+pub struct MemoryStore {
+    image_len: usize,
+    data: std::sync::Mutex<Vec<f32>>,
+}
+
+impl MemoryStore {
+    /// Room for `n` images of `d × d`.
+    pub fn new(n: usize, d: usize) -> Self {
+        Self { image_len: d * d, data: std::sync::Mutex::new(vec![0.0; n * d * d]) }
+    }
+}
+
+impl ImageStore for MemoryStore {
+    fn put(&self, index: usize, image: &[f32]) -> Result<()> {
+        let mut data = self.data.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let at = index * self.image_len;
+        data.get_mut(at..at + image.len())
+            .ok_or_else(|| store_range_error(index, image.len()))?
+            .copy_from_slice(image);
+        Ok(())
+    }
+
+    fn get(&self, start: usize, images: &mut [f32]) -> Result<()> {
+        let data = self.data.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let at = start * self.image_len;
+        images.copy_from_slice(
+            data.get(at..at + images.len()).ok_or_else(|| store_range_error(start, images.len()))?,
+        );
+        Ok(())
+    }
+}
+
+fn store_range_error(index: usize, len: usize) -> Error {
+    Error::Shape {
+        op: "image store",
+        expected: "images inside the store".into(),
+        got: format!("{len} values at image {index}"),
+    }
 }
 
 /// CTF parameter distribution.
@@ -185,7 +243,9 @@ pub struct SimSummary {
 }
 
 /// Runs the simulation, calling `sink` with each chunk in order. Box side `D` comes from the projectors.
-/// Memory is one chunk of images plus the projectors. Errors from `sink` stop the run.
+/// Memory is one chunk of images plus the projectors held (all of them, or one group of
+/// [`States::OnDemand`], whose run also keeps the `n` particles' ground truth). Errors from `sink` stop
+/// the run. Both kinds of states give the same images for the same configuration.
 pub fn simulate<E: From<Error>>(
     cfg: &SimConfig,
     states: &States<'_>,
@@ -194,84 +254,146 @@ pub fn simulate<E: From<Error>>(
     let (n_states, cumulative) = check(cfg, states)?;
     let d = match states {
         States::Projectors { projectors, .. } => projectors.first().map_or(0, Projector::size),
-        States::OnDemand { make, .. } => make(0)?.size(),
+        States::OnDemand { d, .. } => *d,
     };
     let lattice = HalfLattice::new(d);
-    let mut noise_sigma: Option<f64> = cfg.snr.is_none().then_some(0.0);
-    let mut signal_variance = 0.0;
     let chunk = cfg.chunk.max(1);
     let mut images = vec![0.0f32; chunk.min(cfg.n) * d * d];
-    for start in (0..cfg.n).step_by(chunk) {
-        let b = chunk.min(cfg.n - start);
-        let truth: Vec<ParticleTruth> =
-            (start..start + b).map(|i| draw(cfg, i, n_states, &cumulative)).collect();
-        // Projectors for this chunk's states.
-        let built: Vec<Option<Projector>>;
-        let projectors: Vec<Option<&Projector>> = match states {
-            States::Projectors { projectors, .. } => projectors.iter().map(Some).collect(),
-            States::OnDemand { n, make } => {
-                let mut used = vec![false; *n];
-                truth.iter().for_each(|t| used[t.state] = true);
-                built = used
-                    .par_iter()
-                    .enumerate()
-                    .map(|(k, &u)| if u { make(k).map(Some) } else { Ok(None) })
-                    .collect::<Result<_>>()?;
-                built.iter().map(Option::as_ref).collect()
+    let mut noise = Noise::new(cfg.snr);
+    match states {
+        States::Projectors { projectors, .. } => {
+            let held: Vec<Option<&Projector>> = projectors.iter().map(Some).collect();
+            for start in (0..cfg.n).step_by(chunk) {
+                let b = chunk.min(cfg.n - start);
+                let truth: Vec<ParticleTruth> =
+                    (start..start + b).map(|i| draw(cfg, i, n_states, &cumulative)).collect();
+                let imgs = &mut images[..b * d * d];
+                render(&lattice, &held, &truth, imgs)?;
+                noise.add(cfg.seed, start, imgs, d);
+                sink(&SimChunk { start, images: imgs, truth: &truth })?;
             }
-        };
-        let imgs = &mut images[..b * d * d];
-        imgs.par_chunks_mut(d * d).zip(truth.par_iter()).try_for_each_init(
-            || {
-                (
-                    projectors.iter().flatten().next().map(|p| p.make_scratch()),
-                    vec![0.0f32; d * d],
-                    vec![0.0f32; d * d],
-                )
-            },
-            |(scratch, ht, ctf), (img, t)| -> Result<()> {
-                let (Some(p), Some(scratch)) = (projectors[t.state], scratch.as_mut()) else {
-                    return Err(Error::Param {
-                        name: "state",
-                        value: t.state.to_string(),
-                        why: "no projector for this state".into(),
-                    });
-                };
-                if p.size() != d {
-                    return Err(Error::Shape {
-                        op: "simulate",
-                        expected: format!("projectors of side {d}"),
-                        got: format!("state {} of side {}", t.state, p.size()),
-                    });
-                }
-                p.ht_slice(&t.rot, ht)?;
-                match t.ctf {
-                    Some(c) => c.compute(&lattice.freqs, ctf)?,
-                    None => ctf.iter_mut().for_each(|v| *v = 1.0),
-                }
-                lattice.shift_and_modulate(ht, ctf, [-t.shift_px[0], -t.shift_px[1]], img);
-                p.plan().iht2_center(img, scratch)
-            },
-        )?;
-        if noise_sigma.is_none() {
-            let n = imgs.len() as f64;
-            let mean = imgs.iter().map(|&v| v as f64).sum::<f64>() / n;
-            signal_variance = imgs.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
-            noise_sigma = cfg.snr.map(|snr| (signal_variance / snr).sqrt());
         }
-        let sigma = noise_sigma.unwrap_or(0.0) as f32;
+        States::OnDemand { make, group, store, .. } => {
+            let truth: Vec<ParticleTruth> =
+                (0..cfg.n).into_par_iter().map(|i| draw(cfg, i, n_states, &cumulative)).collect();
+            let mut order: Vec<usize> = (0..cfg.n).collect();
+            order.sort_by_key(|&i| truth[i].state);
+            let group = (*group).max(1);
+            let mut rest = &order[..];
+            for first in (0..n_states).step_by(group) {
+                let last = (first + group).min(n_states);
+                let here = rest.partition_point(|&i| truth[i].state < last);
+                let (these, later) = rest.split_at(here);
+                rest = later;
+                if these.is_empty() {
+                    continue;
+                }
+                let mut used = vec![false; n_states];
+                these.iter().for_each(|&i| used[truth[i].state] = true);
+                let built: Vec<Option<Projector>> = (0..n_states)
+                    .into_par_iter()
+                    .map(|k| if used[k] { make(k).map(Some) } else { Ok(None) })
+                    .collect::<Result<_>>()?;
+                let held: Vec<Option<&Projector>> = built.iter().map(Option::as_ref).collect();
+                for batch in these.chunks(chunk) {
+                    let batch_truth: Vec<ParticleTruth> = batch.iter().map(|&i| truth[i]).collect();
+                    let imgs = &mut images[..batch.len() * d * d];
+                    render(&lattice, &held, &batch_truth, imgs)?;
+                    batch
+                        .par_iter()
+                        .zip(imgs.par_chunks(d * d))
+                        .try_for_each(|(&i, img)| store.put(i, img))?;
+                }
+            }
+            for start in (0..cfg.n).step_by(chunk) {
+                let b = chunk.min(cfg.n - start);
+                let imgs = &mut images[..b * d * d];
+                store.get(start, imgs)?;
+                noise.add(cfg.seed, start, imgs, d);
+                sink(&SimChunk { start, images: imgs, truth: &truth[start..start + b] })?;
+            }
+        }
+    }
+    Ok(SimSummary {
+        n: cfg.n,
+        signal_variance: noise.signal_variance,
+        noise_sigma: noise.sigma.unwrap_or(0.0),
+    })
+}
+
+/// Clean images of `truth` (one per particle, in order) into `images`; `projectors[s]` is state `s`'s.
+fn render(
+    lattice: &HalfLattice,
+    projectors: &[Option<&Projector>],
+    truth: &[ParticleTruth],
+    images: &mut [f32],
+) -> Result<()> {
+    let d = lattice.d;
+    images.par_chunks_mut(d * d).zip(truth.par_iter()).try_for_each_init(
+        || {
+            (
+                projectors.iter().flatten().next().map(|p| p.make_scratch()),
+                vec![0.0f32; d * d],
+                vec![0.0f32; d * d],
+            )
+        },
+        |(scratch, ht, ctf), (img, t)| -> Result<()> {
+            let (Some(p), Some(scratch)) = (projectors[t.state], scratch.as_mut()) else {
+                return Err(Error::Param {
+                    name: "state",
+                    value: t.state.to_string(),
+                    why: "no projector for this state".into(),
+                });
+            };
+            if p.size() != d {
+                return Err(Error::Shape {
+                    op: "simulate",
+                    expected: format!("projectors of side {d}"),
+                    got: format!("state {} of side {}", t.state, p.size()),
+                });
+            }
+            p.ht_slice(&t.rot, ht)?;
+            match t.ctf {
+                Some(c) => c.compute(&lattice.freqs, ctf)?,
+                None => ctf.iter_mut().for_each(|v| *v = 1.0),
+            }
+            lattice.shift_and_modulate(ht, ctf, [-t.shift_px[0], -t.shift_px[1]], img);
+            p.plan().iht2_center(img, scratch)
+        },
+    )
+}
+
+/// The white noise of the run: its σ is fixed by the first chunk's clean images (`var / SNR`).
+struct Noise {
+    snr: Option<f64>,
+    sigma: Option<f64>,
+    signal_variance: f64,
+}
+
+impl Noise {
+    fn new(snr: Option<f64>) -> Self {
+        Self { snr, sigma: snr.is_none().then_some(0.0), signal_variance: 0.0 }
+    }
+
+    /// Adds noise to the clean images of particles `start..` (each from its own stream).
+    fn add(&mut self, seed: u64, start: usize, images: &mut [f32], d: usize) {
+        if self.sigma.is_none() {
+            let n = images.len() as f64;
+            let mean = images.iter().map(|&v| v as f64).sum::<f64>() / n;
+            self.signal_variance = images.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+            self.sigma = self.snr.map(|snr| (self.signal_variance / snr).sqrt());
+        }
+        let sigma = self.sigma.unwrap_or(0.0) as f32;
         if sigma > 0.0 {
-            imgs.par_chunks_mut(d * d).enumerate().for_each(|(j, img)| {
-                let mut rng = particle_rng(cfg.seed, start + j, 1);
+            images.par_chunks_mut(d * d).enumerate().for_each(|(j, img)| {
+                let mut rng = particle_rng(seed, start + j, 1);
                 img.iter_mut().for_each(|v| {
                     let z: f32 = StandardNormal.sample(&mut rng);
                     *v += sigma * z;
                 });
             });
         }
-        sink(&SimChunk { start, images: imgs, truth: &truth })?;
     }
-    Ok(SimSummary { n: cfg.n, signal_variance, noise_sigma: noise_sigma.unwrap_or(0.0) })
 }
 
 /// Mixture weights of `n_states` discrete states from the user's `--weights`: 1 each when none are
@@ -346,34 +468,32 @@ fn check(cfg: &SimConfig, states: &States<'_>) -> Result<(usize, Vec<f64>)> {
         }
         None => {}
     }
-    match states {
-        States::Projectors { projectors, weights } => {
-            if projectors.is_empty() || weights.len() != projectors.len() {
-                return bad(
-                    "states",
-                    format!("{} projectors, {} weights", projectors.len(), weights.len()),
-                    "need ≥ 1 projector and one weight each",
-                );
-            }
-            let total: f64 = weights.iter().sum();
-            if weights.iter().any(|w| !(w.is_finite() && *w >= 0.0)) || total <= 0.0 {
-                return bad("mixture weights", format!("{weights:?}"), "must be ≥ 0 with a positive sum");
-            }
-            let mut acc = 0.0;
-            Ok((
-                projectors.len(),
-                weights
-                    .iter()
-                    .map(|w| {
-                        acc += w / total;
-                        acc
-                    })
-                    .collect(),
-            ))
-        }
-        States::OnDemand { n, .. } if *n == 0 => bad("states", "0".into(), "need at least one frame"),
-        States::OnDemand { n, .. } => Ok((*n, (1..=*n).map(|k| k as f64 / *n as f64).collect())),
+    let (count, weights) = match states {
+        States::Projectors { projectors, weights } => (projectors.len(), weights),
+        States::OnDemand { weights, .. } => (weights.len(), weights),
+    };
+    if count == 0 || weights.len() != count {
+        return bad(
+            "states",
+            format!("{count} states, {} weights", weights.len()),
+            "need ≥ 1 state and one weight each",
+        );
     }
+    let total: f64 = weights.iter().sum();
+    if weights.iter().any(|w| !(w.is_finite() && *w >= 0.0)) || total <= 0.0 {
+        return bad("mixture weights", format!("{weights:?}"), "must be ≥ 0 with a positive sum");
+    }
+    let mut acc = 0.0;
+    Ok((
+        count,
+        weights
+            .iter()
+            .map(|w| {
+                acc += w / total;
+                acc
+            })
+            .collect(),
+    ))
 }
 
 fn ctf_params(c: &CtfDistribution, apix: f32, u: f32, v: f32, angle: f32) -> CtfParams {
@@ -601,7 +721,8 @@ mod tests {
         let d = 16;
         let ph = HingePhantom::new(d).unwrap();
         let make = |k: usize| Projector::new(&ph.volume(ph.state(k, 3)?)?, d, 1);
-        let states = States::OnDemand { n: 3, make: &make };
+        let store = MemoryStore::new(1200, d);
+        let states = States::OnDemand { d, weights: vec![1.0; 3], make: &make, group: 2, store: &store };
         let mut counts = [0usize; 3];
         let cfg = SimConfig { chunk: 400, ..SimConfig::new(1200, 2.0) };
         simulate::<Error>(&cfg, &states, |c| {
@@ -623,6 +744,9 @@ mod tests {
             simulate::<Error>(&SimConfig { snr: Some(0.0), ..cfg.clone() }, &states, |_| Ok(())),
             Err(Error::Param { .. })
         ));
+        let store = MemoryStore::new(10, d);
+        let missing = States::OnDemand { d, weights: vec![], make: &make, group: 1, store: &store };
+        assert!(matches!(simulate::<Error>(&cfg, &missing, |_| Ok(())), Err(Error::Param { .. })));
         let t = ParticleTruth {
             state: 0,
             rot: crate::rotation::IDENTITY,
@@ -630,5 +754,36 @@ mod tests {
             ctf: Some(ctf_params(&CtfDistribution::default(), 2.0, 1e4, 9e3, 30.0)),
         };
         assert_eq!(t.ctf_row(64).unwrap(), [64.0, 2.0, 1e4, 9e3, 30.0, 300.0, 2.7, 0.1, 0.0]);
+    }
+
+    /// States built on demand, a group at a time and rendered state by state, give the very images of
+    /// held projectors: same draws, same noise streams, same σ.
+    #[test]
+    fn on_demand_states_give_the_images_of_held_ones() {
+        let d = 16;
+        let ph = HingePhantom::new(d).unwrap();
+        let make = |k: usize| Projector::new(&ph.volume(ph.state(k, 5)?)?, d, 1);
+        let held: Vec<Projector> = (0..5).map(|k| make(k).unwrap()).collect();
+        let weights = vec![1.0, 2.0, 0.0, 1.0, 3.0];
+        let cfg = SimConfig { snr: Some(0.5), chunk: 37, ..ctf_config(150) };
+        let run = |states: &States<'_>| {
+            let mut out = (vec![], vec![]);
+            let s = simulate::<Error>(&cfg, states, |c| {
+                out.0.extend_from_slice(c.images);
+                out.1.extend_from_slice(c.truth);
+                Ok(())
+            })
+            .unwrap();
+            (out, s)
+        };
+        let want = run(&States::Projectors { projectors: &held, weights: weights.clone() });
+        for group in [1, 2, 5] {
+            let store = MemoryStore::new(cfg.n, d);
+            let got =
+                run(&States::OnDemand { d, weights: weights.clone(), make: &make, group, store: &store });
+            assert!(got.0 .1 == want.0 .1, "group {group}: ground truth differs");
+            assert!(got.0 .0 == want.0 .0, "group {group}: images differ");
+            assert_eq!(got.1, want.1);
+        }
     }
 }

@@ -42,7 +42,7 @@ use drgnfly_em::project::Projector;
 use drgnfly_em::rotation::relion::euler_from_matrix;
 use drgnfly_em::rotation::{from_f32, to_f32};
 use drgnfly_em::simulate::{
-    mixture_weights, simulate, CtfDistribution, CtfSource, ParticleTruth, SimConfig, States,
+    mixture_weights, simulate, CtfDistribution, CtfSource, ImageStore, ParticleTruth, SimConfig, States,
 };
 use drgnfly_em::translate::ImageShifter;
 use drgnfly_io::atomic::write_atomic;
@@ -56,8 +56,9 @@ use crate::progress::Progress;
 
 /// Fourier oversampling of the projectors (trilinear interpolation error ≤ 5% inside the usual mask).
 const OVERSAMPLING: usize = 2;
-/// Bytes of projector tables held at once before states are built per chunk instead.
-const PROJECTOR_BUDGET: usize = 2 << 30;
+/// Most bytes of projector tables held at once (also at most a quarter of the memory available); beyond it
+/// the states are built on demand, a group at a time.
+const PROJECTOR_BUDGET: u64 = 2 << 30;
 /// Bytes of images simulated per chunk.
 const CHUNK_BYTES: usize = 128 << 20;
 
@@ -157,22 +158,17 @@ pub struct Args {
     pub outdir: PathBuf,
 }
 
-/// The states to simulate, ready for [`simulate`].
-enum Source {
-    /// Projectors held in memory, drawn with weights.
-    Held { projectors: Vec<Projector>, weights: Vec<f64> },
-    /// States built per chunk (many frames), drawn uniformly.
-    Frames { n: usize, make: Box<dyn Fn(usize) -> drgnfly_em::Result<Vec<f32>> + Sync> },
-}
-
-/// What the states were made from, for the summary.
+/// The states to simulate: how many, how often each is drawn, and the map of each.
 struct Prepared {
-    source: Source,
+    n_states: usize,
+    /// Mixture weights, one per state (equal for frames of a motion).
+    weights: Vec<f64>,
+    /// Renders (or reads) the `D³` map of state `k`.
+    map: Box<dyn Fn(usize) -> drgnfly_em::Result<Vec<f32>> + Sync>,
     d: usize,
     apix: f32,
     describe: String,
 }
-
 /// Simulate and write everything.
 pub fn run(args: Args) -> Result<()> {
     let snr = parse_snr(&args.snr)?;
@@ -215,13 +211,29 @@ pub fn run(args: Args) -> Result<()> {
         seed: args.seed,
         ..SimConfig::new(n, apix)
     };
-    let make_projector;
-    let states = match &prep.source {
-        Source::Held { projectors, weights } => States::Projectors { projectors, weights: weights.clone() },
-        Source::Frames { n, make } => {
-            make_projector = move |k: usize| Projector::new(&make(k)?, d, OVERSAMPLING);
-            States::OnDemand { n: *n, make: &make_projector }
+    // Every state's ground-truth map is written now; their projectors are kept when they all fit in the
+    // budget, else built again a group at a time while simulating.
+    let group = projector_group(d);
+    let hold = prep.n_states <= group;
+    let mut projectors = Vec::with_capacity(if hold { prep.n_states } else { 0 });
+    for k in 0..prep.n_states {
+        let map = (prep.map)(k)?;
+        write_map(&args.outdir.join("gt_volumes").join(format!("vol_{k:03}.mrc")), &map, d, apix)?;
+        if hold {
+            projectors.push(Projector::new(&map, d, OVERSAMPLING)?);
         }
+    }
+    let make_projector = |k: usize| Projector::new(&(prep.map)(k)?, d, OVERSAMPLING);
+    let store;
+    let states = if hold {
+        States::Projectors { projectors: &projectors, weights: prep.weights.clone() }
+    } else {
+        tracing::info!(
+            "{} states do not fit in memory together: building {group} at a time, the clean images waiting in a scratch file",
+            prep.n_states
+        );
+        store = ScratchStore::create(&args.outdir, d)?;
+        States::OnDemand { d, weights: prep.weights.clone(), make: &make_projector, group, store: &store }
     };
 
     let stack_path = args.outdir.join("particles.mrcs");
@@ -259,10 +271,7 @@ pub fn run(args: Args) -> Result<()> {
     let secs = progress.finish().as_secs_f64();
 
     write_metadata(&args.outdir, &truth, d, apix)?;
-    let n_states = match &prep.source {
-        Source::Held { projectors, .. } => projectors.len(),
-        Source::Frames { n, .. } => *n,
-    };
+    let n_states = prep.n_states;
     let mut counts = vec![0usize; n_states];
     truth.iter().for_each(|t| counts[t.state] += 1);
     let json = serde_json::json!({
@@ -272,7 +281,7 @@ pub fn run(args: Args) -> Result<()> {
         "Apix": apix,
         "states": n_states,
         "state_counts": counts,
-        "weights": match &prep.source { Source::Held { weights, .. } => Some(weights.clone()), Source::Frames { .. } => None },
+        "weights": prep.weights,
         "snr": snr.map_or_else(|| serde_json::Value::from("inf"), serde_json::Value::from),
         "signal_variance": snr.map(|_| summary.signal_variance),
         "noise_sigma": summary.noise_sigma,
@@ -388,9 +397,8 @@ fn check_memory(n: usize, d: Option<usize>) -> Result<()> {
     Ok(())
 }
 
-/// Load or build the states, write their ground-truth maps, and check the weights.
+/// The states of the source, with their weights checked (their maps are made later, on demand).
 fn prepare(args: &Args) -> Result<Prepared> {
-    let gt = |k: usize| args.outdir.join("gt_volumes").join(format!("vol_{k:03}.mrc"));
     if !args.vol.is_empty() {
         let first = read_cubic(&args.vol[0], "volume")?;
         let d = first.d;
@@ -398,28 +406,43 @@ fn prepare(args: &Args) -> Result<Prepared> {
             bail!("-D {want}: {} is {d}³; a --vol sets the box (downsample it first with `drgnfly downsample --is-vol`)", args.vol[0].display());
         }
         let apix = pick_apix(args.apix, first.apix, 1.0, &args.vol[0]);
-        let mut projectors = Vec::with_capacity(args.vol.len());
-        let mut first = Some(first);
-        for (k, p) in args.vol.iter().enumerate() {
-            let m = match first.take() {
-                Some(m) => m,
-                None => read_cubic(p, "volume")?,
-            };
+        let paths = args.vol.clone();
+        let first_path = args.vol[0].clone();
+        let map = move |k: usize| -> drgnfly_em::Result<Vec<f32>> {
+            let path = &paths[k];
+            let m = read_cubic(path, "volume").map_err(|e| drgnfly_em::Error::Io {
+                path: path.clone(),
+                source: std::io::Error::other(format!("{:#}", e.root_cause())),
+            })?;
             if m.d != d {
-                bail!(
-                    "{}: is {}³ but {} is {d}³; all --vol maps need the same box",
-                    p.display(),
-                    m.d,
-                    args.vol[0].display()
-                );
+                return Err(drgnfly_em::Error::Param {
+                    name: "--vol",
+                    value: path.display().to_string(),
+                    why: format!(
+                        "it is {}³ but {} is {d}³; all --vol maps need the same box",
+                        m.d,
+                        first_path.display()
+                    ),
+                });
             }
-            check_finite(&m.data, p)?;
-            write_map(&gt(k), &m.data, d, apix)?;
-            projectors.push(Projector::new(&m.data, d, OVERSAMPLING)?);
-        }
-        let weights = mixture_weights(&args.weights, projectors.len())?;
-        let describe = format!("{} map(s)", projectors.len());
-        return Ok(Prepared { source: Source::Held { projectors, weights }, d, apix, describe });
+            if let Some(i) = m.data.iter().position(|v| !v.is_finite()) {
+                return Err(drgnfly_em::Error::Param {
+                    name: "--vol",
+                    value: path.display().to_string(),
+                    why: format!("voxel {i} is NaN or infinite; fix the map"),
+                });
+            }
+            Ok(m.data)
+        };
+        let n_states = args.vol.len();
+        return Ok(Prepared {
+            n_states,
+            weights: mixture_weights(&args.weights, n_states)?,
+            map: Box::new(map),
+            d,
+            apix,
+            describe: format!("{n_states} map(s)"),
+        });
     }
     if let Some(PhantomKind::Hinge) = args.phantom {
         let d = args.d.unwrap_or(64);
@@ -435,27 +458,28 @@ fn prepare(args: &Args) -> Result<Prepared> {
             }
             let f = args.frames;
             // Frame k of F opens the hinge by k/(F − 1), as discrete state k of F would.
-            for k in 0..f {
-                write_map(&gt(k), &ph.volume(ph.state(k, f)?)?, d, apix)?;
-            }
-            let make = Box::new(move |k: usize| ph.volume(ph.state(k, f)?));
-            let describe = format!("hinge phantom, continuous ({f} frames)");
-            return Ok(Prepared { source: Source::Frames { n: f, make }, d, apix, describe });
+            return Ok(Prepared {
+                n_states: f,
+                weights: vec![1.0; f],
+                map: Box::new(move |k: usize| ph.volume(ph.state(k, f)?)),
+                d,
+                apix,
+                describe: format!("hinge phantom, continuous ({f} frames)"),
+            });
         }
         let k_states = args.states;
         if k_states == 0 {
             bail!("--states 0: the phantom needs at least one state");
         }
-        let mut projectors = Vec::with_capacity(k_states);
-        for k in 0..k_states {
-            let theta = if k_states == 1 { 0.0 } else { ph.state(k, k_states)? };
-            let v = ph.volume(theta)?;
-            write_map(&gt(k), &v, d, apix)?;
-            projectors.push(Projector::new(&v, d, OVERSAMPLING)?);
-        }
-        let weights = mixture_weights(&args.weights, k_states)?;
-        let describe = format!("hinge phantom, {k_states} discrete state(s)");
-        return Ok(Prepared { source: Source::Held { projectors, weights }, d, apix, describe });
+        let map = move |k: usize| ph.volume(if k_states == 1 { 0.0 } else { ph.state(k, k_states)? });
+        return Ok(Prepared {
+            n_states: k_states,
+            weights: mixture_weights(&args.weights, k_states)?,
+            map: Box::new(map),
+            d,
+            apix,
+            describe: format!("hinge phantom, {k_states} discrete state(s)"),
+        });
     }
     // Atoms: --pdb (models) or --traj (frames).
     let (path, model) = match (&args.pdb, &args.traj) {
@@ -490,25 +514,81 @@ fn prepare(args: &Args) -> Result<Prepared> {
     params.center = Some(scattering_center(&model.elements, first, Scattering::Peng)?);
     check_fits(&model, params.center.unwrap_or_default(), d, apix, path);
     let describe = format!("{} ({} atoms, {n_models} model(s))", path.display(), model.n_atoms());
-    let render = move |k: usize| render_atoms(&model.elements, &model.models[k], &model.b_factors, &params);
-    let table = Projector::table_bytes(d, OVERSAMPLING);
-    if n_models.saturating_mul(table) <= PROJECTOR_BUDGET && args.traj.is_none() {
-        let mut projectors = Vec::with_capacity(n_models);
-        for k in 0..n_models {
-            let v = render(k)?;
-            write_map(&gt(k), &v, d, apix)?;
-            projectors.push(Projector::new(&v, d, OVERSAMPLING)?);
+    let weights = if args.traj.is_some() {
+        if !args.weights.is_empty() {
+            bail!("--weights applies to discrete states; trajectory frames are drawn uniformly");
         }
-        let weights = mixture_weights(&args.weights, n_models)?;
-        return Ok(Prepared { source: Source::Held { projectors, weights }, d, apix, describe });
+        vec![1.0; n_models]
+    } else {
+        mixture_weights(&args.weights, n_models)?
+    };
+    let render = move |k: usize| render_atoms(&model.elements, &model.models[k], &model.b_factors, &params);
+    Ok(Prepared { n_states: n_models, weights, map: Box::new(render), d, apix, describe })
+}
+
+/// How many projectors of side `d` may be held at once: [`PROJECTOR_BUDGET`], or a quarter of the memory
+/// available when that is less; at least one.
+fn projector_group(d: usize) -> usize {
+    let budget =
+        drgnfly_io::memory::available_bytes().map_or(PROJECTOR_BUDGET, |a| (a / 4).min(PROJECTOR_BUDGET));
+    // A projector is built with a transient table as large again.
+    let each = 2 * Projector::table_bytes(d, OVERSAMPLING) as u64;
+    usize::try_from(budget / each.max(1)).unwrap_or(usize::MAX).max(1)
+}
+
+/// The clean images of a state-by-state simulation, in an unnamed scratch file of the output directory
+/// (the system removes it when the process ends, however it ends).
+struct ScratchStore {
+    file: std::fs::File,
+    dir: PathBuf,
+    image_len: usize,
+}
+
+impl ScratchStore {
+    fn create(dir: &Path, d: usize) -> Result<Self> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut open = std::fs::OpenOptions::new();
+        open.read(true).write(true).mode(0o600);
+        // An unnamed file where the file system allows it; else a named one, unlinked at once.
+        let file = match open.clone().custom_flags(libc::O_TMPFILE).open(dir) {
+            Ok(f) => f,
+            Err(_) => {
+                let path = dir.join(format!(".simulate-scratch-{}", std::process::id()));
+                let f = open.create_new(true).open(&path).with_context(|| {
+                    format!("{}: creating a scratch file for the clean images", dir.display())
+                })?;
+                let _ = std::fs::remove_file(&path);
+                f
+            }
+        };
+        Ok(Self { file, dir: dir.to_path_buf(), image_len: d * d })
     }
-    if !args.weights.is_empty() {
-        bail!("--weights applies to discrete states; trajectory frames are drawn uniformly");
+
+    fn io_error(&self, source: std::io::Error) -> drgnfly_em::Error {
+        let source =
+            std::io::Error::new(source.kind(), format!("scratch file of the clean images: {source}"));
+        drgnfly_em::Error::Io { path: self.dir.clone(), source }
     }
-    for k in 0..n_models {
-        write_map(&gt(k), &render(k)?, d, apix)?;
+}
+
+impl ImageStore for ScratchStore {
+    fn put(&self, index: usize, image: &[f32]) -> drgnfly_em::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let bytes: Vec<u8> = image.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let at = (index * self.image_len * 4) as u64;
+        self.file.write_all_at(&bytes, at).map_err(|e| self.io_error(e))
     }
-    Ok(Prepared { source: Source::Frames { n: n_models, make: Box::new(render) }, d, apix, describe })
+
+    fn get(&self, start: usize, images: &mut [f32]) -> drgnfly_em::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let mut bytes = vec![0u8; images.len() * 4];
+        let at = (start * self.image_len * 4) as u64;
+        self.file.read_exact_at(&mut bytes, at).map_err(|e| self.io_error(e))?;
+        for (v, b) in images.iter_mut().zip(bytes.chunks_exact(4)) {
+            *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        }
+        Ok(())
+    }
 }
 
 fn pick_apix(given: Option<f32>, header: Option<f32>, fallback: f32, path: &Path) -> f32 {
@@ -532,13 +612,6 @@ fn pick_apix(given: Option<f32>, header: Option<f32>, fallback: f32, path: &Path
 fn check_box(d: usize) -> Result<()> {
     if d < 8 || !d.is_multiple_of(2) {
         bail!("-D {d}: the box size must be even and at least 8 pixels");
-    }
-    Ok(())
-}
-
-fn check_finite(data: &[f32], path: &Path) -> Result<()> {
-    if let Some(i) = data.iter().position(|v| !v.is_finite()) {
-        bail!("{}: voxel {i} is NaN or infinite; fix the map", path.display());
     }
     Ok(())
 }

@@ -377,6 +377,35 @@ fn many_large_stacks_fit_under_an_address_space_limit() {
     assert_eq!(drgnfly_io::mrc::MrcStack::open(d.join("out.mrcs")).unwrap().len(), 3);
 }
 
+/// 1500 phantom states at D = 32 need 1.5 GB of projectors held together (it aborted under this limit):
+/// `simulate` builds them a group at a time that fits, the clean images waiting in a scratch file that
+/// leaves nothing behind.
+#[cfg(unix)]
+#[test]
+fn simulating_many_states_fits_under_an_address_space_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sim = ["simulate", "--phantom", "hinge", "--states", "1500", "-D", "32", "-n", "2000", "-o", "many"];
+    drgnfly_with_address_limit(d, 1_200_000, &sim).ok();
+    assert_eq!(drgnfly_io::mrc::MrcStack::open(d.join("many/particles.mrcs")).unwrap().len(), 2000);
+    assert_eq!(std::fs::read_dir(d.join("many/gt_volumes")).unwrap().count(), 1500);
+    let mut names: Vec<String> = std::fs::read_dir(d.join("many"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into())
+        .collect();
+    names.sort();
+    let want = [
+        "ctf.pkl",
+        "gt_volumes",
+        "labels.pkl",
+        "particles.mrcs",
+        "particles.star",
+        "pose.pkl",
+        "simulate.json",
+    ];
+    assert_eq!(names, want);
+}
+
 /// A checkpoint that cannot be written (here z.2.pkl is in the way, as a full disk would be) names the file
 /// and the epoch and says the previous checkpoint is complete; resuming from it works.
 #[test]
