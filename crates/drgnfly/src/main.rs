@@ -136,6 +136,9 @@ enum Command {
     /// Homogeneous ab initio reconstruction: poses found by hierarchical pose search (cryoDRGN2).
     #[command(alias = "abinit_homo", alias = "abinit-homo-old", alias = "abinit_homo_old")]
     AbinitHomo(cmd::abinit_homo::Args),
+    /// Heterogeneous ab initio reconstruction: a VAE with poses found by pose search (cryoDRGN2).
+    #[command(alias = "abinit_het", alias = "abinit-het-old", alias = "abinit_het_old")]
+    AbinitHet(cmd::abinit_het::Args),
     /// Pose accuracy against simulation ground truth (‖ΔR‖²_F after alignment, both hands; shifts; aligned map).
     #[command(alias = "eval_poses")]
     EvalPoses(cmd::eval_poses::Args),
@@ -224,6 +227,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::SelectParticles(a) => cmd::select_particles::run(a),
         Command::EvalSimulation(a) => cmd::eval_simulation::run(a),
         Command::AbinitHomo(a) => cmd::abinit_homo::run(a),
+        Command::AbinitHet(a) => cmd::abinit_het::run(a),
         Command::EvalPoses(a) => cmd::eval_poses::run(a),
         Command::Simulate(a) => cmd::simulate::run(a),
         Command::Backproject(a) => cmd::backproject::run(a),

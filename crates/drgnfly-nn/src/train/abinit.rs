@@ -5,8 +5,8 @@
 //! no shift. In every `ps_freq`-th epoch (epochs 1, 1 + ps_freq, …) each batch's poses are first searched
 //! ([`drgnfly_em::search::PoseSearch`]) against the current decoder and the decoder then trains on them, as
 //! cryoDRGN does: the map improves between batches, which is what lets a random start bootstrap within
-//! one epoch. The decoder is not evaluated per image and rotation: its Hartley volume inside the search's
-//! band limit is decoded once every `refresh_images` searched images and sliced by interpolation. The band
+//! one epoch. The search slices the decoder's map, decoded again every `refresh_images` searched images
+//! ([`super::search_epoch`]). The band
 //! limit ramps from `l_start` to `l_end` over `l_ramp_epochs`. Other epochs train on the last poses (MSE, as
 //! `train_nn`). The poses live in a [`PoseTable`] (trainer state: checkpointed, written as pose.E.pkl). A
 //! checkpoint of `train_nn` (same decoder, no poses) can start a run: its next search uses that decoder.
@@ -15,21 +15,22 @@ use std::path::Path;
 use std::time::Instant;
 
 use drgnfly_em::pose::Pose;
-use drgnfly_em::rotation::{angle_between_deg, random::random_rotation};
-use drgnfly_em::search::{BaseSlices, HartleyVolumeSlicer, PoseSearch, SearchConfig};
+use drgnfly_em::rotation::random::random_rotation;
+use drgnfly_em::search::SearchConfig;
 use drgnfly_io::source::StreamOptions;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::batch::BatchPrep;
+use super::batch::{BatchPrep, PreparedBatch};
 use super::driver::{Step, Trainer};
 use super::error::TrainResult;
 use super::homo::mse_step;
 use super::pose_table::{PoseAdamConfig, PoseTable, RotationParam};
+use super::search_epoch::EpochSearch;
 use crate::adam::{Adam, AdamConfig};
 use crate::checkpoint::Checkpoint;
 use crate::data::Dataset;
-use crate::decoder::{DataNorm, Decoder, DecoderConfig};
+use crate::decoder::{Decoder, DecoderConfig};
 use crate::error::Error;
 use crate::params::ParamStore;
 
@@ -99,19 +100,6 @@ pub struct AbinitHomoTrainer {
     searching: Option<EpochSearch>,
 }
 
-/// One search epoch: the planned search, the volume it slices, and what it has found so far.
-struct EpochSearch {
-    search: PoseSearch,
-    /// The sliced volume and its base slices; `None` when stale.
-    model: Option<(HartleyVolumeSlicer, BaseSlices)>,
-    /// Images searched since the volume was decoded.
-    since_refresh: usize,
-    refreshes: usize,
-    moved_deg: Vec<f64>,
-    moved_px: Vec<f64>,
-    seconds: f64,
-}
-
 impl AbinitHomoTrainer {
     /// A fresh decoder (`zdim` 0) initialised from `seed`; the `n` particles start at random rotations
     /// (drawn from `seed`) and no shift.
@@ -133,11 +121,7 @@ impl AbinitHomoTrainer {
         let store = ParamStore::new(seed, prep.device());
         let dec = Decoder::new(decoder, store.var_builder())?;
         let adam = Adam::new(store.named_vars(), adam)?;
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        rng.set_stream(u64::MAX);
-        let start: Vec<Pose> =
-            (0..n).map(|_| Pose { rot: random_rotation(&mut rng), shift_px: [0.0, 0.0] }).collect();
-        let poses = PoseTable::new(&start, RotationParam::SixD, PoseAdamConfig::default());
+        let poses = random_start(n, seed);
         Ok(Self {
             store,
             decoder: dec,
@@ -161,97 +145,56 @@ impl AbinitHomoTrainer {
         &self.store
     }
 
-    /// Pretraining: `pretrain_images` images in shuffled order at uniformly random rotations, no shift.
-    fn pretrain(&mut self, data: &Dataset, progress: &mut dyn FnMut(&str, usize, usize)) -> TrainResult<()> {
-        let total = self.schedule.pretrain_images.min(data.len());
-        // Stream 0 of the seed: the epochs use streams 1, 2, …, the initial poses the last one.
-        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
-        let batch = 16;
-        let opts = StreamOptions::shuffled(batch, data.image_size(), self.seed);
-        let mut done = 0;
-        for b in data.source().stream(&opts) {
-            if done >= total {
-                break;
-            }
-            let b = b?;
-            let poses: Vec<Pose> = b
-                .positions
-                .iter()
-                .map(|_| Pose { rot: random_rotation(&mut rng), shift_px: [0.0; 2] })
-                .collect();
-            let prepared = self.prep.prepare(&b.images, &poses, data.batch_ctf(&b.positions).as_deref())?;
-            mse_step(&self.decoder, &mut self.adam, &prepared)?;
-            done += b.positions.len();
-            progress("pretraining", done.min(total), total);
-        }
-        Ok(())
-    }
-
-    /// The search of a search epoch, planned at its band limits.
-    fn plan_search(&self, epoch: usize, d: usize) -> TrainResult<EpochSearch> {
-        let l_max = self.schedule.l_max(epoch);
-        let config =
-            SearchConfig { l_min: self.schedule.l_start.min(l_max), l_max, ..self.schedule.search.clone() };
-        Ok(EpochSearch {
-            search: PoseSearch::new(d, config)?,
-            model: None,
-            since_refresh: 0,
-            refreshes: 0,
-            moved_deg: Vec::new(),
-            moved_px: Vec::new(),
-            seconds: 0.0,
-        })
-    }
-
     /// Searches the poses of one batch (`images`, `ctf` from [`BatchPrep::hartley_images`] and
-    /// [`BatchPrep::ctf_on_lattice`]) against the current decoder (decoding its volume when stale) and puts
+    /// [`BatchPrep::ctf_on_lattice`]) against the current decoder (decoding its map when stale) and puts
     /// them in the pose table.
-    fn search_batch(
-        &mut self,
-        positions: &[usize],
-        images: &[f32],
-        ctf: Option<&[f32]>,
-        d: usize,
-    ) -> TrainResult<()> {
-        let t0 = Instant::now();
+    fn search_batch(&mut self, positions: &[usize], images: &[f32], ctf: Option<&[f32]>) -> TrainResult<()> {
         let Some(es) = self.searching.as_mut() else { return Ok(()) };
-        if es.since_refresh >= self.schedule.refresh_images.max(1) {
-            es.model = None;
+        if es.is_stale(self.schedule.refresh_images) {
+            es.refresh(&self.decoder, &[Vec::new()])?;
         }
-        let (slicer, base) = match &mut es.model {
-            Some(m) => m,
-            slot => {
-                // Trilinear interpolation at radius L reads grid points up to L + 1 away from the centre.
-                let radius = (es.search.band_limit(es.search.config().niter) + 2) as f64 / d as f64;
-                let unit = DataNorm { mean: 0.0, std: 1.0 };
-                let volume = self.decoder.eval_volume_within(&[], d + 1, 0.5, unit, radius)?;
-                let slicer = HartleyVolumeSlicer::new(volume.values, d + 1)?;
-                let base = es.search.base_slices(&slicer)?;
-                es.since_refresh = 0;
-                es.refreshes += 1;
-                slot.insert((slicer, base))
-            }
-        };
-        let found = es.search.search_with(&*slicer, base, images, ctf)?;
-        for (&p, r) in positions.iter().zip(&found) {
-            let old = self.poses.pose(p);
-            es.moved_deg.push(angle_between_deg(&old.rot, &r.pose.rot));
-            let dt = [r.pose.shift_px[0] - old.shift_px[0], r.pose.shift_px[1] - old.shift_px[1]];
-            es.moved_px.push(f64::from(dt[0].hypot(dt[1])));
-            self.poses.set_pose(p, r.pose);
-        }
-        es.since_refresh += positions.len();
-        es.seconds += t0.elapsed().as_secs_f64();
-        Ok(())
+        es.search_batch(positions, (images, ctf), &vec![0; positions.len()], &mut self.poses)
     }
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    if v.is_empty() {
-        return 0.0;
+/// Pretraining of the ab initio trainers: `total` images (at most the dataset) in shuffled order at
+/// uniformly random rotations and no shift, `train` taking a step on each prepared batch with the random
+/// stream of pretraining (stream 0 of `seed`: the epochs use streams 1, 2, …, the initial poses the last one).
+pub(super) fn pretrain_at_random_poses(
+    data: &Dataset,
+    prep: &BatchPrep,
+    seed: u64,
+    total: usize,
+    progress: &mut dyn FnMut(&str, usize, usize),
+    mut train: impl FnMut(&PreparedBatch, &mut ChaCha8Rng) -> TrainResult<()>,
+) -> TrainResult<()> {
+    let total = total.min(data.len());
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let batch = 16;
+    let opts = StreamOptions::shuffled(batch, data.image_size(), seed);
+    let mut done = 0;
+    for b in data.source().stream(&opts) {
+        if done >= total {
+            break;
+        }
+        let b = b?;
+        let poses: Vec<Pose> =
+            b.positions.iter().map(|_| Pose { rot: random_rotation(&mut rng), shift_px: [0.0; 2] }).collect();
+        let prepared = prep.prepare(&b.images, &poses, data.batch_ctf(&b.positions).as_deref())?;
+        train(&prepared, &mut rng)?;
+        done += b.positions.len();
+        progress("pretraining", done.min(total), total);
     }
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    Ok(())
+}
+
+/// The `n` particles' starting poses: uniformly random rotations (the last stream of `seed`), no shift.
+pub(super) fn random_start(n: usize, seed: u64) -> PoseTable {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(u64::MAX);
+    let start: Vec<Pose> =
+        (0..n).map(|_| Pose { rot: random_rotation(&mut rng), shift_px: [0.0, 0.0] }).collect();
+    PoseTable::new(&start, RotationParam::SixD, PoseAdamConfig::default())
 }
 
 impl Trainer for AbinitHomoTrainer {
@@ -268,7 +211,15 @@ impl Trainer for AbinitHomoTrainer {
         let mut lines = Vec::new();
         if !self.pretrained {
             let t0 = Instant::now();
-            self.pretrain(data, progress)?;
+            let (decoder, adam) = (&self.decoder, &mut self.adam);
+            pretrain_at_random_poses(
+                data,
+                &self.prep,
+                self.seed,
+                self.schedule.pretrain_images,
+                progress,
+                |b, _| mse_step(decoder, adam, b).map(|_| ()),
+            )?;
             self.pretrained = true;
             lines.push(format!(
                 "# pretrained on {} images at random poses in {:.1} s",
@@ -277,7 +228,7 @@ impl Trainer for AbinitHomoTrainer {
             ));
         }
         self.searching = if self.schedule.searches(epoch) {
-            Some(self.plan_search(epoch, data.image_size())?)
+            Some(EpochSearch::plan(&self.schedule, epoch, data.image_size())?)
         } else {
             None
         };
@@ -285,27 +236,14 @@ impl Trainer for AbinitHomoTrainer {
     }
 
     fn end_epoch(&mut self, epoch: usize) -> TrainResult<Option<String>> {
-        let Some(mut es) = self.searching.take() else { return Ok(None) };
-        let n = es.moved_deg.len();
-        let c = es.search.config();
-        Ok(Some(format!(
-            "# pose search in epoch {epoch}: band limit {}–{}, {n} images in {:.1} s ({:.1} images/s, volume \
-             decoded {} times); median change {:.2}° and {:.2} px",
-            c.l_min,
-            es.search.band_limit(c.niter),
-            es.seconds,
-            n as f64 / es.seconds.max(1e-9),
-            es.refreshes,
-            median(&mut es.moved_deg),
-            median(&mut es.moved_px)
-        )))
+        Ok(self.searching.take().map(|es| es.summary(epoch)))
     }
 
     fn step(&mut self, step: Step<'_>) -> TrainResult<Vec<f32>> {
         // One Hartley transform and CTF per image serve both the search and the training step.
         let (images, ctf) =
             self.prep.hartley_and_ctf(step.images, step.data.batch_ctf(step.positions).as_deref())?;
-        self.search_batch(step.positions, &images, ctf.as_deref(), step.data.image_size())?;
+        self.search_batch(step.positions, &images, ctf.as_deref())?;
         let poses = self.poses.batch_poses(step.positions);
         let batch = self.prep.prepare_hartley(images, ctf, &poses)?;
         Ok(vec![mse_step(&self.decoder, &mut self.adam, &batch)?])

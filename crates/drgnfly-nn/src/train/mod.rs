@@ -9,21 +9,26 @@
 //! - [`VaeTrainer`] ([`VaeModel`] + Adam + [`KlSchedule`]) and [`HomoTrainer`] (the decoder alone, MSE).
 //! - [`AbinitHomoTrainer`]: homogeneous ab initio (pretraining, per-batch pose search against the current
 //!   map with frequency marching, decoder training on the found poses).
+//! - [`AbinitHetTrainer`]: heterogeneous ab initio (the same with a VAE; each image is searched against
+//!   the map at the conformation nearest its latent).
 //! - [`PoseTable`]: per-particle rotations and shifts with sparse Adam, for trainers that refine poses;
 //!   [`PoseRefinement`]: local refinement of given poses by gradient descent (`--do-pose-sgd`).
 //!
 //! Everything here is deterministic for a seed and a thread count; nothing prints.
 
 mod abinit;
+mod abinit_het;
 mod batch;
 mod driver;
 mod error;
 mod homo;
 mod pose_sgd;
 mod pose_table;
+mod search_epoch;
 mod vae;
 
 pub use abinit::{AbinitHomoTrainer, AbinitSchedule};
+pub use abinit_het::AbinitHetTrainer;
 pub use batch::{BatchPrep, EncoderInput, PreparedBatch};
 pub use driver::{checkpoint_path, fit, ordered_pass, resume, EpochSummary, Hooks, Schedule, Step, Trainer};
 pub use error::{TrainError, TrainResult};

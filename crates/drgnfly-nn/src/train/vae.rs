@@ -220,7 +220,7 @@ impl Trainer for VaeTrainer {
     }
 }
 
-fn encoder_input(batch: &PreparedBatch) -> TrainResult<&candle_core::Tensor> {
+pub(super) fn encoder_input(batch: &PreparedBatch) -> TrainResult<&candle_core::Tensor> {
     batch.encoder_input.as_ref().ok_or_else(|| {
         Error::Config {
             field: "enc_mask",

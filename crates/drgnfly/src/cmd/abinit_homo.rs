@@ -43,6 +43,14 @@ pub struct Args {
     pub dim: usize,
     #[command(flatten)]
     pub decoder: DecoderArgs,
+    #[command(flatten)]
+    pub search: SearchArgs,
+}
+
+/// The ab initio schedule and pose search flags shared by `abinit-homo` and `abinit-het` (cryoDRGN's
+/// names and defaults).
+#[derive(ClapArgs, Debug)]
+pub struct SearchArgs {
     /// Images of pretraining at random poses before the first search.
     #[arg(long, default_value_t = 10_000)]
     pub pretrain: usize,
@@ -55,9 +63,10 @@ pub struct Args {
     /// Band limit at the end of the ramp.
     #[arg(long, default_value_t = 32)]
     pub l_end: usize,
-    /// Epochs over which the band limit grows from --l-start to --l-end.
-    #[arg(long, default_value_t = 25)]
-    pub l_ramp_epochs: usize,
+    /// Epochs over which the band limit grows from --l-start to --l-end [default: 25 for abinit-homo; 0,
+    /// no ramp, for abinit-het, as cryoDRGN].
+    #[arg(long)]
+    pub l_ramp_epochs: Option<usize>,
     /// Refinement iterations of each search (each halves the angular and shift steps).
     #[arg(long, default_value_t = 4)]
     pub niter: usize,
@@ -79,10 +88,47 @@ pub struct Args {
     /// Score of a pose.
     #[arg(long, value_enum, default_value_t = LossArg::Msf)]
     pub search_loss: LossArg,
-    /// Images searched between two decodings of the map the search compares them to (smaller: the search
-    /// follows the training more closely, at the cost of decoding the map more often).
+    /// Images searched between two decodings of the map(s) the search compares them to (smaller: the
+    /// search follows the training more closely, at the cost of decoding more often).
     #[arg(long, default_value_t = 256, value_name = "N")]
     pub search_refresh: usize,
+}
+
+impl SearchArgs {
+    /// The schedule, with `l_ramp_default` epochs of band-limit ramp unless --l-ramp-epochs is given.
+    pub fn schedule(&self, l_ramp_default: usize) -> AbinitSchedule {
+        let search = SearchConfig {
+            base_resolution: self.base_healpy,
+            niter: self.niter,
+            t_extent: self.t_extent,
+            t_ngrid: self.t_ngrid,
+            translate: !self.no_trans,
+            nkeptposes: self.nkeptposes,
+            loss: match self.search_loss {
+                LossArg::Msf => SearchLoss::Msf,
+                LossArg::Mse => SearchLoss::Mse,
+                LossArg::Cor => SearchLoss::Cor,
+            },
+            ..SearchConfig::default()
+        };
+        AbinitSchedule {
+            pretrain_images: self.pretrain,
+            ps_freq: self.ps_freq.max(1),
+            l_start: self.l_start,
+            l_end: self.l_end.max(self.l_start),
+            l_ramp_epochs: self.l_ramp_epochs.unwrap_or(l_ramp_default),
+            search,
+            refresh_images: self.search_refresh.max(1),
+        }
+    }
+
+    /// The schedule for run.log's header.
+    pub fn describe(&self, schedule: &AbinitSchedule) -> String {
+        format!(
+            "pretrain {}, search every {} epochs, band limit {}→{} over {} epochs",
+            self.pretrain, schedule.ps_freq, schedule.l_start, schedule.l_end, schedule.l_ramp_epochs
+        )
+    }
 }
 
 /// `--search-loss`.
@@ -109,29 +155,8 @@ pub fn run(args: Args) -> Result<()> {
     let precision = t.precision(&mut dec);
     let seed = t.resolve_seed()?;
     let adam = AdamConfig { lr: t.lr, weight_decay: t.wd, ..Default::default() };
-    let search = SearchConfig {
-        base_resolution: args.base_healpy,
-        niter: args.niter,
-        t_extent: args.t_extent,
-        t_ngrid: args.t_ngrid,
-        translate: !args.no_trans,
-        nkeptposes: args.nkeptposes,
-        loss: match args.search_loss {
-            LossArg::Msf => SearchLoss::Msf,
-            LossArg::Mse => SearchLoss::Mse,
-            LossArg::Cor => SearchLoss::Cor,
-        },
-        ..SearchConfig::default()
-    };
-    let schedule = AbinitSchedule {
-        pretrain_images: args.pretrain,
-        ps_freq: args.ps_freq.max(1),
-        l_start: args.l_start,
-        l_end: args.l_end.max(args.l_start),
-        l_ramp_epochs: args.l_ramp_epochs,
-        search,
-        refresh_images: args.search_refresh.max(1),
-    };
+    let schedule = args.search.schedule(25);
+    let describe = args.search.describe(&schedule);
     let mut trainer = AbinitHomoTrainer::new(&dec, seed, adam, prep, n, schedule)?;
     check_training_memory(trainer.store().num_params(), &dec, t.batch_size.min(n), d)?;
     let apix = map_apix(&data, &args.data.particles);
@@ -139,15 +164,10 @@ pub fn run(args: Args) -> Result<()> {
     let config = run_config(args.data.dataset_args(norm, &[]), d, model_args, seed);
     let summary = format!(
         "# {n} particles of {d}×{d}, norm [{}, {}], {} parameters, seed {seed}, precision {precision}; ab initio \
-         (pretrain {}, search every {} epochs, band limit {}→{} over {} epochs)",
+         ({describe})",
         norm.mean,
         norm.std,
         trainer.store().num_params(),
-        args.pretrain,
-        args.ps_freq,
-        args.l_start,
-        args.l_end,
-        args.l_ramp_epochs
     );
     let map = MapOutput { norm: DataNorm { mean: norm.mean, std: norm.std }, d, apix };
     fit_decoder(t, &data, &mut trainer, (&config, &summary, seed), map, AbinitHomoTrainer::decoder)

@@ -19,7 +19,7 @@ use drgnfly_nn::data::Dataset;
 use drgnfly_nn::train::{
     fit, ordered_pass, BatchPrep, EncoderInput, KlSchedule, PoseTable, Trainer, VaeModel, VaeTrainer,
 };
-use drgnfly_nn::{AdamConfig, EncodeMode, EncoderConfig};
+use drgnfly_nn::{AdamConfig, DecoderConfig, EncodeMode, EncoderConfig};
 
 use super::compat::UnsupportedVaeFlags;
 use super::train_common::{
@@ -114,12 +114,7 @@ pub fn run(args: Args) -> Result<()> {
     let data = args.data.open(&args.poses.poses)?;
     let (n, d) = (data.len(), data.image_size());
     let norm = args.data.normalization(&data)?;
-    let enc_input = match args.enc_mask {
-        None => EncoderInput::Disc(d / 2),
-        Some(-1) => EncoderInput::FullLattice,
-        Some(r) if r >= 1 => EncoderInput::Disc(r as usize),
-        Some(r) => bail!("--enc-mask {r}: give a radius between 1 and D/2 = {}, or -1", d / 2),
-    };
+    let enc_input = encoder_input(args.enc_mask, d)?;
     let device = t.device.device()?;
     let prep = BatchPrep::new(d, &args.data.preprocess()?, norm, enc_input, &device)?;
     let mut enc = EncoderConfig::new(prep.encoder_dim(), args.zdim);
@@ -140,22 +135,7 @@ pub fn run(args: Args) -> Result<()> {
         trainer = trainer.with_pose_refinement(refine);
     }
 
-    let model_args = ModelArgs {
-        kind: Some(ModelKind::Vae),
-        qlayers: Some(enc.layers),
-        qdim: Some(enc.dim),
-        players: Some(dec.layers),
-        pdim: Some(dec.dim),
-        zdim: Some(args.zdim),
-        encode_mode: Some(enc.mode),
-        enc_mask: Some(args.enc_mask.unwrap_or((d / 2) as i64)),
-        pe_type: Some(dec.pe_type),
-        feat_sigma: Some(dec.feat_sigma),
-        pe_dim: dec.pe_dim,
-        domain: Some(dec.domain),
-        activation: Some(dec.activation),
-        ..Default::default()
-    };
+    let model_args = vae_model_args(&enc, &dec, args.enc_mask, d);
     let mut dataset_args = args.data.dataset_args(norm, &args.poses.poses);
     dataset_args.do_pose_sgd = args.pose_sgd.do_pose_sgd;
     let config = run_config(dataset_args, d, model_args, seed);
@@ -196,9 +176,45 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+/// The encoder's input from `--enc-mask`: the Fourier disc of that radius (default D/2), or the whole
+/// lattice for -1.
+pub fn encoder_input(enc_mask: Option<i64>, d: usize) -> Result<EncoderInput> {
+    Ok(match enc_mask {
+        None => EncoderInput::Disc(d / 2),
+        Some(-1) => EncoderInput::FullLattice,
+        Some(r) if r >= 1 => EncoderInput::Disc(r as usize),
+        Some(r) => bail!("--enc-mask {r}: give a radius between 1 and D/2 = {}, or -1", d / 2),
+    })
+}
+
+/// config.yaml's `model_args` of a VAE (cryoDRGN's keys).
+pub fn vae_model_args(
+    enc: &EncoderConfig,
+    dec: &DecoderConfig,
+    enc_mask: Option<i64>,
+    d: usize,
+) -> ModelArgs {
+    ModelArgs {
+        kind: Some(ModelKind::Vae),
+        qlayers: Some(enc.layers),
+        qdim: Some(enc.dim),
+        players: Some(dec.layers),
+        pdim: Some(dec.dim),
+        zdim: Some(enc.zdim),
+        encode_mode: Some(enc.mode),
+        enc_mask: Some(enc_mask.unwrap_or((d / 2) as i64)),
+        pe_type: Some(dec.pe_type),
+        feat_sigma: Some(dec.feat_sigma),
+        pe_dim: dec.pe_dim,
+        domain: Some(dec.domain),
+        activation: Some(dec.activation),
+        ..Default::default()
+    }
+}
+
 /// `drgnfly analyze OUTDIR EPOCH` with its defaults. Training has succeeded by then, so a failed analysis
 /// is a warning with the command to rerun, not an error that would hide the trained model.
-fn analyze_final_epoch(outdir: &std::path::Path, epoch: usize) {
+pub fn analyze_final_epoch(outdir: &std::path::Path, epoch: usize) {
     use clap::{Args as _, FromArgMatches as _};
     let argv = ["analyze".into(), outdir.as_os_str().to_owned(), epoch.to_string().into()];
     let parsed = super::analyze::Args::augment_args(clap::Command::new("analyze"))

@@ -1,0 +1,233 @@
+//! One epoch of pose search inside training, shared by the ab initio trainers: the planned search, the maps
+//! it compares images to, and what it found.
+//!
+//! The decoder is not evaluated per image and rotation: its Hartley volume inside the search's band limit is
+//! decoded once every `refresh_images` searched images and sliced by interpolation. A homogeneous model has
+//! one such map; a heterogeneous one has a map at each of a few conformations (z centres), and each image is
+//! searched against the map nearest its own z ([`nearest`]).
+
+use std::time::Instant;
+
+use drgnfly_em::rotation::angle_between_deg;
+use drgnfly_em::search::{BaseSlices, HartleyVolumeSlicer, PoseSearch, SearchConfig};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::abinit::AbinitSchedule;
+use super::error::TrainResult;
+use super::pose_table::PoseTable;
+use crate::decoder::{DataNorm, Decoder};
+
+/// The search of one epoch and the maps it currently slices.
+pub(super) struct EpochSearch {
+    search: PoseSearch,
+    /// One map per conformation, with its base slices; empty when stale.
+    maps: Vec<SearchMap>,
+    /// The latent of each map.
+    latents: Vec<Vec<f32>>,
+    /// Images searched since the maps were decoded.
+    since_refresh: usize,
+    refreshes: usize,
+    moved_deg: Vec<f64>,
+    moved_px: Vec<f64>,
+    seconds: f64,
+}
+
+/// The decoder's map at one latent, ready to slice.
+struct SearchMap {
+    slicer: HartleyVolumeSlicer,
+    base: BaseSlices,
+}
+
+impl EpochSearch {
+    /// The search of `epoch` for images of side `d`, at the schedule's band limits.
+    pub(super) fn plan(schedule: &AbinitSchedule, epoch: usize, d: usize) -> TrainResult<Self> {
+        let l_max = schedule.l_max(epoch);
+        let config = SearchConfig { l_min: schedule.l_start.min(l_max), l_max, ..schedule.search.clone() };
+        Ok(Self {
+            search: PoseSearch::new(d, config)?,
+            maps: Vec::new(),
+            latents: Vec::new(),
+            since_refresh: 0,
+            refreshes: 0,
+            moved_deg: Vec::new(),
+            moved_px: Vec::new(),
+            seconds: 0.0,
+        })
+    }
+
+    /// Whether the maps must be decoded (again) before the next search: none yet, or `refresh_images`
+    /// images searched since.
+    pub(super) fn is_stale(&self, refresh_images: usize) -> bool {
+        self.maps.is_empty() || self.since_refresh >= refresh_images.max(1)
+    }
+
+    /// Decodes `decoder`'s map at each latent of `latents` (one empty latent for a homogeneous decoder),
+    /// within the band limit of the search's last iteration.
+    pub(super) fn refresh(&mut self, decoder: &Decoder, latents: &[Vec<f32>]) -> TrainResult<()> {
+        let t0 = Instant::now();
+        let d = self.search.size();
+        // Trilinear interpolation at radius L reads grid points up to L + 1 away from the centre.
+        let radius = (self.search.band_limit(self.search.config().niter) + 2) as f64 / d as f64;
+        let unit = DataNorm { mean: 0.0, std: 1.0 };
+        self.maps = latents
+            .iter()
+            .map(|z| -> TrainResult<SearchMap> {
+                let volume = decoder.eval_volume_within(z, d + 1, 0.5, unit, radius)?;
+                let slicer = HartleyVolumeSlicer::new(volume.values, d + 1)?;
+                let base = self.search.base_slices(&slicer)?;
+                Ok(SearchMap { slicer, base })
+            })
+            .collect::<TrainResult<_>>()?;
+        self.latents = latents.to_vec();
+        self.since_refresh = 0;
+        self.refreshes += 1;
+        self.seconds += t0.elapsed().as_secs_f64();
+        Ok(())
+    }
+
+    /// The map to search an image of latent `z` against: the one at the nearest latent.
+    pub(super) fn map_for(&self, z: &[f32]) -> usize {
+        nearest(z, &self.latents)
+    }
+
+    /// Searches the images of `positions` (`images`, `ctf` from [`super::BatchPrep::hartley_images`] and
+    /// [`super::BatchPrep::ctf_on_lattice`]), image `j` against map `which[j]`, and puts the poses found in
+    /// `poses`. The maps must be fresh ([`Self::refresh`]).
+    pub(super) fn search_batch(
+        &mut self,
+        positions: &[usize],
+        (images, ctf): (&[f32], Option<&[f32]>),
+        which: &[usize],
+        poses: &mut PoseTable,
+    ) -> TrainResult<()> {
+        let t0 = Instant::now();
+        let l2 = (self.search.size() + 1).pow(2);
+        for (m, map) in self.maps.iter().enumerate() {
+            let mine: Vec<usize> = (0..positions.len()).filter(|&j| which[j] == m).collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let gather = |src: &[f32]| -> Vec<f32> {
+                mine.iter().flat_map(|&j| src[j * l2..(j + 1) * l2].iter().copied()).collect()
+            };
+            let (imgs, c) = if mine.len() == positions.len() {
+                (images.to_vec(), ctf.map(<[f32]>::to_vec))
+            } else {
+                (gather(images), ctf.map(gather))
+            };
+            let found = self.search.search_with(&map.slicer, &map.base, &imgs, c.as_deref())?;
+            for (&j, r) in mine.iter().zip(&found) {
+                let p = positions[j];
+                let old = poses.pose(p);
+                self.moved_deg.push(angle_between_deg(&old.rot, &r.pose.rot));
+                let dt = [r.pose.shift_px[0] - old.shift_px[0], r.pose.shift_px[1] - old.shift_px[1]];
+                self.moved_px.push(f64::from(dt[0].hypot(dt[1])));
+                poses.set_pose(p, r.pose);
+            }
+        }
+        self.since_refresh += positions.len();
+        self.seconds += t0.elapsed().as_secs_f64();
+        Ok(())
+    }
+
+    /// run.log's line for the epoch: band limits, throughput, how far the poses moved.
+    pub(super) fn summary(mut self, epoch: usize) -> String {
+        let n = self.moved_deg.len();
+        let c = self.search.config();
+        let maps = match self.maps.len() {
+            0 | 1 => String::new(),
+            k => format!(" at {k} conformations"),
+        };
+        format!(
+            "# pose search in epoch {epoch}: band limit {}–{}, {n} images in {:.1} s ({:.1} images/s, \
+             maps decoded {} times{maps}); median change {:.2}° and {:.2} px",
+            c.l_min,
+            self.search.band_limit(c.niter),
+            self.seconds,
+            n as f64 / self.seconds.max(1e-9),
+            self.refreshes,
+            median(&mut self.moved_deg),
+            median(&mut self.moved_px)
+        )
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Index of the centre nearest `z` (squared Euclidean distance; the first of equals).
+fn nearest(z: &[f32], centres: &[Vec<f32>]) -> usize {
+    let dist = |c: &[f32]| z.iter().zip(c).map(|(a, b)| (a - b) * (a - b)).sum::<f32>();
+    (0..centres.len()).min_by(|&a, &b| dist(&centres[a]).total_cmp(&dist(&centres[b]))).unwrap_or(0)
+}
+
+/// `k` centres of the latents `zs` by k-means (k-means++ seeding from `seed`, 20 Lloyd iterations): the
+/// conformations the search's maps are decoded at. Fewer distinct latents than `k` give fewer centres; no
+/// latents give the origin.
+pub(super) fn conformation_centres(zs: &[Vec<f32>], k: usize, zdim: usize, seed: u64) -> Vec<Vec<f32>> {
+    if zs.is_empty() || k == 0 {
+        return vec![vec![0.0; zdim]];
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let dist = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>();
+    let mut centres = vec![zs[rng.random_range(0..zs.len())].clone()];
+    while centres.len() < k {
+        let d2: Vec<f32> = zs.iter().map(|z| dist(z, &centres[nearest(z, &centres)])).collect();
+        let total: f64 = d2.iter().map(|&v| f64::from(v)).sum();
+        if total <= 0.0 {
+            break;
+        }
+        let mut u = rng.random::<f64>() * total;
+        let pick = d2.iter().position(|&v| {
+            u -= f64::from(v);
+            u <= 0.0
+        });
+        centres.push(zs[pick.unwrap_or(zs.len() - 1)].clone());
+    }
+    for _ in 0..20 {
+        let mut sums = vec![vec![0.0f64; zdim]; centres.len()];
+        let mut counts = vec![0usize; centres.len()];
+        for z in zs {
+            let c = nearest(z, &centres);
+            counts[c] += 1;
+            sums[c].iter_mut().zip(z).for_each(|(s, &v)| *s += f64::from(v));
+        }
+        for ((c, s), &n) in centres.iter_mut().zip(&sums).zip(&counts) {
+            if n > 0 {
+                c.iter_mut().zip(s).for_each(|(c, &s)| *c = (s / n as f64) as f32);
+            }
+        }
+    }
+    centres
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn centres_find_separated_clusters() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let zs: Vec<Vec<f32>> = (0..300)
+            .map(|i| {
+                let c = [[-3.0, 0.0], [3.0, 1.0], [0.0, 5.0]][i % 3];
+                vec![c[0] + rng.random_range(-0.5..0.5), c[1] + rng.random_range(-0.5..0.5)]
+            })
+            .collect();
+        let mut centres = conformation_centres(&zs, 3, 2, 7);
+        centres.sort_by(|a, b| a[0].total_cmp(&b[0]));
+        for (c, want) in centres.iter().zip([[-3.0, 0.0], [0.0, 5.0], [3.0, 1.0]]) {
+            assert!((c[0] - want[0]).abs() < 0.2 && (c[1] - want[1]).abs() < 0.2, "{centres:?}");
+        }
+        // Two distinct latents cannot make three centres; none make the origin.
+        assert_eq!(conformation_centres(&[vec![1.0], vec![1.0], vec![2.0]], 3, 1, 0).len(), 2);
+        assert_eq!(conformation_centres(&[], 4, 2, 0), vec![vec![0.0, 0.0]]);
+        assert_eq!(nearest(&[2.9, 1.0], &centres), 2);
+    }
+}

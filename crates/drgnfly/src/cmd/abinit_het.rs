@@ -1,0 +1,134 @@
+//! `abinit-het`: heterogeneous ab initio reconstruction without poses (cryoDRGN2's `abinit_het`, now
+//! `abinit_het_old` in cryoDRGN): a VAE trained on poses it finds itself (`drgnfly_nn::train::AbinitHetTrainer`
+//! in the library driver).
+//!
+//! Pretraining of the decoder on `--pretrain` images at random poses with latents from the prior; in epochs
+//! 1, 1 + `--ps-freq`, … each batch is encoded and its poses searched before the VAE trains on them. The
+//! search compares each image to the decoder's map at the conformation nearest its latent: the k-means
+//! centres (`--search-conformations`) of recently encoded latents, decoded again every `--search-refresh`
+//! images. Memory is those maps plus the search's chunk, whatever the batch size (cryoDRGN expands its
+//! grid per image: ~40 GB of GPU memory at D = 128). Per checkpoint: `weights.E.safetensors` (model,
+//! optimizer, pose table), `z.E.pkl` (at the poses found) and `pose.E.pkl`; the output directory works
+//! with `analyze`, `eval-vol` and the rest as a `train-vae` one does.
+//!
+//! Example usage:
+//!   drgnfly abinit-het particles.mrcs --ctf ctf.pkl --zdim 8 -o out/ -n 30
+
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use clap::Args as ClapArgs;
+use drgnfly_nn::train::{fit, AbinitHetTrainer, BatchPrep, KlSchedule};
+use drgnfly_nn::{AdamConfig, EncoderConfig};
+
+use super::abinit_homo::SearchArgs;
+use super::train_common::{
+    check_training_memory, explain_interrupt, run_config, timedelta, CliHooks, DataArgs, DecoderArgs, RunLog,
+    TrainArgs,
+};
+use super::train_vae::{analyze_final_epoch, encoder_input, vae_model_args, write_latents};
+
+/// Reconstruct a heterogeneous ensemble, its latent space and the particles' poses from the images alone.
+#[derive(ClapArgs, Debug)]
+#[command(after_help = "Examples:\n  drgnfly abinit-het particles.mrcs --ctf ctf.pkl --zdim 8 -o out/\n  \
+                  drgnfly abinit-het particles.star --ctf ctf.pkl --zdim 8 -n 30 -o out/ --load latest")]
+pub struct Args {
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub train: TrainArgs,
+    /// Latent dimension.
+    #[arg(long, required = true)]
+    pub zdim: usize,
+    /// KLD weight β (default 1/zdim).
+    #[arg(long)]
+    pub beta: Option<f64>,
+    /// Hold the KLD near β instead of weighting it: loss = gen + γ·(β − KLD)²/|mask|.
+    #[arg(long, value_name = "γ")]
+    pub beta_control: Option<f64>,
+    /// Encoder hidden layers.
+    #[arg(long, default_value_t = 3)]
+    pub enc_layers: usize,
+    /// Encoder width.
+    #[arg(long, default_value_t = 256)]
+    pub enc_dim: usize,
+    /// Encoder input: the Fourier disc of this radius in pixels (default D/2); -1 for the whole image.
+    #[arg(long, allow_negative_numbers = true)]
+    pub enc_mask: Option<i64>,
+    /// Decoder hidden layers.
+    #[arg(long, default_value_t = 3)]
+    pub dec_layers: usize,
+    /// Decoder width.
+    #[arg(long, default_value_t = 256)]
+    pub dec_dim: usize,
+    #[command(flatten)]
+    pub decoder: DecoderArgs,
+    #[command(flatten)]
+    pub search: SearchArgs,
+    /// Conformations the search compares images to: the decoder's maps at this many k-means centres of
+    /// the latents (each image against the nearest). More follow a continuous motion more closely; each
+    /// costs one map decoding per refresh and ~10–20 MB.
+    #[arg(long, default_value_t = 4, value_name = "K")]
+    pub search_conformations: usize,
+    /// Do not run `analyze` (default settings) on the final epoch when training ends.
+    #[arg(long)]
+    pub no_analysis: bool,
+}
+
+/// Reconstruct.
+pub fn run(args: Args) -> Result<()> {
+    let t = &args.train;
+    let _lock = t.validate()?;
+    if args.zdim == 0 {
+        bail!("--zdim 0: heterogeneous ab initio needs a latent dimension of at least 1 (abinit-homo reconstructs one map)");
+    }
+    let data = args.data.open(&[])?;
+    let (n, d) = (data.len(), data.image_size());
+    let norm = args.data.normalization(&data)?;
+    let device = t.device.device()?;
+    let prep = BatchPrep::new(d, &args.data.preprocess()?, norm, encoder_input(args.enc_mask, d)?, &device)?;
+    let mut enc = EncoderConfig::new(prep.encoder_dim(), args.zdim);
+    (enc.layers, enc.dim, enc.activation) = (args.enc_layers, args.enc_dim, args.decoder.activation.into());
+    let mut dec = args.decoder.config(d + 1, args.zdim, args.dec_layers, args.dec_dim)?;
+    let precision = t.precision(&mut dec);
+    let seed = t.resolve_seed()?;
+    let beta = args.beta.unwrap_or(1.0 / args.zdim as f64);
+    let kl = KlSchedule::new(drgnfly_nn::BetaSchedule::Constant(beta), args.beta_control)?;
+    let adam = AdamConfig { lr: t.lr, weight_decay: t.wd, ..Default::default() };
+    let schedule = args.search.schedule(0);
+    let describe = args.search.describe(&schedule);
+    let k = args.search_conformations;
+    let mut trainer = AbinitHetTrainer::new(&enc, &dec, seed, (adam, kl), prep, n, schedule, k)?;
+    check_training_memory(trainer.model().store().num_params(), &dec, t.batch_size.min(n), d)?;
+
+    let config =
+        run_config(args.data.dataset_args(norm, &[]), d, vae_model_args(&enc, &dec, args.enc_mask, d), seed);
+    let summary = format!(
+        "# {n} particles of {d}×{d}, norm [{}, {}], {} parameters, beta {beta}, seed {seed}, precision {precision}; \
+         heterogeneous ab initio ({describe}, {k} search conformations)",
+        norm.mean,
+        norm.std,
+        trainer.model().store().num_params(),
+    );
+    let mut log = RunLog::start(&t.outdir, &config, &summary)?;
+    let start = t.resume_if_asked(&mut trainer, &mut log)?;
+    if start >= t.num_epochs {
+        log.line(&format!("# nothing to do: the checkpoint already has {start} of {} epochs", t.num_epochs))?;
+        return Ok(());
+    }
+    let started = Instant::now();
+    let train_schedule = t.schedule(seed);
+    let outdir = t.outdir.clone();
+    let batch_size = t.batch_size;
+    let hooks = CliHooks::new(&mut log, &data, &train_schedule, |epoch, trainer: &AbinitHetTrainer| {
+        let path = outdir.join(format!("z.{epoch}.pkl"));
+        write_latents(trainer.model(), (trainer.prep(), Some(trainer.poses())), &data, batch_size, &path)
+    });
+    fit(&data, &train_schedule, &mut trainer, start, &mut { hooks })
+        .map_err(|e| explain_interrupt(e, &outdir))?;
+    log.line(&format!("# finished {} epochs in {}", t.num_epochs - start, timedelta(started.elapsed())))?;
+    if !args.no_analysis {
+        analyze_final_epoch(&t.outdir, t.num_epochs);
+    }
+    Ok(())
+}
