@@ -295,6 +295,19 @@ impl PoseSearch {
         self.levels.iter().map(Level::bytes).sum()
     }
 
+    /// Bytes of one model's [`BaseSlices`]: `R₀ × M₀` slices and their stats.
+    pub fn base_slice_bytes(&self) -> usize {
+        4 * self.base_rots.len() * (self.levels[0].m() + 2)
+    }
+
+    /// Bytes of refinement slices each image of a chunk holds (`8 × nkeptposes × M_i` at the widest level):
+    /// a search's memory beyond its tables and base slices is this times `chunk_images`, whatever the
+    /// number of images searched.
+    pub fn refinement_bytes_per_image(&self) -> usize {
+        let widest = self.levels.iter().map(Level::m).max().unwrap_or(0);
+        4 * 8 * self.config.nkeptposes * widest
+    }
+
     fn check_inputs(&self, images: &[f32], ctf: Option<&[f32]>, op: &'static str) -> Result<usize> {
         let e2 = self.lattice.len();
         if !images.len().is_multiple_of(e2) {

@@ -95,9 +95,10 @@ pub fn run(args: Args) -> Result<()> {
     let beta = args.beta.unwrap_or(1.0 / args.zdim as f64);
     let kl = KlSchedule::new(drgnfly_nn::BetaSchedule::Constant(beta), args.beta_control)?;
     let adam = AdamConfig { lr: t.lr, weight_decay: t.wd, ..Default::default() };
-    let schedule = args.search.schedule(0);
-    let describe = args.search.describe(&schedule);
     let k = args.search_conformations;
+    let mut schedule = args.search.schedule(0);
+    let memory = args.search.fit_search_memory(&mut schedule, d, k)?;
+    let describe = format!("{}, {memory}", args.search.describe(&schedule));
     let mut trainer = AbinitHetTrainer::new(&enc, &dec, seed, (adam, kl), prep, n, schedule, k)?;
     check_training_memory(trainer.model().store().num_params(), &dec, t.batch_size.min(n), d)?;
 
@@ -105,7 +106,7 @@ pub fn run(args: Args) -> Result<()> {
         run_config(args.data.dataset_args(norm, &[]), d, vae_model_args(&enc, &dec, args.enc_mask, d), seed);
     let summary = format!(
         "# {n} particles of {d}×{d}, norm [{}, {}], {} parameters, beta {beta}, seed {seed}, precision {precision}; \
-         heterogeneous ab initio ({describe}, {k} search conformations)",
+         heterogeneous ab initio ({describe})",
         norm.mean,
         norm.std,
         trainer.model().store().num_params(),

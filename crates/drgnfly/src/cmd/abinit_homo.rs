@@ -15,9 +15,9 @@
 //! Example usage:
 //!   drgnfly abinit-homo particles.mrcs --ctf ctf.pkl -o out/ -n 30
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use clap::{Args as ClapArgs, ValueEnum};
-use drgnfly_em::search::{SearchConfig, SearchLoss};
+use drgnfly_em::search::{PoseSearch, SearchConfig, SearchLoss};
 use drgnfly_nn::config::{ModelArgs, ModelKind};
 use drgnfly_nn::train::{AbinitHomoTrainer, AbinitSchedule, BatchPrep, EncoderInput};
 use drgnfly_nn::{AdamConfig, DataNorm};
@@ -92,6 +92,11 @@ pub struct SearchArgs {
     /// search follows the training more closely, at the cost of decoding more often).
     #[arg(long, default_value_t = 256, value_name = "N")]
     pub search_refresh: usize,
+    /// Most memory the pose search holds, in MB: its map(s), their slices at the base rotations, and the
+    /// refinement slices of a chunk of images, whose size is chosen to fit (the batch size does not
+    /// matter) [default: a quarter of the free memory, at most 2048].
+    #[arg(long, value_name = "MB")]
+    pub max_search_memory: Option<u64>,
 }
 
 impl SearchArgs {
@@ -122,6 +127,38 @@ impl SearchArgs {
         }
     }
 
+    /// Sizes the search's chunk of images so that `maps` maps of images of side `d` and the chunk's
+    /// refinement slices fit in `--max-search-memory`; returns the estimate for run.log. Errors when the
+    /// maps alone do not fit.
+    pub fn fit_search_memory(&self, schedule: &mut AbinitSchedule, d: usize, maps: usize) -> Result<String> {
+        const DEFAULT_CAP: u64 = 2048 << 20;
+        let budget = match self.max_search_memory {
+            Some(mb) => mb.saturating_mul(1 << 20),
+            None => drgnfly_io::memory::available_bytes().map_or(DEFAULT_CAP, |a| (a / 4).min(DEFAULT_CAP)),
+        };
+        let widest =
+            SearchConfig { l_min: schedule.l_start, l_max: schedule.l_end, ..schedule.search.clone() };
+        let search = PoseSearch::new(d, widest)?;
+        let map_bytes = ((d + 1).pow(3) * 4 + search.base_slice_bytes()) as u64;
+        let fixed = search.table_bytes() as u64 + maps as u64 * map_bytes;
+        let per_image = search.refinement_bytes_per_image().max(1) as u64;
+        let human = drgnfly_io::memory::human_bytes;
+        if fixed + per_image > budget {
+            bail!(
+                "the pose search needs {} for {maps} map(s) of {d}³ and their base slices, more than the {} \
+                 allowed; raise --max-search-memory, or lower --search-conformations or --base-healpy",
+                human(fixed + per_image),
+                human(budget)
+            );
+        }
+        let chunk = ((budget - fixed) / per_image).clamp(1, DEFAULT_CHUNK_IMAGES as u64) as usize;
+        schedule.search.chunk_images = chunk;
+        Ok(format!(
+            "search memory {} ({maps} map(s), chunks of {chunk} images)",
+            human(fixed + chunk as u64 * per_image)
+        ))
+    }
+
     /// The schedule for run.log's header.
     pub fn describe(&self, schedule: &AbinitSchedule) -> String {
         format!(
@@ -130,6 +167,9 @@ impl SearchArgs {
         )
     }
 }
+
+/// Images searched at once when memory allows (more gain nothing: the maps are sliced by interpolation).
+const DEFAULT_CHUNK_IMAGES: usize = 64;
 
 /// `--search-loss`.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -155,8 +195,9 @@ pub fn run(args: Args) -> Result<()> {
     let precision = t.precision(&mut dec);
     let seed = t.resolve_seed()?;
     let adam = AdamConfig { lr: t.lr, weight_decay: t.wd, ..Default::default() };
-    let schedule = args.search.schedule(25);
-    let describe = args.search.describe(&schedule);
+    let mut schedule = args.search.schedule(25);
+    let memory = args.search.fit_search_memory(&mut schedule, d, 1)?;
+    let describe = format!("{}, {memory}", args.search.describe(&schedule));
     let mut trainer = AbinitHomoTrainer::new(&dec, seed, adam, prep, n, schedule)?;
     check_training_memory(trainer.store().num_params(), &dec, t.batch_size.min(n), d)?;
     let apix = map_apix(&data, &args.data.particles);

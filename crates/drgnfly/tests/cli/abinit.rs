@@ -150,6 +150,14 @@ fn abinit_het_separates_states_and_finds_poses() {
         assert!(median < 8.0, "state {state}: poses within the state should match the simulation: {m}");
     }
 
+    // The search's memory is checked before training: no room for its maps is a clear error.
+    let mut tight =
+        vec!["abinit-het", "sim/particles.mrcs", "-o", "tight", "--zdim", "1", "--max-search-memory"];
+    tight.push("0");
+    drgnfly(p, &tight).fails_with(&["--max-search-memory", "--search-conformations"]);
+    let log = std::fs::read_to_string(p.join("out/run.log")).expect("run.log");
+    assert!(log.contains("search memory") && log.contains("chunks of 64 images"), "{log}");
+
     // The output directory is a VAE run: analyze reads it and maps the viewing directions.
     drgnfly(p, &["analyze", "out", "12", "--skip-umap"]).ok();
     assert!(p.join("out/analyze.12/viewing_directions.png").is_file());
