@@ -31,14 +31,17 @@ use super::driver::{Step, Trainer};
 use super::error::TrainResult;
 use super::pose_table::PoseTable;
 use super::search_epoch::{conformation_centres, EpochSearch};
-use super::vae::{encoder_input, KlSchedule, VaeModel};
+use super::vae::{vae_step_in_pieces, KlSchedule, VaeModel};
 use crate::adam::{Adam, AdamConfig};
 use crate::checkpoint::Checkpoint;
 use crate::data::Dataset;
 use crate::decoder::DecoderConfig;
 use crate::encoder::EncoderConfig;
 use crate::error::Error;
-use crate::loss::vae_loss;
+
+/// Images per piece of a training step: the step of a larger batch sums the pieces' gradients, so memory
+/// does not grow with `--batch-size` (the search's does not either).
+const STEP_PIECE: usize = 8;
 
 /// Latents kept for choosing the search's conformations.
 const RECENT_LATENTS: usize = 4096;
@@ -53,6 +56,10 @@ pub struct AbinitHetTrainer {
     schedule: AbinitSchedule,
     /// Maps the search compares images to (z centres).
     conformations: usize,
+    /// Search epochs that use one map (at the mean latent) before `conformations` maps.
+    single_map_epochs: usize,
+    /// The current epoch.
+    epoch: usize,
     seed: u64,
     pretrained: bool,
     searching: Option<EpochSearch>,
@@ -98,11 +105,22 @@ impl AbinitHetTrainer {
             poses: random_start(n, seed),
             schedule,
             conformations,
+            single_map_epochs: 0,
+            epoch: 0,
             seed,
             pretrained: false,
             searching: None,
             recent: VecDeque::new(),
         })
+    }
+
+    /// Search against one map, at the mean latent, in epochs `1..=epochs`, and against the maps at the
+    /// conformations after: the poses of all states are found in one frame first, which the maps of the
+    /// conformations then share (searched against separate maps from the start, each state's images can
+    /// settle in a frame of their own).
+    pub fn with_single_map_epochs(mut self, epochs: usize) -> Self {
+        self.single_map_epochs = epochs;
+        self
     }
 
     /// The model being trained.
@@ -137,7 +155,8 @@ impl AbinitHetTrainer {
         }
         if es.is_stale(self.schedule.refresh_images) {
             let recent: Vec<Vec<f32>> = self.recent.iter().cloned().collect();
-            let centres = conformation_centres(&recent, self.conformations, zdim, self.seed);
+            let k = if self.epoch <= self.single_map_epochs { 1 } else { self.conformations };
+            let centres = conformation_centres(&recent, k, zdim, self.seed);
             es.refresh(&self.model.model().decoder, &centres)?;
         }
         let which: Vec<usize> = latents.iter().map(|z| es.map_for(z)).collect();
@@ -213,6 +232,7 @@ impl Trainer for AbinitHetTrainer {
         data: &Dataset,
         progress: &mut dyn FnMut(&str, usize, usize),
     ) -> TrainResult<Option<String>> {
+        self.epoch = epoch;
         let mut note = None;
         if !self.pretrained {
             let t0 = Instant::now();
@@ -248,11 +268,8 @@ impl Trainer for AbinitHetTrainer {
         self.search_batch(step.positions, &images, ctf.as_deref())?;
         let poses = self.poses.batch_poses(step.positions);
         let batch = self.prep.prepare_hartley(images, ctf, &poses)?;
-        let out = self.model.model().forward(encoder_input(&batch)?, &batch.coords, true, step.rng)?;
         let kl = self.kl.at(step.images_seen);
-        let loss = vae_loss(&out.slice, &batch.target, batch.ctf.as_ref(), &out.mu, &out.logvar, kl)?;
-        let values = loss.values()?;
-        self.adam.backward_step(&loss.total)?;
+        let values = vae_step_in_pieces(&self.model, &mut self.adam, (&batch, kl), STEP_PIECE, step.rng)?;
         Ok(vec![values.gen, values.kld, values.total])
     }
 

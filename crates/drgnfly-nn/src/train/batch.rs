@@ -51,6 +51,17 @@ pub struct PreparedBatch {
 }
 
 impl PreparedBatch {
+    /// Images `start..start + len` of the batch (views of the same tensors).
+    pub fn narrow(&self, start: usize, len: usize) -> TrainResult<Self> {
+        let part = |t: &Tensor| t.narrow(0, start, len);
+        Ok(Self {
+            encoder_input: self.encoder_input.as_ref().map(part).transpose()?,
+            target: part(&self.target)?,
+            ctf: self.ctf.as_ref().map(part).transpose()?,
+            coords: part(&self.coords)?,
+        })
+    }
+
     /// Number of images.
     pub fn len(&self) -> usize {
         self.target.dims().first().copied().unwrap_or(0)

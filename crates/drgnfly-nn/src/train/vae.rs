@@ -220,6 +220,52 @@ impl Trainer for VaeTrainer {
     }
 }
 
+/// One Adam step of `model` on `batch` computed `piece` images at a time: the gradients of the pieces'
+/// losses, each weighted by its share of the batch, are summed before the step, so the step is that of the
+/// whole batch (up to float rounding) while the memory of the forward and backward passes is that of
+/// `piece` images. A KL term under `--beta-control` is not a sum over images, so that loss takes the batch
+/// whole. `rng` draws the latents' noise in image order, as one pass would. Returns the batch's loss terms,
+/// measured before the step.
+pub(super) fn vae_step_in_pieces(
+    model: &VaeModel,
+    adam: &mut Adam,
+    (batch, kl): (&PreparedBatch, KlWeight),
+    piece: usize,
+    rng: &mut impl Rng,
+) -> TrainResult<LossValues> {
+    let b = batch.len();
+    let piece = if matches!(kl, KlWeight::Control { .. }) { b } else { piece.clamp(1, b.max(1)) };
+    let mut sum = LossValues { gen: 0.0, kld: 0.0, total: 0.0 };
+    let mut grads: Option<candle_core::backprop::GradStore> = None;
+    for start in (0..b).step_by(piece) {
+        let len = piece.min(b - start);
+        let part = batch.narrow(start, len)?;
+        let out = model.model.forward(encoder_input(&part)?, &part.coords, true, rng)?;
+        let loss = vae_loss(&out.slice, &part.target, part.ctf.as_ref(), &out.mu, &out.logvar, kl)?;
+        let v = loss.values()?;
+        let w = len as f32 / b as f32;
+        (sum.gen, sum.kld, sum.total) = (sum.gen + w * v.gen, sum.kld + w * v.kld, sum.total + w * v.total);
+        let g = (loss.total * f64::from(w))?.backward()?;
+        match &mut grads {
+            None => grads = Some(g),
+            Some(acc) => {
+                for (_, var) in model.store.named_vars() {
+                    let Some(gi) = g.get(var.as_tensor()) else { continue };
+                    let total = match acc.get(var.as_tensor()) {
+                        Some(a) => (a + gi)?,
+                        None => gi.clone(),
+                    };
+                    acc.insert(var.as_tensor(), total);
+                }
+            }
+        }
+    }
+    if let Some(g) = grads {
+        adam.step(&g)?;
+    }
+    Ok(sum)
+}
+
 pub(super) fn encoder_input(batch: &PreparedBatch) -> TrainResult<&candle_core::Tensor> {
     batch.encoder_input.as_ref().ok_or_else(|| {
         Error::Config {
@@ -282,6 +328,37 @@ mod tests {
         assert_eq!(za, zb);
         assert!(a[99] < 0.5 * a[0], "loss should fall on one repeated batch: {} → {}", a[0], a[99]);
         assert_eq!(za.0.len(), 4 * 2);
+    }
+
+    /// A step in pieces is the step of the whole batch: same loss, same weights after it (to rounding).
+    #[test]
+    fn a_step_in_pieces_is_the_step_of_the_batch() {
+        let weights_after = |piece: usize| {
+            let mut t = setup(5);
+            let b = batch(t.prep());
+            let kl = t.kl.at(4);
+            let mut rng = ChaCha8Rng::seed_from_u64(2);
+            let loss = vae_step_in_pieces(&t.model, &mut t.adam, (&b, kl), piece, &mut rng).unwrap();
+            let w: Vec<f32> = t
+                .model()
+                .store()
+                .named_vars()
+                .into_iter()
+                .flat_map(|(_, v)| v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap())
+                .collect();
+            (loss, w)
+        };
+        let (whole, w4) = weights_after(4);
+        for piece in [1, 3] {
+            let (loss, w) = weights_after(piece);
+            assert!(
+                (loss.total - whole.total).abs() < 1e-5 * whole.total.abs().max(1.0),
+                "{loss:?} vs {whole:?}"
+            );
+            assert!((loss.kld - whole.kld).abs() < 1e-5 * whole.kld.abs().max(1.0));
+            let diff = w.iter().zip(&w4).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(diff < 1e-5, "piece {piece}: weights differ by {diff}");
+        }
     }
 
     #[test]

@@ -151,7 +151,8 @@ impl SearchArgs {
                 human(budget)
             );
         }
-        let chunk = ((budget - fixed) / per_image).clamp(1, DEFAULT_CHUNK_IMAGES as u64) as usize;
+        let preferred = (2 * rayon::current_num_threads()).max(MIN_CHUNK_IMAGES) as u64;
+        let chunk = ((budget - fixed) / per_image).clamp(1, preferred) as usize;
         schedule.search.chunk_images = chunk;
         Ok(format!(
             "search memory {} ({maps} map(s), chunks of {chunk} images)",
@@ -168,8 +169,10 @@ impl SearchArgs {
     }
 }
 
-/// Images searched at once when memory allows (more gain nothing: the maps are sliced by interpolation).
-const DEFAULT_CHUNK_IMAGES: usize = 64;
+/// Images searched at once when memory allows: two per thread (the images of a chunk are searched in
+/// parallel), at least this many. More gain nothing (the maps are sliced by interpolation, not predicted
+/// in batches) and would make memory grow with the batch size up to the chunk.
+const MIN_CHUNK_IMAGES: usize = 8;
 
 /// `--search-loss`.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

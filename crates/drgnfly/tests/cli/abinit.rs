@@ -156,7 +156,7 @@ fn abinit_het_separates_states_and_finds_poses() {
     tight.push("0");
     drgnfly(p, &tight).fails_with(&["--max-search-memory", "--search-conformations"]);
     let log = std::fs::read_to_string(p.join("out/run.log")).expect("run.log");
-    assert!(log.contains("search memory") && log.contains("chunks of 64 images"), "{log}");
+    assert!(log.contains("search memory") && log.contains("chunks of 8 images"), "{log}");
 
     // The output directory is a VAE run: analyze reads it and maps the viewing directions.
     drgnfly(p, &["analyze", "out", "12", "--skip-umap"]).ok();
