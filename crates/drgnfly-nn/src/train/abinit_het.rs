@@ -56,10 +56,7 @@ pub struct AbinitHetTrainer {
     schedule: AbinitSchedule,
     /// Maps the search compares images to (z centres).
     conformations: usize,
-    /// Search epochs that use one map (at the mean latent) before `conformations` maps.
-    single_map_epochs: usize,
-    /// The current epoch.
-    epoch: usize,
+
     seed: u64,
     pretrained: bool,
     searching: Option<EpochSearch>,
@@ -105,22 +102,11 @@ impl AbinitHetTrainer {
             poses: random_start(n, seed),
             schedule,
             conformations,
-            single_map_epochs: 0,
-            epoch: 0,
             seed,
             pretrained: false,
             searching: None,
             recent: VecDeque::new(),
         })
-    }
-
-    /// Search against one map, at the mean latent, in epochs `1..=epochs`, and against the maps at the
-    /// conformations after: the poses of all states are found in one frame first, which the maps of the
-    /// conformations then share (searched against separate maps from the start, each state's images can
-    /// settle in a frame of their own).
-    pub fn with_single_map_epochs(mut self, epochs: usize) -> Self {
-        self.single_map_epochs = epochs;
-        self
     }
 
     /// The model being trained.
@@ -155,8 +141,7 @@ impl AbinitHetTrainer {
         }
         if es.is_stale(self.schedule.refresh_images) {
             let recent: Vec<Vec<f32>> = self.recent.iter().cloned().collect();
-            let k = if self.epoch <= self.single_map_epochs { 1 } else { self.conformations };
-            let centres = conformation_centres(&recent, k, zdim, self.seed);
+            let centres = conformation_centres(&recent, self.conformations, zdim, self.seed);
             es.refresh(&self.model.model().decoder, &centres)?;
         }
         let which: Vec<usize> = latents.iter().map(|z| es.map_for(z)).collect();
@@ -232,7 +217,6 @@ impl Trainer for AbinitHetTrainer {
         data: &Dataset,
         progress: &mut dyn FnMut(&str, usize, usize),
     ) -> TrainResult<Option<String>> {
-        self.epoch = epoch;
         let mut note = None;
         if !self.pretrained {
             let t0 = Instant::now();

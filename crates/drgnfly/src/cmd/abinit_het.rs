@@ -70,10 +70,6 @@ pub struct Args {
     /// costs one map decoding per refresh and ~10–20 MB.
     #[arg(long, default_value_t = 4, value_name = "K")]
     pub search_conformations: usize,
-    /// Search epochs against one map (at the mean latent) before the conformations' maps: the poses of all
-    /// states first settle in one frame, which the conformations' maps then share.
-    #[arg(long, default_value_t = 2, value_name = "E")]
-    pub single_map_epochs: usize,
     /// Do not run `analyze` (default settings) on the final epoch when training ends.
     #[arg(long)]
     pub no_analysis: bool,
@@ -103,8 +99,7 @@ pub fn run(args: Args) -> Result<()> {
     let mut schedule = args.search.schedule(0);
     let memory = args.search.fit_search_memory(&mut schedule, d, k)?;
     let describe = format!("{}, {memory}", args.search.describe(&schedule));
-    let mut trainer = AbinitHetTrainer::new(&enc, &dec, seed, (adam, kl), prep, n, schedule, k)?
-        .with_single_map_epochs(args.single_map_epochs);
+    let mut trainer = AbinitHetTrainer::new(&enc, &dec, seed, (adam, kl), prep, n, schedule, k)?;
     check_training_memory(trainer.model().store().num_params(), &dec, t.batch_size.min(n), d)?;
 
     let config =
