@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Heterogeneous ab initio on adk closed/open (BENCHMARKS.md "Heterogeneous ab initio"): simulate, run
+# `abinit-het` without poses, and score every checkpoint: pose error after one global alignment and after
+# aligning each state on its own, and k-means(2) accuracy of the latents.
+#
+#   BIN=target/release/drgnfly PY=/path/to/python-with-numpy bash bench/abinit_het.sh WORKDIR [N] [EXTRA…]
+#
+# N images (default 4000), D = 64, 1.5 Å/px, SNR 0.1, CTF, shifts ±6 px; EXTRA flags go to abinit-het.
+set -euo pipefail
+dir=${1:?usage: bench/abinit_het.sh WORKDIR [N] [EXTRA…]}
+n=${2:-4000}
+shift $(( $# >= 2 ? 2 : 1 ))
+bin=${BIN:-target/release/drgnfly}
+py=${PY:-python3}
+data=${DRGNFLY_TEST_DATA:-$(cd "$(dirname "$0")/../.." && pwd)/shared/data}/mdanalysis_adk
+mkdir -p "$dir"
+bin=$(realpath "$bin")
+cd "$dir"
+{
+  echo "MODEL        1"; grep '^ATOM' "$data/adk_closed.pdb"; echo "ENDMDL"
+  echo "MODEL        2"; grep '^ATOM' "$data/adk_open.pdb"; echo "ENDMDL"; echo "END"
+} >adk_closed_open.pdb
+[ -f sim/particles.mrcs ] || "$bin" -q simulate --pdb adk_closed_open.pdb -D 64 --Apix 1.5 -n "$n" --snr 0.1 \
+  --max-shift 6 --seed 1 -o sim
+rm -rf het
+/usr/bin/time -v "$bin" --threads 2 abinit-het sim/particles.mrcs --ctf sim/ctf.pkl --zdim 8 -o het -n 6 \
+  --ps-freq 1 --l-start 12 --l-end 32 --l-ramp-epochs 5 --t-extent 8 --lr 1e-3 --checkpoint 1 --seed 1 \
+  --pretrain "$n" --no-analysis "$@" 2>time.log
+grep -E "Elapsed|Maximum resident" time.log
+"$py" -c "
+import pickle, numpy as np
+l = pickle.load(open('sim/labels.pkl', 'rb'))
+for s in (0, 1):
+    np.savetxt(f'ind{s}.txt', np.where(l == s)[0], fmt='%d')
+"
+for s in 0 1; do "$bin" -q filter-pkl sim/pose.pkl --ind "ind$s.txt" -o "truth$s.pkl" >/dev/null; done
+for e in 1 2 3 4 5 6; do
+  line="epoch $e: global $("$bin" eval-poses "het/pose.$e.pkl" --truth sim/pose.pkl -D 64 2>&1 |
+    sed -n 's/.*angle median \([0-9.]*°\).*/\1/p')"
+  for s in 0 1; do
+    "$bin" -q filter-pkl "het/pose.$e.pkl" --ind "ind$s.txt" -o "found$s.pkl" >/dev/null
+    line="$line, state $s $("$bin" eval-poses "found$s.pkl" --truth "truth$s.pkl" -D 64 2>&1 |
+      sed -n 's/.*angle median \([0-9.]*°\).*/\1/p')"
+  done
+  acc=$("$bin" eval-simulation het "$e" --labels sim/labels.pkl -o "metrics.$e.json" 2>&1 |
+    sed -n 's/.*k-means accuracy *//p')
+  echo "$line, k-means accuracy $acc"
+done
