@@ -29,6 +29,7 @@ use super::abinit::{pretrain_at_random_poses, random_start, AbinitSchedule};
 use super::batch::BatchPrep;
 use super::driver::{Step, Trainer};
 use super::error::TrainResult;
+use super::homo::mse_loss;
 use super::pose_table::PoseTable;
 use super::search_epoch::{conformation_centres, EpochSearch};
 use super::vae::{vae_step_in_pieces, KlSchedule, VaeModel};
@@ -187,21 +188,7 @@ fn pretrain_step(
     let zdim = model.model().encoder.zdim();
     let z: Vec<f32> = (0..b * zdim).map(|_| rng.sample::<f32, _>(StandardNormal)).collect();
     let z = Tensor::from_vec(z, (b, zdim), batch.coords.device())?;
-    let slice = model.model().decoder.forward(&batch.coords, Some(&z))?;
-    let pred = match &batch.ctf {
-        Some(c) => (slice * c)?,
-        None => slice,
-    };
-    let loss = (pred - &batch.target)?.sqr()?.mean_all()?;
-    let value = loss.to_scalar::<f32>()?;
-    if !value.is_finite() {
-        return Err(Error::NonFinite {
-            term: "pretraining loss",
-            value,
-            hint: "check the images and the normalisation for NaN/Inf, or lower the learning rate",
-        }
-        .into());
-    }
+    let (loss, _) = mse_loss(&model.model().decoder, batch, Some(&z))?;
     adam.backward_step(&loss)?;
     Ok(())
 }

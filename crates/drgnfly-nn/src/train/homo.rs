@@ -72,14 +72,19 @@ impl HomoTrainer {
 /// One Adam step of a latent-free decoder on the MSE between the CTF-weighted slice and the target; returns
 /// the MSE before the step, or [`Error::NonFinite`] (no step taken). Shared by the homogeneous trainers.
 pub(super) fn mse_step(decoder: &Decoder, adam: &mut Adam, batch: &PreparedBatch) -> TrainResult<f32> {
-    let (loss, value) = mse_loss(decoder, batch)?;
+    let (loss, value) = mse_loss(decoder, batch, None)?;
     adam.backward_step(&loss)?;
     Ok(value)
 }
 
-/// The MSE between the CTF-weighted slice and the target, as a tensor and a finite value.
-fn mse_loss(decoder: &Decoder, batch: &PreparedBatch) -> TrainResult<(candle_core::Tensor, f32)> {
-    let slice = decoder.forward(&batch.coords, None)?;
+/// The MSE between the CTF-weighted slice (decoded at latents `z`, `(B, zdim)`, for a heterogeneous
+/// decoder) and the target, as a tensor and a finite value.
+pub(super) fn mse_loss(
+    decoder: &Decoder,
+    batch: &PreparedBatch,
+    z: Option<&candle_core::Tensor>,
+) -> TrainResult<(candle_core::Tensor, f32)> {
+    let slice = decoder.forward(&batch.coords, z)?;
     let pred = match &batch.ctf {
         Some(c) => (slice * c)?,
         None => slice,
@@ -104,7 +109,7 @@ impl Trainer for HomoTrainer {
 
     fn step(&mut self, step: Step<'_>) -> TrainResult<Vec<f32>> {
         let RefinableBatch { batch, vars } = prepare_step(self.refine.as_ref(), &self.prep, &step)?;
-        let (loss, value) = mse_loss(&self.decoder, &batch)?;
+        let (loss, value) = mse_loss(&self.decoder, &batch, None)?;
         let grads = loss.backward()?;
         self.adam.step(&grads)?;
         if let (Some(refine), Some(vars)) = (self.refine.as_mut(), &vars) {

@@ -14,19 +14,14 @@
 //! Example usage:
 //!   drgnfly abinit-het particles.mrcs --ctf ctf.pkl --zdim 8 -o out/ -n 30
 
-use std::time::Instant;
-
 use anyhow::{bail, Result};
 use clap::Args as ClapArgs;
-use drgnfly_nn::train::{fit, AbinitHetTrainer, BatchPrep, KlSchedule};
+use drgnfly_nn::train::{AbinitHetTrainer, BatchPrep, KlSchedule};
 use drgnfly_nn::{AdamConfig, EncoderConfig};
 
 use super::abinit_homo::SearchArgs;
-use super::train_common::{
-    check_training_memory, explain_interrupt, run_config, timedelta, CliHooks, DataArgs, DecoderArgs, RunLog,
-    TrainArgs,
-};
-use super::train_vae::{analyze_final_epoch, encoder_input, vae_model_args, write_latents};
+use super::train_common::{check_training_memory, run_config, DataArgs, DecoderArgs, TrainArgs};
+use super::train_vae::{encoder_input, fit_vae, vae_model_args, LatentParts};
 
 /// Reconstruct a heterogeneous ensemble, its latent space and the particles' poses from the images alone.
 #[derive(ClapArgs, Debug)]
@@ -111,25 +106,9 @@ pub fn run(args: Args) -> Result<()> {
         norm.std,
         trainer.model().store().num_params(),
     );
-    let mut log = RunLog::start(&t.outdir, &config, &summary)?;
-    let start = t.resume_if_asked(&mut trainer, &mut log)?;
-    if start >= t.num_epochs {
-        log.line(&format!("# nothing to do: the checkpoint already has {start} of {} epochs", t.num_epochs))?;
-        return Ok(());
-    }
-    let started = Instant::now();
-    let train_schedule = t.schedule(seed);
-    let outdir = t.outdir.clone();
-    let batch_size = t.batch_size;
-    let hooks = CliHooks::new(&mut log, &data, &train_schedule, |epoch, trainer: &AbinitHetTrainer| {
-        let path = outdir.join(format!("z.{epoch}.pkl"));
-        write_latents(trainer.model(), (trainer.prep(), Some(trainer.poses())), &data, batch_size, &path)
-    });
-    fit(&data, &train_schedule, &mut trainer, start, &mut { hooks })
-        .map_err(|e| explain_interrupt(e, &outdir))?;
-    log.line(&format!("# finished {} epochs in {}", t.num_epochs - start, timedelta(started.elapsed())))?;
-    if !args.no_analysis {
-        analyze_final_epoch(&t.outdir, t.num_epochs);
-    }
-    Ok(())
+    fit_vae(t, &data, &mut trainer, (&config, &summary, seed), het_parts, !args.no_analysis)
+}
+
+fn het_parts(t: &AbinitHetTrainer) -> LatentParts<'_> {
+    (t.model(), t.prep(), Some(t.poses()))
 }

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 use clap::{Args as ClapArgs, ValueEnum};
-use drgnfly_nn::config::{ModelArgs, ModelKind};
+use drgnfly_nn::config::{ModelArgs, ModelKind, RunConfig};
 use drgnfly_nn::data::Dataset;
 use drgnfly_nn::train::{
     fit, ordered_pass, BatchPrep, EncoderInput, KlSchedule, PoseTable, Trainer, VaeModel, VaeTrainer,
@@ -149,8 +149,29 @@ pub fn run(args: Args) -> Result<()> {
             None => format!("{beta}"),
         }
     );
-    let mut log = RunLog::start(&t.outdir, &config, &summary)?;
-    let start = t.resume_if_asked(&mut trainer, &mut log)?;
+    fit_vae(t, &data, &mut trainer, (&config, &summary, seed), vae_parts, !args.no_analysis)
+}
+
+/// What `z.E.pkl` is computed from: the model, the batch preparation and the refined poses, if any.
+pub type LatentParts<'a> = (&'a VaeModel, &'a BatchPrep, Option<&'a PoseTable>);
+
+fn vae_parts(t: &VaeTrainer) -> LatentParts<'_> {
+    (t.model(), t.prep(), t.pose_table())
+}
+
+/// Trains a VAE-based run (train-vae, abinit-het) through the driver: run.log headed by `summary`, `--load`
+/// resume, progress bars, `z.E.pkl` at every checkpoint (the images centred with the poses `parts` gives),
+/// the elapsed-time line, and `analyze` of the final epoch when `analysis`.
+pub fn fit_vae<T: Trainer>(
+    t: &TrainArgs,
+    data: &Dataset,
+    trainer: &mut T,
+    (config, summary, seed): (&RunConfig, &str, u64),
+    parts: fn(&T) -> LatentParts<'_>,
+    analysis: bool,
+) -> Result<()> {
+    let mut log = RunLog::start(&t.outdir, config, summary)?;
+    let start = t.resume_if_asked(trainer, &mut log)?;
     if start >= t.num_epochs {
         log.line(&format!("# nothing to do: the checkpoint already has {start} of {} epochs", t.num_epochs))?;
         return Ok(());
@@ -159,18 +180,13 @@ pub fn run(args: Args) -> Result<()> {
     let schedule = t.schedule(seed);
     let outdir = t.outdir.clone();
     let batch_size = t.batch_size;
-    let hooks = CliHooks::new(&mut log, &data, &schedule, |epoch, trainer: &VaeTrainer| {
-        write_latents(
-            trainer.model(),
-            (trainer.prep(), trainer.pose_table()),
-            &data,
-            batch_size,
-            &outdir.join(format!("z.{epoch}.pkl")),
-        )
+    let hooks = CliHooks::new(&mut log, data, &schedule, |epoch, trainer: &T| {
+        let (model, prep, poses) = parts(trainer);
+        write_latents(model, (prep, poses), data, batch_size, &outdir.join(format!("z.{epoch}.pkl")))
     });
-    fit(&data, &schedule, &mut trainer, start, &mut { hooks }).map_err(|e| explain_interrupt(e, &outdir))?;
+    fit(data, &schedule, trainer, start, &mut { hooks }).map_err(|e| explain_interrupt(e, &outdir))?;
     log.line(&format!("# finished {} epochs in {}", t.num_epochs - start, timedelta(started.elapsed())))?;
-    if !args.no_analysis {
+    if analysis {
         analyze_final_epoch(&t.outdir, t.num_epochs);
     }
     Ok(())
