@@ -16,10 +16,30 @@ data=${DRGNFLY_TEST_DATA:-$(cd "$(dirname "$0")/../.." && pwd)/shared/data}/mdan
 mkdir -p "$dir"
 bin=$(realpath "$bin")
 cd "$dir"
-{
-  echo "MODEL        1"; grep '^ATOM' "$data/adk_closed.pdb"; echo "ENDMDL"
-  echo "MODEL        2"; grep '^ATOM' "$data/adk_open.pdb"; echo "ENDMDL"; echo "END"
-} >adk_closed_open.pdb
+# adk_open.pdb is not superposed on adk_closed.pdb as distributed (22° and 4 Å apart on the CA atoms), so a
+# simulation from the two files as they are puts the states in frames no reconstruction could know. The open
+# state is first superposed on the closed one (Kabsch on the CA atoms of the CORE domain, residues 1–29,
+# 61–121, 161–214), as any reconstruction would place them.
+"$py" - "$data" <<'PY'
+import sys, numpy as np
+data = sys.argv[1]
+def atoms(f):
+    return [l for l in open(f"{data}/{f}") if l.startswith("ATOM")]
+closed, opened = atoms("adk_closed.pdb"), atoms("adk_open.pdb")
+xyz = lambda ls: np.array([[float(l[30:38]), float(l[38:46]), float(l[46:54])] for l in ls])
+core = lambda ls: [i for i, l in enumerate(ls) if l[12:16].strip() == "CA" and
+                   (int(l[22:26]) <= 29 or 61 <= int(l[22:26]) <= 121 or int(l[22:26]) >= 161)]
+a, b = xyz(closed)[core(closed)], xyz(opened)[core(opened)]
+ca, cb = a.mean(0), b.mean(0)
+u, _, vt = np.linalg.svd((b - cb).T @ (a - ca))
+r = u @ np.diag([1, 1, np.sign(np.linalg.det(u @ vt))]) @ vt
+moved = (xyz(opened) - cb) @ r + ca
+with open("adk_closed_open.pdb", "w") as out:
+    out.write("MODEL        1\n" + "".join(closed) + "ENDMDL\nMODEL        2\n")
+    for l, p in zip(opened, moved):
+        out.write(f"{l[:30]}{p[0]:8.3f}{p[1]:8.3f}{p[2]:8.3f}{l[54:]}")
+    out.write("ENDMDL\nEND\n")
+PY
 [ -f sim/particles.mrcs ] || "$bin" -q simulate --pdb adk_closed_open.pdb -D 64 --Apix 1.5 -n "$n" --snr 0.1 \
   --max-shift 6 --seed 1 -o sim
 rm -rf het

@@ -4,12 +4,17 @@
 //! The decoder is not evaluated per image and rotation: its Hartley volume inside the search's band limit is
 //! decoded once every `refresh_images` searched images and sliced by interpolation. A homogeneous model has
 //! one such map; a heterogeneous one has a map at each of a few conformations (z centres), and each image is
-//! searched against the map nearest its own z ([`nearest`]).
+//! searched against the map nearest its own z ([`nearest`]). The poses found against each map are brought
+//! into the frame of the first (the most populated conformation) by the rotation between the two maps, so
+//! that all conformations share one frame: searched separately, each state's images settle in a frame of
+//! their own, which the decoder, conditioned on z, can represent.
 
 use std::time::Instant;
 
-use drgnfly_em::rotation::angle_between_deg;
-use drgnfly_em::search::{BaseSlices, HartleyVolumeSlicer, PoseSearch, SearchConfig};
+use drgnfly_em::pose::Pose;
+use drgnfly_em::rotation::random::random_rotation;
+use drgnfly_em::rotation::{angle_between_deg, mul, transpose, Mat3, IDENTITY};
+use drgnfly_em::search::{BaseSlices, HartleyVolumeSlicer, PoseSearch, SearchConfig, SlicePredictor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -18,6 +23,13 @@ use super::error::TrainResult;
 use super::pose_table::PoseTable;
 use crate::decoder::{DataNorm, Decoder};
 
+/// Slices of a conformation's map searched against the first map to find their relative frame.
+const FRAME_PROBES: usize = 8;
+const FRAME_PROBE_SEED: u64 = 0x5eed;
+/// The probes' estimates of a frame must agree this well (median angle to their consensus), else the
+/// maps are taken as sharing a frame.
+const FRAME_AGREEMENT_DEG: f64 = 10.0;
+
 /// The search of one epoch and the maps it currently slices.
 pub(super) struct EpochSearch {
     search: PoseSearch,
@@ -25,6 +37,9 @@ pub(super) struct EpochSearch {
     maps: Vec<SearchMap>,
     /// The latent of each map.
     latents: Vec<Vec<f32>>,
+    /// Per map, the rotation `A` with `map(q) ≈ first map(q·A)` (identity for the first): a pose found
+    /// against it is `R·A` in the first map's frame.
+    frames: Vec<Mat3>,
     /// Images searched since the maps were decoded.
     since_refresh: usize,
     refreshes: usize,
@@ -48,6 +63,7 @@ impl EpochSearch {
             search: PoseSearch::new(d, config)?,
             maps: Vec::new(),
             latents: Vec::new(),
+            frames: Vec::new(),
             since_refresh: 0,
             refreshes: 0,
             moved_deg: Vec::new(),
@@ -80,10 +96,40 @@ impl EpochSearch {
             })
             .collect::<TrainResult<_>>()?;
         self.latents = latents.to_vec();
+        self.frames = vec![IDENTITY; self.maps.len()];
+        for k in 1..self.maps.len() {
+            self.frames[k] = self.frame_of(k)?;
+        }
         self.since_refresh = 0;
         self.refreshes += 1;
         self.seconds += t0.elapsed().as_secs_f64();
         Ok(())
+    }
+
+    /// The rotation `A` that brings map `k` into the first map's frame (`map_k(q) ≈ map_0(q·A)`): slices of
+    /// map `k` at a few known rotations `Q_j`, searched against map 0, are found at `Q_j·A`. The estimates
+    /// must agree (within [`FRAME_AGREEMENT_DEG`] of their consensus); maps too featureless to align
+    /// (early in training) keep the identity.
+    fn frame_of(&self, k: usize) -> TrainResult<Mat3> {
+        let l2 = (self.search.size() + 1).pow(2);
+        let points: Vec<usize> = (0..l2).collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(FRAME_PROBE_SEED);
+        let probes: Vec<Mat3> = (0..FRAME_PROBES).map(|_| random_rotation(&mut rng)).collect();
+        let mut slices = vec![0.0f32; probes.len() * l2];
+        self.maps[k].slicer.predict(&probes, &points, &mut slices)?;
+        let reference = &self.maps[0];
+        let found = self.search.search_with(&reference.slicer, &reference.base, &slices, None)?;
+        let estimates: Vec<Mat3> =
+            probes.iter().zip(&found).map(|(q, r)| mul(&transpose(q), &r.pose.rot)).collect();
+        let spread = |a: &Mat3| {
+            let mut d: Vec<f64> = estimates.iter().map(|b| angle_between_deg(a, b)).collect();
+            median(&mut d)
+        };
+        let best = estimates.iter().min_by(|a, b| spread(a).total_cmp(&spread(b)));
+        Ok(match best {
+            Some(a) if spread(a) <= FRAME_AGREEMENT_DEG => *a,
+            _ => IDENTITY,
+        })
     }
 
     /// The map to search an image of latent `z` against: the one at the nearest latent.
@@ -119,11 +165,12 @@ impl EpochSearch {
             let found = self.search.search_with(&map.slicer, &map.base, &imgs, c.as_deref())?;
             for (&j, r) in mine.iter().zip(&found) {
                 let p = positions[j];
+                let found = Pose { rot: mul(&r.pose.rot, &self.frames[m]), shift_px: r.pose.shift_px };
                 let old = poses.pose(p);
-                self.moved_deg.push(angle_between_deg(&old.rot, &r.pose.rot));
-                let dt = [r.pose.shift_px[0] - old.shift_px[0], r.pose.shift_px[1] - old.shift_px[1]];
+                self.moved_deg.push(angle_between_deg(&old.rot, &found.rot));
+                let dt = [found.shift_px[0] - old.shift_px[0], found.shift_px[1] - old.shift_px[1]];
                 self.moved_px.push(f64::from(dt[0].hypot(dt[1])));
-                poses.set_pose(p, r.pose);
+                poses.set_pose(p, found);
             }
         }
         self.since_refresh += positions.len();
@@ -137,7 +184,16 @@ impl EpochSearch {
         let c = self.search.config();
         let maps = match self.maps.len() {
             0 | 1 => String::new(),
-            k => format!(" at {k} conformations"),
+            k => {
+                let turns: Vec<String> = self.frames[1..]
+                    .iter()
+                    .map(|a| format!("{:.1}°", angle_between_deg(a, &IDENTITY)))
+                    .collect();
+                format!(
+                    " at {k} conformations, the others turned by {} into the first's frame",
+                    turns.join(", ")
+                )
+            }
         };
         format!(
             "# pose search in epoch {epoch}: band limit {}–{}, {n} images in {:.1} s ({:.1} images/s, \
@@ -167,8 +223,8 @@ fn nearest(z: &[f32], centres: &[Vec<f32>]) -> usize {
     (0..centres.len()).min_by(|&a, &b| dist(&centres[a]).total_cmp(&dist(&centres[b]))).unwrap_or(0)
 }
 
-/// `k` centres of the latents `zs` by k-means (k-means++ seeding from `seed`, 20 Lloyd iterations): the
-/// conformations the search's maps are decoded at. Fewer distinct latents than `k` give fewer centres; no
+/// `k` centres of the latents `zs` by k-means (k-means++ seeding from `seed`, 20 Lloyd iterations), the
+/// most populated first: the conformations the search's maps are decoded at. Fewer distinct latents than `k` give fewer centres; no
 /// latents give the origin.
 pub(super) fn conformation_centres(zs: &[Vec<f32>], k: usize, zdim: usize, seed: u64) -> Vec<Vec<f32>> {
     if zs.is_empty() || k == 0 {
@@ -204,7 +260,12 @@ pub(super) fn conformation_centres(zs: &[Vec<f32>], k: usize, zdim: usize, seed:
             }
         }
     }
-    centres
+    // The most populated first: its map is the frame the others are brought into.
+    let mut counts = vec![0usize; centres.len()];
+    zs.iter().for_each(|z| counts[nearest(z, &centres)] += 1);
+    let mut order: Vec<usize> = (0..centres.len()).collect();
+    order.sort_by_key(|&c| std::cmp::Reverse(counts[c]));
+    order.into_iter().map(|c| centres[c].clone()).collect()
 }
 
 #[cfg(test)]
