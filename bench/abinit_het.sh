@@ -53,12 +53,12 @@ l = pickle.load(open('sim/labels.pkl', 'rb'))
 for s in (0, 1):
     np.savetxt(f'ind{s}.txt', np.where(l == s)[0], fmt='%d')
 "
-for s in 0 1; do "$bin" -q filter-pkl sim/pose.pkl --ind "ind$s.txt" -o "truth$s.pkl" >/dev/null; done
+for s in 0 1; do "$bin" -q filter-pkl sim/pose.pkl --ind "ind$s.txt" -o "truth$s.pkl" >/dev/null 2>&1; done
 for e in 1 2 3 4 5 6; do
   line="epoch $e: global $("$bin" eval-poses "het/pose.$e.pkl" --truth sim/pose.pkl -D 64 2>&1 |
     sed -n 's/.*angle median \([0-9.]*°\).*/\1/p')"
   for s in 0 1; do
-    "$bin" -q filter-pkl "het/pose.$e.pkl" --ind "ind$s.txt" -o "found$s.pkl" >/dev/null
+    "$bin" -q filter-pkl "het/pose.$e.pkl" --ind "ind$s.txt" -o "found$s.pkl" >/dev/null 2>&1
     line="$line, state $s $("$bin" eval-poses "found$s.pkl" --truth "truth$s.pkl" -D 64 2>&1 |
       sed -n 's/.*angle median \([0-9.]*°\).*/\1/p')"
   done
