@@ -111,6 +111,9 @@ pub enum ModelKind {
     Homogeneous,
     /// One decoder, no latent, poses found by pose search (`abinit-homo`).
     AbinitHomo,
+    /// A z-conditioned decoder whose latents are a per-particle table (no encoder), poses found ab initio
+    /// (`abinit --zdim N`, cryoDRGN-AI's autodecoder). Parameters are named as a VAE's decoder.
+    Autodecoder,
 }
 
 impl ModelKind {

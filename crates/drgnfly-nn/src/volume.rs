@@ -26,7 +26,7 @@ use candle_core::{Device, Tensor};
 use drgnfly_em::hartley::HartleyPlan;
 use drgnfly_io::mrc::{write_volume, MrcDtype};
 
-use crate::config::RunConfig;
+use crate::config::{ModelKind, RunConfig};
 use crate::error::{Error, Result};
 use crate::{read_checkpoint, read_cryodrgn_weights, DataNorm, Decoder, HetOnlyVae, ParamStore};
 
@@ -126,6 +126,8 @@ impl VolumeDecoder {
         let decoder = if config.model_kind().is_homogeneous() {
             dec_cfg.zdim = 0;
             Decoder::new(&dec_cfg, store.var_builder()).map_err(|e| e.context(model_args()))?
+        } else if config.model_kind() == ModelKind::Autodecoder {
+            Decoder::new(&dec_cfg, store.var_builder().pp("decoder")).map_err(|e| e.context(model_args()))?
         } else {
             let enc_inputs = config.encoder_input_count()?;
             let enc_cfg = config

@@ -139,6 +139,8 @@ enum Command {
     /// Heterogeneous ab initio reconstruction: a VAE with poses found by pose search (cryoDRGN2).
     #[command(alias = "abinit_het", alias = "abinit-het-old", alias = "abinit_het_old")]
     AbinitHet(cmd::abinit_het::Args),
+    /// Ab initio reconstruction as cryoDRGN-AI: a short pose search, then SGD of pose and conformation tables.
+    Abinit(cmd::abinit::Args),
     /// Pose accuracy against simulation ground truth (‖ΔR‖²_F after alignment, both hands; shifts; aligned map).
     #[command(alias = "eval_poses")]
     EvalPoses(cmd::eval_poses::Args),
@@ -228,6 +230,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::EvalSimulation(a) => cmd::eval_simulation::run(a),
         Command::AbinitHomo(a) => cmd::abinit_homo::run(a),
         Command::AbinitHet(a) => cmd::abinit_het::run(a),
+        Command::Abinit(a) => cmd::abinit::run(a),
         Command::EvalPoses(a) => cmd::eval_poses::run(a),
         Command::Simulate(a) => cmd::simulate::run(a),
         Command::Backproject(a) => cmd::backproject::run(a),

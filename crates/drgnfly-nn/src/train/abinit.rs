@@ -121,7 +121,7 @@ impl AbinitHomoTrainer {
         let store = ParamStore::new(seed, prep.device());
         let dec = Decoder::new(decoder, store.var_builder())?;
         let adam = Adam::new(store.named_vars(), adam)?;
-        let poses = random_start(n, seed);
+        let poses = random_start(n, seed, PoseAdamConfig::default());
         Ok(Self {
             store,
             decoder: dec,
@@ -188,13 +188,14 @@ pub(super) fn pretrain_at_random_poses(
     Ok(())
 }
 
-/// The `n` particles' starting poses: uniformly random rotations (the last stream of `seed`), no shift.
-pub(super) fn random_start(n: usize, seed: u64) -> PoseTable {
+/// The `n` particles' starting poses: uniformly random rotations (the last stream of `seed`), no shift; a
+/// table refined by SGD later steps with `adam`.
+pub(super) fn random_start(n: usize, seed: u64, adam: PoseAdamConfig) -> PoseTable {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(u64::MAX);
     let start: Vec<Pose> =
         (0..n).map(|_| Pose { rot: random_rotation(&mut rng), shift_px: [0.0, 0.0] }).collect();
-    PoseTable::new(&start, RotationParam::SixD, PoseAdamConfig::default())
+    PoseTable::new(&start, RotationParam::SixD, adam)
 }
 
 impl Trainer for AbinitHomoTrainer {

@@ -100,7 +100,7 @@ impl AbinitHetTrainer {
             adam,
             kl,
             prep,
-            poses: random_start(n, seed),
+            poses: random_start(n, seed, Default::default()),
             schedule,
             conformations,
             seed,

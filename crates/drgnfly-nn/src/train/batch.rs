@@ -51,6 +51,18 @@ pub struct PreparedBatch {
 }
 
 impl PreparedBatch {
+    /// The batch on the loss-mask points `points` (indices into the mask, `u32`): the smaller output mask of
+    /// frequency marching. Indices in increasing order keep mirrored points paired.
+    pub fn select_points(&self, points: &Tensor) -> TrainResult<Self> {
+        let pick = |t: &Tensor| t.index_select(points, 1);
+        Ok(Self {
+            encoder_input: self.encoder_input.clone(),
+            target: pick(&self.target)?,
+            ctf: self.ctf.as_ref().map(pick).transpose()?,
+            coords: pick(&self.coords)?,
+        })
+    }
+
     /// Images `start..start + len` of the batch (views of the same tensors).
     pub fn narrow(&self, start: usize, len: usize) -> TrainResult<Self> {
         let part = |t: &Tensor| t.narrow(0, start, len);
@@ -118,6 +130,14 @@ impl BatchPrep {
             }
         };
         Ok(Self { d, lattice, preprocessor, mask, mask_xy, encoder, device: device.clone() })
+    }
+
+    /// Indices into the loss mask of its points within `radius` lattice steps of the centre, in order.
+    pub fn mask_within(&self, radius: f64) -> Vec<u32> {
+        let d = self.d as f64;
+        let r2 = radius * radius;
+        let inside = |&[x, y]: &[f32; 2]| (f64::from(x) * d).powi(2) + (f64::from(y) * d).powi(2) <= r2 + 1e-6;
+        (0..self.mask_xy.len() as u32).filter(|&j| inside(&self.mask_xy[j as usize])).collect()
     }
 
     /// The device the tensors are put on.

@@ -87,6 +87,12 @@ pub trait Trainer {
     /// Restore a state written by [`Trainer::state`] (read from `path`).
     fn restore(&mut self, ckpt: &Checkpoint, path: &Path) -> TrainResult<()>;
 
+    /// Images per batch in `epoch`, when the trainer's phases differ (cryoDRGN-AI: small batches while
+    /// searching poses, large ones for SGD); `None` takes the schedule's.
+    fn batch_size(&self, _epoch: usize) -> Option<usize> {
+        None
+    }
+
     /// The trainer's pose table, when it refines or searches poses (written as pose.E.pkl by the caller).
     fn pose_table(&self) -> Option<&PoseTable> {
         None
@@ -190,8 +196,8 @@ where
             hooks.note(&line)?;
         }
         hooks.epoch_start(epoch)?;
-        let shuffle =
-            StreamOptions::shuffled(schedule.batch_size, d, schedule.seed.wrapping_add(epoch as u64));
+        let batch_size = trainer.batch_size(epoch).unwrap_or(schedule.batch_size).max(1);
+        let shuffle = StreamOptions::shuffled(batch_size, d, schedule.seed.wrapping_add(epoch as u64));
         let mut rng = ChaCha8Rng::seed_from_u64(schedule.seed);
         rng.set_stream(epoch as u64);
         let mut sums = vec![0f64; terms.len()];

@@ -11,28 +11,36 @@
 //!   map with frequency marching, decoder training on the found poses).
 //! - [`AbinitHetTrainer`]: heterogeneous ab initio (the same with a VAE; each image is searched against
 //!   the map at the conformation nearest its latent).
+//! - [`AbinitAiTrainer`]: ab initio as cryoDRGN-AI (a few search epochs, then SGD of the pose table,
+//!   the conformation table [`LatentTable`] and the decoder).
 //! - [`PoseTable`]: per-particle rotations and shifts with sparse Adam, for trainers that refine poses;
 //!   [`PoseRefinement`]: local refinement of given poses by gradient descent (`--do-pose-sgd`).
 //!
 //! Everything here is deterministic for a seed and a thread count; nothing prints.
 
 mod abinit;
+mod abinit_ai;
 mod abinit_het;
 mod batch;
 mod driver;
 mod error;
 mod homo;
+mod latent_table;
 mod pose_sgd;
 mod pose_table;
+mod row_adam;
 mod search_epoch;
 mod vae;
 
 pub use abinit::{AbinitHomoTrainer, AbinitSchedule};
+pub use abinit_ai::{AbinitAiTrainer, AiSchedule, OutputMask};
 pub use abinit_het::AbinitHetTrainer;
 pub use batch::{BatchPrep, EncoderInput, PreparedBatch};
 pub use driver::{checkpoint_path, fit, ordered_pass, resume, EpochSummary, Hooks, Schedule, Step, Trainer};
 pub use error::{TrainError, TrainResult};
 pub use homo::HomoTrainer;
+pub use latent_table::{LatentTable, LatentVars};
 pub use pose_sgd::{PoseRefinement, RefinableBatch};
 pub use pose_table::{rotation_matrices, PoseAdamConfig, PoseTable, RotationParam};
+pub use row_adam::Stepping;
 pub use vae::{KlSchedule, VaeModel, VaeTrainer};

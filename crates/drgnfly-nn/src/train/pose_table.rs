@@ -13,11 +13,12 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{Device, Tensor, Var};
 use drgnfly_em::pose::Pose;
 use drgnfly_em::rotation::quaternion::{matrix_from_quaternion, quaternion_from_matrix};
 
 use super::error::TrainResult;
+use super::row_adam::{batch_rows, steps_from, steps_tensor, table_entry, AdamRows, Moments, Stepping};
 use crate::error::Error;
 
 /// How rotations are parametrised.
@@ -52,51 +53,20 @@ pub struct PoseAdamConfig {
     pub beta2: f64,
     /// Denominator guard.
     pub eps: f64,
+    /// Lazy (a batch's rows) or dense (every row, every step) Adam.
+    pub stepping: Stepping,
 }
 
 impl Default for PoseAdamConfig {
     /// cryoDRGN's pose SGD in `train_vae` (SparseAdam, lr 3e-4) for both parts.
     fn default() -> Self {
-        Self { lr_rot: 3e-4, lr_shift: 3e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8 }
+        Self { lr_rot: 3e-4, lr_shift: 3e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, stepping: Stepping::Lazy }
     }
 }
 
-/// One parameter block (rotations or shifts) with its Adam moments, `width` numbers per row.
-#[derive(Clone, Debug, PartialEq)]
-struct Block {
-    width: usize,
-    value: Vec<f32>,
-    m: Vec<f32>,
-    v: Vec<f32>,
-}
-
-impl Block {
-    fn new(width: usize, value: Vec<f32>) -> Self {
-        let n = value.len();
-        Self { width, value, m: vec![0.0; n], v: vec![0.0; n] }
-    }
-
-    fn row(&self, i: usize) -> &[f32] {
-        &self.value[i * self.width..(i + 1) * self.width]
-    }
-
-    fn gather(&self, positions: &[usize]) -> Vec<f32> {
-        positions.iter().flat_map(|&p| self.row(p).iter().copied()).collect()
-    }
-
-    /// One Adam update of row `row` with gradient `g` at the row's step `t` (≥ 1).
-    fn update(&mut self, row: usize, g: &[f32], t: u32, lr: f64, cfg: &PoseAdamConfig) {
-        let (c1, c2) = (1.0 - cfg.beta1.powi(t as i32), 1.0 - cfg.beta2.powi(t as i32));
-        for (j, &gj) in g.iter().enumerate() {
-            let k = row * self.width + j;
-            let gj = f64::from(gj);
-            let m = cfg.beta1 * f64::from(self.m[k]) + (1.0 - cfg.beta1) * gj;
-            let v = cfg.beta2 * f64::from(self.v[k]) + (1.0 - cfg.beta2) * gj * gj;
-            self.m[k] = m as f32;
-            self.v[k] = v as f32;
-            let step = lr * (m / c1) / ((v / c2).sqrt() + cfg.eps);
-            self.value[k] = (f64::from(self.value[k]) - step) as f32;
-        }
+impl PoseAdamConfig {
+    fn moments(&self) -> Moments {
+        Moments { beta1: self.beta1, beta2: self.beta2, eps: self.eps }
     }
 }
 
@@ -105,8 +75,8 @@ impl Block {
 pub struct PoseTable {
     param: RotationParam,
     adam: PoseAdamConfig,
-    rot: Block,
-    shift: Block,
+    rot: AdamRows,
+    shift: AdamRows,
     /// Adam steps taken by each row.
     steps: Vec<u32>,
 }
@@ -119,8 +89,8 @@ impl PoseTable {
         Self {
             param,
             adam,
-            rot: Block::new(param.width(), rot),
-            shift: Block::new(2, shift),
+            rot: AdamRows::new(param.width(), rot),
+            shift: AdamRows::new(2, shift),
             steps: vec![0; poses.len()],
         }
     }
@@ -149,14 +119,8 @@ impl PoseTable {
 
     /// Replace the pose of position `i` (a pose-search result) and restart its optimizer state.
     pub fn set_pose(&mut self, i: usize, pose: Pose) {
-        let w = self.param.width();
-        self.rot.value[i * w..(i + 1) * w].copy_from_slice(&encode(&pose.rot, self.param));
-        self.shift.value[i * 2..(i + 1) * 2].copy_from_slice(&pose.shift_px);
-        for block in [&mut self.rot, &mut self.shift] {
-            let range = i * block.width..(i + 1) * block.width;
-            block.m[range.clone()].fill(0.0);
-            block.v[range].fill(0.0);
-        }
+        self.rot.reset_row(i, &encode(&pose.rot, self.param));
+        self.shift.reset_row(i, &pose.shift_px);
         self.steps[i] = 0;
     }
 
@@ -196,11 +160,19 @@ impl PoseTable {
             }
             .into());
         }
-        for (k, &p) in positions.iter().enumerate() {
+        let k = self.adam.moments();
+        if self.adam.stepping == Stepping::Dense {
+            let t = self.steps.iter().copied().max().unwrap_or(0) + 1;
+            self.steps.fill(t);
+            self.rot.dense_update(&batch_rows(positions, grad_rot, w), t, self.adam.lr_rot, k);
+            self.shift.dense_update(&batch_rows(positions, grad_shift, 2), t, self.adam.lr_shift, k);
+            return Ok(());
+        }
+        for (j, &p) in positions.iter().enumerate() {
             self.steps[p] += 1;
             let t = self.steps[p];
-            self.rot.update(p, &grad_rot[k * w..(k + 1) * w], t, self.adam.lr_rot, &self.adam);
-            self.shift.update(p, &grad_shift[k * 2..(k + 1) * 2], t, self.adam.lr_shift, &self.adam);
+            self.rot.update(p, &grad_rot[j * w..(j + 1) * w], t, self.adam.lr_rot, k);
+            self.shift.update(p, &grad_shift[j * 2..(j + 1) * 2], t, self.adam.lr_shift, k);
         }
         Ok(())
     }
@@ -213,28 +185,16 @@ impl PoseTable {
         (rot, shift): (&Var, &Var),
         grads: &candle_core::backprop::GradStore,
     ) -> TrainResult<()> {
-        let grad = |v: &Var| -> TrainResult<Vec<f32>> {
-            Ok(match grads.get(v.as_tensor()) {
-                Some(g) => g.flatten_all()?.to_vec1::<f32>()?,
-                None => vec![0.0; v.as_tensor().elem_count()],
-            })
-        };
-        self.step(positions, &grad(rot)?, &grad(shift)?)
+        self.step(positions, &grad_values(rot, grads)?, &grad_values(shift, grads)?)
     }
 
     /// The table and its optimizer state as named tensors (`pose.rot`, `pose.shift`, `pose.rot.m`, …), for
     /// [`crate::Checkpoint::tables`].
     pub fn state_tensors(&self) -> TrainResult<HashMap<String, Tensor>> {
-        let n = self.len();
-        let dev = &Device::Cpu;
         let mut out = HashMap::new();
-        for (name, block) in [("pose.rot", &self.rot), ("pose.shift", &self.shift)] {
-            for (suffix, data) in [("", &block.value), (".m", &block.m), (".v", &block.v)] {
-                out.insert(format!("{name}{suffix}"), Tensor::from_slice(data, (n, block.width), dev)?);
-            }
-        }
-        let steps: Vec<i64> = self.steps.iter().map(|&s| i64::from(s)).collect();
-        out.insert("pose.steps".into(), Tensor::from_vec(steps, n, dev)?);
+        self.rot.save("pose.rot", &mut out)?;
+        self.shift.save("pose.shift", &mut out)?;
+        out.insert("pose.steps".into(), steps_tensor(&self.steps)?);
         Ok(out)
     }
 
@@ -247,41 +207,23 @@ impl PoseTable {
             problem,
             hint: "resume with the same particles (--ind) and pose settings as the run that wrote it",
         };
-        let get = |name: &str, width: usize| -> TrainResult<Vec<f32>> {
-            let t = tables.get(name).ok_or_else(|| bad(format!("no pose table entry `table.{name}`")))?;
-            if t.dims() != [n, width] {
-                return Err(
-                    bad(format!("`table.{name}` has shape {:?}, expected [{n}, {width}]", t.dims())).into()
-                );
-            }
-            Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
-        };
-        let w = self.param.width();
-        let (rot, shift) = (
-            Block {
-                width: w,
-                value: get("pose.rot", w)?,
-                m: get("pose.rot.m", w)?,
-                v: get("pose.rot.v", w)?,
-            },
-            Block {
-                width: 2,
-                value: get("pose.shift", 2)?,
-                m: get("pose.shift.m", 2)?,
-                v: get("pose.shift.v", 2)?,
-            },
-        );
+        let get = |name: &str, width: usize| table_entry(tables, name, (n, width)).map_err(|p| bad(p).into());
+        let rot = AdamRows::load("pose.rot", self.param.width(), &get)?;
+        let shift = AdamRows::load("pose.shift", 2, &get)?;
         let steps =
             tables.get("pose.steps").ok_or_else(|| bad("no pose table entry `table.pose.steps`".into()))?;
-        let steps = steps.to_dtype(DType::I64)?.flatten_all()?.to_vec1::<i64>()?;
-        if steps.len() != n || steps.iter().any(|&s| !(0..=i64::from(u32::MAX)).contains(&s)) {
-            return Err(bad(format!("`table.pose.steps` must hold {n} step counts")).into());
-        }
-        self.rot = rot;
-        self.shift = shift;
-        self.steps = steps.into_iter().map(|s| s as u32).collect();
+        let steps = steps_from(steps, n)?.ok_or_else(|| bad(format!("`table.pose.steps` must hold {n} step counts")))?;
+        (self.rot, self.shift, self.steps) = (rot, shift, steps);
         Ok(())
     }
+}
+
+/// The gradient of `v` in `grads`, row-major (zero where the loss did not depend on it).
+pub(super) fn grad_values(v: &Var, grads: &candle_core::backprop::GradStore) -> TrainResult<Vec<f32>> {
+    Ok(match grads.get(v.as_tensor()) {
+        Some(g) => g.flatten_all()?.to_vec1::<f32>()?,
+        None => vec![0.0; v.as_tensor().elem_count()],
+    })
 }
 
 fn encode(r: &drgnfly_em::rotation::Mat3, param: RotationParam) -> Vec<f32> {

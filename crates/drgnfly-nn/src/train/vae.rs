@@ -246,24 +246,33 @@ pub(super) fn vae_step_in_pieces(
         let w = len as f32 / b as f32;
         (sum.gen, sum.kld, sum.total) = (sum.gen + w * v.gen, sum.kld + w * v.kld, sum.total + w * v.total);
         let g = (loss.total * f64::from(w))?.backward()?;
-        match &mut grads {
-            None => grads = Some(g),
-            Some(acc) => {
-                for (_, var) in model.store.named_vars() {
-                    let Some(gi) = g.get(var.as_tensor()) else { continue };
-                    let total = match acc.get(var.as_tensor()) {
-                        Some(a) => (a + gi)?,
-                        None => gi.clone(),
-                    };
-                    acc.insert(var.as_tensor(), total);
-                }
-            }
-        }
+        add_grads(&mut grads, g, &model.store.named_vars())?;
     }
     if let Some(g) = grads {
         adam.step(&g)?;
     }
     Ok(sum)
+}
+
+/// Adds the gradients `g` of `vars` to `acc` (the sum over the pieces of a step).
+pub(super) fn add_grads(
+    acc: &mut Option<candle_core::backprop::GradStore>,
+    g: candle_core::backprop::GradStore,
+    vars: &[(String, candle_core::Var)],
+) -> TrainResult<()> {
+    let Some(sum) = acc.as_mut() else {
+        *acc = Some(g);
+        return Ok(());
+    };
+    for (_, var) in vars {
+        let Some(gi) = g.get(var.as_tensor()) else { continue };
+        let total = match sum.get(var.as_tensor()) {
+            Some(a) => (a + gi)?,
+            None => gi.clone(),
+        };
+        sum.insert(var.as_tensor(), total);
+    }
+    Ok(())
 }
 
 pub(super) fn encoder_input(batch: &PreparedBatch) -> TrainResult<&candle_core::Tensor> {

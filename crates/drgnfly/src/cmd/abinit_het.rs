@@ -92,7 +92,7 @@ pub fn run(args: Args) -> Result<()> {
     let adam = AdamConfig { lr: t.lr, weight_decay: t.wd, ..Default::default() };
     let k = args.search_conformations;
     let mut schedule = args.search.schedule(0);
-    let memory = args.search.fit_search_memory(&mut schedule, d, k)?;
+    let memory = args.search.grid.fit_search_memory(&mut schedule, d, k)?;
     let describe = format!("{}, {memory}", args.search.describe(&schedule));
     let mut trainer = AbinitHetTrainer::new(&enc, &dec, seed, (adam, kl), prep, n, schedule, k)?;
     check_training_memory(trainer.model().store().num_params(), &dec, t.batch_size.min(n), d)?;

@@ -47,8 +47,7 @@ pub struct Args {
     pub search: SearchArgs,
 }
 
-/// The ab initio schedule and pose search flags shared by `abinit-homo` and `abinit-het` (cryoDRGN's
-/// names and defaults).
+/// The ab initio schedule of `abinit-homo` and `abinit-het` (cryoDRGN2's names and defaults).
 #[derive(ClapArgs, Debug)]
 pub struct SearchArgs {
     /// Images of pretraining at random poses before the first search.
@@ -57,16 +56,23 @@ pub struct SearchArgs {
     /// Search poses in every N-th epoch (epochs 1, 1 + N, …; each batch just before training on it).
     #[arg(long, default_value_t = 5, value_name = "N")]
     pub ps_freq: usize,
+    /// Epochs over which the band limit grows from --l-start to --l-end [default: 25 for abinit-homo; 0,
+    /// no ramp, for abinit-het, as cryoDRGN].
+    #[arg(long)]
+    pub l_ramp_epochs: Option<usize>,
+    #[command(flatten)]
+    pub grid: SearchGridArgs,
+}
+
+/// The pose search's flags, shared by every ab initio command (cryoDRGN's names and defaults).
+#[derive(ClapArgs, Debug)]
+pub struct SearchGridArgs {
     /// Band limit of the searches at the start (Fourier radius in pixels).
     #[arg(long, default_value_t = 12)]
     pub l_start: usize,
     /// Band limit at the end of the ramp.
     #[arg(long, default_value_t = 32)]
     pub l_end: usize,
-    /// Epochs over which the band limit grows from --l-start to --l-end [default: 25 for abinit-homo; 0,
-    /// no ramp, for abinit-het, as cryoDRGN].
-    #[arg(long)]
-    pub l_ramp_epochs: Option<usize>,
     /// Refinement iterations of each search (each halves the angular and shift steps).
     #[arg(long, default_value_t = 4)]
     pub niter: usize,
@@ -76,9 +82,9 @@ pub struct SearchArgs {
     /// HEALPix order of the base rotation grid (1: 576 rotations, 2: 4608).
     #[arg(long, default_value_t = 2)]
     pub base_healpy: u32,
-    /// Half-width of the shift search in pixels.
-    #[arg(long, default_value_t = 10.0)]
-    pub t_extent: f64,
+    /// Half-width of the shift search in pixels [default: 10; 20 for abinit, as cryoDRGN].
+    #[arg(long)]
+    pub t_extent: Option<f64>,
     /// Shifts per axis of the base shift grid.
     #[arg(long, default_value_t = 7)]
     pub t_ngrid: usize,
@@ -102,10 +108,31 @@ pub struct SearchArgs {
 impl SearchArgs {
     /// The schedule, with `l_ramp_default` epochs of band-limit ramp unless --l-ramp-epochs is given.
     pub fn schedule(&self, l_ramp_default: usize) -> AbinitSchedule {
+        AbinitSchedule {
+            pretrain_images: self.pretrain,
+            ps_freq: self.ps_freq.max(1),
+            l_ramp_epochs: self.l_ramp_epochs.unwrap_or(l_ramp_default),
+            ..self.grid.schedule(10.0)
+        }
+    }
+
+    /// The schedule for run.log's header.
+    pub fn describe(&self, schedule: &AbinitSchedule) -> String {
+        format!(
+            "pretrain {}, search every {} epochs, band limit {}→{} over {} epochs",
+            self.pretrain, schedule.ps_freq, schedule.l_start, schedule.l_end, schedule.l_ramp_epochs
+        )
+    }
+}
+
+impl SearchGridArgs {
+    /// A schedule with these search settings (shift half-width `t_extent_default` unless --t-extent),
+    /// searching every epoch at `l_end` after no pretraining: the caller sets the rest.
+    pub fn schedule(&self, t_extent_default: f64) -> AbinitSchedule {
         let search = SearchConfig {
             base_resolution: self.base_healpy,
             niter: self.niter,
-            t_extent: self.t_extent,
+            t_extent: self.t_extent.unwrap_or(t_extent_default),
             t_ngrid: self.t_ngrid,
             translate: !self.no_trans,
             nkeptposes: self.nkeptposes,
@@ -117,11 +144,11 @@ impl SearchArgs {
             ..SearchConfig::default()
         };
         AbinitSchedule {
-            pretrain_images: self.pretrain,
-            ps_freq: self.ps_freq.max(1),
+            pretrain_images: 0,
+            ps_freq: 1,
             l_start: self.l_start,
             l_end: self.l_end.max(self.l_start),
-            l_ramp_epochs: self.l_ramp_epochs.unwrap_or(l_ramp_default),
+            l_ramp_epochs: 0,
             search,
             refresh_images: self.search_refresh.max(1),
         }
@@ -159,14 +186,6 @@ impl SearchArgs {
             human(fixed + chunk as u64 * per_image)
         ))
     }
-
-    /// The schedule for run.log's header.
-    pub fn describe(&self, schedule: &AbinitSchedule) -> String {
-        format!(
-            "pretrain {}, search every {} epochs, band limit {}→{} over {} epochs",
-            self.pretrain, schedule.ps_freq, schedule.l_start, schedule.l_end, schedule.l_ramp_epochs
-        )
-    }
 }
 
 /// Images searched at once when memory allows: two per thread (the images of a chunk are searched in
@@ -199,7 +218,7 @@ pub fn run(args: Args) -> Result<()> {
     let seed = t.resolve_seed()?;
     let adam = AdamConfig { lr: t.lr, weight_decay: t.wd, ..Default::default() };
     let mut schedule = args.search.schedule(25);
-    let memory = args.search.fit_search_memory(&mut schedule, d, 1)?;
+    let memory = args.search.grid.fit_search_memory(&mut schedule, d, 1)?;
     let describe = format!("{}, {memory}", args.search.describe(&schedule));
     let mut trainer = AbinitHomoTrainer::new(&dec, seed, adam, prep, n, schedule)?;
     check_training_memory(trainer.store().num_params(), &dec, t.batch_size.min(n), d)?;

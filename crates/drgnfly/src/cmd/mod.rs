@@ -1,5 +1,6 @@
 //! One module per subcommand. Each has `Args` (parsing and validation only) and `run(args)`.
 
+pub mod abinit;
 pub mod abinit_het;
 pub mod abinit_homo;
 pub mod add_psize;

@@ -166,8 +166,26 @@ pub fn fit_vae<T: Trainer>(
     t: &TrainArgs,
     data: &Dataset,
     trainer: &mut T,
-    (config, summary, seed): (&RunConfig, &str, u64),
+    meta: (&RunConfig, &str, u64),
     parts: fn(&T) -> LatentParts<'_>,
+    analysis: bool,
+) -> Result<()> {
+    let (outdir, batch_size) = (t.outdir.clone(), t.batch_size);
+    let write_z = move |epoch: usize, trainer: &T| {
+        let (model, prep, poses) = parts(trainer);
+        write_latents(model, (prep, poses), data, batch_size, &outdir.join(format!("z.{epoch}.pkl")))
+    };
+    fit_with_latents(t, data, trainer, meta, write_z, analysis)
+}
+
+/// Trains a model with latents (run.log, resume, progress, checkpoints with `write_z(epoch, trainer)`
+/// writing z.E.pkl beside them), then runs `analyze` on the final epoch if `analysis`.
+pub fn fit_with_latents<'d, T: Trainer>(
+    t: &TrainArgs,
+    data: &'d Dataset,
+    trainer: &mut T,
+    (config, summary, seed): (&RunConfig, &str, u64),
+    write_z: impl FnMut(usize, &T) -> Result<()> + 'd,
     analysis: bool,
 ) -> Result<()> {
     let mut log = RunLog::start(&t.outdir, config, summary)?;
@@ -178,13 +196,8 @@ pub fn fit_vae<T: Trainer>(
     }
     let started = Instant::now();
     let schedule = t.schedule(seed);
-    let outdir = t.outdir.clone();
-    let batch_size = t.batch_size;
-    let hooks = CliHooks::new(&mut log, data, &schedule, |epoch, trainer: &T| {
-        let (model, prep, poses) = parts(trainer);
-        write_latents(model, (prep, poses), data, batch_size, &outdir.join(format!("z.{epoch}.pkl")))
-    });
-    fit(data, &schedule, trainer, start, &mut { hooks }).map_err(|e| explain_interrupt(e, &outdir))?;
+    let hooks = CliHooks::new(&mut log, data, &schedule, write_z);
+    fit(data, &schedule, trainer, start, &mut { hooks }).map_err(|e| explain_interrupt(e, &t.outdir))?;
     log.line(&format!("# finished {} epochs in {}", t.num_epochs - start, timedelta(started.elapsed())))?;
     if analysis {
         analyze_final_epoch(&t.outdir, t.num_epochs);
