@@ -68,8 +68,10 @@ fn parse_line(rest: &str) -> Option<EpochLoss> {
     let epoch: usize = rest[..end].parse().ok()?;
     let gen_loss = field(rest, "gen loss =");
     let kld = field(rest, "KLD =");
+    // A KL term without a generative loss is a damaged line; a generative loss alone is a model without a
+    // prior (`abinit`'s conformation table).
     let total_loss = field(rest, "total loss =").or_else(|| field(rest, "Average loss ="))?;
-    if gen_loss.is_some() != kld.is_some() {
+    if kld.is_some() && gen_loss.is_none() {
         return None;
     }
     let seconds =
@@ -128,10 +130,12 @@ noise line
 # =====> Epoch: 3 Average gen loss = 1.0, KLD = 2.0, total loss = garbage; Finished in 3s
 # =====> Epoch: 2 Average gen loss = 0.01, KLD = -Inf, total loss = 1E-2; Finished in 12.5
 # =====> Epoch: 5 Average loss = 0.25; Finished in 0:00:10
+# =====> Epoch: 6 Average gen loss = 0.5, total loss = 0.5; Finished in 0:00:10
+# =====> Epoch: 7 Average KLD = 0.5, total loss = 0.5; Finished in 0:00:10
 ";
         let c = parse_learning_curve(log);
-        assert_eq!(c.skipped_lines, vec![4]);
-        assert_eq!(c.epochs.iter().map(|e| e.epoch).collect::<Vec<_>>(), vec![1, 2, 5]);
+        assert_eq!(c.skipped_lines, vec![4, 8]);
+        assert_eq!(c.epochs.iter().map(|e| e.epoch).collect::<Vec<_>>(), vec![1, 2, 5, 6]);
         let e1 = &c.epochs[0];
         assert_eq!(
             (e1.gen_loss, e1.kld, e1.total_loss, e1.seconds),
@@ -142,6 +146,7 @@ noise line
         assert_eq!((e2.kld, e2.total_loss, e2.seconds), (Some(f64::NEG_INFINITY), 0.01, Some(12.5)));
         let e5 = &c.epochs[2];
         assert_eq!((e5.gen_loss, e5.total_loss, e5.seconds), (None, 0.25, Some(10.0)));
+        assert_eq!((c.epochs[3].gen_loss, c.epochs[3].kld), (Some(0.5), None));
         assert!(c.non_finite_epochs().is_empty());
         let nan = parse_learning_curve(
             "# =====> Epoch: 7 Average gen loss = nan, KLD = 1, total loss = nan; Finished in 1:00",

@@ -248,7 +248,8 @@ impl AbinitAiTrainer {
         let mut sums = [0f32; 2];
         let mut grads: Option<GradStore> = None;
         // The tables' gradients, row by row in batch order; each table takes one step per batch.
-        let (mut g_rot, mut g_shift, mut g_mu, mut g_logvar) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut g_rot, mut g_shift, mut g_mu, mut g_logvar) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for start in (0..b).step_by(STEP_PIECE) {
             let end = (start + STEP_PIECE).min(b);
             let pos = &positions[start..end];
@@ -258,8 +259,12 @@ impl AbinitAiTrainer {
             let (batch, pose_vars) = if refine_poses {
                 let (rot, shift) = self.poses.batch_vars(pos, self.prep.device())?;
                 let matrices = rotation_matrices(rot.as_tensor(), self.poses.param())?;
-                let batch =
-                    self.prep.prepare_refinable(piece_sym, piece_ctf, &current, (&matrices, shift.as_tensor()))?;
+                let batch = self.prep.prepare_refinable(
+                    piece_sym,
+                    piece_ctf,
+                    &current,
+                    (&matrices, shift.as_tensor()),
+                )?;
                 (batch, Some((rot, shift)))
             } else {
                 (self.prep.prepare_hartley(piece_sym, piece_ctf, &current)?, None)
@@ -320,7 +325,9 @@ impl AbinitAiTrainer {
         let Some(table) = &self.latents else { return Ok(None) };
         Ok(Some(match vars {
             Some(v) => LatentTable::sample(v, rng)?,
-            None => Tensor::zeros((batch.len(), table.zdim()), candle_core::DType::F32, batch.coords.device())?,
+            None => {
+                Tensor::zeros((batch.len(), table.zdim()), candle_core::DType::F32, batch.coords.device())?
+            }
         }))
     }
 }

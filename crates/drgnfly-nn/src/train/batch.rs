@@ -136,7 +136,8 @@ impl BatchPrep {
     pub fn mask_within(&self, radius: f64) -> Vec<u32> {
         let d = self.d as f64;
         let r2 = radius * radius;
-        let inside = |&[x, y]: &[f32; 2]| (f64::from(x) * d).powi(2) + (f64::from(y) * d).powi(2) <= r2 + 1e-6;
+        let inside =
+            |&[x, y]: &[f32; 2]| (f64::from(x) * d).powi(2) + (f64::from(y) * d).powi(2) <= r2 + 1e-6;
         (0..self.mask_xy.len() as u32).filter(|&j| inside(&self.mask_xy[j as usize])).collect()
     }
 

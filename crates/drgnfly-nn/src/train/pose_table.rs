@@ -212,7 +212,8 @@ impl PoseTable {
         let shift = AdamRows::load("pose.shift", 2, &get)?;
         let steps =
             tables.get("pose.steps").ok_or_else(|| bad("no pose table entry `table.pose.steps`".into()))?;
-        let steps = steps_from(steps, n)?.ok_or_else(|| bad(format!("`table.pose.steps` must hold {n} step counts")))?;
+        let steps = steps_from(steps, n)?
+            .ok_or_else(|| bad(format!("`table.pose.steps` must hold {n} step counts")))?;
         (self.rot, self.shift, self.steps) = (rot, shift, steps);
         Ok(())
     }

@@ -183,7 +183,13 @@ pub fn run(mut args: Args) -> Result<()> {
         plan.mask
     );
     let table = (args.zdim > 0).then(|| {
-        LatentTable::new(n, args.zdim, (args.std_z_init, args.variational_het), (args.lr_conf_table, Stepping::Dense), seed)
+        LatentTable::new(
+            n,
+            args.zdim,
+            (args.std_z_init, args.variational_het),
+            (args.lr_conf_table, Stepping::Dense),
+            seed,
+        )
     });
     let adam = AdamConfig { lr: t.lr, weight_decay: t.wd, ..Default::default() };
     let mut trainer = AbinitAiTrainer::new(&dec, seed, adam, prep, n, plan, table)?;
@@ -199,7 +205,11 @@ pub fn run(mut args: Args) -> Result<()> {
     let dataset_args = args.data.dataset_args(norm, &[]);
     if args.zdim == 0 {
         let config = run_config(dataset_args, d, ModelArgs::decoder_only(ModelKind::AbinitHomo, &dec), seed);
-        let map = MapOutput { norm: DataNorm { mean: norm.mean, std: norm.std }, d, apix: map_apix(&data, &args.data.particles) };
+        let map = MapOutput {
+            norm: DataNorm { mean: norm.mean, std: norm.std },
+            d,
+            apix: map_apix(&data, &args.data.particles),
+        };
         return fit_decoder(t, &data, &mut trainer, (&config, &summary, seed), map, AbinitAiTrainer::decoder);
     }
     let config = run_config(dataset_args, d, autodecoder_model_args(&dec), seed);
