@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Heterogeneous ab initio on adk closed/open (BENCHMARKS.md "Heterogeneous ab initio"): simulate, run
-# `abinit-het` without poses, and score every checkpoint: pose error after one global alignment and after
-# aligning each state on its own, and k-means(2) accuracy of the latents.
+# `abinit-het` (or, with TOOL=abinit, cryoDRGN-AI's schedule) without poses, and score every checkpoint: pose
+# error after one global alignment and after aligning each state on its own, and k-means(2) accuracy of the
+# latents.
 #
-#   BIN=target/release/drgnfly PY=/path/to/python-with-numpy bash bench/abinit_het.sh WORKDIR [N] [EXTRA…]
+#   BIN=target/release/drgnfly PY=/path/to/python-with-numpy [TOOL=abinit] bash bench/abinit_het.sh WORKDIR [N] [EXTRA…]
 #
-# N images (default 4000), D = 64, 1.5 Å/px, SNR 0.1, CTF, shifts ±6 px; EXTRA flags go to abinit-het.
+# N images (default 4000), D = 64, 1.5 Å/px, SNR 0.1, CTF, shifts ±6 px; EXTRA flags go to the tool.
 set -euo pipefail
 dir=${1:?usage: bench/abinit_het.sh WORKDIR [N] [EXTRA…]}
 n=${2:-4000}
@@ -43,9 +44,14 @@ PY
 [ -f sim/particles.mrcs ] || "$bin" -q simulate --pdb adk_closed_open.pdb -D 64 --Apix 1.5 -n "$n" --snr 0.1 \
   --max-shift 6 --seed 1 -o sim
 rm -rf het
-/usr/bin/time -v "$bin" --threads 2 abinit-het sim/particles.mrcs --ctf sim/ctf.pkl --zdim 8 -o het -n 6 \
-  --ps-freq 1 --l-start 12 --l-end 32 --l-ramp-epochs 5 --t-extent 8 --lr 1e-3 --checkpoint 1 --seed 1 \
-  --pretrain "$n" --no-analysis "$@" 2>time.log
+case ${TOOL:-abinit-het} in
+  abinit-het) epochs=6; set -- --ps-freq 1 --l-ramp-epochs 5 --pretrain "$n" -n $epochs "$@" ;;
+  # cryoDRGN-AI's defaults but for the search epochs (its 500 000 searched images would be 125 epochs here).
+  abinit) epochs=12; set -- --epochs-pose-search 5 --n-imgs-pretrain "$n" -n $epochs "$@" ;;
+  *) echo "TOOL must be abinit-het or abinit" >&2; exit 2 ;;
+esac
+/usr/bin/time -v "$bin" --threads 2 "${TOOL:-abinit-het}" sim/particles.mrcs --ctf sim/ctf.pkl --zdim 8 -o het \
+  --l-start 12 --l-end 32 --t-extent 8 --lr 1e-3 --checkpoint 1 --seed 1 --no-analysis "$@" 2>time.log
 grep -E "Elapsed|Maximum resident" time.log
 "$py" -c "
 import pickle, numpy as np
@@ -54,7 +60,7 @@ for s in (0, 1):
     np.savetxt(f'ind{s}.txt', np.where(l == s)[0], fmt='%d')
 "
 for s in 0 1; do "$bin" -q filter-pkl sim/pose.pkl --ind "ind$s.txt" -o "truth$s.pkl" >/dev/null 2>&1; done
-for e in 1 2 3 4 5 6; do
+for e in $(seq 1 $epochs); do
   line="epoch $e: global $("$bin" eval-poses "het/pose.$e.pkl" --truth sim/pose.pkl -D 64 2>&1 |
     sed -n 's/.*angle median \([0-9.]*°\).*/\1/p')"
   for s in 0 1; do

@@ -25,7 +25,7 @@ use super::batch::{BatchPrep, PreparedBatch};
 use super::driver::{Step, Trainer};
 use super::error::TrainResult;
 use super::homo::mse_step;
-use super::pose_table::{PoseAdamConfig, PoseTable, RotationParam};
+use super::pose_table::{PoseAdamConfig, PoseTable};
 use super::search_epoch::EpochSearch;
 use crate::adam::{Adam, AdamConfig};
 use crate::checkpoint::Checkpoint;
@@ -33,6 +33,7 @@ use crate::data::Dataset;
 use crate::decoder::{Decoder, DecoderConfig};
 use crate::error::Error;
 use crate::params::ParamStore;
+use crate::rotation::RotationParam;
 
 /// The ab initio schedule (cryoDRGN `abinit_homo_old`'s flags and defaults).
 #[derive(Clone, Debug)]

@@ -32,7 +32,7 @@ use super::driver::{Step, Trainer};
 use super::error::TrainResult;
 use super::homo::mse_loss;
 use super::latent_table::{LatentTable, LatentVars};
-use super::pose_table::{grad_values, rotation_matrices, PoseAdamConfig, PoseTable};
+use super::pose_table::{grad_values, PoseAdamConfig, PoseTable};
 use super::search_epoch::{conformation_centres, EpochSearch};
 use super::vae::add_grads;
 use crate::adam::{Adam, AdamConfig};
@@ -41,6 +41,7 @@ use crate::data::Dataset;
 use crate::decoder::{Decoder, DecoderConfig};
 use crate::error::Error;
 use crate::params::ParamStore;
+use crate::rotation::rotation_matrices;
 
 /// Images per piece of a step.
 const STEP_PIECE: usize = 16;

@@ -32,6 +32,7 @@ mod row_adam;
 mod search_epoch;
 mod vae;
 
+pub use crate::rotation::{rotation_matrices, RotationParam};
 pub use abinit::{AbinitHomoTrainer, AbinitSchedule};
 pub use abinit_ai::{AbinitAiTrainer, AiSchedule, OutputMask};
 pub use abinit_het::AbinitHetTrainer;
@@ -41,6 +42,6 @@ pub use error::{TrainError, TrainResult};
 pub use homo::HomoTrainer;
 pub use latent_table::{LatentTable, LatentVars};
 pub use pose_sgd::{PoseRefinement, RefinableBatch};
-pub use pose_table::{rotation_matrices, PoseAdamConfig, PoseTable, RotationParam};
+pub use pose_table::{PoseAdamConfig, PoseTable};
 pub use row_adam::Stepping;
 pub use vae::{KlSchedule, VaeModel, VaeTrainer};

@@ -15,8 +15,9 @@ use drgnfly_em::pose::Pose;
 use super::batch::{BatchPrep, PreparedBatch};
 use super::driver::Step;
 use super::error::TrainResult;
-use super::pose_table::{rotation_matrices, PoseAdamConfig, PoseTable, RotationParam};
+use super::pose_table::{PoseAdamConfig, PoseTable};
 use crate::checkpoint::Checkpoint;
+use crate::rotation::{rotation_matrices, RotationParam};
 
 /// A pose table and when its refinement starts.
 #[derive(Clone, Debug)]
