@@ -31,7 +31,7 @@ fn main() -> Result<()> {
         let enc = CnnEncoder::new(&cfg, store.var_builder())?;
         let x = Tensor::randn(0f32, 1.0, (BATCH, cfg.d, cfg.d), &dev)?;
         let loss = |out: drgnfly_nn::CnnOutput| -> Result<Tensor> {
-            let z = out.z.map(|(m, v)| (m.sqr()?.sum_all()? + v.sum_all()?)).transpose()?;
+            let z = out.z.map(|(m, v)| m.sqr()?.sum_all()? + v.sum_all()?).transpose()?;
             let l = (out.rotation.sqr()?.sum_all()? + out.shift.sqr()?.sum_all()?)?;
             Ok(match z {
                 Some(z) => (l + z)?,
