@@ -566,7 +566,7 @@ struct Workspace<'w> {
 
 /// A read-only matrix view: element (i, j) at `data[i·rs + j·cs]`.
 #[derive(Clone, Copy)]
-struct View<'a> {
+pub(crate) struct View<'a> {
     data: &'a [f32],
     rs: usize,
     cs: usize,
@@ -574,12 +574,12 @@ struct View<'a> {
 
 impl<'a> View<'a> {
     /// A row-major matrix with `width` columns.
-    fn rows(data: &'a [f32], width: usize) -> Self {
+    pub(crate) fn rows(data: &'a [f32], width: usize) -> Self {
         Self { data, rs: width, cs: 1 }
     }
 
     /// The transpose of a row-major matrix with `width` columns.
-    fn transposed(data: &'a [f32], width: usize) -> Self {
+    pub(crate) fn transposed(data: &'a [f32], width: usize) -> Self {
         Self { data, rs: 1, cs: width }
     }
 
@@ -590,7 +590,14 @@ impl<'a> View<'a> {
 }
 
 /// dst (m × n, row stride `ld`, unit column stride) = [dst +] a (m × k) · b (k × n).
-fn matmul(dst: &mut [f32], ld: usize, (m, n, k): (usize, usize, usize), a: View, b: View, accumulate: bool) {
+pub(crate) fn matmul(
+    dst: &mut [f32],
+    ld: usize,
+    (m, n, k): (usize, usize, usize),
+    a: View,
+    b: View,
+    accumulate: bool,
+) {
     if m == 0 || n == 0 {
         return;
     }

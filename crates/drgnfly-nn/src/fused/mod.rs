@@ -43,7 +43,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 
 pub(crate) use bf16::available as bf16_available;
 use kernel::Buffers;
-pub(crate) use kernel::{Encoding, Net};
+pub(crate) use kernel::{matmul, Encoding, Net, View};
 
 use crate::error::Result;
 

@@ -13,6 +13,8 @@
 //! stem of stride 2, 2×2 max pooling, four stages of two blocks from 64 channels; ~11 M parameters).
 //! State-dict names: `stem.*`, `stages.S.B.{conv1,conv2,shortcut}.*`, `heads.{rot,shift,z}.{0,1}.*`.
 
+mod conv;
+
 use candle_core::{DType, Tensor, D};
 use candle_nn::{Init, Linear, Module, VarBuilder};
 
@@ -130,9 +132,9 @@ impl Conv {
         Ok(Self { weight, bias, stride, padding: k / 2 })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?;
-        Ok(y.broadcast_add(&self.bias.reshape((1, (), 1, 1))?)?)
+    /// The convolution plus bias, then a ReLU when `relu`.
+    fn forward(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
+        conv::conv2d(x, (&self.weight, &self.bias), self.stride, self.padding, relu)
     }
 }
 
@@ -158,9 +160,9 @@ impl Block {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let branch = self.conv2.forward(&self.conv1.forward(x)?.relu()?)?;
+        let branch = self.conv2.forward(&self.conv1.forward(x, true)?, false)?;
         let skip = match &self.shortcut {
-            Some(s) => s.forward(x)?,
+            Some(s) => s.forward(x, false)?,
             None => x.clone(),
         };
         Ok((branch + skip)?.relu()?)
@@ -245,7 +247,7 @@ impl CnnEncoder {
         if h != self.cfg.d || w != self.cfg.d {
             return Err(Error::shape("CNN input", format!("(B, {0}, {0})", self.cfg.d), images.dims()));
         }
-        let mut x = self.stem.forward(&images.unsqueeze(1)?.to_dtype(DType::F32)?)?.relu()?;
+        let mut x = self.stem.forward(&images.unsqueeze(1)?.to_dtype(DType::F32)?, true)?;
         if self.cfg.stem == Stem::ResNet {
             x = x.max_pool2d(2)?;
         }
