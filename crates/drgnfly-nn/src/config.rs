@@ -114,6 +114,9 @@ pub enum ModelKind {
     /// A z-conditioned decoder whose latents are a per-particle table (no encoder), poses found ab initio
     /// (`abinit --zdim N`, cryoDRGN-AI's autodecoder). Parameters are named as a VAE's decoder.
     Autodecoder,
+    /// A CNN encoder that predicts each image's pose, and a decoder named `decoder.*` (`abinit-amortized`,
+    /// cryoAI); the encoder's weights are under `encoder.*` in the checkpoint.
+    Amortized,
 }
 
 impl ModelKind {

@@ -126,7 +126,7 @@ impl VolumeDecoder {
         let decoder = if config.model_kind().is_homogeneous() {
             dec_cfg.zdim = 0;
             Decoder::new(&dec_cfg, store.var_builder()).map_err(|e| e.context(model_args()))?
-        } else if config.model_kind() == ModelKind::Autodecoder {
+        } else if matches!(config.model_kind(), ModelKind::Autodecoder | ModelKind::Amortized) {
             Decoder::new(&dec_cfg, store.var_builder().pp("decoder")).map_err(|e| e.context(model_args()))?
         } else {
             let enc_inputs = config.encoder_input_count()?;
@@ -137,7 +137,12 @@ impl VolumeDecoder {
                 .map_err(|e| e.context(model_args()))?
                 .decoder
         };
-        store.load_state(&read_model_state(weights)?, weights).map_err(|e| {
+        let mut state = read_model_state(weights)?;
+        if config.model_kind() == ModelKind::Amortized {
+            // The CNN encoder's weights are not needed for maps.
+            state.retain(|name, _| !name.starts_with("encoder."));
+        }
+        store.load_state(&state, weights).map_err(|e| {
             e.context(format!(
                 "{} does not match the model described by {}",
                 weights.display(),

@@ -141,6 +141,9 @@ enum Command {
     AbinitHet(cmd::abinit_het::Args),
     /// Ab initio reconstruction as cryoDRGN-AI: a short pose search, then SGD of pose and conformation tables.
     Abinit(cmd::abinit::Args),
+    /// Homogeneous ab initio with a pose-predicting CNN encoder (cryoAI); experimental: poses do not converge yet.
+    #[command(alias = "abinit_amortized")]
+    AbinitAmortized(cmd::abinit_amortized::Args),
     /// Pose accuracy against simulation ground truth (‖ΔR‖²_F after alignment, both hands; shifts; aligned map).
     #[command(alias = "eval_poses")]
     EvalPoses(cmd::eval_poses::Args),
@@ -231,6 +234,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::AbinitHomo(a) => cmd::abinit_homo::run(a),
         Command::AbinitHet(a) => cmd::abinit_het::run(a),
         Command::Abinit(a) => cmd::abinit::run(a),
+        Command::AbinitAmortized(a) => cmd::abinit_amortized::run(a),
         Command::EvalPoses(a) => cmd::eval_poses::run(a),
         Command::Simulate(a) => cmd::simulate::run(a),
         Command::Backproject(a) => cmd::backproject::run(a),

@@ -21,6 +21,7 @@
 mod abinit;
 mod abinit_ai;
 mod abinit_het;
+mod amortized;
 mod batch;
 mod driver;
 mod error;
@@ -36,6 +37,7 @@ pub use crate::rotation::{rotation_matrices, RotationParam};
 pub use abinit::{AbinitHomoTrainer, AbinitSchedule};
 pub use abinit_ai::{AbinitAiTrainer, AiSchedule, OutputMask};
 pub use abinit_het::AbinitHetTrainer;
+pub use amortized::AmortizedTrainer;
 pub use batch::{BatchPrep, EncoderInput, PreparedBatch};
 pub use driver::{checkpoint_path, fit, ordered_pass, resume, EpochSummary, Hooks, Schedule, Step, Trainer};
 pub use error::{TrainError, TrainResult};

@@ -212,7 +212,7 @@ pub fn run(mut args: Args) -> Result<()> {
         };
         return fit_decoder(t, &data, &mut trainer, (&config, &summary, seed), map, AbinitAiTrainer::decoder);
     }
-    let config = run_config(dataset_args, d, autodecoder_model_args(&dec), seed);
+    let config = run_config(dataset_args, d, prefixed_decoder_model_args(ModelKind::Autodecoder, &dec), seed);
     let outdir = t.outdir.clone();
     let write_z = move |epoch: usize, trainer: &AbinitAiTrainer| -> Result<()> {
         let Some(table) = trainer.latents() else { bail!("a heterogeneous run has a conformation table") };
@@ -240,10 +240,11 @@ fn output_mask(args: &Args, d: usize) -> Result<OutputMask> {
     })
 }
 
-/// config.yaml's `model_args` of a decoder with a conformation table.
-fn autodecoder_model_args(dec: &DecoderConfig) -> ModelArgs {
+/// config.yaml's `model_args` of a decoder named `decoder.*` without its own encoder's `model_args` (a
+/// conformation table, or the amortized runs' CNN): its size under `players`/`pdim`, as a VAE's decoder.
+pub fn prefixed_decoder_model_args(kind: ModelKind, dec: &DecoderConfig) -> ModelArgs {
     ModelArgs {
-        kind: Some(ModelKind::Autodecoder),
+        kind: Some(kind),
         players: Some(dec.layers),
         pdim: Some(dec.dim),
         zdim: Some(dec.zdim),

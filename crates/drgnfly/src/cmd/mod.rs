@@ -1,6 +1,7 @@
 //! One module per subcommand. Each has `Args` (parsing and validation only) and `run(args)`.
 
 pub mod abinit;
+pub mod abinit_amortized;
 pub mod abinit_het;
 pub mod abinit_homo;
 pub mod add_psize;
