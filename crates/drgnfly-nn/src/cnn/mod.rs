@@ -317,6 +317,47 @@ mod tests {
         assert!(CnnEncoder::new(&tiny, ParamStore::new(1, &Device::Cpu).var_builder()).is_err());
     }
 
+    /// The shift head learns where a blob is: a regression the pose heads depend on, end to end through the
+    /// convolutions' backward.
+    #[test]
+    fn the_encoder_learns_to_locate_a_blob() {
+        use rand::{Rng, SeedableRng};
+        let d = 32;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let batch = |rng: &mut rand_chacha::ChaCha8Rng| {
+            let centres: Vec<[f32; 2]> =
+                (0..32).map(|_| [rng.random_range(-6.0..6.0), rng.random_range(-6.0..6.0)]).collect();
+            let imgs: Vec<f32> = centres
+                .iter()
+                .flat_map(|c| {
+                    (0..d * d).map(move |i| {
+                        let (y, x) = ((i / d) as f32 - 16.0 - c[1], (i % d) as f32 - 16.0 - c[0]);
+                        (-(x * x + y * y) / 8.0).exp()
+                    })
+                })
+                .collect();
+            let x = Tensor::from_vec(imgs, (32, d, d), &Device::Cpu).unwrap();
+            let t = Tensor::from_vec(centres.concat(), (32, 2), &Device::Cpu).unwrap();
+            (x, t)
+        };
+        let store = ParamStore::new(1, &Device::Cpu);
+        let enc = CnnEncoder::new(&CnnConfig::small(d, 0), store.var_builder()).unwrap();
+        let mut adam =
+            crate::Adam::new(store.named_vars(), crate::AdamConfig { lr: 1e-3, ..Default::default() })
+                .unwrap();
+        let mut losses = Vec::new();
+        for _ in 0..150 {
+            let (x, t) = batch(&mut rng);
+            let loss = (enc.forward(&x).unwrap().shift - t).unwrap().sqr().unwrap().mean_all().unwrap();
+            losses.push(loss.to_scalar::<f32>().unwrap());
+            adam.backward_step(&loss).unwrap();
+        }
+        let (first, last) =
+            (losses[..10].iter().sum::<f32>() / 10.0, losses[140..].iter().sum::<f32>() / 10.0);
+        // Uniform centres in ±6 px: variance 12 per axis before training.
+        assert!(last < 0.1 * first, "the blob's position should be learned: {first} → {last}");
+    }
+
     #[test]
     fn residual_blocks_start_as_their_shortcut() {
         let store = ParamStore::new(3, &Device::Cpu);

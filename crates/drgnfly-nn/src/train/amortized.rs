@@ -8,6 +8,14 @@
 //! encoder stuck on the mirror of the right pose for an image fits its rotated twin instead, which removes the
 //! mirror minimum that otherwise traps gradient descent on poses.
 //!
+//! **Conditional pose prediction** (HetACUMN's CPP, λ_p = [`CppConfig::weight`]): with each batch, the
+//! current map (decoded every `refresh_images` images, outside autograd: the decoder is frozen for this
+//! task) is projected at uniformly random rotations and shifts, with the CTFs of the batch's particles and
+//! Gaussian noise at the dataset's SNR (estimated from the first batch: the variance outside the particle
+//! circle is noise), and the encoder's poses for those images are supervised:
+//! λ_p·(‖R̂ − R‖²_F + ‖t̂ − t‖²/s²), s the largest shift. It teaches the encoder to invert projections
+//! everywhere on the sphere, which the reconstruction loss alone does not (its predictions crowd together).
+//!
 //! The encoder sees the real-space image, each image standardised (zero mean, unit variance). The poses it
 //! predicts for each batch are kept in a pose table, so the driver writes them as pose.E.pkl; they are the
 //! predictions at the time each image was last seen.
@@ -17,6 +25,10 @@ use std::path::Path;
 use candle_core::{Tensor, D};
 use drgnfly_em::pose::Pose;
 use drgnfly_em::rotation::Mat3;
+
+use drgnfly_em::hartley::HartleyPlan;
+use drgnfly_em::project::Projector;
+use drgnfly_em::simulate::{simulate, CtfSource, SimConfig, States};
 
 use super::batch::{BatchPrep, PreparedBatch};
 use super::driver::{Step, Trainer};
@@ -30,6 +42,42 @@ use crate::error::Error;
 use crate::params::ParamStore;
 use crate::rotation::{rotation_matrices, RotationParam};
 
+/// The conditional pose-prediction task.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CppConfig {
+    /// λ_p; 0 switches the task off.
+    pub weight: f64,
+    /// Images between decodings of the map the task projects.
+    pub refresh_images: u64,
+    /// Shifts of the synthetic images are uniform in ±this (pixels).
+    pub max_shift_px: f32,
+    /// SNR of the synthetic images; `None`: estimated from the data (noiseless when the data are).
+    pub snr: Option<f64>,
+}
+
+impl AmortizedTrainer {
+    /// Project `volume` (D³, real space, the particles' contrast) for the pose-prediction task instead of the
+    /// current map: a diagnostic of the encoder alone, or a run that starts from a known reference.
+    pub fn with_cpp_reference(mut self, volume: &[f32]) -> TrainResult<Self> {
+        let projector = Projector::new(volume, self.prep.image_size(), 1)?;
+        self.cpp_map = Some(CppMap { volume: volume.to_vec(), projector, decoded_at: u64::MAX });
+        Ok(self)
+    }
+}
+
+/// The map the CPP task projects (real space, kept for checkpoints), and when it was decoded (`u64::MAX`
+/// for a reference map).
+struct CppMap {
+    volume: Vec<f32>,
+    projector: Projector,
+    decoded_at: u64,
+}
+
+/// Checkpoint names of the pose-prediction task's state.
+const CPP_VOLUME: &str = "cpp.volume";
+const CPP_DECODED_AT: &str = "cpp.decoded_at";
+const CPP_SNR: &str = "cpp.snr";
+
 /// Encoder, decoder and optimizer of a cryoAI run.
 pub struct AmortizedTrainer {
     store: ParamStore,
@@ -40,6 +88,12 @@ pub struct AmortizedTrainer {
     symmetrized: bool,
     /// The latest predicted pose of every particle.
     poses: PoseTable,
+    cpp: CppConfig,
+    cpp_map: Option<CppMap>,
+    /// The SNR the synthetic images get: `Some(None)` for noiseless data, `None` until estimated.
+    cpp_snr: Option<Option<f64>>,
+    seed: u64,
+    norm: crate::decoder::DataNorm,
 }
 
 impl AmortizedTrainer {
@@ -51,7 +105,7 @@ impl AmortizedTrainer {
         adam: AdamConfig,
         prep: BatchPrep,
         n: usize,
-        symmetrized: bool,
+        (symmetrized, cpp): (bool, CppConfig),
     ) -> TrainResult<Self> {
         if decoder.zdim != 0 || encoder.zdim != 0 || encoder.d != prep.image_size() {
             return Err(Error::Config {
@@ -73,7 +127,22 @@ impl AmortizedTrainer {
         let dec = Decoder::new(decoder, vb.pp("decoder"))?;
         let adam = Adam::new(store.named_vars(), adam)?;
         let poses = PoseTable::new(&vec![Pose::IDENTITY; n], RotationParam::SixD, PoseAdamConfig::default());
-        Ok(Self { store, encoder: enc, decoder: dec, adam, prep, symmetrized, poses })
+        let norm = crate::decoder::DataNorm { mean: prep.norm().mean, std: prep.norm().std };
+        let cpp_snr = cpp.snr.map(Some);
+        Ok(Self {
+            store,
+            encoder: enc,
+            decoder: dec,
+            adam,
+            prep,
+            symmetrized,
+            poses,
+            cpp,
+            cpp_map: None,
+            cpp_snr,
+            seed,
+            norm,
+        })
     }
 
     /// The decoder.
@@ -115,6 +184,88 @@ impl AmortizedTrainer {
     }
 }
 
+impl AmortizedTrainer {
+    /// The CPP term for a batch: synthetic projections of the current map at random poses, with the CTFs of
+    /// `ctf` (one per synthetic image), and the encoder's pose error on them.
+    fn cpp_loss(
+        &mut self,
+        step: &Step<'_>,
+        ctf: Option<&[drgnfly_em::ctf::CtfParams]>,
+    ) -> TrainResult<Tensor> {
+        let d = self.prep.image_size();
+        let stale =
+            self.cpp_map.as_ref().is_none_or(|m| step.images_seen >= m.decoded_at + self.cpp.refresh_images);
+        if stale {
+            let ht = self.decoder.eval_volume(&[], d + 1, 0.5, self.norm)?;
+            let mut volume = ht.values;
+            HartleyPlan::new(d)?.iht3_center(&mut volume)?;
+            let projector = Projector::new(&volume, d, 1)?;
+            self.cpp_map = Some(CppMap { volume, projector, decoded_at: step.images_seen });
+        }
+        let snr = *self.cpp_snr.get_or_insert_with(|| estimate_snr(step.images, d));
+        let b = step.positions.len();
+        let cfg = SimConfig {
+            n: b,
+            apix: ctf.and_then(|c| c.first()).map_or(1.0, |c| c.angpix),
+            snr,
+            ctf: ctf.map(|c| CtfSource::Rows(c.to_vec())),
+            max_shift_px: self.cpp.max_shift_px,
+            rotations: None,
+            chunk: b,
+            seed: self.seed ^ step.images_seen.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        };
+        let Some(map) = &self.cpp_map else { unreachable!("decoded above") };
+        let projectors = std::slice::from_ref(&map.projector);
+        let mut images = Vec::with_capacity(b * d * d);
+        let mut truth = Vec::with_capacity(b);
+        simulate::<drgnfly_em::Error>(
+            &cfg,
+            &States::Projectors { projectors, weights: vec![1.0] },
+            |chunk| {
+                images.extend_from_slice(chunk.images);
+                truth.extend_from_slice(chunk.truth);
+                Ok(())
+            },
+        )?;
+        let (rot, shift) = self.predict(&images)?;
+        let dev = self.prep.device();
+        let r_true: Vec<f32> = truth.iter().flat_map(|t| t.rot.iter().flatten().map(|&v| v as f32)).collect();
+        let t_true: Vec<f32> = truth.iter().flat_map(|t| t.shift_px).collect();
+        let r_true = Tensor::from_vec(r_true, (b, 3, 3), dev)?;
+        let t_true = Tensor::from_vec(t_true, (b, 2), dev)?;
+        let rot_err = (rot - r_true)?.sqr()?.sum_all()? / b as f64;
+        let scale = f64::from(self.cpp.max_shift_px.max(1.0)).powi(2);
+        let shift_err = (shift - t_true)?.sqr()?.sum_all()? / (b as f64 * scale);
+        Ok(((rot_err? + shift_err?)? * self.cpp.weight)?)
+    }
+}
+
+/// The SNR of raw images (B·D·D): pixels outside the inscribed circle are taken as noise, the variance
+/// inside above it as signal; `None` (noiseless) when the outside is flat.
+fn estimate_snr(raw: &[f32], d: usize) -> Option<f64> {
+    let (mut inner, mut outer) = ((0f64, 0f64, 0usize), (0f64, 0f64, 0usize));
+    let r2 = (d as f64 / 2.0).powi(2);
+    for img in raw.chunks_exact(d * d) {
+        for (i, &v) in img.iter().enumerate() {
+            let (y, x) = ((i / d) as f64 - d as f64 / 2.0, (i % d) as f64 - d as f64 / 2.0);
+            let acc = if x * x + y * y < r2 { &mut inner } else { &mut outer };
+            *acc = (acc.0 + f64::from(v), acc.1 + f64::from(v).powi(2), acc.2 + 1);
+        }
+    }
+    let var = |(s, s2, n): (f64, f64, usize)| {
+        if n > 1 {
+            (s2 / n as f64 - (s / n as f64).powi(2)).max(0.0)
+        } else {
+            0.0
+        }
+    };
+    let (noise, total) = (var(outer), var(inner));
+    if noise <= 1e-12 * total.max(1e-30) {
+        return None;
+    }
+    Some(((total - noise) / noise).max(1e-3))
+}
+
 /// ‖CTF·slice − target‖² averaged over each image's mask points: (B).
 fn per_image_mse(decoder: &Decoder, batch: &PreparedBatch) -> TrainResult<Tensor> {
     let slice = decoder.forward(&batch.coords, None)?;
@@ -140,7 +291,7 @@ fn rotate_half_turn(raw: &[f32], d: usize) -> Vec<f32> {
 
 impl Trainer for AmortizedTrainer {
     fn loss_terms(&self) -> &'static [&'static str] {
-        &["loss"]
+        &["gen loss", "pose loss", "total loss"]
     }
 
     fn step(&mut self, step: Step<'_>) -> TrainResult<Vec<f32>> {
@@ -153,7 +304,7 @@ impl Trainer for AmortizedTrainer {
         } else {
             mse
         };
-        let loss = per_image.mean_all()?;
+        let mut loss = per_image.mean_all()?;
         let value = loss.to_scalar::<f32>()?;
         if !value.is_finite() {
             return Err(Error::NonFinite {
@@ -163,24 +314,61 @@ impl Trainer for AmortizedTrainer {
             }
             .into());
         }
+        let cpp = if self.cpp.weight > 0.0 {
+            let term = self.cpp_loss(&step, ctf.as_deref())?;
+            let v = term.to_scalar::<f32>()?;
+            loss = (loss + term)?;
+            v
+        } else {
+            0.0
+        };
         self.adam.backward_step(&loss)?;
         let (rot, shift) = (rot.to_vec3::<f32>()?, shift.to_vec2::<f32>()?);
         for ((&i, r), t) in step.positions.iter().zip(rot).zip(shift) {
             let m: Mat3 = std::array::from_fn(|a| std::array::from_fn(|b| f64::from(r[a][b])));
             self.poses.set_pose(i, Pose { rot: m, shift_px: [t[0], t[1]] });
         }
-        Ok(vec![value])
+        Ok(vec![value, cpp, value + cpp])
     }
 
     fn state(&self) -> TrainResult<Checkpoint> {
         let mut ckpt = Checkpoint::capture(&self.store, Some(&self.adam))?;
         ckpt.tables = self.poses.state_tensors()?;
+        // The pose-prediction task's map and SNR, so that a resumed run projects what this one would.
+        let dev = self.prep.device();
+        if let Some(map) = &self.cpp_map {
+            let d = self.prep.image_size();
+            ckpt.tables.insert(CPP_VOLUME.into(), Tensor::from_vec(map.volume.clone(), (d, d, d), dev)?);
+            ckpt.tables.insert(CPP_DECODED_AT.into(), Tensor::new(&[map.decoded_at as f64], dev)?);
+        }
+        if let Some(snr) = self.cpp_snr {
+            ckpt.tables.insert(CPP_SNR.into(), Tensor::new(&[snr.unwrap_or(-1.0)], dev)?);
+        }
         Ok(ckpt)
     }
 
     fn restore(&mut self, ckpt: &Checkpoint, path: &Path) -> TrainResult<()> {
         ckpt.restore(&self.store, Some(&mut self.adam), path)?;
-        self.poses.load_state_tensors(&ckpt.tables, path)
+        self.poses.load_state_tensors(&ckpt.tables, path)?;
+        let scalar = |name: &str| -> TrainResult<Option<f64>> {
+            Ok(match ckpt.tables.get(name) {
+                Some(t) => Some(t.flatten_all()?.to_vec1::<f64>()?.first().copied().unwrap_or(f64::NAN)),
+                None => None,
+            })
+        };
+        if let (Some(volume), Some(at)) = (ckpt.tables.get(CPP_VOLUME), scalar(CPP_DECODED_AT)?) {
+            let volume = volume.flatten_all()?.to_vec1::<f32>()?;
+            let projector =
+                Projector::new(&volume, self.prep.image_size(), 1).map_err(|e| Error::Config {
+                    field: "checkpoint",
+                    problem: format!("{}: {CPP_VOLUME}: {e}", path.display()),
+                })?;
+            self.cpp_map = Some(CppMap { volume, projector, decoded_at: at as u64 });
+        }
+        if let Some(snr) = scalar(CPP_SNR)? {
+            self.cpp_snr = Some((snr > 0.0).then_some(snr));
+        }
+        Ok(())
     }
 
     fn pose_table(&self) -> Option<&PoseTable> {
@@ -201,5 +389,39 @@ mod tests {
         assert_eq!(r[2 * d + 3], img[2 * d + 1]);
         assert_eq!(r[3 * d + 2], img[d + 2]);
         assert_eq!(rotate_half_turn(&r, d), img);
+    }
+
+    #[test]
+    fn the_snr_estimate_takes_the_corners_as_noise() {
+        use rand::SeedableRng;
+        use rand_distr::{Distribution, Normal};
+        let d = 64;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let noise = Normal::new(0.0f32, 1.0).unwrap();
+        // A disc of ±2 (signal variance 4 inside the circle) plus unit noise everywhere: SNR 4.
+        let imgs: Vec<f32> = (0..8 * d * d)
+            .map(|i| {
+                let (y, x) = (((i / d) % d) as f32 - 32.0, (i % d) as f32 - 32.0);
+                let signal = if x * x + y * y < 900.0 {
+                    if (i / (d * d)) % 2 == 0 {
+                        2.0
+                    } else {
+                        -2.0
+                    }
+                } else {
+                    0.0
+                };
+                signal + noise.sample(&mut rng)
+            })
+            .collect();
+        let snr = estimate_snr(&imgs, d).unwrap();
+        // The disc covers 88% of the circle: signal variance 4·0.88 ≈ 3.5.
+        assert!((snr - 3.5).abs() < 0.3, "{snr}");
+        let clean: Vec<f32> = imgs
+            .iter()
+            .enumerate()
+            .map(|(i, _)| if (i % d) == 32 && (i / d) % d == 32 { 1.0 } else { 0.0 })
+            .collect();
+        assert_eq!(estimate_snr(&clean, d), None);
     }
 }

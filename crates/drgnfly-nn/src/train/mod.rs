@@ -37,7 +37,7 @@ pub use crate::rotation::{rotation_matrices, RotationParam};
 pub use abinit::{AbinitHomoTrainer, AbinitSchedule};
 pub use abinit_ai::{AbinitAiTrainer, AiSchedule, OutputMask};
 pub use abinit_het::AbinitHetTrainer;
-pub use amortized::AmortizedTrainer;
+pub use amortized::{AmortizedTrainer, CppConfig};
 pub use batch::{BatchPrep, EncoderInput, PreparedBatch};
 pub use driver::{checkpoint_path, fit, ordered_pass, resume, EpochSummary, Hooks, Schedule, Step, Trainer};
 pub use error::{TrainError, TrainResult};

@@ -14,10 +14,10 @@
 //! Example usage:
 //!   drgnfly abinit-amortized particles.mrcs --ctf ctf.pkl -o out/ -n 50
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use clap::{Args as ClapArgs, ValueEnum};
 use drgnfly_nn::config::ModelKind;
-use drgnfly_nn::train::{AmortizedTrainer, BatchPrep, EncoderInput};
+use drgnfly_nn::train::{AmortizedTrainer, BatchPrep, CppConfig, EncoderInput};
 use drgnfly_nn::{AdamConfig, CnnConfig, DataNorm};
 
 use super::abinit::prefixed_decoder_model_args;
@@ -43,6 +43,23 @@ pub struct Args {
     /// Plain MSE instead of cryoAI's symmetrized loss (min over the image and its half-turned twin).
     #[arg(long)]
     pub no_symmetrized_loss: bool,
+    /// Weight λ_p of the conditional pose-prediction task (HetACUMN): the encoder also learns the poses of
+    /// projections of the current map at random poses; 0 switches it off.
+    #[arg(long, default_value_t = 0.1)]
+    pub lambda_cpp: f64,
+    /// Images between decodings of the map the pose-prediction task projects.
+    #[arg(long, default_value_t = 1024)]
+    pub cpp_refresh: u64,
+    /// Largest shift (pixels) of the pose-prediction task's projections [default: D/16].
+    #[arg(long)]
+    pub cpp_max_shift: Option<f32>,
+    /// SNR of the pose-prediction task's projections [default: estimated from the images].
+    #[arg(long)]
+    pub cpp_snr: Option<f64>,
+    /// Project this map (MRC, the particles' box) for the pose-prediction task instead of the current
+    /// reconstruction: tests the encoder on its own, or starts from a known reference.
+    #[arg(long, value_name = "MAP")]
+    pub cpp_reference: Option<std::path::PathBuf>,
     /// Decoder hidden layers.
     #[arg(long, default_value_t = 3)]
     pub layers: usize,
@@ -80,18 +97,37 @@ pub fn run(args: Args) -> Result<()> {
     };
     let adam = AdamConfig { lr: t.lr, weight_decay: t.wd, ..Default::default() };
     let symmetrized = !args.no_symmetrized_loss;
-    let mut trainer = AmortizedTrainer::new((&enc, &dec), seed, adam, prep, n, symmetrized)?;
+    let cpp = CppConfig {
+        weight: args.lambda_cpp.max(0.0),
+        refresh_images: args.cpp_refresh.max(1),
+        max_shift_px: args.cpp_max_shift.unwrap_or(d as f32 / 16.0).max(0.0),
+        snr: args.cpp_snr,
+    };
+    let mut trainer = AmortizedTrainer::new((&enc, &dec), seed, adam, prep, n, (symmetrized, cpp))?;
+    if let Some(path) = &args.cpp_reference {
+        let map = drgnfly_io::mrc::read_volume(path)
+            .with_context(|| format!("reading --cpp-reference {}", path.display()))?;
+        if map.shape != [d, d, d] {
+            bail!(
+                "--cpp-reference {}: a {:?} map for {d}×{d} particles; give a map of the particles' box",
+                path.display(),
+                map.shape
+            );
+        }
+        trainer = trainer.with_cpp_reference(&map.data)?;
+    }
     check_training_memory(trainer.store().num_params(), &dec, t.batch_size.min(n), d)?;
     let model_args = prefixed_decoder_model_args(ModelKind::Amortized, &dec);
     let config = run_config(args.data.dataset_args(norm, &[]), d, model_args, seed);
     let summary = format!(
         "# {n} particles of {d}×{d}, norm [{}, {}], {} parameters ({:?} CNN encoder), seed {seed}, precision \
-         {precision}; amortized ab initio (cryoAI), {} loss",
+         {precision}; amortized ab initio (cryoAI), {} loss, pose prediction {:?}",
         norm.mean,
         norm.std,
         trainer.store().num_params(),
         args.encoder,
         if symmetrized { "symmetrized" } else { "plain" },
+        cpp,
     );
     let map = MapOutput {
         norm: DataNorm { mean: norm.mean, std: norm.std },

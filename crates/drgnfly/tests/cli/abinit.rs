@@ -303,11 +303,11 @@ fn abinit_amortized_trains_writes_poses_and_resumes_exactly() {
         assert!(p.join("out").join(f).is_file(), "{f} missing");
     }
     let log = std::fs::read_to_string(p.join("out/run.log")).expect("run.log");
-    assert!(log.contains("amortized ab initio (cryoAI), symmetrized loss"), "{log}");
+    assert!(log.contains("amortized ab initio (cryoAI), symmetrized loss, pose prediction"), "{log}");
     let losses: Vec<f64> = log
         .lines()
-        .filter_map(|l| l.split("Average loss = ").nth(1))
-        .filter_map(|v| v.split(';').next()?.trim().parse().ok())
+        .filter_map(|l| l.split("Average gen loss = ").nth(1))
+        .filter_map(|v| v.split(',').next()?.trim().parse().ok())
         .collect();
     assert_eq!(losses.len(), 4, "{log}");
     assert!(losses[3] < losses[0], "the loss should fall: {losses:?}");
