@@ -1,7 +1,8 @@
 //! Diagnostic: can the CNN encoder learn rotations from clean projections? Projects a map (an MRC file, or
 //! the hinge phantom) at random poses and trains the encoder's rotation head alone on ‖R̂ − R‖²_F.
 //!
-//! `cargo run --release -p drgnfly-nn --example pose_regression -- [MAP.mrc] [steps] [lr] [max shift px]`
+//! `cargo run --release -p drgnfly-nn --example pose_regression -- [MAP.mrc] [steps] [lr] [max shift px] [centre]`
+//! (`centre`: roll each image to its density centroid first, `cnn::centre_by_centroid`)
 
 use candle_core::{Device, Tensor};
 use drgnfly_em::project::Projector;
@@ -21,6 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let steps: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(600);
     let lr: f64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(1e-3);
     let max_shift: f32 = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(0.0);
+    let centre = args.get(5).is_some_and(|s| s == "centre");
     let projector = Projector::new(&volume, d, 1)?;
     let store = ParamStore::new(1, &Device::Cpu);
     let enc = CnnEncoder::new(&CnnConfig::small(d, 0), store.var_builder())?;
@@ -45,6 +47,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let std =
                 (img.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / img.len() as f32).sqrt().max(1e-12);
             img.iter_mut().for_each(|v| *v = (*v - mean) / std);
+        }
+        if centre {
+            drgnfly_nn::cnn::centre_by_centroid(&mut images, d);
         }
         let x = Tensor::from_vec(images, (b, d, d), &Device::Cpu)?;
         let r: Vec<f32> = truth.iter().flat_map(|t| t.rot.iter().flatten().map(|&v| v as f32)).collect();

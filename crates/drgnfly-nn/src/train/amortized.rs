@@ -11,12 +11,14 @@
 //! **Conditional pose prediction** (HetACUMN's CPP, λ_p = [`CppConfig::weight`]): with each batch, the
 //! current map (decoded every `refresh_images` images, outside autograd: the decoder is frozen for this
 //! task) is projected at uniformly random rotations and shifts, with the CTFs of the batch's particles and
-//! Gaussian noise at the dataset's SNR (estimated from the first batch: the variance outside the particle
-//! circle is noise), and the encoder's poses for those images are supervised:
+//! Gaussian noise at the dataset's SNR (estimated from the first batch: pixel-to-pixel differences outside the
+//! particle circle are noise), and the encoder's poses for those images are supervised:
 //! λ_p·(‖R̂ − R‖²_F + ‖t̂ − t‖²/s²), s the largest shift. It teaches the encoder to invert projections
 //! everywhere on the sphere, which the reconstruction loss alone does not (its predictions crowd together).
 //!
-//! The encoder sees the real-space image, each image standardised (zero mean, unit variance). The poses it
+//! The encoder sees the real-space image, each image standardised (zero mean, unit variance) and rolled by
+//! whole pixels to its density centroid ([`crate::cnn::centre_by_centroid`]); its shift head predicts the
+//! rest of the shift. The poses it
 //! predicts for each batch are kept in a pose table, so the driver writes them as pose.E.pkl; they are the
 //! predictions at the time each image was last seen.
 
@@ -36,7 +38,7 @@ use super::error::TrainResult;
 use super::pose_table::{PoseAdamConfig, PoseTable};
 use crate::adam::{Adam, AdamConfig};
 use crate::checkpoint::Checkpoint;
-use crate::cnn::{CnnConfig, CnnEncoder};
+use crate::cnn::{centre_by_centroid, CnnConfig, CnnEncoder};
 use crate::decoder::{Decoder, DecoderConfig};
 use crate::error::Error;
 use crate::params::ParamStore;
@@ -166,8 +168,11 @@ impl AmortizedTrainer {
             let scale = 1.0 / var.sqrt().max(1e-12);
             img.iter_mut().for_each(|v| *v = ((f64::from(*v) - mean) * scale) as f32);
         }
+        // The trunk sees each image rolled to its centroid; the shift head predicts what remains.
+        let rolls = centre_by_centroid(&mut x, d);
         let out = self.encoder.forward(&Tensor::from_vec(x, (b, d, d), self.prep.device())?)?;
-        Ok((rotation_matrices(&out.rotation, RotationParam::SixD)?, out.shift))
+        let rolls = Tensor::from_vec(rolls.concat(), (b, 2), self.prep.device())?;
+        Ok((rotation_matrices(&out.rotation, RotationParam::SixD)?, (out.shift + rolls)?))
     }
 
     /// Per-image MSE (B) of images `raw` (B·D·D) rendered at the encoder's poses, and those poses.
@@ -193,9 +198,8 @@ impl AmortizedTrainer {
         ctf: Option<&[drgnfly_em::ctf::CtfParams]>,
     ) -> TrainResult<Tensor> {
         let d = self.prep.image_size();
-        let stale =
-            self.cpp_map.as_ref().is_none_or(|m| step.images_seen >= m.decoded_at + self.cpp.refresh_images);
-        if stale {
+        let decoded_at = self.cpp_map.as_ref().map(|m| m.decoded_at);
+        if needs_decoding(decoded_at, step.images_seen, self.cpp.refresh_images) {
             let ht = self.decoder.eval_volume(&[], d + 1, 0.5, self.norm)?;
             let mut volume = ht.values;
             HartleyPlan::new(d)?.iht3_center(&mut volume)?;
@@ -240,27 +244,49 @@ impl AmortizedTrainer {
     }
 }
 
-/// The SNR of raw images (B·D·D): pixels outside the inscribed circle are taken as noise, the variance
-/// inside above it as signal; `None` (noiseless) when the outside is flat.
+/// Whether the CPP map, decoded after `decoded_at` images (`u64::MAX`: a reference map, kept for good), is due
+/// for a new decoding after `seen` images.
+fn needs_decoding(decoded_at: Option<u64>, seen: u64, refresh: u64) -> bool {
+    match decoded_at {
+        None => true,
+        Some(u64::MAX) => false,
+        Some(at) => seen >= at.saturating_add(refresh),
+    }
+}
+
+/// The SNR of raw images (B·D·D). The noise variance is half the mean squared difference of horizontally
+/// adjacent pixels outside the inscribed circle (white noise: 2σ²; the particle's smooth tails, which fill
+/// the corners of a tight box, add little), the signal variance is the variance inside the circle above it;
+/// `None` (noiseless) when the outside has no pixel-to-pixel noise.
 fn estimate_snr(raw: &[f32], d: usize) -> Option<f64> {
-    let (mut inner, mut outer) = ((0f64, 0f64, 0usize), (0f64, 0f64, 0usize));
     let r2 = (d as f64 / 2.0).powi(2);
+    let outside = |x: usize, y: usize| {
+        let (x, y) = (x as f64 - d as f64 / 2.0, y as f64 - d as f64 / 2.0);
+        x * x + y * y >= r2
+    };
+    let (mut diff2, mut pairs) = (0f64, 0usize);
+    let (mut s, mut s2, mut n) = (0f64, 0f64, 0usize);
     for img in raw.chunks_exact(d * d) {
-        for (i, &v) in img.iter().enumerate() {
-            let (y, x) = ((i / d) as f64 - d as f64 / 2.0, (i % d) as f64 - d as f64 / 2.0);
-            let acc = if x * x + y * y < r2 { &mut inner } else { &mut outer };
-            *acc = (acc.0 + f64::from(v), acc.1 + f64::from(v).powi(2), acc.2 + 1);
+        for y in 0..d {
+            for x in 0..d {
+                let v = f64::from(img[y * d + x]);
+                if outside(x, y) {
+                    if x + 1 < d && outside(x + 1, y) {
+                        diff2 += (f64::from(img[y * d + x + 1]) - v).powi(2);
+                        pairs += 1;
+                    }
+                } else {
+                    (s, s2, n) = (s + v, s2 + v * v, n + 1);
+                }
+            }
         }
     }
-    let var = |(s, s2, n): (f64, f64, usize)| {
-        if n > 1 {
-            (s2 / n as f64 - (s / n as f64).powi(2)).max(0.0)
-        } else {
-            0.0
-        }
-    };
-    let (noise, total) = (var(outer), var(inner));
-    if noise <= 1e-12 * total.max(1e-30) {
+    if pairs == 0 || n < 2 {
+        return None;
+    }
+    let noise = diff2 / pairs as f64 / 2.0;
+    let total = (s2 / n as f64 - (s / n as f64).powi(2)).max(0.0);
+    if noise <= 1e-9 * total.max(1e-30) {
         return None;
     }
     Some(((total - noise) / noise).max(1e-3))
@@ -392,6 +418,13 @@ mod tests {
     }
 
     #[test]
+    fn a_reference_map_is_never_replaced() {
+        assert!(needs_decoding(None, 0, 1024));
+        assert!(!needs_decoding(Some(100), 1000, 1024) && needs_decoding(Some(100), 1124, 1024));
+        assert!(!needs_decoding(Some(u64::MAX), u64::MAX - 1, 1024));
+    }
+
+    #[test]
     fn the_snr_estimate_takes_the_corners_as_noise() {
         use rand::SeedableRng;
         use rand_distr::{Distribution, Normal};
@@ -417,6 +450,15 @@ mod tests {
         let snr = estimate_snr(&imgs, d).unwrap();
         // The disc covers 88% of the circle: signal variance 4·0.88 ≈ 3.5.
         assert!((snr - 3.5).abs() < 0.3, "{snr}");
+        // A broad particle filling the corners, noise-free: no noise is found there.
+        let broad: Vec<f32> = (0..4 * d * d)
+            .map(|i| {
+                let (y, x) = (((i / d) % d) as f32 - 32.0, (i % d) as f32 - 32.0);
+                (-(x * x + y * y) / 800.0).exp()
+            })
+            .collect();
+        let smooth = estimate_snr(&broad, d).unwrap_or(f64::INFINITY);
+        assert!(smooth > 100.0, "{smooth}");
         let clean: Vec<f32> = imgs
             .iter()
             .enumerate()
