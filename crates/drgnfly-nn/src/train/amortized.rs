@@ -35,6 +35,7 @@ use drgnfly_em::simulate::{simulate, CtfSource, SimConfig, States};
 use super::batch::{BatchPrep, PreparedBatch};
 use super::driver::{Step, Trainer};
 use super::error::TrainResult;
+use super::homo::{finite_loss, residual};
 use super::pose_table::{PoseAdamConfig, PoseTable};
 use crate::adam::{Adam, AdamConfig};
 use crate::checkpoint::Checkpoint;
@@ -294,12 +295,7 @@ fn estimate_snr(raw: &[f32], d: usize) -> Option<f64> {
 
 /// ‖CTF·slice − target‖² averaged over each image's mask points: (B).
 fn per_image_mse(decoder: &Decoder, batch: &PreparedBatch) -> TrainResult<Tensor> {
-    let slice = decoder.forward(&batch.coords, None)?;
-    let pred = match &batch.ctf {
-        Some(c) => (slice * c)?,
-        None => slice,
-    };
-    Ok((pred - &batch.target)?.sqr()?.mean(D::Minus1)?)
+    Ok(residual(decoder, batch, None)?.sqr()?.mean(D::Minus1)?)
 }
 
 /// The image rotated in-plane by π about the centre pixel (D/2, D/2): pixel (y, x) ← (D − y, D − x) mod D.
@@ -331,15 +327,7 @@ impl Trainer for AmortizedTrainer {
             mse
         };
         let mut loss = per_image.mean_all()?;
-        let value = loss.to_scalar::<f32>()?;
-        if !value.is_finite() {
-            return Err(Error::NonFinite {
-                term: "loss",
-                value,
-                hint: "check the images and the normalisation for NaN/Inf, or lower the learning rate",
-            }
-            .into());
-        }
+        let value = finite_loss(&loss)?;
         let cpp = if self.cpp.weight > 0.0 {
             let term = self.cpp_loss(&step, ctf.as_deref())?;
             let v = term.to_scalar::<f32>()?;

@@ -84,12 +84,27 @@ pub(super) fn mse_loss(
     batch: &PreparedBatch,
     z: Option<&candle_core::Tensor>,
 ) -> TrainResult<(candle_core::Tensor, f32)> {
+    let loss = residual(decoder, batch, z)?.sqr()?.mean_all()?;
+    let value = finite_loss(&loss)?;
+    Ok((loss, value))
+}
+
+/// CTF-weighted slice (decoded at latents `z`) minus the target: (B, points).
+pub(super) fn residual(
+    decoder: &Decoder,
+    batch: &PreparedBatch,
+    z: Option<&candle_core::Tensor>,
+) -> TrainResult<candle_core::Tensor> {
     let slice = decoder.forward(&batch.coords, z)?;
     let pred = match &batch.ctf {
         Some(c) => (slice * c)?,
         None => slice,
     };
-    let loss = (pred - &batch.target)?.sqr()?.mean_all()?;
+    Ok((pred - &batch.target)?)
+}
+
+/// The value of a scalar loss, or [`Error::NonFinite`] when it is NaN or infinite.
+pub(super) fn finite_loss(loss: &candle_core::Tensor) -> TrainResult<f32> {
     let value = loss.to_scalar::<f32>()?;
     if !value.is_finite() {
         return Err(Error::NonFinite {
@@ -99,7 +114,7 @@ pub(super) fn mse_loss(
         }
         .into());
     }
-    Ok((loss, value))
+    Ok(value)
 }
 
 impl Trainer for HomoTrainer {
