@@ -10,12 +10,11 @@
 //! threads. float32 on the CPU; other devices and types use candle's convolution, which is also the slow
 //! twin the tests compare against.
 
-use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::error::Result;
-use crate::fused::{matmul, View};
+use crate::fused::{cpu_slice, matmul, View};
 
 /// Unfolded input per group of images (floats): about 1 MB, so a group's products stay in cache.
 const GROUP_FLOATS: usize = 1 << 18;
@@ -281,14 +280,6 @@ struct Conv {
     relu: bool,
 }
 
-/// The contiguous f32 data of a CPU storage.
-fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
-        _ => candle_core::bail!("conv2d: f32 contiguous tensors expected, got {:?}", s.dtype()),
-    }
-}
-
 impl CustomOp3 for Conv {
     fn name(&self) -> &'static str {
         "im2col-conv2d"
@@ -307,7 +298,8 @@ impl CustomOp3 for Conv {
         if l3.dims() != [g.o] {
             candle_core::bail!("conv2d: bias {:?} for {} output channels", l3.dims(), g.o);
         }
-        let y = g.forward(f32_slice(s1, l1)?, f32_slice(s2, l2)?, f32_slice(s3, l3)?, self.relu);
+        let (x, w) = (cpu_slice(s1, l1, "conv2d: input")?, cpu_slice(s2, l2, "conv2d: kernel")?);
+        let y = g.forward(x, w, cpu_slice(s3, l3, "conv2d: bias")?, self.relu);
         Ok((CpuStorage::F32(y), Shape::from((g.b, g.o, g.oh, g.ow))))
     }
 

@@ -96,14 +96,13 @@ struct FusedOp {
     pool: Arc<Buffers>,
 }
 
-/// The contiguous f32 data of a CPU storage.
-fn cpu_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
-    let CpuStorage::F32(v) = s else {
-        candle_core::bail!("fused coordinate network: {what} must be f32, got {:?}", s.dtype())
-    };
+/// The contiguous f32 data of a CPU storage; `what` names the operand in errors (the op's name first).
+/// Shared by the CPU ops of this crate (the fused decoder, the CNN's convolution).
+pub(crate) fn cpu_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
+    let CpuStorage::F32(v) = s else { candle_core::bail!("{what} must be f32, got {:?}", s.dtype()) };
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&v[a..b]),
-        None => candle_core::bail!("fused coordinate network: {what} must be contiguous"),
+        None => candle_core::bail!("{what} must be contiguous"),
     }
 }
 
@@ -121,8 +120,11 @@ impl CustomOp3 for FusedOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (coords, z, params) =
-            (cpu_slice(s1, l1, "coords")?, cpu_slice(s2, l2, "z")?, cpu_slice(s3, l3, "parameters")?);
+        let (coords, z, params) = (
+            cpu_slice(s1, l1, "fused coordinate network: coords")?,
+            cpu_slice(s2, l2, "fused coordinate network: z")?,
+            cpu_slice(s3, l3, "fused coordinate network: parameters")?,
+        );
         if params.len() != self.net.param_count() {
             candle_core::bail!(
                 "fused coordinate network: {} parameters, expected {}",

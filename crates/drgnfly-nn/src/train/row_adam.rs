@@ -30,7 +30,8 @@ pub enum Stepping {
     Lazy,
     /// Every row at every step, with a zero gradient outside the batch, as PyTorch's dense Adam on an
     /// embedding (cryoDRGN-AI's tables): a row keeps moving along its momentum after its batch, about
-    /// 30× further per gradient than a lazy step, which is what cryoDRGN-AI's learning rates assume.
+    /// 30× further per gradient than a lazy step once the bias correction has faded (6× over the first 50
+    /// steps, unit test in `latent_table.rs`), which is what cryoDRGN-AI's learning rates assume.
     /// Costs O(rows) per step.
     Dense,
 }

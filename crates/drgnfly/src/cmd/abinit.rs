@@ -17,13 +17,14 @@ use anyhow::{bail, Result};
 use clap::{Args as ClapArgs, ValueEnum};
 use drgnfly_nn::config::{ModelArgs, ModelKind};
 use drgnfly_nn::train::{
-    AbinitAiTrainer, AiSchedule, BatchPrep, EncoderInput, LatentTable, OutputMask, PoseAdamConfig, Stepping,
+    AbinitAiTrainer, AiSchedule, EncoderInput, LatentTable, OutputMask, PoseAdamConfig, Stepping,
 };
-use drgnfly_nn::{AdamConfig, DataNorm, DecoderConfig};
+use drgnfly_nn::{DataNorm, DecoderConfig};
 
 use super::abinit_homo::SearchGridArgs;
 use super::train_common::{
-    check_training_memory, fit_decoder, map_apix, run_config, DataArgs, DecoderArgs, MapOutput, TrainArgs,
+    check_training_memory, fit_decoder, map_apix, run_config, DataArgs, DecoderArgs, MapOutput, RunSetup,
+    TrainArgs,
 };
 use super::train_vae::fit_with_latents;
 
@@ -144,12 +145,13 @@ pub fn run(mut args: Args) -> Result<()> {
             t.num_epochs
         );
     }
-    let norm = args.data.normalization(&data)?;
-    let device = t.device.device()?;
-    let prep = BatchPrep::new(d, &args.data.preprocess()?, norm, EncoderInput::None, &device)?;
-    let mut dec = args.decoder.config(d + 1, args.zdim, args.layers, args.dim)?;
-    let precision = t.precision(&mut dec);
-    let seed = t.resolve_seed()?;
+    let RunSetup { norm, prep, dec, precision, seed } = RunSetup::new(
+        (&args.data, t),
+        &data,
+        EncoderInput::None,
+        &args.decoder,
+        (args.zdim, args.layers, args.dim),
+    )?;
     let k = if args.zdim == 0 { 1 } else { args.search_conformations.max(1) };
     let mut search = args.search.schedule(20.0);
     let memory = args.search.fit_search_memory(&mut search, d, k)?;
@@ -191,7 +193,7 @@ pub fn run(mut args: Args) -> Result<()> {
             seed,
         )
     });
-    let adam = AdamConfig { lr: t.lr, weight_decay: t.wd, ..Default::default() };
+    let adam = t.adam();
     let mut trainer = AbinitAiTrainer::new(&dec, seed, adam, prep, n, plan, table)?;
     check_training_memory(trainer.store().num_params(), &dec, t.batch_size.min(n), d)?;
     let summary = format!(

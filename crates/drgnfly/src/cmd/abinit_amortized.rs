@@ -17,12 +17,13 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args as ClapArgs, ValueEnum};
 use drgnfly_nn::config::ModelKind;
-use drgnfly_nn::train::{AmortizedTrainer, BatchPrep, CppConfig, EncoderInput};
-use drgnfly_nn::{AdamConfig, CnnConfig, DataNorm};
+use drgnfly_nn::train::{AmortizedTrainer, CppConfig, EncoderInput};
+use drgnfly_nn::{CnnConfig, DataNorm};
 
 use super::abinit::prefixed_decoder_model_args;
 use super::train_common::{
-    check_training_memory, fit_decoder, map_apix, run_config, DataArgs, DecoderArgs, MapOutput, TrainArgs,
+    check_training_memory, fit_decoder, map_apix, run_config, DataArgs, DecoderArgs, MapOutput, RunSetup,
+    TrainArgs,
 };
 
 /// Reconstruct a map and the particles' poses with a pose-predicting encoder (cryoAI); experimental: the
@@ -85,17 +86,13 @@ pub fn run(args: Args) -> Result<()> {
     let _lock = t.validate()?;
     let data = args.data.open(&[])?;
     let (n, d) = (data.len(), data.image_size());
-    let norm = args.data.normalization(&data)?;
-    let device = t.device.device()?;
-    let prep = BatchPrep::new(d, &args.data.preprocess()?, norm, EncoderInput::None, &device)?;
-    let mut dec = args.decoder.config(d + 1, 0, args.layers, args.dim)?;
-    let precision = t.precision(&mut dec);
-    let seed = t.resolve_seed()?;
+    let RunSetup { norm, prep, dec, precision, seed } =
+        RunSetup::new((&args.data, t), &data, EncoderInput::None, &args.decoder, (0, args.layers, args.dim))?;
     let enc = match args.encoder {
         EncoderLayout::Small => CnnConfig::small(d, 0),
         EncoderLayout::Resnet18 => CnnConfig::resnet18(d, 0),
     };
-    let adam = AdamConfig { lr: t.lr, weight_decay: t.wd, ..Default::default() };
+    let adam = t.adam();
     let symmetrized = !args.no_symmetrized_loss;
     let cpp = CppConfig {
         weight: args.lambda_cpp.max(0.0),

@@ -16,11 +16,11 @@
 
 use anyhow::{bail, Result};
 use clap::Args as ClapArgs;
-use drgnfly_nn::train::{AbinitHetTrainer, BatchPrep, KlSchedule};
-use drgnfly_nn::{AdamConfig, EncoderConfig};
+use drgnfly_nn::train::{AbinitHetTrainer, KlSchedule};
+use drgnfly_nn::EncoderConfig;
 
 use super::abinit_homo::SearchArgs;
-use super::train_common::{check_training_memory, run_config, DataArgs, DecoderArgs, TrainArgs};
+use super::train_common::{check_training_memory, run_config, DataArgs, DecoderArgs, RunSetup, TrainArgs};
 use super::train_vae::{encoder_input, fit_vae, vae_model_args, LatentParts};
 
 /// Reconstruct a heterogeneous ensemble, its latent space and the particles' poses from the images alone.
@@ -79,17 +79,15 @@ pub fn run(args: Args) -> Result<()> {
     }
     let data = args.data.open(&[])?;
     let (n, d) = (data.len(), data.image_size());
-    let norm = args.data.normalization(&data)?;
-    let device = t.device.device()?;
-    let prep = BatchPrep::new(d, &args.data.preprocess()?, norm, encoder_input(args.enc_mask, d)?, &device)?;
+    let dims = (args.zdim, args.dec_layers, args.dec_dim);
+    let input = encoder_input(args.enc_mask, d)?;
+    let RunSetup { norm, prep, dec, precision, seed } =
+        RunSetup::new((&args.data, t), &data, input, &args.decoder, dims)?;
     let mut enc = EncoderConfig::new(prep.encoder_dim(), args.zdim);
     (enc.layers, enc.dim, enc.activation) = (args.enc_layers, args.enc_dim, args.decoder.activation.into());
-    let mut dec = args.decoder.config(d + 1, args.zdim, args.dec_layers, args.dec_dim)?;
-    let precision = t.precision(&mut dec);
-    let seed = t.resolve_seed()?;
     let beta = args.beta.unwrap_or(1.0 / args.zdim as f64);
     let kl = KlSchedule::new(drgnfly_nn::BetaSchedule::Constant(beta), args.beta_control)?;
-    let adam = AdamConfig { lr: t.lr, weight_decay: t.wd, ..Default::default() };
+    let adam = t.adam();
     let k = args.search_conformations;
     let mut schedule = args.search.schedule(0);
     let memory = args.search.grid.fit_search_memory(&mut schedule, d, k)?;

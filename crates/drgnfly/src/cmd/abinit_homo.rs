@@ -19,11 +19,12 @@ use anyhow::{bail, Result};
 use clap::{Args as ClapArgs, ValueEnum};
 use drgnfly_em::search::{PoseSearch, SearchConfig, SearchLoss};
 use drgnfly_nn::config::{ModelArgs, ModelKind};
-use drgnfly_nn::train::{AbinitHomoTrainer, AbinitSchedule, BatchPrep, EncoderInput};
-use drgnfly_nn::{AdamConfig, DataNorm};
+use drgnfly_nn::train::{AbinitHomoTrainer, AbinitSchedule, EncoderInput};
+use drgnfly_nn::DataNorm;
 
 use super::train_common::{
-    check_training_memory, fit_decoder, map_apix, run_config, DataArgs, DecoderArgs, MapOutput, TrainArgs,
+    check_training_memory, fit_decoder, map_apix, run_config, DataArgs, DecoderArgs, MapOutput, RunSetup,
+    TrainArgs,
 };
 
 /// Reconstruct a homogeneous map and the particles' poses from the images alone.
@@ -210,13 +211,9 @@ pub fn run(args: Args) -> Result<()> {
     let _lock = t.validate()?;
     let data = args.data.open(&[])?;
     let (n, d) = (data.len(), data.image_size());
-    let norm = args.data.normalization(&data)?;
-    let device = t.device.device()?;
-    let prep = BatchPrep::new(d, &args.data.preprocess()?, norm, EncoderInput::None, &device)?;
-    let mut dec = args.decoder.config(d + 1, 0, args.layers, args.dim)?;
-    let precision = t.precision(&mut dec);
-    let seed = t.resolve_seed()?;
-    let adam = AdamConfig { lr: t.lr, weight_decay: t.wd, ..Default::default() };
+    let RunSetup { norm, prep, dec, precision, seed } =
+        RunSetup::new((&args.data, t), &data, EncoderInput::None, &args.decoder, (0, args.layers, args.dim))?;
+    let adam = t.adam();
     let mut schedule = args.search.schedule(25);
     let memory = args.search.grid.fit_search_memory(&mut schedule, d, 1)?;
     let describe = format!("{}, {memory}", args.search.describe(&schedule));

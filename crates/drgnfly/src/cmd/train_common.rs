@@ -15,10 +15,11 @@ use drgnfly_io::pickle::{write_poses, Poses};
 use drgnfly_nn::config::{DatasetArgs, LatticeArgs, ModelArgs, PosesArg, RunConfig};
 use drgnfly_nn::data::{Dataset, DatasetFiles};
 use drgnfly_nn::train::{
-    resume, EpochSummary, Hooks, PoseAdamConfig, PoseRefinement, PoseTable, RotationParam, Schedule, Trainer,
+    resume, BatchPrep, EncoderInput, EpochSummary, Hooks, PoseAdamConfig, PoseRefinement, PoseTable,
+    RotationParam, Schedule, Trainer,
 };
 use drgnfly_nn::volume::{VolumeDecoder, VolumeRequest};
-use drgnfly_nn::{Activation, DataNorm, Decoder, DecoderConfig, Domain, PeType};
+use drgnfly_nn::{Activation, AdamConfig, DataNorm, Decoder, DecoderConfig, Domain, PeType};
 
 use super::compat::{log_notes, TrainingCompat};
 use crate::progress::Progress;
@@ -235,7 +236,46 @@ pub struct TrainArgs {
     pub compat: TrainingCompat,
 }
 
+/// What every training command sets up from its flags before building its trainer.
+pub struct RunSetup {
+    /// The images' normalisation (`--norm` or the estimate).
+    pub norm: Normalization,
+    /// Batch preparation.
+    pub prep: BatchPrep,
+    /// The decoder, its precision set from `--no-amp`.
+    pub dec: DecoderConfig,
+    /// The precision, for the run log.
+    pub precision: &'static str,
+    /// The run's seed.
+    pub seed: u64,
+}
+
+impl RunSetup {
+    /// Normalisation, batch preparation with `encoder_input`, a decoder of `zdim`, `layers` × `dim` and
+    /// the seed for `data`.
+    pub fn new(
+        (data_args, t): (&DataArgs, &TrainArgs),
+        data: &Dataset,
+        encoder_input: EncoderInput,
+        decoder: &DecoderArgs,
+        (zdim, layers, dim): (usize, usize, usize),
+    ) -> Result<Self> {
+        let d = data.image_size();
+        let norm = data_args.normalization(data)?;
+        let device = t.device.device()?;
+        let prep = BatchPrep::new(d, &data_args.preprocess()?, norm, encoder_input, &device)?;
+        let mut dec = decoder.config(d + 1, zdim, layers, dim)?;
+        let precision = t.precision(&mut dec);
+        Ok(Self { norm, prep, dec, precision, seed: t.resolve_seed()? })
+    }
+}
+
 impl TrainArgs {
+    /// Adam with `--lr` and `--wd`.
+    pub fn adam(&self) -> AdamConfig {
+        AdamConfig { lr: self.lr, weight_decay: self.wd, ..Default::default() }
+    }
+
     /// Set the decoder's precision from `--no-amp`; returns what will be used, for the run log.
     pub fn precision(&self, dec: &mut DecoderConfig) -> &'static str {
         dec.mixed_precision = !self.no_amp && self.device == DeviceKind::Cpu;

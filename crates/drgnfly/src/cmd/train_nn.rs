@@ -11,12 +11,12 @@
 use anyhow::Result;
 use clap::Args as ClapArgs;
 use drgnfly_nn::config::{ModelArgs, ModelKind};
-use drgnfly_nn::train::{BatchPrep, EncoderInput, HomoTrainer};
-use drgnfly_nn::{AdamConfig, DataNorm};
+use drgnfly_nn::train::{EncoderInput, HomoTrainer};
+use drgnfly_nn::DataNorm;
 
 use super::train_common::{
     check_training_memory, fit_decoder, map_apix, run_config, DataArgs, DecoderArgs, MapOutput, PoseArgs,
-    PoseSgdArgs, TrainArgs,
+    PoseSgdArgs, RunSetup, TrainArgs,
 };
 
 /// Train a homogeneous decoder on particles with known poses.
@@ -58,13 +58,9 @@ pub fn run(args: Args) -> Result<()> {
     let _lock = t.validate()?;
     let data = args.data.open(&args.poses.poses)?;
     let (n, d) = (data.len(), data.image_size());
-    let norm = args.data.normalization(&data)?;
-    let device = t.device.device()?;
-    let prep = BatchPrep::new(d, &args.data.preprocess()?, norm, EncoderInput::None, &device)?;
-    let mut dec = args.decoder.config(d + 1, 0, args.layers, args.dim)?;
-    let precision = t.precision(&mut dec);
-    let seed = t.resolve_seed()?;
-    let adam = AdamConfig { lr: t.lr, weight_decay: t.wd, ..Default::default() };
+    let RunSetup { norm, prep, dec, precision, seed } =
+        RunSetup::new((&args.data, t), &data, EncoderInput::None, &args.decoder, (0, args.layers, args.dim))?;
+    let adam = t.adam();
     let mut trainer = HomoTrainer::new(&dec, seed, adam, prep)?;
     check_training_memory(trainer.store().num_params(), &dec, t.batch_size.min(n), d)?;
     // cryoDRGN train_nn refines after 5 epochs on the given poses.

@@ -19,12 +19,12 @@ use drgnfly_nn::data::Dataset;
 use drgnfly_nn::train::{
     fit, ordered_pass, BatchPrep, EncoderInput, KlSchedule, PoseTable, Trainer, VaeModel, VaeTrainer,
 };
-use drgnfly_nn::{AdamConfig, DecoderConfig, EncodeMode, EncoderConfig};
+use drgnfly_nn::{DecoderConfig, EncodeMode, EncoderConfig};
 
 use super::compat::UnsupportedVaeFlags;
 use super::train_common::{
     check_training_memory, explain_interrupt, run_config, timedelta, CliHooks, DataArgs, DecoderArgs,
-    PoseArgs, PoseSgdArgs, RunLog, TrainArgs,
+    PoseArgs, PoseSgdArgs, RunLog, RunSetup, TrainArgs,
 };
 use crate::progress::Progress;
 
@@ -113,20 +113,17 @@ pub fn run(args: Args) -> Result<()> {
     }
     let data = args.data.open(&args.poses.poses)?;
     let (n, d) = (data.len(), data.image_size());
-    let norm = args.data.normalization(&data)?;
-    let enc_input = encoder_input(args.enc_mask, d)?;
-    let device = t.device.device()?;
-    let prep = BatchPrep::new(d, &args.data.preprocess()?, norm, enc_input, &device)?;
+    let dims = (args.zdim, args.dec_layers, args.dec_dim);
+    let input = encoder_input(args.enc_mask, d)?;
+    let RunSetup { norm, prep, dec, precision, seed } =
+        RunSetup::new((&args.data, t), &data, input, &args.decoder, dims)?;
     let mut enc = EncoderConfig::new(prep.encoder_dim(), args.zdim);
     enc.layers = args.enc_layers;
     enc.dim = args.enc_dim;
     enc.mode = encode_mode;
     enc.activation = args.decoder.activation.into();
-    let mut dec = args.decoder.config(d + 1, args.zdim, args.dec_layers, args.dec_dim)?;
-    let precision = t.precision(&mut dec);
-    let seed = t.resolve_seed()?;
     let beta = args.beta.unwrap_or(drgnfly_nn::BetaSchedule::Constant(1.0 / args.zdim as f64));
-    let adam = AdamConfig { lr: t.lr, weight_decay: t.wd, ..Default::default() };
+    let adam = t.adam();
     let kl = KlSchedule::new(beta, args.beta_control)?;
     let mut trainer = VaeTrainer::new(&enc, &dec, seed, adam, kl, prep)?;
     check_training_memory(trainer.model().store().num_params(), &dec, t.batch_size.min(n), d)?;
