@@ -5,6 +5,10 @@
 //! images inside a chunk. Reads are then long sequential runs on disk, which is what makes streaming from a
 //! memory-mapped stack nearly as fast as holding it in RAM, while batches still mix particles from distant
 //! parts of the dataset (a chunk is thousands of images).
+//!
+//! Sharded streaming (data-parallel training): every process streams the same batches (same seed), and
+//! reads only its contiguous share of each one ([`StreamOptions::shard`]); [`Batch::batch`] keeps the
+//! whole batch's positions.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -27,6 +31,8 @@ pub struct StreamOptions {
     pub shuffle_seed: Option<u64>,
     /// Chunks read ahead of the consumer.
     pub prefetch_chunks: usize,
+    /// `(rank, ranks)`: read only share `rank` of `ranks` of each batch (`(0, 1)`: all of it).
+    pub shard: (usize, usize),
 }
 
 impl StreamOptions {
@@ -37,7 +43,13 @@ impl StreamOptions {
             chunk_size: default_chunk(box_size, batch_size),
             shuffle_seed: None,
             prefetch_chunks: 2,
+            shard: (0, 1),
         }
+    }
+
+    /// The same stream, reading only share `rank` of `ranks` of each batch.
+    pub fn sharded(self, rank: usize, ranks: usize) -> Self {
+        Self { shard: (rank, ranks.max(1)), ..self }
     }
 
     /// Chunk-shuffled streaming (one epoch) with `seed`.
@@ -55,12 +67,42 @@ fn default_chunk(box_size: usize, batch_size: usize) -> usize {
 }
 
 /// A batch of images and the dataset positions they came from.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Batch {
-    /// Dataset positions (after `--ind`), one per image.
+    /// Dataset positions (after `--ind`), one per image (this process's share of the batch).
     pub positions: Vec<usize>,
     /// Images, positions.len() × D × D, row-major, x fastest.
     pub images: Vec<f32>,
+    /// The whole batch's positions (all processes' shares, in order); equal to `positions` unsharded.
+    pub batch: Vec<usize>,
+    /// Where `positions` starts in `batch`.
+    pub offset: usize,
+}
+
+/// Which of a pass's `n` images, batched by `batch`, are share `rank` of `ranks`.
+struct Sharding {
+    n: usize,
+    batch: usize,
+    rank: usize,
+    ranks: usize,
+}
+
+impl Sharding {
+    /// The share of the batch that holds the pass's `g`-th image.
+    fn range_of(&self, g: usize) -> std::ops::Range<usize> {
+        let first = g / self.batch * self.batch;
+        let len = self.batch.min(self.n - first);
+        let (lo, hi) = (len * self.rank / self.ranks, len * (self.rank + 1) / self.ranks);
+        first + lo..first + hi
+    }
+
+    fn is_local(&self, g: usize) -> bool {
+        self.range_of(g).contains(&g)
+    }
+}
+
+fn share_start(len: usize, (rank, ranks): (usize, usize)) -> usize {
+    len * rank / ranks
 }
 
 /// An iterator over the batches of one pass through the dataset.
@@ -80,6 +122,7 @@ impl BatchStream {
         let capacity = (opts.prefetch_chunks.max(1) * chunk).div_ceil(batch).max(1);
         let (tx, rx) = bounded(capacity);
         let seed = opts.shuffle_seed;
+        let shard = (opts.shard.0, opts.shard.1.max(1));
         let worker = std::thread::spawn(move || {
             let d2 = source.box_size() * source.box_size();
             let mut chunks: Vec<(usize, usize)> =
@@ -88,39 +131,52 @@ impl BatchStream {
             if seed.is_some() {
                 chunks.shuffle(&mut rng);
             }
-            let mut pending =
-                Batch { positions: Vec::with_capacity(batch), images: Vec::with_capacity(batch * d2) };
+            let sharding = Sharding { n, batch, rank: shard.0, ranks: shard.1 };
+            let mut pending = Batch::default();
+            let mut seen = 0; // images of the pass before this chunk
             let mut buf = Vec::new();
             for (start, end) in chunks {
                 let positions: Vec<usize> = (start..end).collect();
-                buf.resize(positions.len() * d2, 0.0);
-                if let Err(e) = source.read_many_into(&positions, &mut buf) {
-                    let _ = tx.send(Err(e));
-                    return;
-                }
-                source.release(&positions);
                 let mut order: Vec<usize> = (0..positions.len()).collect();
                 if seed.is_some() {
                     order.shuffle(&mut rng);
                 }
+                // This process's images of the chunk, read in file order; `slot[k]`: where image k is in buf.
+                let mut slot = vec![usize::MAX; positions.len()];
+                for (j, &k) in order.iter().enumerate() {
+                    if sharding.is_local(seen + j) {
+                        slot[k] = 0;
+                    }
+                }
+                let wanted: Vec<usize> = (0..positions.len()).filter(|&k| slot[k] == 0).collect();
+                for (j, &k) in wanted.iter().enumerate() {
+                    slot[k] = j;
+                }
+                let wanted_positions: Vec<usize> = wanted.iter().map(|&k| positions[k]).collect();
+                buf.resize(wanted.len() * d2, 0.0);
+                if let Err(e) = source.read_many_into(&wanted_positions, &mut buf) {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+                source.release(&positions);
+                seen += positions.len();
                 for k in order {
-                    pending.positions.push(positions[k]);
-                    pending.images.extend_from_slice(&buf[k * d2..(k + 1) * d2]);
-                    if pending.positions.len() == batch {
-                        let full = std::mem::replace(
-                            &mut pending,
-                            Batch {
-                                positions: Vec::with_capacity(batch),
-                                images: Vec::with_capacity(batch * d2),
-                            },
-                        );
+                    pending.batch.push(positions[k]);
+                    if let Some(j) = Some(slot[k]).filter(|&j| j != usize::MAX) {
+                        pending.positions.push(positions[k]);
+                        pending.images.extend_from_slice(&buf[j * d2..(j + 1) * d2]);
+                    }
+                    if pending.batch.len() == batch {
+                        let mut full = std::mem::take(&mut pending);
+                        full.offset = share_start(full.batch.len(), shard);
                         if tx.send(Ok(full)).is_err() {
                             return; // The consumer stopped early.
                         }
                     }
                 }
             }
-            if !pending.positions.is_empty() {
+            if !pending.batch.is_empty() {
+                pending.offset = share_start(pending.batch.len(), shard);
                 let _ = tx.send(Ok(pending));
             }
         });

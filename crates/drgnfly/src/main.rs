@@ -5,13 +5,17 @@
 
 /// `eprintln!` that ignores a closed stderr (`drgnfly analyze … 2>&1 | head`): messages are best effort,
 /// and `eprintln!`'s panic there would turn a finished job into a crash (exit 101).
+/// On more than one process, only rank 0 talks (`cluster`).
 macro_rules! say {
     ($($arg:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stderr(), $($arg)*);
+        if $crate::cluster::is_root() {
+            let _ = writeln!(std::io::stderr(), $($arg)*);
+        }
     }};
 }
 
+mod cluster;
 mod cmd;
 mod interrupt;
 mod progress;
@@ -172,7 +176,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose, cli.quiet);
+    if let Err(e) = cluster::join() {
+        say!("error: {e:#}");
+        return ExitCode::from(2);
+    }
+    // Other ranks log errors only: rank 0 speaks for the run.
+    init_logging(cli.verbose, cli.quiet || !cluster::is_root());
     if let Some(n) = cli.threads {
         // candle's CPU backend sizes its own worker pool from this variable (read once, on first use);
         // its workers spin while waiting, so more of them than cores costs far more than it gains.
@@ -182,26 +191,45 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    match run(cli.command) {
-        Ok(()) => ExitCode::SUCCESS,
+    let result = run(cli.command);
+    let code = exit_code(&result);
+    if let Err(err) = &result {
+        if !cluster::is_root() {
+            // say! is quiet off rank 0, but this rank's failure ends the run: name it.
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), "error on rank {}: {err:#}", cluster::rank());
+        }
+    }
+    cluster::leave(result.is_err(), i32::from(code.1));
+    code.0
+}
+
+/// The exit code of a command's result (and its number, for MPI_Abort).
+fn exit_code(result: &anyhow::Result<()>) -> (ExitCode, u8) {
+    match result {
+        Ok(()) => (ExitCode::SUCCESS, 0),
         Err(err) => {
             // A closed pipe (e.g. `drgnfly view-header x | head`) is not a failure.
             if err.chain().any(|c| {
                 c.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
             }) {
-                return ExitCode::SUCCESS;
+                return (ExitCode::SUCCESS, 0);
             }
             say!("error: {err:#}");
             // An interrupted run exits as the shell expects of the signal (130 for Ctrl-C, 143 for SIGTERM).
-            match interrupt::requested() {
-                Some(sig) => ExitCode::from((128 + sig).clamp(0, 255) as u8),
-                None => ExitCode::from(1),
-            }
+            let code = match interrupt::requested() {
+                Some(sig) => (128 + sig).clamp(0, 255) as u8,
+                None => 1,
+            };
+            (ExitCode::from(code), code)
         }
     }
 }
 
 fn run(command: Command) -> anyhow::Result<()> {
+    if !matches!(command, Command::TrainVae(_) | Command::TrainNn(_)) {
+        cluster::single_process_only("this command")?;
+    }
     match command {
         Command::ViewHeader(a) => cmd::view_header::run(a),
         Command::AddPsize(a) => cmd::add_psize::run(a),

@@ -20,7 +20,8 @@ pub struct Progress {
 impl Progress {
     /// Start progress for `total` items of `unit` (e.g. "images").
     pub fn new(label: &str, total: u64, unit: &str) -> Self {
-        let tty = std::io::stderr().is_terminal();
+        // Off rank 0 of a data-parallel run: hidden (and its periodic lines go through the quiet say!).
+        let tty = crate::cluster::is_root() && std::io::stderr().is_terminal();
         let bar = if tty {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
             let template =

@@ -153,12 +153,24 @@ fn streams_cover_every_image_once_in_order_or_shuffled() {
     let src = Arc::new(ParticleSource::open(&p, &SourceOptions::default()).unwrap());
 
     let ordered: Vec<usize> = src
-        .stream(&StreamOptions { batch_size: 10, chunk_size: 30, shuffle_seed: None, prefetch_chunks: 1 })
+        .stream(&StreamOptions {
+            batch_size: 10,
+            chunk_size: 30,
+            shuffle_seed: None,
+            prefetch_chunks: 1,
+            shard: (0, 1),
+        })
         .flat_map(|b| b.unwrap().positions)
         .collect();
     assert_eq!(ordered, (0..n).collect::<Vec<_>>());
 
-    let opts = StreamOptions { batch_size: 8, chunk_size: 24, shuffle_seed: Some(7), prefetch_chunks: 2 };
+    let opts = StreamOptions {
+        batch_size: 8,
+        chunk_size: 24,
+        shuffle_seed: Some(7),
+        prefetch_chunks: 2,
+        shard: (0, 1),
+    };
     let stream = src.stream(&opts);
     assert_eq!(stream.n_batches(), n.div_ceil(8));
     let mut seen = Vec::new();
@@ -175,6 +187,42 @@ fn streams_cover_every_image_once_in_order_or_shuffled() {
     assert_eq!(seen, again, "same seed, same order");
     seen.sort_unstable();
     assert_eq!(seen, (0..n).collect::<Vec<_>>());
+}
+
+/// Three shards of a shuffled stream are the unsharded batches cut in three contiguous parts, each with
+/// its own images (and the last, short batch shared too).
+#[test]
+fn sharded_streams_split_every_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("n.mrcs");
+    let (n, d) = (103, 4);
+    write_numbered_stack(&p, n, d);
+    let src = Arc::new(ParticleSource::open(&p, &SourceOptions::default()).unwrap());
+    let opts = StreamOptions {
+        batch_size: 8,
+        chunk_size: 24,
+        shuffle_seed: Some(3),
+        prefetch_chunks: 1,
+        shard: (0, 1),
+    };
+    let whole: Vec<Batch> = src.stream(&opts).map(|b| b.unwrap()).collect();
+    let shards: Vec<Vec<Batch>> =
+        (0..3).map(|r| src.stream(&opts.clone().sharded(r, 3)).map(|b| b.unwrap()).collect()).collect();
+    for (bi, w) in whole.iter().enumerate() {
+        assert_eq!(w.batch, w.positions);
+        let mut joined: Vec<usize> = Vec::new();
+        for (r, shard) in shards.iter().enumerate() {
+            let b = &shard[bi];
+            assert_eq!(b.batch, w.positions, "every rank sees the whole batch's positions");
+            assert_eq!(b.offset, joined.len(), "rank {r}'s share starts where the previous ended");
+            for (k, &pos) in b.positions.iter().enumerate() {
+                assert!(b.images[k * d * d..(k + 1) * d * d].iter().all(|&v| v == pos as f32));
+            }
+            joined.extend(&b.positions);
+        }
+        assert_eq!(joined, w.positions);
+    }
+    assert_eq!(whole.last().unwrap().positions.len(), 103 % 8);
 }
 
 #[test]
@@ -197,8 +245,13 @@ fn dropping_a_stream_early_stops_the_reader() {
     let p = dir.path().join("n.mrcs");
     write_numbered_stack(&p, 200, 4);
     let src = Arc::new(ParticleSource::open(&p, &SourceOptions::default()).unwrap());
-    let mut stream =
-        src.stream(&StreamOptions { batch_size: 2, chunk_size: 10, shuffle_seed: None, prefetch_chunks: 1 });
+    let mut stream = src.stream(&StreamOptions {
+        batch_size: 2,
+        chunk_size: 10,
+        shuffle_seed: None,
+        prefetch_chunks: 1,
+        shard: (0, 1),
+    });
     assert!(stream.next().is_some());
     drop(stream); // must not hang
 }

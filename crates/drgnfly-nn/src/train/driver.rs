@@ -10,15 +10,23 @@
 //! A trainer supplies only its step and its state ([`Trainer`]); the caller observes batches, epochs and
 //! checkpoints through [`Hooks`] (progress bars, run.log, z.E.pkl, pose.E.pkl, maps) and decides what its
 //! errors are. [`ordered_pass`] is the same streaming for inference (latents of every particle, evaluation).
+//!
+//! Data-parallel runs ([`Schedule::comm`] with more than one process, see [`super::collective`]): every
+//! rank streams the same batches and steps on its share of each; the trainer exchanges gradients through
+//! [`Step`]; the driver sums the losses over ranks, stops all ranks together, and only rank 0 writes
+//! checkpoints (the hooks run on every rank, and decide what each writes).
 
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use candle_core::Device;
+use candle_core::backprop::GradStore;
+use candle_core::{Device, Var};
 use drgnfly_io::source::StreamOptions;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use super::collective::{self, Collective, SingleProcess};
 use super::error::{TrainError, TrainResult};
 use super::pose_table::PoseTable;
 use crate::checkpoint::{read_checkpoint, write_checkpoint, Checkpoint};
@@ -37,6 +45,21 @@ pub struct Schedule {
     pub checkpoint_every: usize,
     /// Where checkpoints go (`weights.E.safetensors`).
     pub outdir: PathBuf,
+    /// The processes training together ([`SingleProcess`] for an ordinary run).
+    pub comm: Rc<dyn Collective>,
+}
+
+impl Schedule {
+    /// A schedule on one process.
+    pub fn new(
+        num_epochs: usize,
+        batch_size: usize,
+        seed: u64,
+        checkpoint_every: usize,
+        outdir: PathBuf,
+    ) -> Self {
+        Self { num_epochs, batch_size, seed, checkpoint_every, outdir, comm: Rc::new(SingleProcess) }
+    }
 }
 
 impl Schedule {
@@ -56,20 +79,64 @@ pub fn checkpoint_path(outdir: &Path, epoch: usize) -> PathBuf {
     outdir.join(format!("weights.{epoch}.safetensors"))
 }
 
-/// One training batch as a trainer sees it.
+/// One training batch as a trainer sees it: on more than one process, this process's share of it.
 pub struct Step<'a> {
     /// The epoch (1-based).
     pub epoch: usize,
-    /// Dataset positions of the images.
+    /// Dataset positions of the images (this process's share of the batch; may be empty).
     pub positions: &'a [usize],
     /// Raw images `(B, D, D)`.
     pub images: &'a [f32],
+    /// The whole batch's positions, every process's share, in order.
+    pub batch: &'a [usize],
+    /// Where `positions` starts in `batch`.
+    pub offset: usize,
+    /// The processes training together.
+    pub comm: &'a dyn Collective,
     /// The dataset (poses, CTF of the positions).
     pub data: &'a Dataset,
     /// Images seen since the start of training, this batch included (cryoDRGN's count for β schedules).
     pub images_seen: u64,
     /// This epoch's random stream.
     pub rng: &'a mut ChaCha8Rng,
+}
+
+impl Step<'_> {
+    /// This process's share of the batch (1 on one process).
+    pub fn weight(&self) -> f64 {
+        self.positions.len() as f64 / self.batch.len().max(1) as f64
+    }
+
+    /// Turn `grads` of this share's mean loss into those of the whole batch's mean loss, for `vars`
+    /// ([`collective::reduce_gradients`]; the identity on one process).
+    pub fn reduce_gradients(&self, grads: &mut GradStore, vars: &[(String, Var)]) -> TrainResult<()> {
+        collective::reduce_gradients(self.comm, grads, vars, self.weight())
+    }
+
+    /// The whole batch's rows (`width` numbers per image) from this share's ([`collective::gather_rows`]).
+    pub fn gather_rows(&self, rows: &[f32], width: usize) -> TrainResult<Vec<f32>> {
+        collective::gather_rows(self.comm, rows, width, (self.offset, self.batch.len()))
+    }
+
+    /// Draw, and drop, the standard normals of `images` images of `per_image` each: a trainer whose step
+    /// draws noise per image calls it for the images before its share and after it, so that its share's
+    /// noise is what one process draws for those images.
+    pub fn skip_normals(&mut self, images: usize, per_image: usize) {
+        use rand_distr::{Distribution, StandardNormal};
+        for _ in 0..images * per_image {
+            let _: f32 = StandardNormal.sample(self.rng);
+        }
+    }
+
+    /// The images of the batch after this process's share.
+    pub fn images_after(&self) -> usize {
+        self.batch.len() - self.offset - self.positions.len()
+    }
+
+    /// An empty gradient store (the step of a process whose share of a batch is empty).
+    pub fn no_gradients() -> TrainResult<GradStore> {
+        Ok(candle_core::Tensor::zeros((), candle_core::DType::F32, &Device::Cpu)?.backward()?)
+    }
 }
 
 /// What a trainer supplies: one optimisation step, and its complete state for checkpoints.
@@ -91,6 +158,12 @@ pub trait Trainer {
     /// searching poses, large ones for SGD); `None` takes the schedule's.
     fn batch_size(&self, _epoch: usize) -> Option<usize> {
         None
+    }
+
+    /// Whether [`Trainer::step`] works on a share of a batch and exchanges its gradients through the
+    /// [`Step`] (data-parallel training on more than one process).
+    fn data_parallel(&self) -> bool {
+        false
     }
 
     /// The trainer's pose table, when it refines or searches poses (written as pose.E.pkl by the caller).
@@ -188,6 +261,28 @@ where
 {
     let (n, d) = (data.len(), data.image_size());
     let terms = trainer.loss_terms();
+    let comm = schedule.comm.as_ref();
+    if comm.size() > 1 {
+        if !trainer.data_parallel() {
+            return Err(TrainError::Parallel {
+                message: "this training command runs on one process only; data-parallel training (mpirun, \
+                          srun) covers train-vae and train-nn"
+                    .into(),
+            }
+            .into());
+        }
+        collective::check_agreement(
+            comm,
+            &[
+                ("number of particles", n as f64),
+                ("box size", d as f64),
+                ("batch size", schedule.batch_size as f64),
+                ("number of epochs", schedule.num_epochs as f64),
+                ("epoch to resume from", start as f64),
+                ("seed", (schedule.seed % (1 << 40)) as f64),
+            ],
+        )?;
+    }
     for epoch in start + 1..=schedule.num_epochs {
         let t0 = Instant::now();
         let note = trainer
@@ -197,19 +292,23 @@ where
         }
         hooks.epoch_start(epoch)?;
         let batch_size = trainer.batch_size(epoch).unwrap_or(schedule.batch_size).max(1);
-        let shuffle = StreamOptions::shuffled(batch_size, d, schedule.seed.wrapping_add(epoch as u64));
+        let shuffle = StreamOptions::shuffled(batch_size, d, schedule.seed.wrapping_add(epoch as u64))
+            .sharded(comm.rank(), comm.size());
         let mut rng = ChaCha8Rng::seed_from_u64(schedule.seed);
         rng.set_stream(epoch as u64);
         let mut sums = vec![0f64; terms.len()];
         let mut seen = (epoch - 1) as u64 * n as u64;
         for (bi, batch) in data.source().stream(&shuffle).enumerate() {
             let batch = batch.map_err(TrainError::from)?;
-            let b = batch.positions.len();
+            let (b, local) = (batch.batch.len(), batch.positions.len());
             seen += b as u64;
             let step = Step {
                 epoch,
                 positions: &batch.positions,
                 images: &batch.images,
+                batch: &batch.batch,
+                offset: batch.offset,
+                comm,
                 data,
                 images_seen: seen,
                 rng: &mut rng,
@@ -217,11 +316,15 @@ where
             let losses = trainer
                 .step(step)
                 .map_err(|e| in_batch(data, &format!("epoch {epoch}"), bi + 1, &batch.positions, e))?;
-            for (s, l) in sums.iter_mut().zip(&losses) {
-                *s += f64::from(*l) * b as f64;
+            // The batch's loss sums, and whether any process was asked to stop (all stop together).
+            let mut totals: Vec<f64> = losses.iter().map(|&l| f64::from(l) * local as f64).collect();
+            totals.push(if hooks.stop_requested() { 1.0 } else { 0.0 });
+            comm.all_reduce_sum_f64(&mut totals)?;
+            for (s, t) in sums.iter_mut().zip(&totals) {
+                *s += t;
             }
             hooks.batch_done(epoch, b);
-            if hooks.stop_requested() {
+            if totals.last().is_some_and(|&stop| stop > 0.0) {
                 return Err(TrainError::Interrupted { epoch }.into());
             }
         }
@@ -236,8 +339,10 @@ where
             let path = schedule.checkpoint_path(epoch);
             // Outputs first, weights last: a kill in between leaves the previous checkpoint as the newest.
             hooks.checkpoint(epoch, &path, trainer)?;
-            write_checkpoint(&path, &ckpt)
-                .map_err(|e| TrainError::Checkpoint { epoch, source: Box::new(e) })?;
+            if comm.rank() == 0 {
+                write_checkpoint(&path, &ckpt)
+                    .map_err(|e| TrainError::Checkpoint { epoch, source: Box::new(e) })?;
+            }
         }
     }
     Ok(())
@@ -259,6 +364,35 @@ pub fn ordered_pass(
         visit(&batch.positions, &batch.images)
             .map_err(|e| in_batch(data, stage, bi + 1, &batch.positions, e))?;
         progress(batch.positions.len());
+    }
+    Ok(())
+}
+
+/// [`ordered_pass`] shared out over the processes of `comm`: each computes `width` numbers per image for
+/// its share of every batch with `rows(positions, images)`, and every process is given the whole batch's
+/// rows, in dataset order, by `collect(positions, rows)`. On one process, `rows` sees every batch.
+#[allow(clippy::too_many_arguments)]
+pub fn ordered_rows(
+    data: &Dataset,
+    comm: &dyn Collective,
+    batch_size: usize,
+    (stage, width): (&str, usize),
+    mut rows: impl FnMut(&[usize], &[f32]) -> TrainResult<Vec<f32>>,
+    mut collect: impl FnMut(&[usize], &[f32]) -> TrainResult<()>,
+    mut progress: impl FnMut(usize),
+) -> TrainResult<()> {
+    let opts = StreamOptions::ordered(batch_size, data.image_size()).sharded(comm.rank(), comm.size());
+    for (bi, batch) in data.source().stream(&opts).enumerate() {
+        let batch = batch?;
+        let local = if batch.positions.is_empty() {
+            Vec::new()
+        } else {
+            rows(&batch.positions, &batch.images)
+                .map_err(|e| in_batch(data, stage, bi + 1, &batch.positions, e))?
+        };
+        let all = collective::gather_rows(comm, &local, width, (batch.offset, batch.batch.len()))?;
+        collect(&batch.batch, &all)?;
+        progress(batch.batch.len());
     }
     Ok(())
 }
@@ -402,7 +536,7 @@ mod tests {
     }
 
     fn schedule(outdir: &Path, num_epochs: usize) -> Schedule {
-        Schedule { num_epochs, batch_size: 6, seed: 11, checkpoint_every: 2, outdir: outdir.to_path_buf() }
+        Schedule::new(num_epochs, 6, 11, 2, outdir.to_path_buf())
     }
 
     fn contents(path: &Path) -> BTreeMap<String, Vec<f64>> {

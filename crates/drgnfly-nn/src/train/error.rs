@@ -41,6 +41,13 @@ pub enum TrainError {
         /// The epoch that was stopped (1-based).
         epoch: usize,
     },
+    /// The processes of a data-parallel run cannot work together (they disagree on the data or the
+    /// schedule, or the trainer runs on one process only); the message says what to change.
+    #[error("{message}")]
+    Parallel {
+        /// What disagrees and what to do.
+        message: String,
+    },
     /// A failure inside one batch, with the batch's particles (and the one with a NaN/Inf pixel, if any).
     #[error("{context}")]
     InBatch {

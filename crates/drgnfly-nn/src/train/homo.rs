@@ -123,14 +123,23 @@ impl Trainer for HomoTrainer {
     }
 
     fn step(&mut self, step: Step<'_>) -> TrainResult<Vec<f32>> {
-        let RefinableBatch { batch, vars } = prepare_step(self.refine.as_ref(), &self.prep, &step)?;
-        let (loss, value) = mse_loss(&self.decoder, &batch, None)?;
-        let grads = loss.backward()?;
+        let (value, mut grads, vars) = if step.positions.is_empty() {
+            (0.0, Step::no_gradients()?, None)
+        } else {
+            let RefinableBatch { batch, vars } = prepare_step(self.refine.as_ref(), &self.prep, &step)?;
+            let (loss, value) = mse_loss(&self.decoder, &batch, None)?;
+            (value, loss.backward()?, vars)
+        };
+        step.reduce_gradients(&mut grads, &self.store.named_vars())?;
         self.adam.step(&grads)?;
-        if let (Some(refine), Some(vars)) = (self.refine.as_mut(), &vars) {
-            refine.update(step.positions, vars, &grads)?;
+        if let Some(refine) = self.refine.as_mut() {
+            refine.update(&step, vars.as_ref(), &grads)?;
         }
         Ok(vec![value])
+    }
+
+    fn data_parallel(&self) -> bool {
+        true
     }
 
     fn state(&self) -> TrainResult<Checkpoint> {

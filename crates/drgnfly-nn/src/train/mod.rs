@@ -23,6 +23,7 @@ mod abinit_ai;
 mod abinit_het;
 mod amortized;
 mod batch;
+mod collective;
 mod driver;
 mod error;
 mod homo;
@@ -39,7 +40,12 @@ pub use abinit_ai::{AbinitAiTrainer, AiSchedule, OutputMask};
 pub use abinit_het::AbinitHetTrainer;
 pub use amortized::{AmortizedTrainer, CppConfig};
 pub use batch::{BatchPrep, EncoderInput, PreparedBatch};
-pub use driver::{checkpoint_path, fit, ordered_pass, resume, EpochSummary, Hooks, Schedule, Step, Trainer};
+#[cfg(feature = "mpi")]
+pub use collective::MpiWorld;
+pub use collective::{check_agreement, gather_rows, reduce_gradients, share, Collective, SingleProcess};
+pub use driver::{
+    checkpoint_path, fit, ordered_pass, ordered_rows, resume, EpochSummary, Hooks, Schedule, Step, Trainer,
+};
 pub use error::{TrainError, TrainResult};
 pub use homo::HomoTrainer;
 pub use latent_table::{LatentTable, LatentVars};

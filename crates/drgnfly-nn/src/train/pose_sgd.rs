@@ -15,7 +15,7 @@ use drgnfly_em::pose::Pose;
 use super::batch::{BatchPrep, PreparedBatch};
 use super::driver::Step;
 use super::error::TrainResult;
-use super::pose_table::{PoseAdamConfig, PoseTable};
+use super::pose_table::{grad_values, PoseAdamConfig, PoseTable};
 use crate::checkpoint::Checkpoint;
 use crate::rotation::{rotation_matrices, RotationParam};
 
@@ -80,9 +80,30 @@ impl PoseRefinement {
         Ok(RefinableBatch { batch, vars: Some((rot, shift)) })
     }
 
-    /// The sparse Adam step of the rows of `positions` from the loss's gradients.
-    pub fn update(&mut self, positions: &[usize], vars: &(Var, Var), grads: &GradStore) -> TrainResult<()> {
-        self.table.step_with_grads(positions, (&vars.0, &vars.1), grads)
+    /// In refining epochs, the sparse Adam step of the batch's rows from the loss's gradients (`vars`, the
+    /// step's pose variables; `None` for an empty share). On more than one process, every process steps
+    /// the rows of the whole batch with the gradients of the whole batch's mean loss, so the tables stay
+    /// identical.
+    pub fn update(
+        &mut self,
+        step: &Step<'_>,
+        vars: Option<&(Var, Var)>,
+        grads: &GradStore,
+    ) -> TrainResult<()> {
+        if !self.active(step.epoch) {
+            return Ok(());
+        }
+        let (mut rot, mut shift) = match vars {
+            Some((r, s)) => (grad_values(r, grads)?, grad_values(s, grads)?),
+            None => (Vec::new(), Vec::new()),
+        };
+        if step.comm.size() > 1 {
+            let w = step.weight() as f32;
+            rot.iter_mut().chain(shift.iter_mut()).for_each(|g| *g *= w);
+            rot = step.gather_rows(&rot, self.table.param().width())?;
+            shift = step.gather_rows(&shift, 2)?;
+        }
+        self.table.step(step.batch, &rot, &shift)
     }
 
     /// Put the table and its optimizer state into `ckpt`'s tables.

@@ -187,16 +187,30 @@ impl Trainer for VaeTrainer {
         &["gen loss", "KLD", "total loss"]
     }
 
-    fn step(&mut self, step: Step<'_>) -> TrainResult<Vec<f32>> {
-        let RefinableBatch { batch, vars } = prepare_step(self.refine.as_ref(), &self.prep, &step)?;
-        let loss = self.loss(&batch, step.images_seen, step.rng)?;
-        let values = loss.values()?;
-        let grads = loss.total.backward()?;
+    fn step(&mut self, mut step: Step<'_>) -> TrainResult<Vec<f32>> {
+        // On more than one process, this share's latent noise is what one process draws for it.
+        let zdim = self.model.model.encoder.zdim();
+        step.skip_normals(step.offset, zdim);
+        let (values, mut grads, vars) = if step.positions.is_empty() {
+            ([0.0; 3], Step::no_gradients()?, None)
+        } else {
+            let RefinableBatch { batch, vars } = prepare_step(self.refine.as_ref(), &self.prep, &step)?;
+            let loss = self.loss(&batch, step.images_seen, &mut *step.rng)?;
+            let v = loss.values()?;
+            ([v.gen, v.kld, v.total], loss.total.backward()?, vars)
+        };
+        step.skip_normals(step.images_after(), zdim);
+        step.reduce_gradients(&mut grads, &self.model.store.named_vars())?;
         self.adam.step(&grads)?;
-        if let (Some(refine), Some(vars)) = (self.refine.as_mut(), &vars) {
-            refine.update(step.positions, vars, &grads)?;
+        if let Some(refine) = self.refine.as_mut() {
+            refine.update(&step, vars.as_ref(), &grads)?;
         }
-        Ok(vec![values.gen, values.kld, values.total])
+        Ok(values.to_vec())
+    }
+
+    /// Every loss term is a mean over images, except the KL term under `--beta-control`.
+    fn data_parallel(&self) -> bool {
+        self.kl.control.is_none()
     }
 
     fn state(&self) -> TrainResult<Checkpoint> {

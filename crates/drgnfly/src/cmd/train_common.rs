@@ -300,10 +300,14 @@ impl TrainArgs {
         if !lr_ok || !wd_ok {
             bail!("--lr must be > 0 and --wd ≥ 0 (got {} and {})", self.lr, self.wd);
         }
+        crate::interrupt::install();
+        if !crate::cluster::is_root() {
+            // Rank 0 owns the output directory; the others only read a checkpoint to resume from.
+            return Ok(OutdirLock::none());
+        }
         std::fs::create_dir_all(&self.outdir)
             .with_context(|| format!("cannot create output directory {}", self.outdir.display()))?;
         let lock = OutdirLock::acquire(&self.outdir)?;
-        crate::interrupt::install();
         // A --load that cannot resume fails here, before config.yaml and run.log are rewritten.
         if let Some(ckpt) = self.checkpoint_to_load()? {
             if !ckpt.is_file() {
@@ -354,17 +358,15 @@ impl TrainArgs {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.subsec_nanos() as u64 ^ d.as_secs());
-        Ok(nanos % 100_000)
+        // Every process of a data-parallel run takes rank 0's.
+        crate::cluster::from_root(nanos % 100_000)
     }
 
     /// The driver's schedule for this run.
     pub fn schedule(&self, seed: u64) -> Schedule {
         Schedule {
-            num_epochs: self.num_epochs,
-            batch_size: self.batch_size,
-            seed,
-            checkpoint_every: self.checkpoint,
-            outdir: self.outdir.clone(),
+            comm: crate::cluster::comm(),
+            ..Schedule::new(self.num_epochs, self.batch_size, seed, self.checkpoint, self.outdir.clone())
         }
     }
 
@@ -395,10 +397,15 @@ impl TrainArgs {
 /// process ends, however it ends): two runs writing into one directory would interleave their epochs and
 /// configs.
 pub struct OutdirLock {
-    _file: std::fs::File,
+    _file: Option<std::fs::File>,
 }
 
 impl OutdirLock {
+    /// No lock (the processes of a data-parallel run other than rank 0, which holds it).
+    fn none() -> Self {
+        Self { _file: None }
+    }
+
     /// Lock `dir`, or fail naming it when another run holds it.
     pub fn acquire(dir: &Path) -> Result<Self> {
         let path = dir.join(".drgnfly.lock");
@@ -409,7 +416,7 @@ impl OutdirLock {
             .open(&path)
             .with_context(|| format!("cannot create {}", path.display()))?;
         match file.try_lock() {
-            Ok(()) => Ok(Self { _file: file }),
+            Ok(()) => Ok(Self { _file: Some(file) }),
             Err(std::fs::TryLockError::WouldBlock) => bail!(
                 "another drgnfly run is writing into {}; wait for it to finish or choose another -o",
                 dir.display()
@@ -421,7 +428,7 @@ impl OutdirLock {
                     path.display(),
                     dir.display()
                 );
-                Ok(Self { _file: file })
+                Ok(Self { _file: Some(file) })
             }
         }
     }
@@ -596,7 +603,8 @@ impl DecoderArgs {
 
 /// `run.log` in the output directory (appended, so a resumed run keeps its history), mirrored to stderr.
 pub struct RunLog {
-    file: std::fs::File,
+    /// `None` off rank 0 of a data-parallel run, which writes no files.
+    file: Option<std::fs::File>,
     path: PathBuf,
 }
 
@@ -604,17 +612,22 @@ impl RunLog {
     /// Open `outdir/run.log` for appending.
     pub fn open(outdir: &Path) -> Result<Self> {
         let path = outdir.join("run.log");
+        if !crate::cluster::is_root() {
+            return Ok(Self { file: None, path });
+        }
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
             .with_context(|| format!("cannot open {}", path.display()))?;
-        Ok(Self { file, path })
+        Ok(Self { file: Some(file), path })
     }
 
     /// Start a run: write `config.yaml`, open `run.log` and log the command line and `summary`.
     pub fn start(outdir: &Path, config: &RunConfig, summary: &str) -> Result<Self> {
-        config.write(&outdir.join("config.yaml"))?;
+        if crate::cluster::is_root() {
+            config.write(&outdir.join("config.yaml"))?;
+        }
         let mut log = Self::open(outdir)?;
         log.line(&format!("# {}", command_line().join(" ")))?;
         log.line(summary)?;
@@ -624,7 +637,10 @@ impl RunLog {
     /// Write a line to the log and to stderr.
     pub fn line(&mut self, msg: &str) -> Result<()> {
         tracing::info!("{msg}");
-        writeln!(self.file, "{msg}").with_context(|| format!("cannot write {}", self.path.display()))
+        match &mut self.file {
+            Some(f) => writeln!(f, "{msg}").with_context(|| format!("cannot write {}", self.path.display())),
+            None => Ok(()),
+        }
     }
 }
 
@@ -721,8 +737,10 @@ impl<T: Trainer + ?Sized> Hooks<T> for CliHooks<'_, T> {
 
     fn checkpoint(&mut self, epoch: usize, _path: &Path, trainer: &T) -> Result<()> {
         let written = (|| -> Result<()> {
+            // Outputs may be collective (an encoding pass shared out over the processes): every rank runs
+            // them, and they write on rank 0 only.
             (self.outputs)(epoch, trainer)?;
-            if let Some(table) = trainer.pose_table() {
+            if let Some(table) = trainer.pose_table().filter(|_| crate::cluster::is_root()) {
                 write_pose_table(&self.outdir.join(format!("pose.{epoch}.pkl")), table, self.d)?;
             }
             Ok(())
@@ -834,6 +852,9 @@ pub fn fit_decoder<T: Trainer>(
     let schedule = t.schedule(seed);
     let outdir = t.outdir.clone();
     let hooks = CliHooks::new(&mut log, data, &schedule, |epoch, trainer: &T| {
+        if !crate::cluster::is_root() {
+            return Ok(());
+        }
         write_reconstruction(decoder(trainer), map.norm, map.d, map.apix, &outdir, epoch)
     });
     drgnfly_nn::train::fit(data, &schedule, trainer, start, &mut { hooks })

@@ -17,7 +17,7 @@ use clap::{Args as ClapArgs, ValueEnum};
 use drgnfly_nn::config::{ModelArgs, ModelKind, RunConfig};
 use drgnfly_nn::data::Dataset;
 use drgnfly_nn::train::{
-    fit, ordered_pass, BatchPrep, EncoderInput, KlSchedule, PoseTable, Trainer, VaeModel, VaeTrainer,
+    fit, ordered_rows, BatchPrep, EncoderInput, KlSchedule, PoseTable, Trainer, VaeModel, VaeTrainer,
 };
 use drgnfly_nn::{DecoderConfig, EncodeMode, EncoderConfig};
 
@@ -196,7 +196,7 @@ pub fn fit_with_latents<'d, T: Trainer>(
     let hooks = CliHooks::new(&mut log, data, &schedule, write_z);
     fit(data, &schedule, trainer, start, &mut { hooks }).map_err(|e| explain_interrupt(e, &t.outdir))?;
     log.line(&format!("# finished {} epochs in {}", t.num_epochs - start, timedelta(started.elapsed())))?;
-    if analysis {
+    if analysis && crate::cluster::is_root() {
         analyze_final_epoch(&t.outdir, t.num_epochs);
     }
     Ok(())
@@ -256,7 +256,8 @@ pub fn analyze_final_epoch(outdir: &std::path::Path, epoch: usize) {
 }
 
 /// z_mu and z_logvar of every particle in dataset order (z = μ, no noise), written as z.E.pkl; the images
-/// are centred with the refined poses when a pose table is given, else the dataset's.
+/// are centred with the refined poses when a pose table is given, else the dataset's. On more than one
+/// process each encodes its share of every batch, and rank 0 writes.
 pub fn write_latents(
     model: &VaeModel,
     (prep, refined): (&BatchPrep, Option<&PoseTable>),
@@ -268,21 +269,30 @@ pub fn write_latents(
     let n = data.len();
     let (mut mu, mut logvar) = (Vec::with_capacity(n * zdim), Vec::with_capacity(n * zdim));
     let mut progress = Progress::new("latents", n as u64, "images");
-    ordered_pass(
+    let comm = crate::cluster::comm();
+    ordered_rows(
         data,
+        comm.as_ref(),
         batch_size,
-        "encoding",
+        ("encoding", 2 * zdim),
         |positions, images| {
             let poses = refined.map_or_else(|| data.batch_poses(positions), |t| t.batch_poses(positions));
             let (m, l) =
                 model.encode(&prep.prepare(images, &poses, data.batch_ctf(positions).as_deref())?)?;
-            mu.extend(m);
-            logvar.extend(l);
+            Ok(m.chunks(zdim).zip(l.chunks(zdim)).flat_map(|(m, l)| m.iter().chain(l).copied()).collect())
+        },
+        |_, rows| {
+            for row in rows.chunks(2 * zdim) {
+                mu.extend_from_slice(&row[..zdim]);
+                logvar.extend_from_slice(&row[zdim..]);
+            }
             Ok(())
         },
         |b| progress.inc(b as u64),
     )?;
     progress.finish();
-    drgnfly_io::pickle::write_latents(path, &mu, zdim, Some(&logvar))?;
+    if crate::cluster::is_root() {
+        drgnfly_io::pickle::write_latents(path, &mu, zdim, Some(&logvar))?;
+    }
     Ok(())
 }

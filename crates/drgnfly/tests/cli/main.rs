@@ -10,6 +10,7 @@ mod filters;
 mod help;
 mod heterogeneity;
 mod interop;
+mod mpi;
 mod parse_golden;
 mod physics;
 mod poses;

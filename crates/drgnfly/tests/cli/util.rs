@@ -153,3 +153,8 @@ pub fn fsc_auc(a: &Path, b: &Path) -> f64 {
     let (a, b) = (read_volume(a).expect("map"), read_volume(b).expect("map"));
     fsc(&a.data, &b.data, a.shape[0], None).expect("fsc").auc()
 }
+
+/// A map's voxels.
+pub fn volume(path: &Path) -> Vec<f64> {
+    read_volume(path).expect("map").data.iter().map(|&v| f64::from(v)).collect()
+}

@@ -1,0 +1,275 @@
+//! Data-parallel training: the collective engine under the driver, and how a batch is shared out.
+//!
+//! Every process ("rank") holds the whole model and the whole per-particle tables. The driver streams the
+//! same chunk-shuffled batches on every rank and gives each rank a contiguous share of each batch
+//! ([`share`]); a trainer computes the gradients of its share's mean loss, and [`Collective::all_reduce_sum`]
+//! sums them, each weighted by its share of the batch, so every rank takes the same optimizer step, the
+//! one a single process takes on the whole batch (up to float rounding). `-b` is the global batch: results
+//! do not depend on the number of ranks. Per-particle rows (pose-table gradients, latents of an encoding
+//! pass) are exchanged as the whole batch's rows, each rank filling its own and zeros elsewhere.
+//!
+//! The engine is MPI ([`MpiWorld`], feature `mpi`, launched by `mpirun` or `srun`); [`SingleProcess`] is
+//! the engine of an ordinary run, where every exchange is the identity.
+
+use std::fmt::Debug;
+use std::ops::Range;
+
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Tensor, Var};
+
+use super::error::{TrainError, TrainResult};
+
+#[cfg(feature = "mpi")]
+mod mpi;
+#[cfg(feature = "mpi")]
+pub use mpi::MpiWorld;
+
+/// The processes of a data-parallel run and their one collective operation.
+pub trait Collective: Debug {
+    /// This process's rank, `0..size`.
+    fn rank(&self) -> usize;
+
+    /// The number of processes.
+    fn size(&self) -> usize;
+
+    /// Sum `buf` element-wise over all processes, in place; every process gets the sum. Every process
+    /// must call it with a buffer of the same length, in the same order of calls.
+    fn all_reduce_sum(&self, buf: &mut [f32]) -> TrainResult<()>;
+
+    /// [`Collective::all_reduce_sum`] in double precision (loss sums, agreement checks).
+    fn all_reduce_sum_f64(&self, buf: &mut [f64]) -> TrainResult<()>;
+}
+
+/// One process: every exchange is the identity.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SingleProcess;
+
+impl Collective for SingleProcess {
+    fn rank(&self) -> usize {
+        0
+    }
+
+    fn size(&self) -> usize {
+        1
+    }
+
+    fn all_reduce_sum(&self, _buf: &mut [f32]) -> TrainResult<()> {
+        Ok(())
+    }
+
+    fn all_reduce_sum_f64(&self, _buf: &mut [f64]) -> TrainResult<()> {
+        Ok(())
+    }
+}
+
+/// Rank `rank`'s contiguous share of `len` items split over `size` ranks (sizes differ by at most one; a
+/// share is empty when `len < size`).
+pub fn share(len: usize, rank: usize, size: usize) -> Range<usize> {
+    let size = size.max(1);
+    (len * rank / size)..(len * (rank + 1) / size)
+}
+
+/// Replace the gradients of `vars` in `grads` by the gradients of the whole batch's mean loss: each
+/// rank's gradients (of its share's mean loss) weighted by `weight` (its share of the batch) and summed
+/// over ranks. A variable keeps "no gradient" only when no rank has one (so Adam skips it, as a single
+/// process would). Other entries of `grads` (pose-table variables, say) are left as they are. The
+/// identity on one process.
+pub fn reduce_gradients(
+    comm: &dyn Collective,
+    grads: &mut GradStore,
+    vars: &[(String, Var)],
+    weight: f64,
+) -> TrainResult<()> {
+    if comm.size() == 1 {
+        return Ok(());
+    }
+    // Layout: per variable, a presence flag then its elements.
+    let total: usize = vars.iter().map(|(_, v)| v.as_tensor().elem_count() + 1).sum();
+    let mut buf = Vec::with_capacity(total);
+    for (_, var) in vars {
+        let count = var.as_tensor().elem_count();
+        match grads.get(var.as_tensor()) {
+            Some(g) => {
+                buf.push(1.0);
+                let g = (g.to_dtype(DType::F32)? * weight)?;
+                buf.extend(g.flatten_all()?.to_vec1::<f32>()?);
+            }
+            None => buf.extend(std::iter::repeat_n(0.0, count + 1)),
+        }
+    }
+    comm.all_reduce_sum(&mut buf)?;
+    let mut at = 0;
+    for (_, var) in vars {
+        let t = var.as_tensor();
+        let count = t.elem_count();
+        let (present, values) = (buf[at], &buf[at + 1..at + 1 + count]);
+        at += count + 1;
+        if present > 0.0 {
+            let g = Tensor::from_slice(values, t.shape(), t.device())?.to_dtype(t.dtype())?;
+            grads.insert(t, g);
+        } else {
+            grads.remove(t);
+        }
+    }
+    Ok(())
+}
+
+/// The rows (`width` numbers each) of a whole batch of `len` images from this rank's rows, which start
+/// at image `offset`: every rank gets every row. The identity on one process.
+pub fn gather_rows(
+    comm: &dyn Collective,
+    rows: &[f32],
+    width: usize,
+    (offset, len): (usize, usize),
+) -> TrainResult<Vec<f32>> {
+    if comm.size() == 1 {
+        return Ok(rows.to_vec());
+    }
+    let start = offset * width;
+    if start + rows.len() > len * width {
+        return Err(parallel(format!(
+            "rows {offset}.. ({} of width {width}) do not fit a batch of {len}",
+            rows.len() / width.max(1)
+        )));
+    }
+    let mut buf = vec![0.0; len * width];
+    buf[start..start + rows.len()].copy_from_slice(rows);
+    comm.all_reduce_sum(&mut buf)?;
+    Ok(buf)
+}
+
+/// Check that every rank holds the same `values` (dataset size, batch size, epochs, the epoch resumed
+/// from, …), naming the first that differs: ranks that disagree would wait on each other forever.
+pub fn check_agreement(comm: &dyn Collective, values: &[(&str, f64)]) -> TrainResult<()> {
+    if comm.size() == 1 {
+        return Ok(());
+    }
+    // Σx² · n = (Σx)² exactly when all x are equal (Cauchy–Schwarz); the values are small integers.
+    let mut buf: Vec<f64> = values.iter().flat_map(|&(_, v)| [v, v * v]).collect();
+    comm.all_reduce_sum_f64(&mut buf)?;
+    let n = comm.size() as f64;
+    for (k, &(name, v)) in values.iter().enumerate() {
+        let (sum, sum_sq) = (buf[2 * k], buf[2 * k + 1]);
+        if (sum_sq * n - sum * sum).abs() > 1e-9 * sum_sq.max(1.0) * n {
+            return Err(parallel(format!(
+                "the processes disagree on the {name} (rank {} has {v}, the mean over ranks is {}); start \
+                 every rank with the same arguments and input files (a shared file system, or identical copies)",
+                comm.rank(),
+                sum / n
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn parallel(message: String) -> TrainError {
+    TrainError::Parallel { message }
+}
+
+#[cfg(test)]
+mod equivalence;
+
+#[cfg(test)]
+pub(crate) mod tests {
+    //! An in-process engine for tests: ranks are threads, and the sum is taken in rank order, as MPI's
+    //! reduction of a few ranks does.
+
+    use std::sync::{Arc, Barrier, Mutex};
+
+    use super::*;
+
+    #[derive(Debug)]
+    struct Shared {
+        barrier: Barrier,
+        slots: Mutex<Vec<Vec<f64>>>,
+    }
+
+    /// One rank of a group of threads.
+    #[derive(Debug, Clone)]
+    pub(crate) struct ThreadRank {
+        rank: usize,
+        size: usize,
+        shared: Arc<Shared>,
+    }
+
+    impl ThreadRank {
+        /// `size` ranks sharing one engine.
+        pub(crate) fn group(size: usize) -> Vec<ThreadRank> {
+            let shared =
+                Arc::new(Shared { barrier: Barrier::new(size), slots: Mutex::new(vec![Vec::new(); size]) });
+            (0..size).map(|rank| ThreadRank { rank, size, shared: shared.clone() }).collect()
+        }
+
+        /// Every rank's `values`, in rank order.
+        fn exchange(&self, values: Vec<f64>) -> Vec<Vec<f64>> {
+            self.shared.slots.lock().unwrap()[self.rank] = values;
+            self.shared.barrier.wait();
+            let all = self.shared.slots.lock().unwrap().clone();
+            self.shared.barrier.wait();
+            all
+        }
+    }
+
+    impl Collective for ThreadRank {
+        fn rank(&self) -> usize {
+            self.rank
+        }
+
+        fn size(&self) -> usize {
+            self.size
+        }
+
+        fn all_reduce_sum(&self, buf: &mut [f32]) -> TrainResult<()> {
+            // Sums of f32 in f32, as MPI_SUM on MPI_FLOAT.
+            let parts = self.exchange(buf.iter().map(|&v| f64::from(v)).collect());
+            for (i, b) in buf.iter_mut().enumerate() {
+                *b = parts.iter().fold(0.0f32, |acc, p| acc + p[i] as f32);
+            }
+            Ok(())
+        }
+
+        fn all_reduce_sum_f64(&self, buf: &mut [f64]) -> TrainResult<()> {
+            let parts = self.exchange(buf.to_vec());
+            for (i, b) in buf.iter_mut().enumerate() {
+                *b = parts.iter().fold(0.0, |acc, p| acc + p[i]);
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn shares_cover_the_batch_in_order() {
+        for (len, size) in [(10, 3), (2, 4), (0, 2), (7, 1)] {
+            let parts: Vec<Range<usize>> = (0..size).map(|r| share(len, r, size)).collect();
+            assert_eq!(parts[0].start, 0);
+            assert_eq!(parts[size - 1].end, len);
+            assert!(parts.windows(2).all(|w| w[0].end == w[1].start));
+            assert!(parts.iter().all(|p| p.len() <= len.div_ceil(size)));
+        }
+    }
+
+    #[test]
+    fn gathered_rows_and_disagreement() {
+        let ranks = ThreadRank::group(3);
+        let handles: Vec<_> = ranks
+            .into_iter()
+            .map(|c| {
+                std::thread::spawn(move || {
+                    let r = c.rank();
+                    let part = share(5, r, 3);
+                    let rows: Vec<f32> = part.clone().flat_map(|i| [i as f32, -(i as f32)]).collect();
+                    let all = gather_rows(&c, &rows, 2, (part.start, 5)).unwrap();
+                    let same = check_agreement(&c, &[("batch size", 8.0)]);
+                    let differ = check_agreement(&c, &[("epoch", if r == 2 { 3.0 } else { 2.0 })]);
+                    (all, same.is_ok(), differ.map_err(|e| e.to_string()))
+                })
+            })
+            .collect();
+        for h in handles {
+            let (all, same, differ) = h.join().unwrap();
+            assert_eq!(all, [0.0, -0.0, 1.0, -1.0, 2.0, -2.0, 3.0, -3.0, 4.0, -4.0]);
+            assert!(same);
+            assert!(differ.unwrap_err().contains("disagree on the epoch"));
+        }
+    }
+}
