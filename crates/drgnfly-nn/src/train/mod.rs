@@ -42,7 +42,9 @@ pub use amortized::{AmortizedTrainer, CppConfig};
 pub use batch::{BatchPrep, EncoderInput, PreparedBatch};
 #[cfg(feature = "mpi")]
 pub use collective::MpiWorld;
-pub use collective::{check_agreement, gather_rows, reduce_gradients, share, Collective, SingleProcess};
+pub use collective::{
+    check_agreement, gather_rows, reduce_gradients, share, Collective, SingleProcess, Traffic,
+};
 pub use driver::{
     checkpoint_path, fit, ordered_pass, ordered_rows, resume, EpochSummary, Hooks, Schedule, Step, Trainer,
 };

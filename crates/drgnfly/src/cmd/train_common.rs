@@ -657,6 +657,8 @@ pub struct CliHooks<'a, T: ?Sized> {
     pass: Option<(String, Progress, usize)>,
     #[allow(clippy::type_complexity)]
     outputs: Box<dyn FnMut(usize, &T) -> Result<()> + 'a>,
+    /// A data-parallel run's exchanges up to the start of the epoch.
+    exchanged: drgnfly_nn::train::Traffic,
 }
 
 impl<'a, T: ?Sized> CliHooks<'a, T> {
@@ -677,6 +679,7 @@ impl<'a, T: ?Sized> CliHooks<'a, T> {
             progress: None,
             pass: None,
             outputs: Box::new(outputs),
+            exchanged: crate::cluster::comm().traffic(),
         }
     }
 }
@@ -732,7 +735,24 @@ impl<T: Trainer + ?Sized> Hooks<T> for CliHooks<'_, T> {
             s.epoch,
             losses.join(", "),
             timedelta(s.elapsed)
-        ))
+        ))?;
+        let comm = crate::cluster::comm();
+        if comm.size() > 1 {
+            let now = comm.traffic();
+            let t = now.since(&self.exchanged);
+            self.exchanged = now;
+            self.log.line(&format!(
+                "# {} processes, {:.0} images/s in all; rank 0 exchanged {:.1} MB in {} all-reduces, {:.2} s of the \
+                 epoch's {:.2} s (waiting for other ranks included)",
+                comm.size(),
+                self.n as f64 / s.elapsed.as_secs_f64().max(1e-9),
+                t.bytes as f64 / 1e6,
+                t.calls,
+                t.seconds,
+                s.elapsed.as_secs_f64()
+            ))?;
+        }
+        Ok(())
     }
 
     fn checkpoint(&mut self, epoch: usize, _path: &Path, trainer: &T) -> Result<()> {

@@ -38,6 +38,41 @@ pub trait Collective: Debug {
 
     /// [`Collective::all_reduce_sum`] in double precision (loss sums, agreement checks).
     fn all_reduce_sum_f64(&self, buf: &mut [f64]) -> TrainResult<()>;
+
+    /// What this process has exchanged so far (zero on one process).
+    fn traffic(&self) -> Traffic {
+        Traffic::default()
+    }
+}
+
+/// A process's exchanges: how many, how many bytes it contributed, and the wall time spent in them
+/// (waiting for slower ranks included).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Traffic {
+    /// All-reduce calls.
+    pub calls: u64,
+    /// Bytes of this process's buffers.
+    pub bytes: u64,
+    /// Seconds inside the calls.
+    pub seconds: f64,
+}
+
+impl Traffic {
+    /// The exchanges between `earlier` and `self`.
+    pub fn since(&self, earlier: &Traffic) -> Traffic {
+        Traffic {
+            calls: self.calls - earlier.calls,
+            bytes: self.bytes - earlier.bytes,
+            seconds: self.seconds - earlier.seconds,
+        }
+    }
+
+    /// Count one call of `bytes` that took `seconds`.
+    pub fn record(&mut self, bytes: usize, seconds: f64) {
+        self.calls += 1;
+        self.bytes += bytes as u64;
+        self.seconds += seconds;
+    }
 }
 
 /// One process: every exchange is the identity.

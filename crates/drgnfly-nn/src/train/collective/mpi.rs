@@ -2,18 +2,22 @@
 //! `srun` under Slurm. Only the main thread calls MPI (the rayon and prefetch threads never do), so
 //! MPI is initialised at `MPI_THREAD_FUNNELED`.
 
+use std::cell::Cell;
+use std::time::Instant;
+
 use mpi::collective::SystemOperation;
 use mpi::environment::Universe;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::{Communicator, CommunicatorCollectives};
 use mpi::Threading;
 
-use super::Collective;
+use super::{Collective, Traffic};
 use crate::train::error::TrainResult;
 
 /// The processes of `MPI_COMM_WORLD`. Dropping it finalises MPI.
 pub struct MpiWorld {
     world: SimpleCommunicator,
+    traffic: Cell<Traffic>,
     // Declared last: finalises MPI after the communicator is gone.
     _universe: Universe,
 }
@@ -33,13 +37,21 @@ impl MpiWorld {
         }
         let (universe, _level) = mpi::initialize_with_threading(Threading::Funneled)?;
         let world = universe.world();
-        Some(Self { world, _universe: universe })
+        Some(Self { world, traffic: Cell::default(), _universe: universe })
     }
 
     /// End every process of the run with `code` (after an error on one rank, the others would wait for
     /// it in the next exchange forever).
     pub fn abort(&self, code: i32) -> ! {
         self.world.abort(code)
+    }
+}
+
+impl MpiWorld {
+    fn record(&self, bytes: usize, since: Instant) {
+        let mut t = self.traffic.get();
+        t.record(bytes, since.elapsed().as_secs_f64());
+        self.traffic.set(t);
     }
 }
 
@@ -62,14 +74,22 @@ impl Collective for MpiWorld {
 
     fn all_reduce_sum(&self, buf: &mut [f32]) -> TrainResult<()> {
         // MPI's errors abort the run (MPI_ERRORS_ARE_FATAL), so there is nothing to return.
+        let t0 = Instant::now();
         let send = buf.to_vec();
         self.world.all_reduce_into(&send[..], buf, SystemOperation::sum());
+        self.record(std::mem::size_of_val(buf), t0);
         Ok(())
     }
 
     fn all_reduce_sum_f64(&self, buf: &mut [f64]) -> TrainResult<()> {
+        let t0 = Instant::now();
         let send = buf.to_vec();
         self.world.all_reduce_into(&send[..], buf, SystemOperation::sum());
+        self.record(std::mem::size_of_val(buf), t0);
         Ok(())
+    }
+
+    fn traffic(&self) -> Traffic {
+        self.traffic.get()
     }
 }
