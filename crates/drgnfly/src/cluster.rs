@@ -71,8 +71,8 @@ pub fn from_root(value: u64) -> anyhow::Result<u64> {
 pub fn single_process_only(command: &str) -> anyhow::Result<()> {
     if size() > 1 {
         anyhow::bail!(
-            "{command} runs on one process; of drgnfly's commands, train-vae and train-nn train across \
-             processes: start {command} without mpirun/srun"
+            "{command} runs on one process; of drgnfly's commands, train-vae, train-nn, abinit-homo and \
+             abinit-het train across processes: start {command} without mpirun/srun"
         );
     }
     Ok(())

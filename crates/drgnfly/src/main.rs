@@ -227,7 +227,10 @@ fn exit_code(result: &anyhow::Result<()>) -> (ExitCode, u8) {
 }
 
 fn run(command: Command) -> anyhow::Result<()> {
-    if !matches!(command, Command::TrainVae(_) | Command::TrainNn(_)) {
+    if !matches!(
+        command,
+        Command::TrainVae(_) | Command::TrainNn(_) | Command::AbinitHomo(_) | Command::AbinitHet(_)
+    ) {
         cluster::single_process_only("this command")?;
     }
     match command {

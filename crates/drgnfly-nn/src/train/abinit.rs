@@ -22,9 +22,10 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::batch::{BatchPrep, PreparedBatch};
+use super::collective::{Collective, Share};
 use super::driver::{Step, Trainer};
 use super::error::TrainResult;
-use super::homo::mse_step;
+use super::homo::shared_mse_step;
 use super::pose_table::{PoseAdamConfig, PoseTable};
 use super::search_epoch::EpochSearch;
 use crate::adam::{Adam, AdamConfig};
@@ -149,30 +150,30 @@ impl AbinitHomoTrainer {
     /// Searches the poses of one batch (`images`, `ctf` from [`BatchPrep::hartley_images`] and
     /// [`BatchPrep::ctf_on_lattice`]) against the current decoder (decoding its map when stale) and puts
     /// them in the pose table.
-    fn search_batch(&mut self, positions: &[usize], images: &[f32], ctf: Option<&[f32]>) -> TrainResult<()> {
+    fn search_batch(&mut self, share: Share<'_>, images: &[f32], ctf: Option<&[f32]>) -> TrainResult<()> {
         let Some(es) = self.searching.as_mut() else { return Ok(()) };
         if es.is_stale(self.schedule.refresh_images) {
             es.refresh(&self.decoder, &[Vec::new()])?;
         }
-        es.search_batch(positions, (images, ctf), &vec![0; positions.len()], &mut self.poses)
+        es.search_batch(share, (images, ctf), &vec![0; share.len], &mut self.poses)
     }
 }
 
-/// Pretraining of the ab initio trainers: `total` images (at most the dataset) in shuffled order at
-/// uniformly random rotations and no shift, `train` taking a step on each prepared batch with the random
-/// stream of pretraining (stream 0 of `seed`: the epochs use streams 1, 2, …, the initial poses the last one).
+/// Train on `total` images (at least one batch of 16; all when fewer) at uniformly random rotations with no
+/// shift, `train(batch, share, rng)` stepping on each batch: on more than one process each gets its `share`
+/// of every batch (`None` when empty) and the rotations one process would draw for it.
 pub(super) fn pretrain_at_random_poses(
     data: &Dataset,
     prep: &BatchPrep,
-    seed: u64,
-    total: usize,
+    (seed, total): (u64, usize),
+    comm: &dyn Collective,
     progress: &mut dyn FnMut(&str, usize, usize),
-    mut train: impl FnMut(&PreparedBatch, &mut ChaCha8Rng) -> TrainResult<()>,
+    mut train: impl FnMut(Option<&PreparedBatch>, Share<'_>, &mut ChaCha8Rng) -> TrainResult<()>,
 ) -> TrainResult<()> {
     let total = total.min(data.len());
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let batch = 16;
-    let opts = StreamOptions::shuffled(batch, data.image_size(), seed);
+    let opts = StreamOptions::shuffled(batch, data.image_size(), seed).sharded(comm.rank(), comm.size());
     let mut done = 0;
     for b in data.source().stream(&opts) {
         if done >= total {
@@ -180,17 +181,23 @@ pub(super) fn pretrain_at_random_poses(
         }
         let b = b?;
         let poses: Vec<Pose> =
-            b.positions.iter().map(|_| Pose { rot: random_rotation(&mut rng), shift_px: [0.0; 2] }).collect();
-        let prepared = prep.prepare(&b.images, &poses, data.batch_ctf(&b.positions).as_deref())?;
-        train(&prepared, &mut rng)?;
-        done += b.positions.len();
+            b.batch.iter().map(|_| Pose { rot: random_rotation(&mut rng), shift_px: [0.0; 2] }).collect();
+        let share = Share { comm, batch: &b.batch, offset: b.offset, len: b.positions.len() };
+        let prepared = match share.len {
+            0 => None,
+            n => Some(prep.prepare(
+                &b.images,
+                &poses[b.offset..b.offset + n],
+                data.batch_ctf(&b.positions).as_deref(),
+            )?),
+        };
+        train(prepared.as_ref(), share, &mut rng)?;
+        done += b.batch.len();
         progress("pretraining", done.min(total), total);
     }
     Ok(())
 }
 
-/// The `n` particles' starting poses: uniformly random rotations (the last stream of `seed`), no shift; a
-/// table refined by SGD later steps with `adam`.
 pub(super) fn random_start(n: usize, seed: u64, adam: PoseAdamConfig) -> PoseTable {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(u64::MAX);
@@ -208,19 +215,20 @@ impl Trainer for AbinitHomoTrainer {
         &mut self,
         epoch: usize,
         data: &Dataset,
+        comm: &dyn Collective,
         progress: &mut dyn FnMut(&str, usize, usize),
     ) -> TrainResult<Option<String>> {
         let mut lines = Vec::new();
         if !self.pretrained {
             let t0 = Instant::now();
-            let (decoder, adam) = (&self.decoder, &mut self.adam);
+            let (model, adam) = ((&self.decoder, &self.store), &mut self.adam);
             pretrain_at_random_poses(
                 data,
                 &self.prep,
-                self.seed,
-                self.schedule.pretrain_images,
+                (self.seed, self.schedule.pretrain_images),
+                comm,
                 progress,
-                |b, _| mse_step(decoder, adam, b).map(|_| ()),
+                |b, share, _| shared_mse_step(model, adam, b, share).map(|_| ()),
             )?;
             self.pretrained = true;
             lines.push(format!(
@@ -242,13 +250,27 @@ impl Trainer for AbinitHomoTrainer {
     }
 
     fn step(&mut self, step: Step<'_>) -> TrainResult<Vec<f32>> {
-        // One Hartley transform and CTF per image serve both the search and the training step.
-        let (images, ctf) =
-            self.prep.hartley_and_ctf(step.images, step.data.batch_ctf(step.positions).as_deref())?;
-        self.search_batch(step.positions, &images, ctf.as_deref())?;
-        let poses = self.poses.batch_poses(step.positions);
-        let batch = self.prep.prepare_hartley(images, ctf, &poses)?;
-        Ok(vec![mse_step(&self.decoder, &mut self.adam, &batch)?])
+        // One Hartley transform and CTF per image serve both the search and the training step. On more
+        // than one process each searches and trains on its share of the batch; the poses found and the
+        // gradients are exchanged.
+        let (images, ctf) = match step.positions.is_empty() {
+            true => (Vec::new(), None),
+            false => {
+                self.prep.hartley_and_ctf(step.images, step.data.batch_ctf(step.positions).as_deref())?
+            }
+        };
+        self.search_batch(step.share(), &images, ctf.as_deref())?;
+        let batch = match step.positions.is_empty() {
+            true => None,
+            false => Some(self.prep.prepare_hartley(images, ctf, &self.poses.batch_poses(step.positions))?),
+        };
+        let (value, _) =
+            shared_mse_step((&self.decoder, &self.store), &mut self.adam, batch.as_ref(), step.share())?;
+        Ok(vec![value])
+    }
+
+    fn data_parallel(&self) -> bool {
+        true
     }
 
     fn state(&self) -> TrainResult<Checkpoint> {

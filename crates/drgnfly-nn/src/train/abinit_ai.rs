@@ -28,6 +28,7 @@ use rand::Rng;
 
 use super::abinit::{pretrain_at_random_poses, random_start, AbinitSchedule};
 use super::batch::{BatchPrep, PreparedBatch};
+use super::collective::{Collective, Share};
 use super::driver::{Step, Trainer};
 use super::error::TrainResult;
 use super::homo::mse_loss;
@@ -208,7 +209,7 @@ impl AbinitAiTrainer {
             Some(t) => positions.iter().map(|&p| es.map_for(t.mean(p))).collect(),
             None => vec![0; positions.len()],
         };
-        es.search_batch(positions, (images, ctf), &which, &mut self.poses)
+        es.search_batch(Share::whole(positions), (images, ctf), &which, &mut self.poses)
     }
 
     /// The output mask's points at `radius`, cached while the radius stays.
@@ -353,6 +354,7 @@ impl Trainer for AbinitAiTrainer {
         &mut self,
         epoch: usize,
         data: &Dataset,
+        comm: &dyn Collective,
         progress: &mut dyn FnMut(&str, usize, usize),
     ) -> TrainResult<Option<String>> {
         let mut lines = Vec::new();
@@ -361,7 +363,9 @@ impl Trainer for AbinitAiTrainer {
             let total = self.plan.pretrain_images;
             let zdim = self.latents.as_ref().map_or(0, LatentTable::zdim);
             let (decoder, adam) = (&self.decoder, &mut self.adam);
-            pretrain_at_random_poses(data, &self.prep, self.seed, total, progress, |b, _| {
+            // One process only (not data-parallel): every batch is whole.
+            pretrain_at_random_poses(data, &self.prep, (self.seed, total), comm, progress, |b, _, _| {
+                let Some(b) = b else { return Ok(()) };
                 let z = match zdim {
                     0 => None,
                     _ => Some(Tensor::zeros((b.len(), zdim), candle_core::DType::F32, b.coords.device())?),

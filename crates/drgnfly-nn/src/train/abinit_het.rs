@@ -27,6 +27,7 @@ use rand_distr::StandardNormal;
 
 use super::abinit::{pretrain_at_random_poses, random_start, AbinitSchedule};
 use super::batch::BatchPrep;
+use super::collective::{no_gradients, Collective, Share};
 use super::driver::{Step, Trainer};
 use super::error::TrainResult;
 use super::homo::mse_loss;
@@ -127,26 +128,32 @@ impl AbinitHetTrainer {
 
     /// Searches one batch: encodes it at its current poses, refreshes the maps when stale (at the k-means
     /// centres of the recent latents), and searches each image against the map nearest its latent.
-    fn search_batch(&mut self, positions: &[usize], images: &[f32], ctf: Option<&[f32]>) -> TrainResult<()> {
+    fn search_batch(&mut self, share: Share<'_>, images: &[f32], ctf: Option<&[f32]>) -> TrainResult<()> {
         let Some(es) = self.searching.as_mut() else { return Ok(()) };
-        let current = self.poses.batch_poses(positions);
-        let batch = self.prep.prepare_hartley(images.to_vec(), ctf.map(<[f32]>::to_vec), &current)?;
-        let (mu, _) = self.model.encode(&batch)?;
         let zdim = self.model.model().encoder.zdim();
-        let latents: Vec<Vec<f32>> = mu.chunks_exact(zdim).map(<[f32]>::to_vec).collect();
-        for z in &latents {
+        let mu = match share.len {
+            0 => Vec::new(),
+            _ => {
+                let current = self.poses.batch_poses(share.positions());
+                let batch = self.prep.prepare_hartley(images.to_vec(), ctf.map(<[f32]>::to_vec), &current)?;
+                self.model.encode(&batch)?.0
+            }
+        };
+        // Every process keeps the same recent latents: the whole batch's.
+        for z in share.gather_rows(&mu, zdim)?.chunks_exact(zdim) {
             if self.recent.len() == RECENT_LATENTS {
                 self.recent.pop_front();
             }
-            self.recent.push_back(z.clone());
+            self.recent.push_back(z.to_vec());
         }
+        let latents: Vec<Vec<f32>> = mu.chunks_exact(zdim).map(<[f32]>::to_vec).collect();
         if es.is_stale(self.schedule.refresh_images) {
             let recent: Vec<Vec<f32>> = self.recent.iter().cloned().collect();
             let centres = conformation_centres(&recent, self.conformations, zdim, self.seed);
             es.refresh(&self.model.model().decoder, &centres)?;
         }
         let which: Vec<usize> = latents.iter().map(|z| es.map_for(z)).collect();
-        es.search_batch(positions, (images, ctf), &which, &mut self.poses)
+        es.search_batch(share, (images, ctf), &which, &mut self.poses)
     }
 
     /// The posterior means of up to [`RECENT_LATENTS`] images drawn from the dataset (at their current
@@ -155,21 +162,30 @@ impl AbinitHetTrainer {
         &mut self,
         epoch: usize,
         data: &Dataset,
+        comm: &dyn Collective,
         progress: &mut dyn FnMut(&str, usize, usize),
     ) -> TrainResult<()> {
         let total = RECENT_LATENTS.min(data.len());
         let zdim = self.model.model().encoder.zdim();
-        let opts = StreamOptions::shuffled(64, data.image_size(), self.seed ^ (epoch as u64) << 32);
+        let opts = StreamOptions::shuffled(64, data.image_size(), self.seed ^ (epoch as u64) << 32)
+            .sharded(comm.rank(), comm.size());
         self.recent.clear();
         for b in data.source().stream(&opts) {
             if self.recent.len() >= total {
                 break;
             }
             let b = b?;
-            let poses = self.poses.batch_poses(&b.positions);
-            let batch = self.prep.prepare(&b.images, &poses, data.batch_ctf(&b.positions).as_deref())?;
-            let (mu, _) = self.model.encode(&batch)?;
-            self.recent.extend(mu.chunks_exact(zdim).map(<[f32]>::to_vec));
+            let mu = match b.positions.is_empty() {
+                true => Vec::new(),
+                false => {
+                    let poses = self.poses.batch_poses(&b.positions);
+                    let batch =
+                        self.prep.prepare(&b.images, &poses, data.batch_ctf(&b.positions).as_deref())?;
+                    self.model.encode(&batch)?.0
+                }
+            };
+            let share = Share { comm, batch: &b.batch, offset: b.offset, len: b.positions.len() };
+            self.recent.extend(share.gather_rows(&mu, zdim)?.chunks_exact(zdim).map(<[f32]>::to_vec));
             progress("encoding a sample", self.recent.len().min(total), total);
         }
         self.recent.truncate(total);
@@ -177,19 +193,27 @@ impl AbinitHetTrainer {
     }
 }
 
-/// One decoder step at random poses (prepared in `batch`) with latents from the prior: pretraining.
+/// One decoder step at random poses (prepared in `batch`, this process's share of it; `None` when empty)
+/// with latents from the prior (drawn for the whole batch, so each share gets what one process draws for
+/// it): pretraining.
 fn pretrain_step(
     model: &VaeModel,
     adam: &mut Adam,
-    batch: &super::PreparedBatch,
+    (batch, share): (Option<&super::PreparedBatch>, Share<'_>),
     rng: &mut impl Rng,
 ) -> TrainResult<()> {
-    let b = batch.coords.dim(0)?;
     let zdim = model.model().encoder.zdim();
-    let z: Vec<f32> = (0..b * zdim).map(|_| rng.sample::<f32, _>(StandardNormal)).collect();
-    let z = Tensor::from_vec(z, (b, zdim), batch.coords.device())?;
-    let (loss, _) = mse_loss(&model.model().decoder, batch, Some(&z))?;
-    adam.backward_step(&loss)?;
+    let z: Vec<f32> = (0..share.batch.len() * zdim).map(|_| rng.sample::<f32, _>(StandardNormal)).collect();
+    let mut grads = match batch {
+        Some(batch) => {
+            let z = z[share.offset * zdim..(share.offset + share.len) * zdim].to_vec();
+            let z = Tensor::from_vec(z, (share.len, zdim), batch.coords.device())?;
+            mse_loss(&model.model().decoder, batch, Some(&z))?.0.backward()?
+        }
+        None => no_gradients()?,
+    };
+    share.reduce_gradients(&mut grads, &model.store().named_vars())?;
+    adam.step(&grads)?;
     Ok(())
 }
 
@@ -202,6 +226,7 @@ impl Trainer for AbinitHetTrainer {
         &mut self,
         epoch: usize,
         data: &Dataset,
+        comm: &dyn Collective,
         progress: &mut dyn FnMut(&str, usize, usize),
     ) -> TrainResult<Option<String>> {
         let mut note = None;
@@ -209,9 +234,14 @@ impl Trainer for AbinitHetTrainer {
             let t0 = Instant::now();
             let total = self.schedule.pretrain_images;
             let (model, adam) = (&self.model, &mut self.adam);
-            pretrain_at_random_poses(data, &self.prep, self.seed, total, progress, |b, rng| {
-                pretrain_step(model, adam, b, rng)
-            })?;
+            pretrain_at_random_poses(
+                data,
+                &self.prep,
+                (self.seed, total),
+                comm,
+                progress,
+                |b, share, rng| pretrain_step(model, adam, (b, share), rng),
+            )?;
             self.pretrained = true;
             note = Some(format!(
                 "# pretrained the decoder on {} images at random poses and latents from the prior in {:.1} s",
@@ -220,7 +250,7 @@ impl Trainer for AbinitHetTrainer {
             ));
         }
         self.searching = if self.schedule.searches(epoch) {
-            self.sample_latents(epoch, data, progress)?;
+            self.sample_latents(epoch, data, comm, progress)?;
             Some(EpochSearch::plan(&self.schedule, epoch, data.image_size())?)
         } else {
             None
@@ -232,16 +262,38 @@ impl Trainer for AbinitHetTrainer {
         Ok(self.searching.take().map(|es| es.summary(epoch)))
     }
 
-    fn step(&mut self, step: Step<'_>) -> TrainResult<Vec<f32>> {
-        // One Hartley transform and CTF per image serve the encoding, the search and the training step.
-        let (images, ctf) =
-            self.prep.hartley_and_ctf(step.images, step.data.batch_ctf(step.positions).as_deref())?;
-        self.search_batch(step.positions, &images, ctf.as_deref())?;
-        let poses = self.poses.batch_poses(step.positions);
-        let batch = self.prep.prepare_hartley(images, ctf, &poses)?;
+    fn step(&mut self, mut step: Step<'_>) -> TrainResult<Vec<f32>> {
+        // One Hartley transform and CTF per image serve the encoding, the search and the training step. On
+        // more than one process each works on its share of the batch; latents, poses found and gradients
+        // are exchanged, and each draws the latent noise one process would draw for its share.
+        let (images, ctf) = match step.positions.is_empty() {
+            true => (Vec::new(), None),
+            false => {
+                self.prep.hartley_and_ctf(step.images, step.data.batch_ctf(step.positions).as_deref())?
+            }
+        };
+        self.search_batch(step.share(), &images, ctf.as_deref())?;
+        let batch = match step.positions.is_empty() {
+            true => None,
+            false => Some(self.prep.prepare_hartley(images, ctf, &self.poses.batch_poses(step.positions))?),
+        };
         let kl = self.kl.at(step.images_seen);
-        let values = vae_step_in_pieces(&self.model, &mut self.adam, (&batch, kl), STEP_PIECE, step.rng)?;
+        let zdim = self.model.model().encoder.zdim();
+        step.skip_normals(step.offset, zdim);
+        let values = vae_step_in_pieces(
+            &self.model,
+            &mut self.adam,
+            (batch.as_ref(), kl, step.share()),
+            STEP_PIECE,
+            &mut *step.rng,
+        )?;
+        step.skip_normals(step.images_after(), zdim);
         Ok(vec![values.gen, values.kld, values.total])
+    }
+
+    /// Every loss term is a mean over images, except the KL term under `--beta-control`.
+    fn data_parallel(&self) -> bool {
+        self.kl.control.is_none()
     }
 
     fn state(&self) -> TrainResult<Checkpoint> {

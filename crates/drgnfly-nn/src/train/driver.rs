@@ -26,7 +26,7 @@ use drgnfly_io::source::StreamOptions;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::collective::{self, Collective, SingleProcess};
+use super::collective::{self, Collective, Share, SingleProcess};
 use super::error::{TrainError, TrainResult};
 use super::pose_table::PoseTable;
 use crate::checkpoint::{read_checkpoint, write_checkpoint, Checkpoint};
@@ -101,21 +101,26 @@ pub struct Step<'a> {
     pub rng: &'a mut ChaCha8Rng,
 }
 
-impl Step<'_> {
-    /// This process's share of the batch (1 on one process).
+impl<'a> Step<'a> {
+    /// This process's share of the batch.
+    pub fn share(&self) -> Share<'a> {
+        Share { comm: self.comm, batch: self.batch, offset: self.offset, len: self.positions.len() }
+    }
+
+    /// This process's fraction of the batch (1 on one process).
     pub fn weight(&self) -> f64 {
-        self.positions.len() as f64 / self.batch.len().max(1) as f64
+        self.share().weight()
     }
 
     /// Turn `grads` of this share's mean loss into those of the whole batch's mean loss, for `vars`
     /// ([`collective::reduce_gradients`]; the identity on one process).
     pub fn reduce_gradients(&self, grads: &mut GradStore, vars: &[(String, Var)]) -> TrainResult<()> {
-        collective::reduce_gradients(self.comm, grads, vars, self.weight())
+        self.share().reduce_gradients(grads, vars)
     }
 
     /// The whole batch's rows (`width` numbers per image) from this share's ([`collective::gather_rows`]).
     pub fn gather_rows(&self, rows: &[f32], width: usize) -> TrainResult<Vec<f32>> {
-        collective::gather_rows(self.comm, rows, width, (self.offset, self.batch.len()))
+        self.share().gather_rows(rows, width)
     }
 
     /// Draw, and drop, the standard normals of `images` images of `per_image` each: a trainer whose step
@@ -131,11 +136,6 @@ impl Step<'_> {
     /// The images of the batch after this process's share.
     pub fn images_after(&self) -> usize {
         self.batch.len() - self.offset - self.positions.len()
-    }
-
-    /// An empty gradient store (the step of a process whose share of a batch is empty).
-    pub fn no_gradients() -> TrainResult<GradStore> {
-        Ok(candle_core::Tensor::zeros((), candle_core::DType::F32, &Device::Cpu)?.backward()?)
     }
 }
 
@@ -172,11 +172,13 @@ pub trait Trainer {
     }
 
     /// Work before the batches of `epoch` (a pose-search pass, pretraining), reporting `progress(stage,
-    /// images done, images in all)`; returns a line for the run log, if any.
+    /// images done, images in all)`; returns a line for the run log, if any. A data-parallel trainer shares
+    /// its work out over `comm`.
     fn begin_epoch(
         &mut self,
         _epoch: usize,
         _data: &Dataset,
+        _comm: &dyn Collective,
         _progress: &mut dyn FnMut(&str, usize, usize),
     ) -> TrainResult<Option<String>> {
         Ok(None)
@@ -266,7 +268,7 @@ where
         if !trainer.data_parallel() {
             return Err(TrainError::Parallel {
                 message: "this training command runs on one process only; data-parallel training (mpirun, \
-                          srun) covers train-vae and train-nn"
+                          srun) covers train-vae, train-nn, abinit-homo and abinit-het"
                     .into(),
             }
             .into());
@@ -285,8 +287,9 @@ where
     }
     for epoch in start + 1..=schedule.num_epochs {
         let t0 = Instant::now();
-        let note = trainer
-            .begin_epoch(epoch, data, &mut |stage, done, total| hooks.pass_progress(stage, done, total))?;
+        let note = trainer.begin_epoch(epoch, data, comm, &mut |stage, done, total| {
+            hooks.pass_progress(stage, done, total)
+        })?;
         if let Some(line) = note {
             hooks.note(&line)?;
         }

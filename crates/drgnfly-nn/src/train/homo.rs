@@ -6,7 +6,10 @@
 
 use std::path::Path;
 
+use candle_core::backprop::GradStore;
+
 use super::batch::{BatchPrep, PreparedBatch};
+use super::collective::{no_gradients, Share};
 use super::driver::{Step, Trainer};
 use super::error::TrainResult;
 use super::pose_sgd::{prepare_step, PoseRefinement, RefinableBatch};
@@ -77,6 +80,26 @@ pub(super) fn mse_step(decoder: &Decoder, adam: &mut Adam, batch: &PreparedBatch
     Ok(value)
 }
 
+/// [`mse_step`] on this process's share of a batch (`None`: an empty share), with the gradients summed over
+/// the processes of `share`; returns the share's MSE (0 when empty) and the gradients it stepped with.
+pub(super) fn shared_mse_step(
+    (decoder, store): (&Decoder, &ParamStore),
+    adam: &mut Adam,
+    batch: Option<&PreparedBatch>,
+    share: Share<'_>,
+) -> TrainResult<(f32, GradStore)> {
+    let (value, mut grads) = match batch {
+        Some(b) => {
+            let (loss, value) = mse_loss(decoder, b, None)?;
+            (value, loss.backward()?)
+        }
+        None => (0.0, no_gradients()?),
+    };
+    share.reduce_gradients(&mut grads, &store.named_vars())?;
+    adam.step(&grads)?;
+    Ok((value, grads))
+}
+
 /// The MSE between the CTF-weighted slice (decoded at latents `z`, `(B, zdim)`, for a heterogeneous
 /// decoder) and the target, as a tensor and a finite value.
 pub(super) fn mse_loss(
@@ -123,15 +146,14 @@ impl Trainer for HomoTrainer {
     }
 
     fn step(&mut self, step: Step<'_>) -> TrainResult<Vec<f32>> {
-        let (value, mut grads, vars) = if step.positions.is_empty() {
-            (0.0, Step::no_gradients()?, None)
+        let (batch, vars) = if step.positions.is_empty() {
+            (None, None)
         } else {
             let RefinableBatch { batch, vars } = prepare_step(self.refine.as_ref(), &self.prep, &step)?;
-            let (loss, value) = mse_loss(&self.decoder, &batch, None)?;
-            (value, loss.backward()?, vars)
+            (Some(batch), vars)
         };
-        step.reduce_gradients(&mut grads, &self.store.named_vars())?;
-        self.adam.step(&grads)?;
+        let (value, grads) =
+            shared_mse_step((&self.decoder, &self.store), &mut self.adam, batch.as_ref(), step.share())?;
         if let Some(refine) = self.refine.as_mut() {
             refine.update(&step, vars.as_ref(), &grads)?;
         }

@@ -19,11 +19,14 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::abinit::AbinitSchedule;
+use super::collective::Share;
 use super::error::TrainResult;
 use super::pose_table::PoseTable;
 use crate::decoder::{DataNorm, Decoder};
 
 /// Slices of a conformation's map searched against the first map to find their relative frame.
+/// A found pose as exchanged between processes: 9 rotation entries and 2 shift components.
+const POSE_ROW: usize = 11;
 const FRAME_PROBES: usize = 8;
 const FRAME_PROBE_SEED: u64 = 0x5eed;
 /// The probes' estimates of a frame must agree this well (median angle to their consensus), else the
@@ -137,48 +140,58 @@ impl EpochSearch {
         nearest(z, &self.latents)
     }
 
-    /// Searches the images of `positions` (`images`, `ctf` from [`super::BatchPrep::hartley_images`] and
-    /// [`super::BatchPrep::ctf_on_lattice`]), image `j` against map `which[j]`, and puts the poses found in
-    /// `poses`. The maps must be fresh ([`Self::refresh`]).
+    /// Search this process's images of a batch (`share`; `images`, `ctf` of its positions from
+    /// [`super::BatchPrep::hartley_images`] and [`super::BatchPrep::ctf_on_lattice`]), image `j` against
+    /// map `which[j]`, then put the poses found for the whole batch (every process's, exchanged) in `poses`,
+    /// recording how far they moved. The maps must be fresh ([`Self::refresh`]).
     pub(super) fn search_batch(
         &mut self,
-        positions: &[usize],
+        share: Share<'_>,
         (images, ctf): (&[f32], Option<&[f32]>),
         which: &[usize],
         poses: &mut PoseTable,
     ) -> TrainResult<()> {
         let t0 = Instant::now();
         let l2 = (self.search.size() + 1).pow(2);
+        let n = share.len;
+        // Row per image: the rotation (row-major) and the shift.
+        let mut found = vec![0.0f32; n * POSE_ROW];
         for (m, map) in self.maps.iter().enumerate() {
-            let mine: Vec<usize> = (0..positions.len()).filter(|&j| which[j] == m).collect();
+            let mine: Vec<usize> = (0..n).filter(|&j| which[j] == m).collect();
             if mine.is_empty() {
                 continue;
             }
             let gather = |src: &[f32]| -> Vec<f32> {
                 mine.iter().flat_map(|&j| src[j * l2..(j + 1) * l2].iter().copied()).collect()
             };
-            let (imgs, c) = if mine.len() == positions.len() {
+            let (imgs, c) = if mine.len() == n {
                 (images.to_vec(), ctf.map(<[f32]>::to_vec))
             } else {
                 (gather(images), ctf.map(gather))
             };
-            let found = self.search.search_with(&map.slicer, &map.base, &imgs, c.as_deref())?;
-            for (&j, r) in mine.iter().zip(&found) {
-                let p = positions[j];
-                let found = Pose { rot: mul(&r.pose.rot, &self.frames[m]), shift_px: r.pose.shift_px };
-                let old = poses.pose(p);
-                self.moved_deg.push(angle_between_deg(&old.rot, &found.rot));
-                let dt = [found.shift_px[0] - old.shift_px[0], found.shift_px[1] - old.shift_px[1]];
-                self.moved_px.push(f64::from(dt[0].hypot(dt[1])));
-                poses.set_pose(p, found);
+            let results = self.search.search_with(&map.slicer, &map.base, &imgs, c.as_deref())?;
+            for (&j, r) in mine.iter().zip(&results) {
+                let rot = mul(&r.pose.rot, &self.frames[m]);
+                let row = &mut found[j * POSE_ROW..(j + 1) * POSE_ROW];
+                row[..9].iter_mut().zip(rot.iter().flatten()).for_each(|(o, &v)| *o = v as f32);
+                row[9..].copy_from_slice(&r.pose.shift_px);
             }
         }
-        self.since_refresh += positions.len();
+        let all = share.gather_rows(&found, POSE_ROW)?;
+        for (&p, row) in share.batch.iter().zip(all.chunks_exact(POSE_ROW)) {
+            let rot = [0, 1, 2].map(|i| [0, 1, 2].map(|j| f64::from(row[3 * i + j])));
+            let found = Pose { rot, shift_px: [row[9], row[10]] };
+            let old = poses.pose(p);
+            self.moved_deg.push(angle_between_deg(&old.rot, &found.rot));
+            let dt = [found.shift_px[0] - old.shift_px[0], found.shift_px[1] - old.shift_px[1]];
+            self.moved_px.push(f64::from(dt[0].hypot(dt[1])));
+            poses.set_pose(p, found);
+        }
+        self.since_refresh += share.batch.len();
         self.seconds += t0.elapsed().as_secs_f64();
         Ok(())
     }
 
-    /// run.log's line for the epoch: band limits, throughput, how far the poses moved.
     pub(super) fn summary(mut self, epoch: usize) -> String {
         let n = self.moved_deg.len();
         let c = self.search.config();

@@ -11,6 +11,7 @@ use candle_core::Device;
 use rand::Rng;
 
 use super::batch::{BatchPrep, PreparedBatch};
+use super::collective::{no_gradients, Share};
 use super::driver::{Step, Trainer};
 use super::error::TrainResult;
 use super::pose_sgd::{prepare_step, PoseRefinement, RefinableBatch};
@@ -192,7 +193,7 @@ impl Trainer for VaeTrainer {
         let zdim = self.model.model.encoder.zdim();
         step.skip_normals(step.offset, zdim);
         let (values, mut grads, vars) = if step.positions.is_empty() {
-            ([0.0; 3], Step::no_gradients()?, None)
+            ([0.0; 3], no_gradients()?, None)
         } else {
             let RefinableBatch { batch, vars } = prepare_step(self.refine.as_ref(), &self.prep, &step)?;
             let loss = self.loss(&batch, step.images_seen, &mut *step.rng)?;
@@ -243,13 +244,20 @@ impl Trainer for VaeTrainer {
 pub(super) fn vae_step_in_pieces(
     model: &VaeModel,
     adam: &mut Adam,
-    (batch, kl): (&PreparedBatch, KlWeight),
+    (batch, kl, share): (Option<&PreparedBatch>, KlWeight, Share<'_>),
     piece: usize,
     rng: &mut impl Rng,
 ) -> TrainResult<LossValues> {
+    let mut sum = LossValues { gen: 0.0, kld: 0.0, total: 0.0 };
+    let Some(batch) = batch else {
+        // An empty share: no loss, but this process takes the batch's step with the others.
+        let mut grads = no_gradients()?;
+        share.reduce_gradients(&mut grads, &model.store.named_vars())?;
+        adam.step(&grads)?;
+        return Ok(sum);
+    };
     let b = batch.len();
     let piece = if matches!(kl, KlWeight::Control { .. }) { b } else { piece.clamp(1, b.max(1)) };
-    let mut sum = LossValues { gen: 0.0, kld: 0.0, total: 0.0 };
     let mut grads: Option<candle_core::backprop::GradStore> = None;
     for start in (0..b).step_by(piece) {
         let len = piece.min(b - start);
@@ -262,7 +270,8 @@ pub(super) fn vae_step_in_pieces(
         let g = (loss.total * f64::from(w))?.backward()?;
         add_grads(&mut grads, g, &model.store.named_vars())?;
     }
-    if let Some(g) = grads {
+    if let Some(mut g) = grads {
+        share.reduce_gradients(&mut g, &model.store.named_vars())?;
         adam.step(&g)?;
     }
     Ok(sum)
@@ -361,7 +370,14 @@ mod tests {
             let b = batch(t.prep());
             let kl = t.kl.at(4);
             let mut rng = ChaCha8Rng::seed_from_u64(2);
-            let loss = vae_step_in_pieces(&t.model, &mut t.adam, (&b, kl), piece, &mut rng).unwrap();
+            let loss = vae_step_in_pieces(
+                &t.model,
+                &mut t.adam,
+                (Some(&b), kl, Share::whole(&[0, 1, 2, 3])),
+                piece,
+                &mut rng,
+            )
+            .unwrap();
             let w: Vec<f32> = t
                 .model()
                 .store()

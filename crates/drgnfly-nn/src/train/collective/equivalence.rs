@@ -1,6 +1,7 @@
 //! Data-parallel training equals training on one process with the same global batch: the VAE (latent
-//! noise included) and the homogeneous decoder, both refining poses, over three thread ranks, with a last
-//! batch that leaves one rank's share empty.
+//! noise included) and the homogeneous decoder, both refining poses, and homogeneous and heterogeneous ab
+//! initio (pretraining, pose search shared out, maps refreshed mid-epoch, latents of a sample and of the
+//! recent batches exchanged), over three thread ranks, with a last batch that leaves one rank's share empty.
 
 use std::path::Path;
 use std::rc::Rc;
@@ -20,8 +21,9 @@ use crate::data::{Dataset, DatasetFiles};
 use crate::decoder::DecoderConfig;
 use crate::encoder::EncoderConfig;
 use crate::train::{
-    fit, BatchPrep, EncoderInput, EpochSummary, HomoTrainer, Hooks, KlSchedule, PoseAdamConfig,
-    PoseRefinement, RotationParam, Schedule, Trainer, VaeTrainer,
+    fit, AbinitHetTrainer, AbinitHomoTrainer, AbinitSchedule, BatchPrep, EncoderInput, EpochSummary,
+    HomoTrainer, Hooks, KlSchedule, PoseAdamConfig, PoseRefinement, RotationParam, Schedule, Trainer,
+    VaeTrainer,
 };
 
 const D: usize = 8;
@@ -71,6 +73,44 @@ fn homo(data: &Dataset) -> HomoTrainer {
     (dec.layers, dec.dim) = (1, 16);
     let adam = AdamConfig { lr: 1e-2, ..Default::default() };
     HomoTrainer::new(&dec, 4, adam, prep(EncoderInput::None)).unwrap().with_pose_refinement(refinement(data))
+}
+
+fn abinit(_: &Dataset) -> AbinitHomoTrainer {
+    let mut dec = DecoderConfig::new(D + 1, 0);
+    (dec.layers, dec.dim) = (1, 16);
+    let adam = AdamConfig { lr: 1e-2, ..Default::default() };
+    AbinitHomoTrainer::new(&dec, 4, adam, prep(EncoderInput::None), N, abinit_schedule()).unwrap()
+}
+
+fn abinit_het(_: &Dataset) -> AbinitHetTrainer {
+    let prep = prep(EncoderInput::Disc(D / 2));
+    let mut enc = EncoderConfig::new(prep.encoder_dim(), 2);
+    (enc.layers, enc.dim) = (1, 16);
+    let mut dec = DecoderConfig::new(D + 1, 2);
+    (dec.layers, dec.dim) = (1, 16);
+    let kl = KlSchedule::new(BetaSchedule::Constant(0.5), None).unwrap();
+    let adam = AdamConfig { lr: 1e-2, ..Default::default() };
+    AbinitHetTrainer::new(&enc, &dec, 5, (adam, kl), prep, N, abinit_schedule(), 2).unwrap()
+}
+
+fn abinit_schedule() -> AbinitSchedule {
+    let search = drgnfly_em::search::SearchConfig {
+        base_resolution: 1,
+        niter: 1,
+        t_extent: 1.0,
+        t_ngrid: 3,
+        nkeptposes: 2,
+        ..Default::default()
+    };
+    AbinitSchedule {
+        pretrain_images: 12,
+        ps_freq: 2,
+        l_start: 2,
+        l_end: 4,
+        l_ramp_epochs: 0,
+        search,
+        refresh_images: 6,
+    }
 }
 
 #[derive(Default)]
@@ -138,10 +178,15 @@ fn check<T: Trainer + 'static>(make: fn(&Dataset) -> T) {
         };
         assert_close(&format!("rank {r} poses"), &flat(&poses), &flat(&p), 1e-4);
     }
-    // The refinement moved the poses: the comparison above is not of untouched tables.
+    // The refinement or the search moved the poses: the comparison above is not of untouched tables.
     let data = Dataset::open(&files).unwrap();
-    let given = data.batch_poses(&[0]);
-    assert!((given[0].shift_px[0] - poses[0].shift_px[0]).abs() > 1e-4, "{:?}", poses[0]);
+    let given = make(&data).pose_table().unwrap().poses();
+    let differ = |a: &Pose, b: &Pose| {
+        let rot = a.rot.iter().flatten().zip(b.rot.iter().flatten()).any(|(x, y)| (x - y).abs() > 1e-4);
+        rot || (a.shift_px[0] - b.shift_px[0]).abs() > 1e-4
+    };
+    let moved = given.iter().zip(&poses).filter(|(a, b)| differ(a, b)).count();
+    assert!(moved > N / 2, "{moved} of {N} poses moved");
     assert!(!dir.path().join("rank1/weights.3.safetensors").exists(), "only rank 0 writes checkpoints");
     assert!(dir.path().join("rank0/weights.3.safetensors").exists());
 }
@@ -154,4 +199,14 @@ fn a_vae_on_three_ranks_trains_as_on_one() {
 #[test]
 fn a_homogeneous_decoder_on_three_ranks_trains_as_on_one() {
     check(homo);
+}
+
+#[test]
+fn homogeneous_ab_initio_on_three_ranks_trains_as_on_one() {
+    check(abinit);
+}
+
+#[test]
+fn heterogeneous_ab_initio_on_three_ranks_trains_as_on_one() {
+    check(abinit_het);
 }

@@ -5,8 +5,9 @@
 //! ([`share`]); a trainer computes the gradients of its share's mean loss, and [`Collective::all_reduce_sum`]
 //! sums them, each weighted by its share of the batch, so every rank takes the same optimizer step, the
 //! one a single process takes on the whole batch (up to float rounding). `-b` is the global batch: results
-//! do not depend on the number of ranks. Per-particle rows (pose-table gradients, latents of an encoding
-//! pass) are exchanged as the whole batch's rows, each rank filling its own and zeros elsewhere.
+//! do not depend on the number of ranks. Per-image rows (pose-table gradients, poses found by a search,
+//! latents of an encoding pass) are exchanged as the whole batch's rows, each rank filling its own and
+//! zeros elsewhere ([`Share::gather_rows`]).
 //!
 //! The engine is MPI ([`MpiWorld`], feature `mpi`, launched by `mpirun` or `srun`); [`SingleProcess`] is
 //! the engine of an ordinary run, where every exchange is the identity.
@@ -97,6 +98,46 @@ impl Collective for SingleProcess {
     }
 }
 
+/// This process's share of a batch: the whole batch's positions, and where and how long its part is.
+#[derive(Clone, Copy, Debug)]
+pub struct Share<'a> {
+    /// The processes training together.
+    pub comm: &'a dyn Collective,
+    /// The whole batch's positions, every process's share, in order.
+    pub batch: &'a [usize],
+    /// Where this process's part starts in `batch`.
+    pub offset: usize,
+    /// Its number of images (may be 0).
+    pub len: usize,
+}
+
+impl<'a> Share<'a> {
+    /// A whole batch on one process.
+    pub fn whole(batch: &'a [usize]) -> Self {
+        Share { comm: &SingleProcess, batch, offset: 0, len: batch.len() }
+    }
+
+    /// This process's positions.
+    pub fn positions(&self) -> &'a [usize] {
+        &self.batch[self.offset..self.offset + self.len]
+    }
+
+    /// This process's fraction of the batch (1 on one process).
+    pub fn weight(&self) -> f64 {
+        self.len as f64 / self.batch.len().max(1) as f64
+    }
+
+    /// [`reduce_gradients`] for this share.
+    pub fn reduce_gradients(&self, grads: &mut GradStore, vars: &[(String, Var)]) -> TrainResult<()> {
+        reduce_gradients(self.comm, grads, vars, self.weight())
+    }
+
+    /// [`gather_rows`] for this share.
+    pub fn gather_rows(&self, rows: &[f32], width: usize) -> TrainResult<Vec<f32>> {
+        gather_rows(self.comm, rows, width, (self.offset, self.batch.len()))
+    }
+}
+
 /// Rank `rank`'s contiguous share of `len` items split over `size` ranks (sizes differ by at most one; a
 /// share is empty when `len < size`).
 pub fn share(len: usize, rank: usize, size: usize) -> Range<usize> {
@@ -147,6 +188,11 @@ pub fn reduce_gradients(
         }
     }
     Ok(())
+}
+
+/// An empty gradient store: the step of a process whose share of a batch is empty.
+pub fn no_gradients() -> TrainResult<GradStore> {
+    Ok(Tensor::zeros((), DType::F32, &candle_core::Device::Cpu)?.backward()?)
 }
 
 /// The rows (`width` numbers each) of a whole batch of `len` images from this rank's rows, which start
