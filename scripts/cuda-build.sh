@@ -13,7 +13,9 @@
 #
 # Environment knobs: CUDA_VENV (venv folder, default .cuda-venv), CUDA_COMPUTE_CAP (default 90 = H100/H200;
 # the kernels are compiled for exactly this architecture), CUDAFORGE_THREADS (parallel nvcc jobs, default 2),
-# CARGO_TARGET_DIR (cargo's usual meaning).
+# CARGO_TARGET_DIR (cargo's usual meaning), FEATURES (default cuda; "cuda nccl" adds MPI and NCCL for data-parallel
+# training between GPUs, and then needs an MPI library and libnccl, e.g. the nvidia-nccl-cu13 wheel in the venv
+# on the library path: not built or run by the project yet).
 set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$REPO_ROOT"
@@ -131,9 +133,10 @@ export CUDAFORGE_THREADS="${CUDAFORGE_THREADS:-2}"
 export RUSTFLAGS="${RUSTFLAGS:-} -C link-arg=-Wl,-rpath,$CUDA_ROOT/lib"
 
 # 6. The build itself (only the binary and what it depends on).
-echo "== cargo build --release -p drgnfly --features cuda (compute capability $CUDA_COMPUTE_CAP)"
+FEATURES="${FEATURES:-cuda}"
+echo "== cargo build --release -p drgnfly --features $FEATURES (compute capability $CUDA_COMPUTE_CAP)"
 start=$SECONDS
-cargo build --release -p drgnfly --features cuda
+cargo build --release -p drgnfly --features "$FEATURES"
 echo "== built in $((SECONDS - start)) s"
 
 TARGET_DIR="${CARGO_TARGET_DIR:-$REPO_ROOT/target}"

@@ -9,19 +9,46 @@ use std::rc::Rc;
 
 use drgnfly_nn::train::{Collective, SingleProcess};
 
+/// The engine, as the binary needs it beyond the driver's trait: to end every process.
+#[cfg(feature = "mpi")]
+enum Engine {
+    Mpi(Rc<drgnfly_nn::train::MpiWorld>),
+    #[cfg(feature = "nccl")]
+    Nccl(Rc<drgnfly_nn::train::NcclWorld>),
+}
+
 thread_local! {
     static WORLD: RefCell<Option<Rc<dyn Collective>>> = const { RefCell::new(None) };
     #[cfg(feature = "mpi")]
-    static MPI: RefCell<Option<Rc<drgnfly_nn::train::MpiWorld>>> = const { RefCell::new(None) };
+    static ENGINE: RefCell<Option<Engine>> = const { RefCell::new(None) };
+    static NAME: RefCell<&'static str> = const { RefCell::new("one process") };
 }
 
-/// Join the run's processes, if an MPI launcher started this one. Call once, first thing in `main`.
+/// Join the run's processes, if an MPI launcher started this one. Call once, first thing in `main`. A build
+/// with `nccl` exchanges over NCCL when every process has a GPU and libnccl, else over MPI (with a note).
 pub fn join() -> anyhow::Result<()> {
     #[cfg(feature = "mpi")]
     if let Some(world) = drgnfly_nn::train::MpiWorld::from_launcher() {
+        #[cfg(feature = "nccl")]
+        let world = match drgnfly_nn::train::NcclWorld::over(world) {
+            Ok(nccl) => {
+                let nccl = Rc::new(nccl);
+                ENGINE.with(|e| *e.borrow_mut() = Some(Engine::Nccl(nccl.clone())));
+                WORLD.with(|w| *w.borrow_mut() = Some(nccl));
+                NAME.with(|n| *n.borrow_mut() = "NCCL");
+                return Ok(());
+            }
+            Err((mpi, why)) => {
+                if drgnfly_nn::train::Collective::rank(&mpi) == 0 {
+                    tracing::warn!("NCCL is not usable ({why}): the processes exchange over MPI");
+                }
+                mpi
+            }
+        };
         let world = Rc::new(world);
-        MPI.with(|m| *m.borrow_mut() = Some(world.clone()));
+        ENGINE.with(|e| *e.borrow_mut() = Some(Engine::Mpi(world.clone())));
         WORLD.with(|w| *w.borrow_mut() = Some(world));
+        NAME.with(|n| *n.borrow_mut() = "MPI");
         return Ok(());
     }
     let launched = ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"]
@@ -54,6 +81,11 @@ pub fn size() -> usize {
     WORLD.with(|w| w.borrow().as_ref().map_or(1, |c| c.size()))
 }
 
+/// What the processes exchange over: "MPI", "NCCL" or "one process".
+pub fn engine() -> &'static str {
+    NAME.with(|n| *n.borrow())
+}
+
 /// Whether this process writes files and talks to the user.
 pub fn is_root() -> bool {
     rank() == 0
@@ -71,8 +103,8 @@ pub fn from_root(value: u64) -> anyhow::Result<u64> {
 pub fn single_process_only(command: &str) -> anyhow::Result<()> {
     if size() > 1 {
         anyhow::bail!(
-            "{command} runs on one process; of drgnfly's commands, train-vae, train-nn, abinit-homo and \
-             abinit-het train across processes: start {command} without mpirun/srun"
+            "{command} runs on one process; of drgnfly's commands, train-vae, train-nn and the ab initio \
+             commands abinit-homo, abinit-het and abinit train across processes: start {command} without mpirun/srun"
         );
     }
     Ok(())
@@ -82,11 +114,24 @@ pub fn single_process_only(command: &str) -> anyhow::Result<()> {
 pub fn leave(failed: bool, code: i32) {
     WORLD.with(|w| w.borrow_mut().take());
     #[cfg(feature = "mpi")]
-    if let Some(world) = MPI.with(|m| m.borrow_mut().take()) {
-        if failed && drgnfly_nn::train::Collective::size(world.as_ref()) > 1 {
-            world.abort(code);
+    if let Some(engine) = ENGINE.with(|e| e.borrow_mut().take()) {
+        if failed && size_of(&engine) > 1 {
+            match &engine {
+                Engine::Mpi(w) => w.abort(code),
+                #[cfg(feature = "nccl")]
+                Engine::Nccl(w) => w.abort(code),
+            }
         }
-        drop(world); // MPI_Finalize
+        drop(engine); // NCCL's communicator, then MPI_Finalize
     }
     let _ = (failed, code);
+}
+
+#[cfg(feature = "mpi")]
+fn size_of(engine: &Engine) -> usize {
+    match engine {
+        Engine::Mpi(w) => w.size(),
+        #[cfg(feature = "nccl")]
+        Engine::Nccl(w) => w.size(),
+    }
 }

@@ -229,7 +229,11 @@ fn exit_code(result: &anyhow::Result<()>) -> (ExitCode, u8) {
 fn run(command: Command) -> anyhow::Result<()> {
     if !matches!(
         command,
-        Command::TrainVae(_) | Command::TrainNn(_) | Command::AbinitHomo(_) | Command::AbinitHet(_)
+        Command::TrainVae(_)
+            | Command::TrainNn(_)
+            | Command::AbinitHomo(_)
+            | Command::AbinitHet(_)
+            | Command::Abinit(_)
     ) {
         cluster::single_process_only("this command")?;
     }

@@ -28,7 +28,7 @@ use rand::Rng;
 
 use super::abinit::{pretrain_at_random_poses, random_start, AbinitSchedule};
 use super::batch::{BatchPrep, PreparedBatch};
-use super::collective::{Collective, Share};
+use super::collective::{no_gradients, Collective, Share};
 use super::driver::{Step, Trainer};
 use super::error::TrainResult;
 use super::homo::mse_loss;
@@ -197,7 +197,8 @@ impl AbinitAiTrainer {
     }
 
     /// Searches one batch's poses (each image against the map nearest its latent) into the pose table.
-    fn search_batch(&mut self, positions: &[usize], images: &[f32], ctf: Option<&[f32]>) -> TrainResult<()> {
+    fn search_batch(&mut self, share: Share<'_>, images: &[f32], ctf: Option<&[f32]>) -> TrainResult<()> {
+        let positions = share.positions();
         if self.searching.as_ref().is_some_and(|es| es.is_stale(self.plan.search.refresh_images)) {
             let centres = self.search_centres();
             if let Some(es) = self.searching.as_mut() {
@@ -209,7 +210,7 @@ impl AbinitAiTrainer {
             Some(t) => positions.iter().map(|&p| es.map_for(t.mean(p))).collect(),
             None => vec![0; positions.len()],
         };
-        es.search_batch(Share::whole(positions), (images, ctf), &which, &mut self.poses)
+        es.search_batch(share, (images, ctf), &which, &mut self.poses)
     }
 
     /// The output mask's points at `radius`, cached while the radius stays.
@@ -243,6 +244,11 @@ impl AbinitAiTrainer {
         pose_only: bool,
     ) -> TrainResult<[f32; 2]> {
         let positions = step.positions;
+        let share = step.share();
+        // The latents' noise of the images before this process's share (one process draws it in order).
+        let noise =
+            self.latents.as_ref().filter(|t| t.is_variational() && !pose_only).map_or(0, LatentTable::zdim);
+        step.skip_normals(step.offset, noise);
         let (b, l2) = (positions.len(), self.prep.lattice_size().pow(2));
         let refine_poses = !self.plan.searches(step.epoch);
         let points = self.points(self.plan.mask_radius(step.epoch, step.images_seen, self.poses.len()))?;
@@ -304,14 +310,33 @@ impl AbinitAiTrainer {
             }
             add_grads(&mut grads, g, &self.store.named_vars())?;
         }
-        if let Some(g) = grads {
-            self.adam.step(&g)?;
-        }
+        step.skip_normals(step.images_after(), noise);
+        // On more than one process: the decoder's gradients summed, the tables' rows of the whole batch
+        // exchanged, each weighted by its share, so every process takes the same steps.
+        let mut grads = match grads {
+            Some(g) => g,
+            None => no_gradients()?,
+        };
+        share.reduce_gradients(&mut grads, &self.store.named_vars())?;
+        self.adam.step(&grads)?;
+        let rows = |g: &mut Vec<f32>, width: usize| -> TrainResult<Vec<f32>> {
+            if share.comm.size() == 1 {
+                return Ok(std::mem::take(g));
+            }
+            let w = share.weight() as f32;
+            g.iter_mut().for_each(|v| *v *= w);
+            share.gather_rows(g, width)
+        };
         if refine_poses {
-            self.poses.step(positions, &g_rot, &g_shift)?;
+            let (rot, shift) = (rows(&mut g_rot, self.poses.param().width())?, rows(&mut g_shift, 2)?);
+            self.poses.step(share.batch, &rot, &shift)?;
         }
         if let (Some(t), false) = (self.latents.as_mut(), pose_only) {
-            t.step(positions, &g_mu, (!g_logvar.is_empty()).then_some(g_logvar.as_slice()))?;
+            let zdim = t.zdim();
+            let variational = t.is_variational();
+            let mu = rows(&mut g_mu, zdim)?;
+            let logvar = if variational { Some(rows(&mut g_logvar, zdim)?) } else { None };
+            t.step(share.batch, &mu, logvar.as_deref())?;
         }
         Ok(sums)
     }
@@ -363,15 +388,24 @@ impl Trainer for AbinitAiTrainer {
             let total = self.plan.pretrain_images;
             let zdim = self.latents.as_ref().map_or(0, LatentTable::zdim);
             let (decoder, adam) = (&self.decoder, &mut self.adam);
-            // One process only (not data-parallel): every batch is whole.
-            pretrain_at_random_poses(data, &self.prep, (self.seed, total), comm, progress, |b, _, _| {
-                let Some(b) = b else { return Ok(()) };
-                let z = match zdim {
-                    0 => None,
-                    _ => Some(Tensor::zeros((b.len(), zdim), candle_core::DType::F32, b.coords.device())?),
+            let vars = self.store.named_vars();
+            pretrain_at_random_poses(data, &self.prep, (self.seed, total), comm, progress, |b, share, _| {
+                let mut grads = match b {
+                    Some(b) => {
+                        let z = match zdim {
+                            0 => None,
+                            _ => Some(Tensor::zeros(
+                                (b.len(), zdim),
+                                candle_core::DType::F32,
+                                b.coords.device(),
+                            )?),
+                        };
+                        mse_loss(decoder, b, z.as_ref())?.0.backward()?
+                    }
+                    None => no_gradients()?,
                 };
-                let (loss, _) = mse_loss(decoder, b, z.as_ref())?;
-                Ok(adam.backward_step(&loss)?)
+                share.reduce_gradients(&mut grads, &vars)?;
+                Ok(adam.step(&grads)?)
             })?;
             self.pretrained = true;
             lines.push(format!(
@@ -405,10 +439,14 @@ impl Trainer for AbinitAiTrainer {
     }
 
     fn step(&mut self, mut step: Step<'_>) -> TrainResult<Vec<f32>> {
-        let (sym, ctf) =
-            self.prep.hartley_and_ctf(step.images, step.data.batch_ctf(step.positions).as_deref())?;
+        let (sym, ctf) = match step.positions.is_empty() {
+            true => (Vec::new(), None),
+            false => {
+                self.prep.hartley_and_ctf(step.images, step.data.batch_ctf(step.positions).as_deref())?
+            }
+        };
         if self.plan.searches(step.epoch) {
-            self.search_batch(step.positions, &sym, ctf.as_deref())?;
+            self.search_batch(step.share(), &sym, ctf.as_deref())?;
         }
         let pose_only = step.images_seen <= self.plan.pose_only_images;
         let pose_only = pose_only && self.plan.pose_only_images > 0;
@@ -437,6 +475,10 @@ impl Trainer for AbinitAiTrainer {
 
     fn pose_table(&self) -> Option<&PoseTable> {
         Some(&self.poses)
+    }
+
+    fn data_parallel(&self) -> bool {
+        true
     }
 }
 

@@ -268,7 +268,7 @@ where
         if !trainer.data_parallel() {
             return Err(TrainError::Parallel {
                 message: "this training command runs on one process only; data-parallel training (mpirun, \
-                          srun) covers train-vae, train-nn, abinit-homo and abinit-het"
+                          srun) covers train-vae, train-nn, abinit-homo, abinit-het and abinit"
                     .into(),
             }
             .into());

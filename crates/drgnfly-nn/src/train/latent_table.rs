@@ -68,6 +68,11 @@ impl LatentTable {
         self.z.width
     }
 
+    /// Whether each latent has a variance (sampled in training, with a KL term).
+    pub fn is_variational(&self) -> bool {
+        self.logvar.is_some()
+    }
+
     /// The mean latent of particle `i`.
     pub fn mean(&self, i: usize) -> &[f32] {
         self.z.row(i)

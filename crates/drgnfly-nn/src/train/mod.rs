@@ -42,6 +42,8 @@ pub use amortized::{AmortizedTrainer, CppConfig};
 pub use batch::{BatchPrep, EncoderInput, PreparedBatch};
 #[cfg(feature = "mpi")]
 pub use collective::MpiWorld;
+#[cfg(feature = "nccl")]
+pub use collective::NcclWorld;
 pub use collective::{
     check_agreement, gather_rows, reduce_gradients, share, Collective, SingleProcess, Traffic,
 };

@@ -218,6 +218,10 @@ pub fn run(mut args: Args) -> Result<()> {
     let outdir = t.outdir.clone();
     let write_z = move |epoch: usize, trainer: &AbinitAiTrainer| -> Result<()> {
         let Some(table) = trainer.latents() else { bail!("a heterogeneous run has a conformation table") };
+        // Every process holds the whole table; rank 0 writes it.
+        if !crate::cluster::is_root() {
+            return Ok(());
+        }
         let path = outdir.join(format!("z.{epoch}.pkl"));
         drgnfly_io::pickle::write_latents(&path, table.means(), table.zdim(), table.logvars())?;
         Ok(())

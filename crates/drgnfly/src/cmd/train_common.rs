@@ -742,9 +742,10 @@ impl<T: Trainer + ?Sized> Hooks<T> for CliHooks<'_, T> {
             let t = now.since(&self.exchanged);
             self.exchanged = now;
             self.log.line(&format!(
-                "# {} processes, {:.0} images/s in all; rank 0 exchanged {:.1} MB in {} all-reduces, {:.2} s of the \
+                "# {} processes ({}), {:.0} images/s in all; rank 0 exchanged {:.1} MB in {} all-reduces, {:.2} s of the \
                  epoch's {:.2} s (waiting for other ranks included)",
                 comm.size(),
+                crate::cluster::engine(),
                 self.n as f64 / s.elapsed.as_secs_f64().max(1e-9),
                 t.bytes as f64 / 1e6,
                 t.calls,

@@ -152,8 +152,9 @@ fn two_processes_train_a_homogeneous_map_as_one() {
     assert!(max_abs_diff(&a, &b) < 1e-3 * a.iter().fold(0.0f64, |m, v| m.max(v.abs())), "maps differ");
 }
 
-/// `abinit-homo` or `abinit-het` (with `extra` flags) on one process and on two: same losses and poses.
-fn ab_initio_on_two_processes(command: &'static str, extra: &[&'static str]) {
+/// An ab initio `command` (with `extra` flags) on one process and on two: same losses and poses, and
+/// `searches` search epochs logged.
+fn ab_initio_on_two_processes(command: &'static str, extra: &[&'static str], searches: usize) {
     if skip_unless_mpi(command) {
         return;
     }
@@ -162,41 +163,44 @@ fn ab_initio_on_two_processes(command: &'static str, extra: &[&'static str]) {
     simulate_phantom(d, (2, 16, 150), &["--snr", "10", "--max-shift", "1"]);
     let args = |out: &'static str| {
         let mut a = vec!["--threads", "1", command, "sim/particles.mrcs", "-o", out, "-n", "3", "-b", "9"];
-        a.extend([
-            "--pretrain",
-            "40",
-            "--ps-freq",
-            "2",
-            "--l-start",
-            "4",
-            "--l-end",
-            "6",
-            "--base-healpy",
-            "1",
-        ]);
-        a.extend(["--niter", "2", "--t-extent", "1", "--t-ngrid", "3", "--seed", "2", "--no-amp"]);
+        a.extend(["--l-start", "4", "--l-end", "6", "--base-healpy", "1", "--niter", "2", "--t-extent", "1"]);
+        a.extend(["--t-ngrid", "3", "--seed", "2", "--no-amp"]);
         a.extend(extra);
         a
     };
     drgnfly(d, &args("one")).ok();
     mpirun(d, 2, &args("two")).ok();
     assert_same_losses(&d.join("one"), &d.join("two"));
-    // Epochs 1 and 3 searched, each process its share of every batch.
     let (pa, pb) = (poses(&d.join("one/pose.3.pkl")), poses(&d.join("two/pose.3.pkl")));
     assert!(max_abs_diff(&pa, &pb) < 1e-4, "{command}: pose.3.pkl differs by {}", max_abs_diff(&pa, &pb));
     let log = std::fs::read_to_string(d.join("two/run.log")).unwrap();
-    assert_eq!(log.matches("# pose search in epoch").count(), 2, "{log}");
+    assert_eq!(log.matches("# pose search in epoch").count(), searches, "{log}");
 }
+
+/// Epochs 1 and 3 search, each process its share of every batch.
+const CRYODRGN2: [&str; 4] = ["--pretrain", "40", "--ps-freq", "2"];
 
 #[test]
 fn two_processes_run_homogeneous_ab_initio_as_one() {
-    ab_initio_on_two_processes("abinit-homo", &["--layers", "2", "--dim", "32"]);
+    ab_initio_on_two_processes(
+        "abinit-homo",
+        &[&CRYODRGN2[..], &["--layers", "2", "--dim", "32"]].concat(),
+        2,
+    );
 }
 
 #[test]
 fn two_processes_run_heterogeneous_ab_initio_as_one() {
     let net = ["--zdim", "2", "--enc-layers", "1", "--enc-dim", "32", "--dec-layers", "2", "--dec-dim", "32"];
-    ab_initio_on_two_processes("abinit-het", &[&net[..], &["--no-analysis"]].concat());
+    ab_initio_on_two_processes("abinit-het", &[&CRYODRGN2[..], &net, &["--no-analysis"]].concat(), 2);
+}
+
+/// cryoDRGN-AI: one search epoch, then SGD of the pose and conformation tables.
+#[test]
+fn two_processes_run_cryodrgn_ai_as_one() {
+    let flags = ["--n-imgs-pretrain", "40", "--epochs-pose-search", "1", "--zdim", "2", "--layers", "2"];
+    let more = ["--dim", "32", "--batch-size-sgd", "9", "--lr-pose-table", "1e-2", "--no-analysis"];
+    ab_initio_on_two_processes("abinit", &[&flags[..], &more].concat(), 1);
 }
 
 #[test]

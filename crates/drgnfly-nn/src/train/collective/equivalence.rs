@@ -1,7 +1,9 @@
 //! Data-parallel training equals training on one process with the same global batch: the VAE (latent
 //! noise included) and the homogeneous decoder, both refining poses, and homogeneous and heterogeneous ab
 //! initio (pretraining, pose search shared out, maps refreshed mid-epoch, latents of a sample and of the
-//! recent batches exchanged), over three thread ranks, with a last batch that leaves one rank's share empty.
+//! recent batches exchanged) and cryoDRGN-AI (search, then both tables stepped by dense Adam from the
+//! exchanged rows, latent noise), over three thread ranks, with a last batch that leaves one rank's share
+//! empty.
 
 use std::path::Path;
 use std::rc::Rc;
@@ -21,9 +23,9 @@ use crate::data::{Dataset, DatasetFiles};
 use crate::decoder::DecoderConfig;
 use crate::encoder::EncoderConfig;
 use crate::train::{
-    fit, AbinitHetTrainer, AbinitHomoTrainer, AbinitSchedule, BatchPrep, EncoderInput, EpochSummary,
-    HomoTrainer, Hooks, KlSchedule, PoseAdamConfig, PoseRefinement, RotationParam, Schedule, Trainer,
-    VaeTrainer,
+    fit, AbinitAiTrainer, AbinitHetTrainer, AbinitHomoTrainer, AbinitSchedule, AiSchedule, BatchPrep,
+    EncoderInput, EpochSummary, HomoTrainer, Hooks, KlSchedule, LatentTable, OutputMask, PoseAdamConfig,
+    PoseRefinement, RotationParam, Schedule, Stepping, Trainer, VaeTrainer,
 };
 
 const D: usize = 8;
@@ -91,6 +93,30 @@ fn abinit_het(_: &Dataset) -> AbinitHetTrainer {
     let kl = KlSchedule::new(BetaSchedule::Constant(0.5), None).unwrap();
     let adam = AdamConfig { lr: 1e-2, ..Default::default() };
     AbinitHetTrainer::new(&enc, &dec, 5, (adam, kl), prep, N, abinit_schedule(), 2).unwrap()
+}
+
+/// cryoDRGN-AI: one search epoch, then SGD of both tables (dense Adam, a variational conformation table).
+fn abinit_ai(_: &Dataset) -> AbinitAiTrainer {
+    let mut dec = DecoderConfig::new(D + 1, 2);
+    (dec.layers, dec.dim) = (1, 16);
+    let adam = AdamConfig { lr: 1e-2, ..Default::default() };
+    let pose_adam =
+        PoseAdamConfig { lr_rot: 1e-2, lr_shift: 1e-2, stepping: Stepping::Dense, ..Default::default() };
+    let plan = AiSchedule {
+        pretrain_images: 12,
+        search_epochs: 1,
+        pose_only_images: 0,
+        search: AbinitSchedule { ps_freq: 1, ..abinit_schedule() },
+        mask: OutputMask::Circle(3.0),
+        batch_search: BATCH,
+        batch_sgd: BATCH,
+        pose_adam,
+        beta_conf: 1.0,
+        trans_l1: 0.1,
+        conformations: 2,
+    };
+    let table = LatentTable::new(N, 2, (0.1, true), (1e-2, Stepping::Dense), 6);
+    AbinitAiTrainer::new(&dec, 6, adam, prep(EncoderInput::None), N, plan, Some(table)).unwrap()
 }
 
 fn abinit_schedule() -> AbinitSchedule {
@@ -209,4 +235,9 @@ fn homogeneous_ab_initio_on_three_ranks_trains_as_on_one() {
 #[test]
 fn heterogeneous_ab_initio_on_three_ranks_trains_as_on_one() {
     check(abinit_het);
+}
+
+#[test]
+fn cryodrgn_ai_on_three_ranks_trains_as_on_one() {
+    check(abinit_ai);
 }

@@ -9,8 +9,9 @@
 //! latents of an encoding pass) are exchanged as the whole batch's rows, each rank filling its own and
 //! zeros elsewhere ([`Share::gather_rows`]).
 //!
-//! The engine is MPI ([`MpiWorld`], feature `mpi`, launched by `mpirun` or `srun`); [`SingleProcess`] is
-//! the engine of an ordinary run, where every exchange is the identity.
+//! The engine is MPI ([`MpiWorld`], feature `mpi`, launched by `mpirun` or `srun`), or NCCL between GPUs
+//! (`NcclWorld`, feature `nccl`, started by MPI); [`SingleProcess`] is the engine of an ordinary run, where
+//! every exchange is the identity.
 
 use std::fmt::Debug;
 use std::ops::Range;
@@ -22,8 +23,12 @@ use super::error::{TrainError, TrainResult};
 
 #[cfg(feature = "mpi")]
 mod mpi;
+#[cfg(feature = "nccl")]
+mod nccl;
 #[cfg(feature = "mpi")]
 pub use mpi::MpiWorld;
+#[cfg(feature = "nccl")]
+pub use nccl::NcclWorld;
 
 /// The processes of a data-parallel run and their one collective operation.
 pub trait Collective: Debug {
