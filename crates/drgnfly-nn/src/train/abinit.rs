@@ -253,17 +253,9 @@ impl Trainer for AbinitHomoTrainer {
         // One Hartley transform and CTF per image serve both the search and the training step. On more
         // than one process each searches and trains on its share of the batch; the poses found and the
         // gradients are exchanged.
-        let (images, ctf) = match step.positions.is_empty() {
-            true => (Vec::new(), None),
-            false => {
-                self.prep.hartley_and_ctf(step.images, step.data.batch_ctf(step.positions).as_deref())?
-            }
-        };
+        let (images, ctf) = self.prep.step_hartley_and_ctf(&step)?;
         self.search_batch(step.share(), &images, ctf.as_deref())?;
-        let batch = match step.positions.is_empty() {
-            true => None,
-            false => Some(self.prep.prepare_hartley(images, ctf, &self.poses.batch_poses(step.positions))?),
-        };
+        let batch = self.prep.prepare_share((images, ctf), &self.poses.batch_poses(step.positions))?;
         let (value, _) =
             shared_mse_step((&self.decoder, &self.store), &mut self.adam, batch.as_ref(), step.share())?;
         Ok(vec![value])

@@ -439,12 +439,7 @@ impl Trainer for AbinitAiTrainer {
     }
 
     fn step(&mut self, mut step: Step<'_>) -> TrainResult<Vec<f32>> {
-        let (sym, ctf) = match step.positions.is_empty() {
-            true => (Vec::new(), None),
-            false => {
-                self.prep.hartley_and_ctf(step.images, step.data.batch_ctf(step.positions).as_deref())?
-            }
-        };
+        let (sym, ctf) = self.prep.step_hartley_and_ctf(&step)?;
         if self.plan.searches(step.epoch) {
             self.search_batch(step.share(), &sym, ctf.as_deref())?;
         }

@@ -266,17 +266,9 @@ impl Trainer for AbinitHetTrainer {
         // One Hartley transform and CTF per image serve the encoding, the search and the training step. On
         // more than one process each works on its share of the batch; latents, poses found and gradients
         // are exchanged, and each draws the latent noise one process would draw for its share.
-        let (images, ctf) = match step.positions.is_empty() {
-            true => (Vec::new(), None),
-            false => {
-                self.prep.hartley_and_ctf(step.images, step.data.batch_ctf(step.positions).as_deref())?
-            }
-        };
+        let (images, ctf) = self.prep.step_hartley_and_ctf(&step)?;
         self.search_batch(step.share(), &images, ctf.as_deref())?;
-        let batch = match step.positions.is_empty() {
-            true => None,
-            false => Some(self.prep.prepare_hartley(images, ctf, &self.poses.batch_poses(step.positions))?),
-        };
+        let batch = self.prep.prepare_share((images, ctf), &self.poses.batch_poses(step.positions))?;
         let kl = self.kl.at(step.images_seen);
         let zdim = self.model.model().encoder.zdim();
         step.skip_normals(step.offset, zdim);

@@ -21,6 +21,7 @@ use drgnfly_em::preprocess::{Normalization, PreprocessConfig, Preprocessor};
 use drgnfly_em::rotation::to_f32;
 use drgnfly_em::translate::translate_ht_batch;
 
+use super::driver::Step;
 use super::error::TrainResult;
 use crate::data::Dataset;
 use crate::error::Error;
@@ -216,6 +217,27 @@ impl BatchPrep {
         }
         let (sym, ctf_full) = self.hartley_and_ctf(raw, ctf)?;
         self.prepare_hartley(sym, ctf_full, poses)
+    }
+
+    /// [`Self::hartley_and_ctf`] of a step's images (this process's share of the batch; nothing when it
+    /// is empty).
+    pub fn step_hartley_and_ctf(&self, step: &Step<'_>) -> TrainResult<(Vec<f32>, Option<Vec<f32>>)> {
+        if step.positions.is_empty() {
+            return Ok((Vec::new(), None));
+        }
+        self.hartley_and_ctf(step.images, step.data.batch_ctf(step.positions).as_deref())
+    }
+
+    /// [`Self::prepare_hartley`] of a share's images at `poses`; `None` for an empty share.
+    pub fn prepare_share(
+        &self,
+        (sym, ctf): (Vec<f32>, Option<Vec<f32>>),
+        poses: &[Pose],
+    ) -> TrainResult<Option<PreparedBatch>> {
+        if poses.is_empty() {
+            return Ok(None);
+        }
+        self.prepare_hartley(sym, ctf, poses).map(Some)
     }
 
     /// [`Self::hartley_images`] of `raw` and, when given, [`Self::ctf_on_lattice`] of their CTF: the

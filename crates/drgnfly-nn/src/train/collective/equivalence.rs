@@ -59,14 +59,19 @@ fn refinement(data: &Dataset) -> PoseRefinement {
     PoseRefinement::new(&poses, RotationParam::SixD, adam, 1)
 }
 
-fn vae(data: &Dataset) -> VaeTrainer {
+/// A small VAE's parts: batch preparation, encoder, decoder, KL weight, Adam.
+fn vae_parts() -> (BatchPrep, EncoderConfig, DecoderConfig, KlSchedule, AdamConfig) {
     let prep = prep(EncoderInput::Disc(D / 2));
     let mut enc = EncoderConfig::new(prep.encoder_dim(), 2);
     (enc.layers, enc.dim) = (1, 16);
     let mut dec = DecoderConfig::new(D + 1, 2);
     (dec.layers, dec.dim) = (1, 16);
     let kl = KlSchedule::new(BetaSchedule::Constant(0.5), None).unwrap();
-    let adam = AdamConfig { lr: 1e-2, ..Default::default() };
+    (prep, enc, dec, kl, AdamConfig { lr: 1e-2, ..Default::default() })
+}
+
+fn vae(data: &Dataset) -> VaeTrainer {
+    let (prep, enc, dec, kl, adam) = vae_parts();
     VaeTrainer::new(&enc, &dec, 3, adam, kl, prep).unwrap().with_pose_refinement(refinement(data))
 }
 
@@ -85,13 +90,7 @@ fn abinit(_: &Dataset) -> AbinitHomoTrainer {
 }
 
 fn abinit_het(_: &Dataset) -> AbinitHetTrainer {
-    let prep = prep(EncoderInput::Disc(D / 2));
-    let mut enc = EncoderConfig::new(prep.encoder_dim(), 2);
-    (enc.layers, enc.dim) = (1, 16);
-    let mut dec = DecoderConfig::new(D + 1, 2);
-    (dec.layers, dec.dim) = (1, 16);
-    let kl = KlSchedule::new(BetaSchedule::Constant(0.5), None).unwrap();
-    let adam = AdamConfig { lr: 1e-2, ..Default::default() };
+    let (prep, enc, dec, kl, adam) = vae_parts();
     AbinitHetTrainer::new(&enc, &dec, 5, (adam, kl), prep, N, abinit_schedule(), 2).unwrap()
 }
 
