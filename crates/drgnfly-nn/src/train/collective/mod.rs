@@ -225,27 +225,26 @@ pub fn gather_rows(
 }
 
 /// Check that every rank holds the same `values` (dataset size, batch size, epochs, the epoch resumed
-/// from, …), naming the first that differs: ranks that disagree would wait on each other forever.
+/// from, …; integers below 2⁵³), naming the first that differs: ranks that disagree would wait on each
+/// other forever. Every rank compares its values with rank 0's, then all learn whether any differed.
 pub fn check_agreement(comm: &dyn Collective, values: &[(&str, f64)]) -> TrainResult<()> {
     if comm.size() == 1 {
         return Ok(());
     }
-    // Σx² · n = (Σx)² exactly when all x are equal (Cauchy–Schwarz); the values are small integers.
-    let mut buf: Vec<f64> = values.iter().flat_map(|&(_, v)| [v, v * v]).collect();
-    comm.all_reduce_sum_f64(&mut buf)?;
-    let n = comm.size() as f64;
-    for (k, &(name, v)) in values.iter().enumerate() {
-        let (sum, sum_sq) = (buf[2 * k], buf[2 * k + 1]);
-        if (sum_sq * n - sum * sum).abs() > 1e-9 * sum_sq.max(1.0) * n {
-            return Err(parallel(format!(
-                "the processes disagree on the {name} (rank {} has {v}, the mean over ranks is {}); start \
-                 every rank with the same arguments and input files (a shared file system, or identical copies)",
-                comm.rank(),
-                sum / n
-            )));
-        }
+    let mut root: Vec<f64> = values.iter().map(|&(_, v)| if comm.rank() == 0 { v } else { 0.0 }).collect();
+    comm.all_reduce_sum_f64(&mut root)?;
+    let mut differ: Vec<f64> =
+        values.iter().zip(&root).map(|(&(_, v), &r)| f64::from(u8::from(v != r))).collect();
+    comm.all_reduce_sum_f64(&mut differ)?;
+    match values.iter().zip(&root).zip(&differ).find(|(_, &d)| d > 0.0) {
+        None => Ok(()),
+        Some(((&(name, v), &r), &d)) => Err(parallel(format!(
+            "the processes disagree on the {name} ({d} of {} differ from rank 0's {r}; rank {} has {v}); start \
+             every rank with the same arguments and input files (a shared file system, or identical copies)",
+            comm.size(),
+            comm.rank()
+        ))),
     }
-    Ok(())
 }
 
 fn parallel(message: String) -> TrainError {
@@ -347,15 +346,19 @@ pub(crate) mod tests {
                     let all = gather_rows(&c, &rows, 2, (part.start, 5)).unwrap();
                     let same = check_agreement(&c, &[("batch size", 8.0)]);
                     let differ = check_agreement(&c, &[("epoch", if r == 2 { 3.0 } else { 2.0 })]);
-                    (all, same.is_ok(), differ.map_err(|e| e.to_string()))
+                    // One particle more on one rank, among a million.
+                    let n = if r == 1 { 1_000_001.0 } else { 1_000_000.0 };
+                    let large = check_agreement(&c, &[("batch size", 8.0), ("number of particles", n)]);
+                    (all, same.is_ok(), differ.map_err(|e| e.to_string()), large.map_err(|e| e.to_string()))
                 })
             })
             .collect();
         for h in handles {
-            let (all, same, differ) = h.join().unwrap();
+            let (all, same, differ, large) = h.join().unwrap();
             assert_eq!(all, [0.0, -0.0, 1.0, -1.0, 2.0, -2.0, 3.0, -3.0, 4.0, -4.0]);
             assert!(same);
-            assert!(differ.unwrap_err().contains("disagree on the epoch"));
+            assert!(differ.unwrap_err().contains("disagree on the epoch (1 of 3 differ from rank 0's 2"));
+            assert!(large.unwrap_err().contains("disagree on the number of particles"));
         }
     }
 }
