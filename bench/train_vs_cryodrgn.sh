@@ -21,6 +21,7 @@ if [ -z "${BIN:-}" ]; then
   BIN="${CARGO_TARGET_DIR:-target}/release/drgnfly"
 fi
 mkdir -p "$dir"
+ratios=()
 
 # timed LOG CMD… : runs CMD with its output in LOG; prints "wall cpu" in seconds.
 timed() {
@@ -34,6 +35,12 @@ timed() {
 epoch_time() { grep -o 'Finished in [0-9:.]*' "$1/run.log" | tail -1 | awk -F'[ :]' '{printf "%.1f", $3 * 3600 + $4 * 60 + $5}'; }
 loss() { grep -o 'total loss = [0-9.e-]*' "$1/run.log" | tail -1 | awk '{print $4}'; }
 
+# The machine, as every row of BENCHMARKS.md should state it (issue 17): CPU model, caches, vector extensions.
+model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+caches=$(for i in /sys/devices/system/cpu/cpu0/cache/index*; do echo "L$(cat "$i/level")$(cut -c1 "$i/type" | tr DIU diu) $(cat "$i/size")"; done | paste -sd, -)
+flags=$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx2|fma|avx512f|avx512_bf16|amx_bf16|amx_tile)$' | paste -sd' ' -)
+echo "CPU: $model; $(nproc) cores; caches $caches; $flags; THREADS=$threads"
+echo
 echo "| D | images | network | tool | command wall s | epoch wall s | command CPU s | images/CPU-s | epoch-1 loss |"
 echo "|---|---|---|---|---|---|---|---|---|"
 for c in $cases; do
@@ -47,6 +54,7 @@ for c in $cases; do
   read -r wall cpu < <(timed "$out.log" "$BIN" --threads "$threads" train-vae "$sim/particles.mrcs" \
     --poses "$sim/pose.pkl" --ctf "$sim/ctf.pkl" -n 1 "${net[@]}" "${extra[@]}" --no-analysis -o "$out"; echo)
   echo "| $d | $n | ${w}×3 | drgnfly ${extra[*]} | $wall | $(epoch_time "$out") | $cpu | $(echo "scale=1; $n / $cpu" | bc) | $(loss "$out") |"
+  ours=$(epoch_time "$out")
   [ -z "${ONLY_DRGNFLY:-}" ] || continue
   out="$dir/cryodrgn_${d}_${n}_$w"
   rm -rf "$out"
@@ -54,4 +62,7 @@ for c in $cases; do
     train_vae "$sim/particles.mrcs" --poses "$sim/pose.pkl" --ctf "$sim/ctf.pkl" -n 1 "${net[@]}" \
     --max-threads "$threads" --no-analysis -o "$out"; echo)
   echo "| $d | $n | ${w}×3 | cryoDRGN | $wall | $(epoch_time "$out") | $cpu | $(echo "scale=1; $n / $cpu" | bc) | $(loss "$out") |"
+  ratios+=("D=$d ${w}×3: drgnfly/cryoDRGN epoch wall = $(echo "scale=2; $ours / $(epoch_time "$out")" | bc)")
 done
+echo
+printf '%s\n' "${ratios[@]}"
