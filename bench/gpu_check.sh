@@ -21,14 +21,14 @@ run() { # name, timeout s, args...
   grep -h "Epoch\|error\|panicked" "$OUT/$name/run.log" "$OUT/$name.log" 2>/dev/null | sed 's/^/   /' | head -8
 }
 
-"$BIN" -q simulate --phantom hinge --states 2 -D 64 -n 4000 --snr 0.1 --max-shift 2 --seed 3 -o "$OUT/sim" \
+"$BIN" -q simulate --phantom hinge --states 2 -D 64 -n 2000 --snr 0.1 --max-shift 2 --seed 3 -o "$OUT/sim" \
   || { echo "simulate failed"; exit 1; }
 data=("$OUT/sim/particles.mrcs" --poses "$OUT/sim/pose.pkl" --ctf "$OUT/sim/ctf.pkl" --seed 1)
 for dev in cuda cpu; do
-  run "vae_$dev" 240 train-vae "${data[@]}" -n 2 --zdim 8 -b 8 --no-analysis --device "$dev"
-  run "nn_$dev" 240 train-nn "${data[@]}" -n 2 --layers 3 --dim 256 -b 8 --device "$dev"
+  run "vae_$dev" 150 train-vae "${data[@]}" -n 2 --zdim 8 -b 8 --no-analysis --device "$dev"
+  run "nn_$dev" 150 train-nn "${data[@]}" -n 2 --layers 3 --dim 256 -b 8 --device "$dev"
 done
 for dev in cuda cpu; do
-  run "amortized_$dev" 240 abinit-amortized "$OUT/sim/particles.mrcs" --ctf "$OUT/sim/ctf.pkl" --seed 1 -n 1 \
+  run "amortized_$dev" 150 abinit-amortized "$OUT/sim/particles.mrcs" --ctf "$OUT/sim/ctf.pkl" --seed 1 -n 1 \
     -b 32 --layers 2 --dim 64 --device "$dev"
 done
