@@ -195,7 +195,8 @@ impl CoordinateNet {
             Some(z) if self.zdim > 0 => {
                 let (b, n, _) = coords.dims3()?;
                 let z = z.unsqueeze(1)?.broadcast_as((b, n, self.zdim))?;
-                Tensor::cat(&[&features, &z], 2)?
+                // candle's cat along the last axis can return a strided view, which its CUDA matmul refuses.
+                Tensor::cat(&[&features, &z], 2)?.contiguous()?
             }
             _ => features,
         };
