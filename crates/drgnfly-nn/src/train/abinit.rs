@@ -153,7 +153,7 @@ impl AbinitHomoTrainer {
     fn search_batch(&mut self, share: Share<'_>, images: &[f32], ctf: Option<&[f32]>) -> TrainResult<()> {
         let Some(es) = self.searching.as_mut() else { return Ok(()) };
         if es.is_stale(self.schedule.refresh_images) {
-            es.refresh(&self.decoder, &[Vec::new()])?;
+            es.refresh(&self.decoder, &[Vec::new()], share.comm)?;
         }
         es.search_batch(share, (images, ctf), &vec![0; share.len], &mut self.poses)
     }

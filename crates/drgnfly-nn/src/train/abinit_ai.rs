@@ -202,7 +202,7 @@ impl AbinitAiTrainer {
         if self.searching.as_ref().is_some_and(|es| es.is_stale(self.plan.search.refresh_images)) {
             let centres = self.search_centres();
             if let Some(es) = self.searching.as_mut() {
-                es.refresh(&self.decoder, &centres)?;
+                es.refresh(&self.decoder, &centres, share.comm)?;
             }
         }
         let Some(es) = self.searching.as_mut() else { return Ok(()) };

@@ -150,7 +150,7 @@ impl AbinitHetTrainer {
         if es.is_stale(self.schedule.refresh_images) {
             let recent: Vec<Vec<f32>> = self.recent.iter().cloned().collect();
             let centres = conformation_centres(&recent, self.conformations, zdim, self.seed);
-            es.refresh(&self.model.model().decoder, &centres)?;
+            es.refresh(&self.model.model().decoder, &centres, share.comm)?;
         }
         let which: Vec<usize> = latents.iter().map(|z| es.map_for(z)).collect();
         es.search_batch(share, (images, ctf), &which, &mut self.poses)

@@ -19,7 +19,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::abinit::AbinitSchedule;
-use super::collective::Share;
+use super::collective::{Collective, Share};
 use super::error::TrainResult;
 use super::pose_table::PoseTable;
 use crate::decoder::{DataNorm, Decoder};
@@ -83,17 +83,37 @@ impl EpochSearch {
 
     /// Decodes `decoder`'s map at each latent of `latents` (one empty latent for a homogeneous decoder),
     /// within the band limit of the search's last iteration.
-    pub(super) fn refresh(&mut self, decoder: &Decoder, latents: &[Vec<f32>]) -> TrainResult<()> {
+    pub(super) fn refresh(
+        &mut self,
+        decoder: &Decoder,
+        latents: &[Vec<f32>],
+        comm: &dyn Collective,
+    ) -> TrainResult<()> {
         let t0 = Instant::now();
         let d = self.search.size();
         // Trilinear interpolation at radius L reads grid points up to L + 1 away from the centre.
         let radius = (self.search.band_limit(self.search.config().niter) + 2) as f64 / d as f64;
         let unit = DataNorm { mean: 0.0, std: 1.0 };
-        self.maps = latents
-            .iter()
-            .map(|z| -> TrainResult<SearchMap> {
-                let volume = decoder.eval_volume_within(z, d + 1, 0.5, unit, radius)?;
-                let slicer = HartleyVolumeSlicer::new(volume.values, d + 1)?;
+        // On more than one process, each decodes every size-th map and they exchange them (one map per
+        // conformation, whole volumes: the decoding, not the exchange, is the cost).
+        let n = d.pow(3);
+        let mut values = vec![0.0f32; latents.len() * n];
+        for (m, z) in latents.iter().enumerate().filter(|(m, _)| m % comm.size() == comm.rank()) {
+            let volume = decoder.eval_volume_within(z, d + 1, 0.5, unit, radius)?;
+            if volume.values.len() != n {
+                return Err(crate::Error::Config {
+                    field: "search map",
+                    problem: format!("a decoded map has {} values, not {d}³", volume.values.len()),
+                }
+                .into());
+            }
+            values[m * n..(m + 1) * n].copy_from_slice(&volume.values);
+        }
+        comm.all_reduce_sum(&mut values)?;
+        self.maps = values
+            .chunks_exact(n)
+            .map(|volume| -> TrainResult<SearchMap> {
+                let slicer = HartleyVolumeSlicer::new(volume.to_vec(), d + 1)?;
                 let base = self.search.base_slices(&slicer)?;
                 Ok(SearchMap { slicer, base })
             })
