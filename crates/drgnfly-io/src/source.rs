@@ -294,7 +294,7 @@ impl ParticleSource {
     }
 }
 
-pub use crate::stream::{Batch, BatchStream, StreamOptions};
+pub use crate::stream::{share, Batch, BatchStream, StreamOptions};
 
 /// Parse a .txt list of stacks: one path per line, blank lines and `#` comments ignored.
 pub fn read_stack_list(path: &Path) -> Result<Vec<String>> {

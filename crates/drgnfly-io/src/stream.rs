@@ -88,21 +88,18 @@ struct Sharding {
 }
 
 impl Sharding {
-    /// The share of the batch that holds the pass's `g`-th image.
-    fn range_of(&self, g: usize) -> std::ops::Range<usize> {
-        let first = g / self.batch * self.batch;
-        let len = self.batch.min(self.n - first);
-        let (lo, hi) = (len * self.rank / self.ranks, len * (self.rank + 1) / self.ranks);
-        first + lo..first + hi
-    }
-
+    /// Whether the pass's `g`-th image is in this share of its batch.
     fn is_local(&self, g: usize) -> bool {
-        self.range_of(g).contains(&g)
+        let first = g / self.batch * self.batch;
+        share(self.batch.min(self.n - first), self.rank, self.ranks).contains(&(g - first))
     }
 }
 
-fn share_start(len: usize, (rank, ranks): (usize, usize)) -> usize {
-    len * rank / ranks
+/// Share `rank` of `ranks` of `len` items: contiguous, in rank order, sizes differing by at most one (empty
+/// when `len < ranks`).
+pub fn share(len: usize, rank: usize, ranks: usize) -> std::ops::Range<usize> {
+    let ranks = ranks.max(1);
+    (len * rank / ranks)..(len * (rank + 1) / ranks)
 }
 
 /// An iterator over the batches of one pass through the dataset.
@@ -142,13 +139,12 @@ impl BatchStream {
                     order.shuffle(&mut rng);
                 }
                 // This process's images of the chunk, read in file order; `slot[k]`: where image k is in buf.
-                let mut slot = vec![usize::MAX; positions.len()];
+                let mut local = vec![false; positions.len()];
                 for (j, &k) in order.iter().enumerate() {
-                    if sharding.is_local(seen + j) {
-                        slot[k] = 0;
-                    }
+                    local[k] = sharding.is_local(seen + j);
                 }
-                let wanted: Vec<usize> = (0..positions.len()).filter(|&k| slot[k] == 0).collect();
+                let wanted: Vec<usize> = (0..positions.len()).filter(|&k| local[k]).collect();
+                let mut slot = vec![0; positions.len()];
                 for (j, &k) in wanted.iter().enumerate() {
                     slot[k] = j;
                 }
@@ -162,13 +158,14 @@ impl BatchStream {
                 seen += positions.len();
                 for k in order {
                     pending.batch.push(positions[k]);
-                    if let Some(j) = Some(slot[k]).filter(|&j| j != usize::MAX) {
+                    if local[k] {
+                        let j = slot[k];
                         pending.positions.push(positions[k]);
                         pending.images.extend_from_slice(&buf[j * d2..(j + 1) * d2]);
                     }
                     if pending.batch.len() == batch {
                         let mut full = std::mem::take(&mut pending);
-                        full.offset = share_start(full.batch.len(), shard);
+                        full.offset = share(full.batch.len(), shard.0, shard.1).start;
                         if tx.send(Ok(full)).is_err() {
                             return; // The consumer stopped early.
                         }
@@ -176,7 +173,7 @@ impl BatchStream {
                 }
             }
             if !pending.batch.is_empty() {
-                pending.offset = share_start(pending.batch.len(), shard);
+                pending.offset = share(pending.batch.len(), shard.0, shard.1).start;
                 let _ = tx.send(Ok(pending));
             }
         });

@@ -200,28 +200,27 @@ fn main() -> ExitCode {
             let _ = writeln!(std::io::stderr(), "error on rank {}: {err:#}", cluster::rank());
         }
     }
-    cluster::leave(result.is_err(), i32::from(code.1));
-    code.0
+    cluster::leave(result.is_err(), i32::from(code));
+    ExitCode::from(code)
 }
 
-/// The exit code of a command's result (and its number, for MPI_Abort).
-fn exit_code(result: &anyhow::Result<()>) -> (ExitCode, u8) {
+/// The exit status of a command's result.
+fn exit_code(result: &anyhow::Result<()>) -> u8 {
     match result {
-        Ok(()) => (ExitCode::SUCCESS, 0),
+        Ok(()) => 0,
         Err(err) => {
             // A closed pipe (e.g. `drgnfly view-header x | head`) is not a failure.
             if err.chain().any(|c| {
                 c.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
             }) {
-                return (ExitCode::SUCCESS, 0);
+                return 0;
             }
             say!("error: {err:#}");
             // An interrupted run exits as the shell expects of the signal (130 for Ctrl-C, 143 for SIGTERM).
-            let code = match interrupt::requested() {
+            match interrupt::requested() {
                 Some(sig) => (128 + sig).clamp(0, 255) as u8,
                 None => 1,
-            };
-            (ExitCode::from(code), code)
+            }
         }
     }
 }

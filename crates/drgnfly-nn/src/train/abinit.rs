@@ -159,9 +159,11 @@ impl AbinitHomoTrainer {
     }
 }
 
-/// Train on `total` images (at least one batch of 16; all when fewer) at uniformly random rotations with no
-/// shift, `train(batch, share, rng)` stepping on each batch: on more than one process each gets its `share`
-/// of every batch (`None` when empty) and the rotations one process would draw for it.
+/// Pretraining of the ab initio trainers: `total` images (at most the dataset) in shuffled order at
+/// uniformly random rotations and no shift, `train(batch, share, rng)` taking a step on each prepared batch
+/// with the random stream of pretraining (stream 0 of `seed`: the epochs use streams 1, 2, …, the initial
+/// poses the last one). On more than one process each gets its `share` of every batch (`None` when empty)
+/// and the rotations one process would draw for it.
 pub(super) fn pretrain_at_random_poses(
     data: &Dataset,
     prep: &BatchPrep,
@@ -182,7 +184,7 @@ pub(super) fn pretrain_at_random_poses(
         let b = b?;
         let poses: Vec<Pose> =
             b.batch.iter().map(|_| Pose { rot: random_rotation(&mut rng), shift_px: [0.0; 2] }).collect();
-        let share = Share { comm, batch: &b.batch, offset: b.offset, len: b.positions.len() };
+        let share = Share::of(comm, &b);
         let prepared = match share.len {
             0 => None,
             n => Some(prep.prepare(
@@ -198,6 +200,8 @@ pub(super) fn pretrain_at_random_poses(
     Ok(())
 }
 
+/// The `n` particles' starting poses: uniformly random rotations (the last stream of `seed`), no shift; a
+/// table refined by SGD later steps with `adam`.
 pub(super) fn random_start(n: usize, seed: u64, adam: PoseAdamConfig) -> PoseTable {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(u64::MAX);

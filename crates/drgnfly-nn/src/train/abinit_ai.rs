@@ -28,7 +28,7 @@ use rand::Rng;
 
 use super::abinit::{pretrain_at_random_poses, random_start, AbinitSchedule};
 use super::batch::{BatchPrep, PreparedBatch};
-use super::collective::{no_gradients, Collective, Share};
+use super::collective::{Collective, Share};
 use super::driver::{Step, Trainer};
 use super::error::TrainResult;
 use super::homo::mse_loss;
@@ -313,29 +313,18 @@ impl AbinitAiTrainer {
         step.skip_normals(step.images_after(), noise);
         // On more than one process: the decoder's gradients summed, the tables' rows of the whole batch
         // exchanged, each weighted by its share, so every process takes the same steps.
-        let mut grads = match grads {
-            Some(g) => g,
-            None => no_gradients()?,
-        };
-        share.reduce_gradients(&mut grads, &self.store.named_vars())?;
-        self.adam.step(&grads)?;
-        let rows = |g: &mut Vec<f32>, width: usize| -> TrainResult<Vec<f32>> {
-            if share.comm.size() == 1 {
-                return Ok(std::mem::take(g));
-            }
-            let w = share.weight() as f32;
-            g.iter_mut().for_each(|v| *v *= w);
-            share.gather_rows(g, width)
-        };
+        share.adam_step(&mut self.adam, &self.store.named_vars(), grads)?;
         if refine_poses {
-            let (rot, shift) = (rows(&mut g_rot, self.poses.param().width())?, rows(&mut g_shift, 2)?);
-            self.poses.step(share.batch, &rot, &shift)?;
+            let rot = share.gather_gradient_rows(g_rot, self.poses.param().width())?;
+            self.poses.step(share.batch, &rot, &share.gather_gradient_rows(g_shift, 2)?)?;
         }
         if let (Some(t), false) = (self.latents.as_mut(), pose_only) {
             let zdim = t.zdim();
-            let variational = t.is_variational();
-            let mu = rows(&mut g_mu, zdim)?;
-            let logvar = if variational { Some(rows(&mut g_logvar, zdim)?) } else { None };
+            let mu = share.gather_gradient_rows(g_mu, zdim)?;
+            let logvar = match t.is_variational() {
+                true => Some(share.gather_gradient_rows(g_logvar, zdim)?),
+                false => None,
+            };
             t.step(share.batch, &mu, logvar.as_deref())?;
         }
         Ok(sums)
@@ -390,7 +379,7 @@ impl Trainer for AbinitAiTrainer {
             let (decoder, adam) = (&self.decoder, &mut self.adam);
             let vars = self.store.named_vars();
             pretrain_at_random_poses(data, &self.prep, (self.seed, total), comm, progress, |b, share, _| {
-                let mut grads = match b {
+                let grads = match b {
                     Some(b) => {
                         let z = match zdim {
                             0 => None,
@@ -400,12 +389,11 @@ impl Trainer for AbinitAiTrainer {
                                 b.coords.device(),
                             )?),
                         };
-                        mse_loss(decoder, b, z.as_ref())?.0.backward()?
+                        Some(mse_loss(decoder, b, z.as_ref())?.0.backward()?)
                     }
-                    None => no_gradients()?,
+                    None => None,
                 };
-                share.reduce_gradients(&mut grads, &vars)?;
-                Ok(adam.step(&grads)?)
+                share.adam_step(adam, &vars, grads).map(|_| ())
             })?;
             self.pretrained = true;
             lines.push(format!(

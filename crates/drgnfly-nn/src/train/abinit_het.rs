@@ -27,7 +27,7 @@ use rand_distr::StandardNormal;
 
 use super::abinit::{pretrain_at_random_poses, random_start, AbinitSchedule};
 use super::batch::BatchPrep;
-use super::collective::{no_gradients, Collective, Share};
+use super::collective::{Collective, Share};
 use super::driver::{Step, Trainer};
 use super::error::TrainResult;
 use super::homo::mse_loss;
@@ -184,7 +184,7 @@ impl AbinitHetTrainer {
                     self.model.encode(&batch)?.0
                 }
             };
-            let share = Share { comm, batch: &b.batch, offset: b.offset, len: b.positions.len() };
+            let share = Share::of(comm, &b);
             self.recent.extend(share.gather_rows(&mu, zdim)?.chunks_exact(zdim).map(<[f32]>::to_vec));
             progress("encoding a sample", self.recent.len().min(total), total);
         }
@@ -204,16 +204,15 @@ fn pretrain_step(
 ) -> TrainResult<()> {
     let zdim = model.model().encoder.zdim();
     let z: Vec<f32> = (0..share.batch.len() * zdim).map(|_| rng.sample::<f32, _>(StandardNormal)).collect();
-    let mut grads = match batch {
+    let grads = match batch {
         Some(batch) => {
             let z = z[share.offset * zdim..(share.offset + share.len) * zdim].to_vec();
             let z = Tensor::from_vec(z, (share.len, zdim), batch.coords.device())?;
-            mse_loss(&model.model().decoder, batch, Some(&z))?.0.backward()?
+            Some(mse_loss(&model.model().decoder, batch, Some(&z))?.0.backward()?)
         }
-        None => no_gradients()?,
+        None => None,
     };
-    share.reduce_gradients(&mut grads, &model.store().named_vars())?;
-    adam.step(&grads)?;
+    share.adam_step(adam, &model.store().named_vars(), grads)?;
     Ok(())
 }
 

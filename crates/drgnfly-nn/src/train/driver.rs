@@ -13,15 +13,14 @@
 //!
 //! Data-parallel runs ([`Schedule::comm`] with more than one process, see [`super::collective`]): every
 //! rank streams the same batches and steps on its share of each; the trainer exchanges gradients through
-//! [`Step`]; the driver sums the losses over ranks, stops all ranks together, and only rank 0 writes
+//! [`Step::share`]; the driver sums the losses over ranks, stops all ranks together, and only rank 0 writes
 //! checkpoints (the hooks run on every rank, and decide what each writes).
 
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use candle_core::backprop::GradStore;
-use candle_core::{Device, Var};
+use candle_core::Device;
 use drgnfly_io::source::StreamOptions;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -105,22 +104,6 @@ impl<'a> Step<'a> {
     /// This process's share of the batch.
     pub fn share(&self) -> Share<'a> {
         Share { comm: self.comm, batch: self.batch, offset: self.offset, len: self.positions.len() }
-    }
-
-    /// This process's fraction of the batch (1 on one process).
-    pub fn weight(&self) -> f64 {
-        self.share().weight()
-    }
-
-    /// Turn `grads` of this share's mean loss into those of the whole batch's mean loss, for `vars`
-    /// ([`collective::reduce_gradients`]; the identity on one process).
-    pub fn reduce_gradients(&self, grads: &mut GradStore, vars: &[(String, Var)]) -> TrainResult<()> {
-        self.share().reduce_gradients(grads, vars)
-    }
-
-    /// The whole batch's rows (`width` numbers per image) from this share's ([`collective::gather_rows`]).
-    pub fn gather_rows(&self, rows: &[f32], width: usize) -> TrainResult<Vec<f32>> {
-        self.share().gather_rows(rows, width)
     }
 
     /// Draw, and drop, the standard normals of `images` images of `per_image` each: a trainer whose step
@@ -267,8 +250,8 @@ where
     if comm.size() > 1 {
         if !trainer.data_parallel() {
             return Err(TrainError::Parallel {
-                message: "this training command runs on one process only; data-parallel training (mpirun, \
-                          srun) covers train-vae, train-nn, abinit-homo, abinit-het and abinit"
+                message: "this run cannot be shared out over processes (the amortized trainer cannot, nor \
+                          --beta-control, whose KL term is not a mean over images); start it without mpirun/srun"
                     .into(),
             }
             .into());
@@ -359,16 +342,17 @@ pub fn ordered_pass(
     batch_size: usize,
     stage: &str,
     mut visit: impl FnMut(&[usize], &[f32]) -> TrainResult<()>,
-    mut progress: impl FnMut(usize),
+    progress: impl FnMut(usize),
 ) -> TrainResult<()> {
-    let opts = StreamOptions::ordered(batch_size, data.image_size());
-    for (bi, batch) in data.source().stream(&opts).enumerate() {
-        let batch = batch?;
-        visit(&batch.positions, &batch.images)
-            .map_err(|e| in_batch(data, stage, bi + 1, &batch.positions, e))?;
-        progress(batch.positions.len());
-    }
-    Ok(())
+    ordered_rows(
+        data,
+        &SingleProcess,
+        batch_size,
+        (stage, 0),
+        |positions, images| visit(positions, images).map(|()| Vec::new()),
+        |_, _| Ok(()),
+        progress,
+    )
 }
 
 /// [`ordered_pass`] shared out over the processes of `comm`: each computes `width` numbers per image for
@@ -393,7 +377,7 @@ pub fn ordered_rows(
             rows(&batch.positions, &batch.images)
                 .map_err(|e| in_batch(data, stage, bi + 1, &batch.positions, e))?
         };
-        let all = collective::gather_rows(comm, &local, width, (batch.offset, batch.batch.len()))?;
+        let all = Share::of(comm, &batch).gather_rows(&local, width)?;
         collect(&batch.batch, &all)?;
         progress(batch.batch.len());
     }

@@ -9,7 +9,7 @@ use std::path::Path;
 use candle_core::backprop::GradStore;
 
 use super::batch::{BatchPrep, PreparedBatch};
-use super::collective::{no_gradients, Share};
+use super::collective::Share;
 use super::driver::{Step, Trainer};
 use super::error::TrainResult;
 use super::pose_sgd::{prepare_step, PoseRefinement, RefinableBatch};
@@ -88,16 +88,14 @@ pub(super) fn shared_mse_step(
     batch: Option<&PreparedBatch>,
     share: Share<'_>,
 ) -> TrainResult<(f32, GradStore)> {
-    let (value, mut grads) = match batch {
+    let (value, grads) = match batch {
         Some(b) => {
             let (loss, value) = mse_loss(decoder, b, None)?;
-            (value, loss.backward()?)
+            (value, Some(loss.backward()?))
         }
-        None => (0.0, no_gradients()?),
+        None => (0.0, None),
     };
-    share.reduce_gradients(&mut grads, &store.named_vars())?;
-    adam.step(&grads)?;
-    Ok((value, grads))
+    Ok((value, share.adam_step(adam, &store.named_vars(), grads)?))
 }
 
 /// The MSE between the CTF-weighted slice (decoded at latents `z`, `(B, zdim)`, for a heterogeneous

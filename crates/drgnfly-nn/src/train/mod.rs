@@ -44,9 +44,7 @@ pub use batch::{BatchPrep, EncoderInput, PreparedBatch};
 pub use collective::MpiWorld;
 #[cfg(feature = "nccl")]
 pub use collective::NcclWorld;
-pub use collective::{
-    check_agreement, gather_rows, reduce_gradients, share, Collective, SingleProcess, Traffic,
-};
+pub use collective::{check_agreement, gather_rows, reduce_gradients, Collective, SingleProcess, Traffic};
 pub use driver::{
     checkpoint_path, fit, ordered_pass, ordered_rows, resume, EpochSummary, Hooks, Schedule, Step, Trainer,
 };

@@ -93,17 +93,13 @@ impl PoseRefinement {
         if !self.active(step.epoch) {
             return Ok(());
         }
-        let (mut rot, mut shift) = match vars {
+        let (rot, shift) = match vars {
             Some((r, s)) => (grad_values(r, grads)?, grad_values(s, grads)?),
             None => (Vec::new(), Vec::new()),
         };
-        if step.comm.size() > 1 {
-            let w = step.weight() as f32;
-            rot.iter_mut().chain(shift.iter_mut()).for_each(|g| *g *= w);
-            rot = step.gather_rows(&rot, self.table.param().width())?;
-            shift = step.gather_rows(&shift, 2)?;
-        }
-        self.table.step(step.batch, &rot, &shift)
+        let share = step.share();
+        let rot = share.gather_gradient_rows(rot, self.table.param().width())?;
+        self.table.step(step.batch, &rot, &share.gather_gradient_rows(shift, 2)?)
     }
 
     /// Put the table and its optimizer state into `ckpt`'s tables.

@@ -11,7 +11,7 @@ use candle_core::Device;
 use rand::Rng;
 
 use super::batch::{BatchPrep, PreparedBatch};
-use super::collective::{no_gradients, Share};
+use super::collective::Share;
 use super::driver::{Step, Trainer};
 use super::error::TrainResult;
 use super::pose_sgd::{prepare_step, PoseRefinement, RefinableBatch};
@@ -192,17 +192,16 @@ impl Trainer for VaeTrainer {
         // On more than one process, this share's latent noise is what one process draws for it.
         let zdim = self.model.model.encoder.zdim();
         step.skip_normals(step.offset, zdim);
-        let (values, mut grads, vars) = if step.positions.is_empty() {
-            ([0.0; 3], no_gradients()?, None)
+        let (values, grads, vars) = if step.positions.is_empty() {
+            ([0.0; 3], None, None)
         } else {
             let RefinableBatch { batch, vars } = prepare_step(self.refine.as_ref(), &self.prep, &step)?;
             let loss = self.loss(&batch, step.images_seen, &mut *step.rng)?;
             let v = loss.values()?;
-            ([v.gen, v.kld, v.total], loss.total.backward()?, vars)
+            ([v.gen, v.kld, v.total], Some(loss.total.backward()?), vars)
         };
         step.skip_normals(step.images_after(), zdim);
-        step.reduce_gradients(&mut grads, &self.model.store.named_vars())?;
-        self.adam.step(&grads)?;
+        let grads = step.share().adam_step(&mut self.adam, &self.model.store.named_vars(), grads)?;
         if let Some(refine) = self.refine.as_mut() {
             refine.update(&step, vars.as_ref(), &grads)?;
         }
@@ -251,9 +250,7 @@ pub(super) fn vae_step_in_pieces(
     let mut sum = LossValues { gen: 0.0, kld: 0.0, total: 0.0 };
     let Some(batch) = batch else {
         // An empty share: no loss, but this process takes the batch's step with the others.
-        let mut grads = no_gradients()?;
-        share.reduce_gradients(&mut grads, &model.store.named_vars())?;
-        adam.step(&grads)?;
+        share.adam_step(adam, &model.store.named_vars(), None)?;
         return Ok(sum);
     };
     let b = batch.len();
@@ -270,10 +267,7 @@ pub(super) fn vae_step_in_pieces(
         let g = (loss.total * f64::from(w))?.backward()?;
         add_grads(&mut grads, g, &model.store.named_vars())?;
     }
-    if let Some(mut g) = grads {
-        share.reduce_gradients(&mut g, &model.store.named_vars())?;
-        adam.step(&g)?;
-    }
+    share.adam_step(adam, &model.store.named_vars(), grads)?;
     Ok(sum)
 }
 

@@ -2,7 +2,7 @@
 //!
 //! Every process ("rank") holds the whole model and the whole per-particle tables. The driver streams the
 //! same chunk-shuffled batches on every rank and gives each rank a contiguous share of each batch
-//! ([`share`]); a trainer computes the gradients of its share's mean loss, and [`Collective::all_reduce_sum`]
+//! ([`drgnfly_io::source::share`]); a trainer computes the gradients of its share's mean loss, and [`Collective::all_reduce_sum`]
 //! sums them, each weighted by its share of the batch, so every rank takes the same optimizer step, the
 //! one a single process takes on the whole batch (up to float rounding). `-b` is the global batch: results
 //! do not depend on the number of ranks. Per-image rows (pose-table gradients, poses found by a search,
@@ -14,12 +14,13 @@
 //! every exchange is the identity.
 
 use std::fmt::Debug;
-use std::ops::Range;
 
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, Var};
+use drgnfly_io::source::Batch;
 
 use super::error::{TrainError, TrainResult};
+use crate::adam::Adam;
 
 #[cfg(feature = "mpi")]
 mod mpi;
@@ -122,6 +123,11 @@ impl<'a> Share<'a> {
         Share { comm: &SingleProcess, batch, offset: 0, len: batch.len() }
     }
 
+    /// This process's share of a streamed batch.
+    pub fn of(comm: &'a dyn Collective, batch: &'a Batch) -> Self {
+        Share { comm, batch: &batch.batch, offset: batch.offset, len: batch.positions.len() }
+    }
+
     /// This process's positions.
     pub fn positions(&self) -> &'a [usize] {
         &self.batch[self.offset..self.offset + self.len]
@@ -141,13 +147,34 @@ impl<'a> Share<'a> {
     pub fn gather_rows(&self, rows: &[f32], width: usize) -> TrainResult<Vec<f32>> {
         gather_rows(self.comm, rows, width, (self.offset, self.batch.len()))
     }
-}
 
-/// Rank `rank`'s contiguous share of `len` items split over `size` ranks (sizes differ by at most one; a
-/// share is empty when `len < size`).
-pub fn share(len: usize, rank: usize, size: usize) -> Range<usize> {
-    let size = size.max(1);
-    (len * rank / size)..(len * (rank + 1) / size)
+    /// The whole batch's per-image gradient rows (of the batch's mean loss) from this share's (of its own
+    /// mean loss): weighted by the share and gathered. The identity on one process.
+    pub fn gather_gradient_rows(&self, mut rows: Vec<f32>, width: usize) -> TrainResult<Vec<f32>> {
+        if self.comm.size() == 1 {
+            return Ok(rows);
+        }
+        let w = self.weight() as f32;
+        rows.iter_mut().for_each(|g| *g *= w);
+        self.gather_rows(&rows, width)
+    }
+
+    /// One Adam step of `vars` with this share's gradients (`None`: an empty share, which still takes the
+    /// batch's step with the others) summed over the processes; returns the gradients stepped with.
+    pub fn adam_step(
+        &self,
+        adam: &mut Adam,
+        vars: &[(String, Var)],
+        grads: Option<GradStore>,
+    ) -> TrainResult<GradStore> {
+        let mut grads = match grads {
+            Some(g) => g,
+            None => no_gradients()?,
+        };
+        self.reduce_gradients(&mut grads, vars)?;
+        adam.step(&grads)?;
+        Ok(grads)
+    }
 }
 
 /// Replace the gradients of `vars` in `grads` by the gradients of the whole batch's mean loss: each
@@ -196,7 +223,7 @@ pub fn reduce_gradients(
 }
 
 /// An empty gradient store: the step of a process whose share of a batch is empty.
-pub fn no_gradients() -> TrainResult<GradStore> {
+fn no_gradients() -> TrainResult<GradStore> {
     Ok(Tensor::zeros((), DType::F32, &candle_core::Device::Cpu)?.backward()?)
 }
 
@@ -259,7 +286,10 @@ pub(crate) mod tests {
     //! An in-process engine for tests: ranks are threads, and the sum is taken in rank order, as MPI's
     //! reduction of a few ranks does.
 
+    use std::ops::Range;
     use std::sync::{Arc, Barrier, Mutex};
+
+    use drgnfly_io::source::share;
 
     use super::*;
 

@@ -8,7 +8,7 @@ use std::time::Instant;
 use mpi::collective::SystemOperation;
 use mpi::environment::Universe;
 use mpi::topology::SimpleCommunicator;
-use mpi::traits::{Communicator, CommunicatorCollectives};
+use mpi::traits::{Communicator, CommunicatorCollectives, Equivalence};
 use mpi::Threading;
 
 use super::{Collective, Traffic};
@@ -48,9 +48,14 @@ impl MpiWorld {
 }
 
 impl MpiWorld {
-    fn record(&self, bytes: usize, since: Instant) {
+    /// MPI_Allreduce with MPI_SUM into `buf`, counted in the traffic. MPI's errors abort the run
+    /// (MPI_ERRORS_ARE_FATAL), so there is nothing to return.
+    fn sum_in_place<T: Equivalence + Clone>(&self, buf: &mut [T]) {
+        let t0 = Instant::now();
+        let send = buf.to_vec();
+        self.world.all_reduce_into(&send[..], buf, SystemOperation::sum());
         let mut t = self.traffic.get();
-        t.record(bytes, since.elapsed().as_secs_f64());
+        t.record(std::mem::size_of_val(buf), t0.elapsed().as_secs_f64());
         self.traffic.set(t);
     }
 }
@@ -73,19 +78,12 @@ impl Collective for MpiWorld {
     }
 
     fn all_reduce_sum(&self, buf: &mut [f32]) -> TrainResult<()> {
-        // MPI's errors abort the run (MPI_ERRORS_ARE_FATAL), so there is nothing to return.
-        let t0 = Instant::now();
-        let send = buf.to_vec();
-        self.world.all_reduce_into(&send[..], buf, SystemOperation::sum());
-        self.record(std::mem::size_of_val(buf), t0);
+        self.sum_in_place(buf);
         Ok(())
     }
 
     fn all_reduce_sum_f64(&self, buf: &mut [f64]) -> TrainResult<()> {
-        let t0 = Instant::now();
-        let send = buf.to_vec();
-        self.world.all_reduce_into(&send[..], buf, SystemOperation::sum());
-        self.record(std::mem::size_of_val(buf), t0);
+        self.sum_in_place(buf);
         Ok(())
     }
 
