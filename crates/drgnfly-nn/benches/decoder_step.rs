@@ -1,7 +1,7 @@
 //! One training step of the cryoDRGN decoder, on candle's generic path and with the fused CPU op (f32, and
 //! with mixed precision): forward (Fourier decoder with the
 //! half-space trick) + MSE + backward + Adam, for 8 images at D = 64 (3208 masked points each, 1604 decoded),
-//! decoder 256×3, zdim 8, gaussian PE with pe_dim 32 (input width 200).
+//! decoder 256×3 (or `DECODER_DIM`×3), zdim 8, gaussian PE with pe_dim 32 (input width 200).
 //!
 //! `cargo bench -p drgnfly-nn --bench decoder_step` (release); the PyTorch twin is `decoder_step.py` beside
 //! this file. Prints the median over timed steps after warm-up, in wall time and in process CPU time (the
@@ -75,7 +75,8 @@ fn main() -> Result<()> {
         Tensor::from_vec((0..BATCH * n).map(|_| rng.random::<f32>() - 0.5).collect(), (BATCH, n), &dev)?;
 
     let mut cfg = DecoderConfig::new(LATTICE, ZDIM);
-    cfg.dim = 256;
+    // `DECODER_DIM=1024` times cryoDRGN's large network instead.
+    cfg.dim = std::env::var("DECODER_DIM").ok().and_then(|d| d.parse().ok()).unwrap_or(256);
     // `-- fused`, `-- bf16` or `-- generic` runs one path only (for profiling).
     let only = std::env::args().nth(1);
     for name in ["generic", "fused", "bf16"] {
@@ -106,13 +107,14 @@ fn main() -> Result<()> {
         times.sort_by(f64::total_cmp);
         cpu.sort_by(f64::total_cmp);
         println!(
-            "{}: decoder 256x3, {BATCH} images x {n} masked points (half decoded), zdim {ZDIM}: \
+            "{}: decoder {}x3, {BATCH} images x {n} masked points (half decoded), zdim {ZDIM}: \
              median {:.1} ms/step (min {:.1}, max {:.1}), CPU {:.1} ms/step, final loss {loss:.4}",
             match name {
                 "generic" => "candle generic",
                 "fused" => "fused op",
                 _ => "fused op, mixed precision (bf16 products where the CPU has them)",
             },
+            cfg.dim,
             times[times.len() / 2],
             times[0],
             times[times.len() - 1],

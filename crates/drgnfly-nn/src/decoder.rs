@@ -20,7 +20,7 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::fused::{FusedNet, Net};
+use crate::fused::{FusedNet, Net, Tiling};
 use crate::mlp::{Activation, ResidLinearMlp};
 use crate::pe::{PeType, PositionalEncoding};
 
@@ -144,6 +144,7 @@ impl CoordinateNet {
                     out: out_dim,
                     leaky: mlp.activation() == Activation::LeakyRelu,
                     bf16: cfg.mixed_precision && crate::fused::bf16_available(),
+                    tiling: Tiling::for_width(cfg.dim),
                 };
                 Some(FusedNet::new(net, params))
             }

@@ -54,6 +54,7 @@ pub mod loss;
 pub mod mlp;
 pub mod params;
 pub mod pe;
+pub mod phases;
 pub mod rotation;
 pub mod train;
 pub mod vae;

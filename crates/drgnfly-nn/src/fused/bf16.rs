@@ -13,8 +13,11 @@
 //! - Packed operands (GotoBLAS/BLIS scheme): B in panels of [`NR`] columns, each panel pair-major
 //!   (`panel[p·NR + j]` is the pair (2p, 2p+1) of column j); A in rows of pairs (`a[i·kcs + p]`, `kcs` the
 //!   block's pair count rounded up to 16), so one 32-bit broadcast of A feeds every B register.
-//! - Blocking: [`KC`] pairs of k per block (a B panel of KC·NR·4 bytes stays in L1/L2), [`MC`] rows of A
-//!   per block (stays in L2). The micro-kernel holds an [`MR`] × [`NR`] tile of C in registers.
+//! - Blocking ([`Tiling`], from the caches): `kc` pairs of k per block (a B panel of kc·NR·4 bytes, streamed
+//!   from L2), `mc` rows of A per block (stays in L2). The micro-kernel holds an [`MR`] × [`NR`] tile of C
+//!   in registers.
+//! - A B operand used by many products (a layer's weights, once per tile) can be packed once
+//!   ([`PackedB`]) and shared by every thread.
 //!
 //! Single-threaded; the caller runs one product per thread.
 //!
@@ -29,16 +32,14 @@ use std::arch::x86_64::{
 use std::cell::RefCell;
 use std::sync::OnceLock;
 
+use super::tiling::{Tiling, MICRO_ROWS, PANEL};
+
 /// Rows of C per micro-kernel tile.
-const MR: usize = 6;
+const MR: usize = MICRO_ROWS;
 /// Columns of C per micro-kernel tile (a multiple of 16, the f32 lanes of a register).
-const NR: usize = 64;
+const NR: usize = PANEL;
 /// Registers of 16 lanes across a tile row.
 const NV: usize = NR / 16;
-/// Pairs of k per block.
-const KC: usize = 128;
-/// Rows of A per block (a multiple of 16, the rows of a packing tile).
-const MC: usize = 96;
 
 /// Whether this CPU can run [`matmul`] (runtime detection, cached).
 pub(crate) fn available() -> bool {
@@ -52,7 +53,7 @@ pub(crate) fn available() -> bool {
 
 /// dst (m × n, row stride `ld`, unit column stride) = [dst +] a (m × k) · b (k × n), with a and b rounded
 /// to bf16 and the products summed in f32. Element (i, j) of a is `a[i·a_rs + j·a_cs]`; same for b.
-/// Single-threaded.
+/// Blocked by `tiling`'s `kc` and `mc`. Single-threaded.
 ///
 /// # Panics
 /// If the shapes do not fit the slices (internal shapes: a mismatch is a bug), or if [`available`] is false.
@@ -63,8 +64,82 @@ pub(crate) fn matmul(
     a: (&[f32], usize, usize),
     b: (&[f32], usize, usize),
     accumulate: bool,
+    tiling: &Tiling,
+) {
+    let b = Operand { data: b.0, x_stride: b.2, k_stride: b.1, x_len: n, k_len: k };
+    product(dst, ld, (m, n, k), a, Source::Pack(b), accumulate, tiling);
+}
+
+/// [`matmul`] with a B packed beforehand (k × n, blocked by the same `tiling.kc`).
+pub(crate) fn matmul_packed(
+    dst: &mut [f32],
+    ld: usize,
+    m: usize,
+    a: (&[f32], usize, usize),
+    b: &PackedB,
+    accumulate: bool,
+    tiling: &Tiling,
+) {
+    assert_eq!(b.kc, tiling.kc, "bf16 matmul: B packed with another k blocking");
+    product(dst, ld, (m, b.n, b.k), a, Source::Packed(b), accumulate, tiling);
+}
+
+/// A B operand (k × n) packed into bf16 panels, every k block after the other.
+pub(crate) struct PackedB {
+    k: usize,
+    n: usize,
+    kc: usize,
+    lines: Vec<Line>,
+}
+
+impl PackedB {
+    /// Pack b (k × n; element (i, j) at `b[i·rs + j·cs]`) for products blocked by `tiling.kc`.
+    ///
+    /// # Panics
+    /// As [`matmul`].
+    pub(crate) fn new(b: (&[f32], usize, usize), (k, n): (usize, usize), tiling: &Tiling) -> PackedB {
+        assert!(available(), "bf16 packing called on a CPU without AVX-512 BF16");
+        let kc = tiling.kc;
+        let mut packed = PackedB { k, n, kc, lines: Vec::new() };
+        if k == 0 || n == 0 {
+            return packed;
+        }
+        let b = Operand { data: b.0, x_stride: b.2, k_stride: b.1, x_len: n, k_len: k };
+        assert!(fits(b.data.len(), (n, b.x_stride), (k, b.k_stride)), "bf16 pack: b too short for {k} × {n}");
+        let (pairs, panels) = (k.div_ceil(2), n.div_ceil(NR));
+        let blocks: Vec<usize> =
+            (0..pairs).step_by(kc).map(|pc| kc.min(pairs - pc).next_multiple_of(16)).collect();
+        packed.lines = vec![Line::default(); blocks.iter().map(|kcs| panels * kcs * NR / 16).sum()];
+        let mut at = 0;
+        for (i, kcs) in blocks.into_iter().enumerate() {
+            // SAFETY: the CPU has the features (asserted); the block's lines lie inside `lines`, and b's
+            // indices fit its slice (asserted).
+            unsafe { pack_b(b, 2 * i * kc, kcs, panels, packed.lines[at..].as_mut_ptr().cast()) };
+            at += panels * kcs * NR / 16;
+        }
+        packed
+    }
+}
+
+/// Where the product's B comes from.
+#[derive(Clone, Copy)]
+enum Source<'s> {
+    /// Packed block by block as the product goes.
+    Pack(Operand<'s>),
+    Packed(&'s PackedB),
+}
+
+fn product(
+    dst: &mut [f32],
+    ld: usize,
+    (m, n, k): (usize, usize, usize),
+    a: (&[f32], usize, usize),
+    b: Source,
+    accumulate: bool,
+    tiling: &Tiling,
 ) {
     assert!(available(), "bf16 matmul called on a CPU without AVX-512 BF16");
+    assert!(tiling.kc.is_multiple_of(16) && tiling.kc > 0 && tiling.mc > 0, "bf16 matmul: blocking {tiling:?}");
     if m == 0 || n == 0 {
         return;
     }
@@ -76,16 +151,19 @@ pub(crate) fn matmul(
         }
         return;
     }
-    let (a, b) = (
-        Operand { data: a.0, x_stride: a.1, k_stride: a.2, x_len: m, k_len: k },
-        Operand { data: b.0, x_stride: b.2, k_stride: b.1, x_len: n, k_len: k },
-    );
+    let a = Operand { data: a.0, x_stride: a.1, k_stride: a.2, x_len: m, k_len: k };
     assert!(fits(a.data.len(), (m, a.x_stride), (k, a.k_stride)), "bf16 matmul: a too short for {m} × {k}");
-    assert!(fits(b.data.len(), (n, b.x_stride), (k, b.k_stride)), "bf16 matmul: b too short for {k} × {n}");
+    if let Source::Pack(b) = b {
+        assert!(
+            fits(b.data.len(), (n, b.x_stride), (k, b.k_stride)),
+            "bf16 matmul: b too short for {k} × {n}"
+        );
+    }
     let mut packs = PACKS.with(RefCell::take);
     // SAFETY: the CPU has the features (asserted), and every index the kernel reads or writes lies inside
-    // the slices (asserted above); dst cannot alias a or b (it is borrowed mutably).
-    unsafe { drive(dst.as_mut_ptr(), ld, (m, n), a, b, accumulate, &mut packs) };
+    // the slices (asserted above; a packed B holds every block of its k × n); dst cannot alias a or b (it
+    // is borrowed mutably).
+    unsafe { drive(dst.as_mut_ptr(), ld, (m, n), a, b, accumulate, tiling, &mut packs) };
     PACKS.with(|p| p.replace(packs));
 }
 
@@ -130,32 +208,42 @@ fn lines(buf: &mut Vec<Line>, pairs: usize) -> *mut u32 {
     buf.as_mut_ptr().cast()
 }
 
-/// The blocked product: for each block of KC pairs, pack B; for each block of MC rows, pack A and run
-/// the micro-kernel over every MR × NR tile.
+/// The blocked product: for each block of `kc` pairs, pack B (unless packed already); for each block of
+/// `mc` rows, pack A and run the micro-kernel over every MR × NR tile.
 ///
 /// # Safety
 /// The CPU has AVX-512 F/BW/BF16; `dst` holds m rows of n at stride `ld`; the operands' indices fit.
+#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
 unsafe fn drive(
     dst: *mut f32,
     ld: usize,
     (m, n): (usize, usize),
     a: Operand,
-    b: Operand,
+    b: Source,
     accumulate: bool,
+    tiling: &Tiling,
     packs: &mut Packs,
 ) {
+    let (kc, mcb) = (tiling.kc, tiling.mc);
     let pairs = a.k_len.div_ceil(2);
     let panels = n.div_ceil(NR);
-    for pc in (0..pairs).step_by(KC) {
-        let kcp = KC.min(pairs - pc);
+    for pc in (0..pairs).step_by(kc) {
+        let kcp = kc.min(pairs - pc);
         let kcs = kcp.next_multiple_of(16);
-        let bpack = lines(&mut packs.b, panels * kcs * NR);
-        pack_b(b, 2 * pc, kcs, panels, bpack);
+        let bpack: *const u32 = match b {
+            Source::Pack(b) => {
+                let out = lines(&mut packs.b, panels * kcs * NR);
+                pack_b(b, 2 * pc, kcs, panels, out);
+                out
+            }
+            // Every block before this one is a full block of kc pairs.
+            Source::Packed(p) => p.lines.as_ptr().cast::<u32>().add(pc * panels * NR),
+        };
         // The first block overwrites dst unless the caller accumulates; later blocks add to it.
         let add = accumulate || pc > 0;
-        for ic in (0..m).step_by(MC) {
-            let mc = MC.min(m - ic);
+        for ic in (0..m).step_by(mcb) {
+            let mc = mcb.min(m - ic);
             let apack = lines(&mut packs.a, mc.next_multiple_of(16).max(mc.next_multiple_of(MR)) * kcs);
             pack_a(a, ic, mc, 2 * pc, kcs, apack);
             for jp in 0..panels {
@@ -392,7 +480,11 @@ mod tests {
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
-    use super::{available, matmul};
+    use super::{available, matmul, matmul_packed, PackedB};
+    use crate::fused::tiling::Tiling;
+
+    /// Small blocks, so that modest shapes cross several k blocks and row blocks.
+    const SMALL: Tiling = Tiling { kc: 64, mc: 48, rows: 256 };
 
     /// Whether the CPU lacks AVX-512 BF16 (then the test prints a notice and passes).
     fn skip(test: &str) -> bool {
@@ -454,6 +546,7 @@ mod tests {
     #[allow(clippy::type_complexity)]
     fn run(
         case: Case,
+        tiling: &Tiling,
         rng: &mut ChaCha8Rng,
     ) -> (Vec<f32>, Vec<f32>, (Vec<f32>, usize, usize), (Vec<f32>, usize, usize)) {
         let Case { m, n, k, spread, .. } = case;
@@ -464,14 +557,14 @@ mod tests {
         let ld = n + case.pad;
         let before = random(m * ld);
         let mut dst = before.clone();
-        matmul(&mut dst, ld, (m, n, k), (&a, a_rs, a_cs), (&b, b_rs, b_cs), case.accumulate);
+        matmul(&mut dst, ld, (m, n, k), (&a, a_rs, a_cs), (&b, b_rs, b_cs), case.accumulate, tiling);
         (before, dst, (a, a_rs, a_cs), (b, b_rs, b_cs))
     }
 
     /// Worst |dst − reference| / (|c| + Σ|products|) over the tile, with the reference summed in f64 over
     /// operands mapped by `f`; panics if the padding columns changed.
-    fn worst_error(case: Case, rng: &mut ChaCha8Rng, f: fn(f32) -> f32) -> f64 {
-        let (before, dst, a, b) = run(case, rng);
+    fn worst_error(case: Case, tiling: &Tiling, rng: &mut ChaCha8Rng, f: fn(f32) -> f32) -> f64 {
+        let (before, dst, a, b) = run(case, tiling, rng);
         let ld = case.n + case.pad;
         let mut worst = 0f64;
         for i in 0..case.m {
@@ -517,7 +610,8 @@ mod tests {
                 });
             }
         }
-        // More than one block of k pairs (KC) and of rows (MC), in every layout, and a general-stride one.
+        // More than one block of k pairs and of rows (with either tiling), in every layout, and a
+        // general-stride one.
         for layout in 0..4 {
             let (a_transposed, b_transposed) = (layout % 2 == 1, layout / 2 == 1);
             cases.push(Case {
@@ -541,9 +635,14 @@ mod tests {
             pad: 1,
             spread: 3,
         });
-        for case in cases {
-            let worst = worst_error(case, &mut rng, round_bf16);
-            assert!(worst < 1e-5, "{case:?}: relative error {worst:e} against the rounded operands");
+        for tiling in [SMALL, Tiling::for_width(256)] {
+            for &case in &cases {
+                let worst = worst_error(case, &tiling, &mut rng, round_bf16);
+                assert!(
+                    worst < 1e-5,
+                    "{case:?} {tiling:?}: relative error {worst:e} against the rounded operands"
+                );
+            }
         }
     }
 
@@ -565,7 +664,7 @@ mod tests {
             pad: 0,
             spread: 1,
         };
-        let (_, dst, a, b) = run(case, &mut rng);
+        let (_, dst, a, b) = run(case, &Tiling::for_width(256), &mut rng);
         let (mut err, mut norm) = (0f64, 0f64);
         for i in 0..case.m {
             for j in 0..case.n {
@@ -598,7 +697,7 @@ mod tests {
             for x_in_a in [true, false] {
                 let (mut dst, one, v) = ([f32::NAN], [1f32], [x]);
                 let (a, b) = if x_in_a { (&v, &one) } else { (&one, &v) };
-                matmul(&mut dst, 1, (1, 1, 1), (a, 1, 1), (b, 1, 1), false);
+                matmul(&mut dst, 1, (1, 1, 1), (a, 1, 1), (b, 1, 1), false, &SMALL);
                 assert_eq!(
                     dst[0].to_bits(),
                     want.to_bits(),
@@ -606,6 +705,41 @@ mod tests {
                     dst[0]
                 );
             }
+        }
+    }
+
+    /// A B packed once gives the bits of one packed on the fly, and so does any row blocking (each element's
+    /// sum runs over the same k blocks in the same order); only `kc` may change the rounding.
+    #[test]
+    fn prepacked_and_row_blocking_change_no_bit() {
+        if skip("prepacked_and_row_blocking_change_no_bit") {
+            return;
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let (m, n, k) = (100, 130, 333);
+        let a: Vec<f32> = (0..m * k).map(|_| rng.random::<f32>() - 0.5).collect();
+        let b: Vec<f32> = (0..k * n).map(|_| rng.random::<f32>() - 0.5).collect();
+        for b_transposed in [false, true] {
+            let (b_rs, b_cs) = strides(k, n, b_transposed, 1);
+            let product = |tiling: &Tiling, prepacked: bool| {
+                let mut dst = vec![0.25f32; m * n];
+                if prepacked {
+                    let packed = PackedB::new((&b, b_rs, b_cs), (k, n), tiling);
+                    matmul_packed(&mut dst, n, m, (&a, k, 1), &packed, true, tiling);
+                } else {
+                    matmul(&mut dst, n, (m, n, k), (&a, k, 1), (&b, b_rs, b_cs), true, tiling);
+                }
+                dst
+            };
+            let reference = product(&SMALL, false);
+            assert_eq!(product(&SMALL, true), reference, "prepacked, b transposed: {b_transposed}");
+            let rows = Tiling { mc: 96, ..SMALL };
+            assert_eq!(product(&rows, false), reference, "mc 96, b transposed: {b_transposed}");
+            assert_eq!(product(&rows, true), reference, "mc 96 prepacked, b transposed: {b_transposed}");
+            // A single k block: different sums, the same product to f32 rounding.
+            let one_block = product(&Tiling { kc: 512, ..SMALL }, true);
+            let worst = one_block.iter().zip(&reference).fold(0f32, |w, (x, y)| w.max((x - y).abs()));
+            assert!(worst < 1e-4, "kc 512 vs 64 differ by {worst}");
         }
     }
 
@@ -640,8 +774,10 @@ mod tests {
                         })
                         .fold(f64::INFINITY, f64::min)
                 };
-                let bf16 =
-                    best(&mut || matmul(&mut dst, n, (m, n, k), (&a, a_rs, a_cs), (&b, b_rs, b_cs), true));
+                let tiling = Tiling::for_width(h);
+                let bf16 = best(&mut || {
+                    matmul(&mut dst, n, (m, n, k), (&a, a_rs, a_cs), (&b, b_rs, b_cs), true, &tiling)
+                });
                 let f32 = best(&mut || {
                     // SAFETY: the strides keep every index of the m × k, k × n and m × n matrices in bounds.
                     unsafe {

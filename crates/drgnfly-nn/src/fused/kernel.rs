@@ -4,10 +4,11 @@
 //! to the bf16 kernel of [`super::bf16`], called with strides so that no transpose is ever materialised; the element-wise work (encoding, bias, residual, activation and
 //! its derivative) is done in place instead of one temporary tensor per operation.
 //!
-//! The rows are cut into tiles of [`TILE_ROWS`]. A thread takes a tile
-//! through every layer, so the element-wise passes read cache rather than memory, and threads meet once per
-//! forward and once per backward instead of at every product (at 2 threads those joins cost more than the
-//! element-wise work itself).
+//! The rows are cut into tiles (their length chosen from the CPU's caches, [`Tiling`]). A thread takes a
+//! tile through every layer, so the element-wise passes read cache rather than memory, and threads meet once
+//! per forward and once per backward instead of at every product (at 2 threads those joins cost more than
+//! the element-wise work itself). With bf16 products, the weights are packed once per pass ([`PackedB`])
+//! and shared by every tile, rather than repacked by each.
 //!
 //! Row-major throughout. M = B·N points, F encoded features, H hidden width. The first layer's weight is
 //! (H, F + zdim) with the z columns last, so its z part W₀ᶻ z_b is one vector per image, added like a bias
@@ -17,14 +18,10 @@ use std::sync::Mutex;
 
 use gemm::Parallelism;
 
+use super::bf16::PackedB;
 use super::sincos::sin_cos_in_place;
+use super::tiling::Tiling;
 use rayon::prelude::*;
-
-/// Rows per tile. A thread takes a tile through every layer, so at width 256 its activations stay in the
-/// core's L2 cache (512 KiB each), and threads meet only once per pass. Measured (two threads, one
-/// train-vae epoch at D = 64): at width 256, 256 and 1024 rows are within 5% of 512; at width 1024, 256
-/// rows are 12% and 1024 rows 5% slower (each product repacks its weight once per tile).
-const TILE_ROWS: usize = 512;
 
 /// The positional encoding, with its constants copied out of the model (they are never trained).
 #[derive(Clone, Debug)]
@@ -107,6 +104,8 @@ pub(crate) struct Net {
     pub leaky: bool,
     /// Matrix products on bf16 operands with f32 sums ([`super::bf16`]); only set where the CPU has them.
     pub bf16: bool,
+    /// Tile sizes ([`Tiling::for_width`] of `hidden` in use; any tiling gives the same function).
+    pub tiling: Tiling,
 }
 
 /// Large buffers kept from one training step to the next. Every step needs the same few M×H buffers, and
@@ -230,7 +229,15 @@ impl Net {
         delta.iter_mut().zip(post).for_each(|(d, &p)| *d *= if p > 0.0 { 1.0 } else { slope });
     }
 
-    /// dst (m × n, row stride `ld`) = [dst +] a · b, in bf16 where chosen and worth it.
+    /// Whether an m × n × k product runs in bf16. The output layer's products (a side of 2) are
+    /// memory-bound: rounding their operands gains nothing.
+    fn in_bf16(&self, (m, n, k): (usize, usize, usize)) -> bool {
+        self.bf16 && m.min(n).min(k) >= 16
+    }
+
+    /// dst (m × n, row stride `ld`) = [dst +] a · b, in bf16 where chosen and worth it; `packed` is b
+    /// packed beforehand, if it was.
+    #[allow(clippy::too_many_arguments)]
     fn product(
         &self,
         dst: &mut [f32],
@@ -238,15 +245,49 @@ impl Net {
         shape: (usize, usize, usize),
         a: View,
         b: View,
+        packed: Option<&PackedB>,
         accumulate: bool,
     ) {
-        let (m, n, k) = shape;
-        // The output layer's products (a side of 2) are memory-bound: rounding their operands gains nothing.
-        if self.bf16 && m.min(n).min(k) >= 16 {
-            super::bf16::matmul(dst, ld, shape, (a.data, a.rs, a.cs), (b.data, b.rs, b.cs), accumulate);
-        } else {
-            matmul(dst, ld, shape, a, b, accumulate);
+        let (m, tiling) = (shape.0, &self.tiling);
+        let a3 = (a.data, a.rs, a.cs);
+        match packed {
+            _ if !self.in_bf16(shape) => matmul(dst, ld, shape, a, b, accumulate),
+            Some(p) => super::bf16::matmul_packed(dst, ld, m, a3, p, accumulate, tiling),
+            None => super::bf16::matmul(dst, ld, shape, a3, (b.data, b.rs, b.cs), accumulate, tiling),
         }
+    }
+
+    /// b (k × n) packed for the bf16 products, when products with it run in bf16 (for tiles of full length).
+    fn pack(&self, b: View, (k, n): (usize, usize)) -> Option<PackedB> {
+        self.in_bf16((self.tiling.rows, n, k))
+            .then(|| PackedB::new((b.data, b.rs, b.cs), (k, n), &self.tiling))
+    }
+
+    /// The B operands of the forward pass's hidden products, W_lᵀ for l = 0 (its F feature columns) to
+    /// `layers`, packed once per pass (in parallel, one layer each).
+    fn pack_forward(&self, params: &[f32]) -> Vec<Option<PackedB>> {
+        let (f, h, iw) = (self.encoding.width(), self.hidden, self.in_width());
+        (0..=self.layers)
+            .into_par_iter()
+            .map(|l| match l {
+                0 => self.pack(View::transposed(self.weight(params, 0), iw), (f, h)),
+                _ => self.pack(View::transposed(self.weight(params, l), h), (h, h)),
+            })
+            .collect()
+    }
+
+    /// The B operands of the backward pass's δ products: W₀ᶠ (for the coordinates' gradient, only when
+    /// asked for) and W_l for l = 1 to `layers`.
+    fn pack_backward(&self, params: &[f32], want_coords: bool) -> Vec<Option<PackedB>> {
+        let (f, h, iw) = (self.encoding.width(), self.hidden, self.in_width());
+        (0..=self.layers)
+            .into_par_iter()
+            .map(|l| match l {
+                0 if !want_coords => None,
+                0 => self.pack(View::rows(self.weight(params, 0), iw), (h, f)),
+                _ => self.pack(View::rows(self.weight(params, l), h), (h, h)),
+            })
+            .collect()
     }
 
     /// b₀ + W₀ᶻ z_b for each image b (B × H), the first layer's per-image bias; empty without z.
@@ -277,14 +318,16 @@ impl Net {
         keep: bool,
         pool: &Buffers,
     ) -> (Vec<f32>, Option<Saved>) {
-        let (f, h, out, rows) = (self.encoding.width(), self.hidden, self.out, TILE_ROWS);
+        let (f, h, out, rows) = (self.encoding.width(), self.hidden, self.out, self.tiling.rows);
         let m = coords.len() / 3;
         debug_assert_eq!(params.len(), self.param_count());
         debug_assert_eq!(z.len(), m.checked_div(n).map_or(z.len(), |b| b * self.zdim));
         let bias = self.image_bias(z, params);
+        let packed = self.pack_forward(params);
         let mut y = vec![0f32; m * out];
         let tile = |row0: usize, c: &[f32], feat: &mut [f32], hid: &mut [&mut [f32]], y: &mut [f32]| {
-            self.forward_tile(TileInput { row0, n, params, image_bias: &bias }, c, feat, hid, y)
+            let at = TileInput { row0, n, params, image_bias: &bias, packed: &packed };
+            self.forward_tile(at, c, feat, hid, y)
         };
         if !keep {
             // Inference: every tile works in scratch buffers of its own; only the outputs are kept.
@@ -341,7 +384,8 @@ impl Net {
             row.copy_from_slice(at.image_bias.get(img * h..(img + 1) * h).unwrap_or(b0));
         }
         let w0 = self.weight(at.params, 0);
-        self.product(hid[0], h, (t, h, f), View::rows(feat, f), View::transposed(w0, iw), true);
+        let packed = |l: usize| at.packed.get(l).and_then(Option::as_ref);
+        self.product(hid[0], h, (t, h, f), View::rows(feat, f), View::transposed(w0, iw), packed(0), true);
         self.activate(hid[0]);
 
         // Residual layers: x ← act(x Wᵀ + b + x).
@@ -358,6 +402,7 @@ impl Net {
                 (t, h, h),
                 View::rows(prev, h),
                 View::transposed(self.weight(at.params, l), h),
+                packed(l),
                 true,
             );
             self.activate(x);
@@ -366,7 +411,8 @@ impl Net {
         let b_out = self.bias(at.params, self.layers + 1);
         y.chunks_exact_mut(out).for_each(|r| r.copy_from_slice(b_out));
         let w_out = self.weight(at.params, self.layers + 1);
-        self.product(y, out, (t, out, h), View::rows(hid[self.layers], h), View::transposed(w_out, h), true);
+        let (a, b) = (View::rows(hid[self.layers], h), View::transposed(w_out, h));
+        self.product(y, out, (t, out, h), a, b, None, true);
     }
 
     /// Gradients (flat parameters, z, and with `want_coords` the coordinates, B·N × 3) of a loss whose
@@ -387,8 +433,9 @@ impl Net {
         want_coords: bool,
         pool: &Buffers,
     ) -> Gradients {
-        let (f, h, iw, rows) = (self.encoding.width(), self.hidden, self.in_width(), TILE_ROWS);
+        let (f, h, iw, rows) = (self.encoding.width(), self.hidden, self.in_width(), self.tiling.rows);
         let m = grad.len() / self.out;
+        let packed = self.pack_backward(params, want_coords);
         let runs = rayon::current_num_threads().clamp(1, m.div_ceil(rows).max(1));
         let images = z.len().checked_div(self.zdim).unwrap_or(0);
 
@@ -412,7 +459,7 @@ impl Net {
                         &saved.features[r0 * f..r1 * f],
                         &hid,
                         ws,
-                        params,
+                        (params, &packed),
                         &mut dp,
                     );
                     if images > 0 {
@@ -424,8 +471,8 @@ impl Net {
                     if want_coords {
                         // d features = δ₀ W₀ᶠ, then through the encoding point by point.
                         let t = r1 - r0;
-                        let w0 = View::rows(self.weight(params, 0), iw);
-                        self.product(&mut gfeat[..t * f], f, (t, f, h), View::rows(delta0, h), w0, false);
+                        let (a, w0) = (View::rows(delta0, h), View::rows(self.weight(params, 0), iw));
+                        self.product(&mut gfeat[..t * f], f, (t, f, h), a, w0, packed[0].as_ref(), false);
                         let feat = &saved.features[r0 * f..r1 * f];
                         let out = &mut dcoords[(r0 - start) * 3..(r1 - start) * 3];
                         for ((o, x), g) in
@@ -467,14 +514,15 @@ impl Net {
     }
 
     /// The backward pass of one tile: adds its parameter gradients (all but the first layer's z columns)
-    /// into `dp` and returns the first layer's δ (t × H) for the z gradients.
+    /// into `dp` and returns the first layer's δ (t × H) for the z gradients. `packed[l]`: W_l packed, if
+    /// it was ([`Self::pack_backward`]).
     fn backward_tile<'w>(
         &self,
         grad: &[f32],
         feat: &[f32],
         hid: &[&[f32]],
         ws: Workspace<'w>,
-        params: &[f32],
+        (params, packed): (&[f32], &[Option<PackedB>]),
         dp: &mut [f32],
     ) -> &'w [f32] {
         let (f, h, iw, out) = (self.encoding.width(), self.hidden, self.in_width(), self.out);
@@ -490,6 +538,7 @@ impl Net {
             (out, h, t),
             View::transposed(grad, out),
             View::rows(hid[self.layers], h),
+            None,
             true,
         );
         add_column_sums(grad, out, &mut dp[b..b + out]);
@@ -499,6 +548,7 @@ impl Net {
             (t, h, out),
             View::rows(grad, out),
             View::rows(self.weight(params, l_out), h),
+            None,
             false,
         );
 
@@ -512,6 +562,7 @@ impl Net {
                 (h, h, t),
                 View::transposed(delta, h),
                 View::rows(hid[l - 1], h),
+                None,
                 true,
             );
             add_column_sums(delta, h, &mut dp[b..b + h]);
@@ -522,6 +573,7 @@ impl Net {
                 (t, h, h),
                 View::rows(delta, h),
                 View::rows(self.weight(params, l), h),
+                packed.get(l).and_then(Option::as_ref),
                 true,
             );
             std::mem::swap(&mut delta, &mut next);
@@ -530,7 +582,8 @@ impl Net {
         // First layer: dW₀ᶠ = δᵀ features (the first F columns of each row of dW₀), db₀ = Σ δ.
         self.activation_grad(delta, hid[0]);
         let (w, b) = self.offsets(0);
-        self.product(&mut dp[w..b], iw, (h, f, t), View::transposed(delta, h), View::rows(feat, f), true);
+        let (a, b_feat) = (View::transposed(delta, h), View::rows(feat, f));
+        self.product(&mut dp[w..b], iw, (h, f, t), a, b_feat, None, true);
         add_column_sums(delta, h, &mut dp[b..b + h]);
         delta
     }
@@ -556,6 +609,8 @@ struct TileInput<'a> {
     params: &'a [f32],
     /// B × H first-layer bias per image, or empty (then b₀).
     image_bias: &'a [f32],
+    /// The forward pass's packed weights ([`Net::pack_forward`]).
+    packed: &'a [Option<PackedB>],
 }
 
 /// Two t × H scratch buffers of a backward tile.
@@ -631,7 +686,7 @@ pub(crate) fn matmul(
             false,
             false,
             false,
-            // Threads work on whole tiles (see `TILE_ROWS`), so each product runs on one.
+            // Threads work on whole tiles (see the module's notes), so each product runs on one.
             Parallelism::None,
         );
     }
@@ -666,6 +721,7 @@ mod tests {
             out: 2,
             leaky: false,
             bf16: false,
+            tiling: Tiling { kc: 64, mc: 48, rows: 512 },
         };
         let params = random(net.param_count(), &mut rng);
         let (coords, z, grad) =
@@ -685,6 +741,60 @@ mod tests {
         let (scratch, none) = net.forward(&coords, &z, &params, 1000, false, &pool);
         assert!(saved.is_some() && none.is_none());
         assert_eq!(kept, scratch);
+    }
+
+    /// Outputs and gradients (parameters, z, coordinates) of one forward and backward.
+    fn pass(
+        net: &Net,
+        (coords, z, params, grad): (&[f32], &[f32], &[f32], &[f32]),
+        n: usize,
+    ) -> [Vec<f32>; 4] {
+        let pool = Buffers::default();
+        let (y, saved) = net.forward(coords, z, params, n, true, &pool);
+        let g = net.backward(grad, &saved.unwrap(), z, params, n, true, &pool);
+        [y, g.params, g.z, g.coords.expect("coordinate gradients were asked for")]
+    }
+
+    /// max |a − b| ≤ tol · max |b| for each pair of outputs.
+    fn assert_close(a: &[Vec<f32>; 4], b: &[Vec<f32>; 4], tol: f32, what: &str) {
+        for (i, (a, b)) in a.iter().zip(b).enumerate() {
+            let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let diff = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            eprintln!("{what}: output {i} differs by {:.1e} of its scale", diff / scale);
+            assert!(diff <= tol * scale, "{what}: output {i} differs by {diff} (scale {scale})");
+        }
+    }
+
+    /// Every tiling computes the same function: tile lengths change only where images are cut and in which
+    /// order the weight gradients' sums run, and k blocks only the bf16 products' sums; both f32 and (where
+    /// the CPU has it) bf16 products, at a width that takes the bf16 path.
+    #[test]
+    fn every_tiling_gives_the_same_result() {
+        let (mut net, coords, z, _, _) = setup(3, 700);
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        net.hidden = 48;
+        let params = random(net.param_count(), &mut rng);
+        let grad = random(3 * 700 * net.out, &mut rng);
+        let inputs = (&coords[..], &z[..], &params[..], &grad[..]);
+        let tilings = [
+            Tiling { kc: 16, mc: 48, rows: 100 },
+            Tiling { kc: 64, mc: 96, rows: 256 },
+            Tiling { kc: 512, mc: 96, rows: 1024 },
+            Tiling::for_width(48),
+        ];
+        let precisions: &[bool] = if super::super::bf16::available() { &[false, true] } else { &[false] };
+        for &bf16 in precisions {
+            net.bf16 = bf16;
+            let reference = in_pool(2, || pass(&Net { tiling: tilings[0], ..net.clone() }, inputs, 700));
+            for tiling in &tilings[1..] {
+                let other = in_pool(2, || pass(&Net { tiling: *tiling, ..net.clone() }, inputs, 700));
+                // In f32 only the summation order differs. In bf16, a sum that differs in its last f32
+                // bit can round a layer's activation to the neighbouring bf16 value (2⁻⁸ apart), and that
+                // difference passes on: bf16's precision, not f32's (measured 1.5e-5; a wrong block gives ~1).
+                let tol = if bf16 { 1e-3 } else { 1e-5 };
+                assert_close(&other, &reference, tol, &format!("bf16 {bf16}, {tiling:?}"));
+            }
+        }
     }
 
     #[test]

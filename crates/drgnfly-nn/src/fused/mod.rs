@@ -18,8 +18,19 @@ mod bf16;
 /// Other CPUs have no AVX-512 BF16: products stay f32.
 #[cfg(not(target_arch = "x86_64"))]
 mod bf16 {
+    use super::tiling::Tiling;
+
     pub(crate) fn available() -> bool {
         false
+    }
+
+    /// Never made: packing is only chosen where `available()`.
+    pub(crate) enum PackedB {}
+
+    impl PackedB {
+        pub(crate) fn new(_: (&[f32], usize, usize), _: (usize, usize), _: &Tiling) -> PackedB {
+            unreachable!("bf16 packing is only chosen where `available()`");
+        }
     }
 
     pub(crate) fn matmul(
@@ -29,12 +40,26 @@ mod bf16 {
         _: (&[f32], usize, usize),
         _: (&[f32], usize, usize),
         _: bool,
+        _: &Tiling,
     ) {
         unreachable!("bf16 products are only chosen where `available()`");
+    }
+
+    pub(crate) fn matmul_packed(
+        _: &mut [f32],
+        _: usize,
+        _: usize,
+        _: (&[f32], usize, usize),
+        b: &PackedB,
+        _: bool,
+        _: &Tiling,
+    ) {
+        match *b {}
     }
 }
 mod kernel;
 mod sincos;
+mod tiling;
 
 use std::sync::{Arc, Mutex};
 
@@ -44,6 +69,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 pub(crate) use bf16::available as bf16_available;
 use kernel::Buffers;
 pub(crate) use kernel::{matmul, Encoding, Net, View};
+pub(crate) use tiling::Tiling;
 
 use crate::error::Result;
 
@@ -132,7 +158,9 @@ impl CustomOp3 for FusedOp {
                 self.net.param_count()
             );
         }
-        let (y, saved) = self.net.forward(coords, z, params, self.n, self.keep, &self.pool);
+        let (y, saved) = crate::phases::time(crate::phases::Phase::DecoderForward, || {
+            self.net.forward(coords, z, params, self.n, self.keep, &self.pool)
+        });
         if let (Some(saved), Ok(mut slot)) = (saved, self.saved.lock()) {
             *slot = Some(saved);
         }
@@ -163,7 +191,9 @@ impl CustomOp3 for FusedOp {
             },
         };
         // Coordinates are constants unless they come from poses being refined.
-        let grads = self.net.backward(&g, &saved, &zv, &p, self.n, coords.track_op(), &self.pool);
+        let grads = crate::phases::time(crate::phases::Phase::DecoderBackward, || {
+            self.net.backward(&g, &saved, &zv, &p, self.n, coords.track_op(), &self.pool)
+        });
         saved.recycle(&self.pool);
         let dparams = Tensor::from_vec(grads.params, params.shape(), params.device())?;
         let dz =

@@ -30,6 +30,7 @@ use super::error::{TrainError, TrainResult};
 use super::pose_table::PoseTable;
 use crate::checkpoint::{read_checkpoint, write_checkpoint, Checkpoint};
 use crate::data::Dataset;
+use crate::phases::{self, Phase};
 
 /// How long and how to train.
 #[derive(Clone, Debug)]
@@ -284,7 +285,8 @@ where
         rng.set_stream(epoch as u64);
         let mut sums = vec![0f64; terms.len()];
         let mut seen = (epoch - 1) as u64 * n as u64;
-        for (bi, batch) in data.source().stream(&shuffle).enumerate() {
+        let mut batches = data.source().stream(&shuffle).enumerate();
+        while let Some((bi, batch)) = phases::time(Phase::Load, || batches.next()) {
             let batch = batch.map_err(TrainError::from)?;
             let (b, local) = (batch.batch.len(), batch.positions.len());
             seen += b as u64;
@@ -299,8 +301,7 @@ where
                 images_seen: seen,
                 rng: &mut rng,
             };
-            let losses = trainer
-                .step(step)
+            let losses = phases::time(Phase::Step, || trainer.step(step))
                 .map_err(|e| in_batch(data, &format!("epoch {epoch}"), bi + 1, &batch.positions, e))?;
             // The batch's loss sums, and whether any process was asked to stop (all stop together).
             let mut totals: Vec<f64> = losses.iter().map(|&l| f64::from(l) * local as f64).collect();

@@ -19,6 +19,7 @@ use crate::checkpoint::Checkpoint;
 use crate::decoder::{Decoder, DecoderConfig};
 use crate::error::Error;
 use crate::params::ParamStore;
+use crate::phases::{self, Phase};
 
 /// Decoder, parameters, optimizer and batch preparation of a `train_nn` run.
 pub struct HomoTrainer {
@@ -90,8 +91,8 @@ pub(super) fn shared_mse_step(
 ) -> TrainResult<(f32, GradStore)> {
     let (value, grads) = match batch {
         Some(b) => {
-            let (loss, value) = mse_loss(decoder, b, None)?;
-            (value, Some(loss.backward()?))
+            let (loss, value) = phases::time(Phase::Forward, || mse_loss(decoder, b, None))?;
+            (value, Some(phases::time(Phase::Backward, || loss.backward())?))
         }
         None => (0.0, None),
     };

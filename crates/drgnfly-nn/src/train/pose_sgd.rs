@@ -41,13 +41,13 @@ pub(super) fn prepare_step(
     prep: &BatchPrep,
     step: &Step<'_>,
 ) -> TrainResult<RefinableBatch> {
-    match refine {
+    crate::phases::time(crate::phases::Phase::Prepare, || match refine {
         Some(r) => r.prepare(prep, step),
         None => Ok(RefinableBatch {
             batch: prep.prepare_positions(step.data, step.positions, step.images)?,
             vars: None,
         }),
-    }
+    })
 }
 
 impl PoseRefinement {

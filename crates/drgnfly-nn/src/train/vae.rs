@@ -24,6 +24,7 @@ use crate::encoder::EncoderConfig;
 use crate::error::Error;
 use crate::loss::{vae_loss, KlWeight, LossValues, VaeLoss};
 use crate::params::ParamStore;
+use crate::phases::{self, Phase};
 use crate::vae::HetOnlyVae;
 
 /// A VAE and its parameters, without an optimizer: what evaluation needs.
@@ -196,9 +197,9 @@ impl Trainer for VaeTrainer {
             ([0.0; 3], None, None)
         } else {
             let RefinableBatch { batch, vars } = prepare_step(self.refine.as_ref(), &self.prep, &step)?;
-            let loss = self.loss(&batch, step.images_seen, &mut *step.rng)?;
+            let loss = phases::time(Phase::Forward, || self.loss(&batch, step.images_seen, &mut *step.rng))?;
             let v = loss.values()?;
-            ([v.gen, v.kld, v.total], Some(loss.total.backward()?), vars)
+            ([v.gen, v.kld, v.total], Some(phases::time(Phase::Backward, || loss.total.backward())?), vars)
         };
         step.skip_normals(step.images_after(), zdim);
         let grads = step.share().adam_step(&mut self.adam, &self.model.store.named_vars(), grads)?;

@@ -232,6 +232,10 @@ pub struct TrainArgs {
     /// cryoDRGN's default mixed precision (AMP). run.log states the precision used.
     #[arg(long)]
     pub no_amp: bool,
+    /// After each epoch, write to run.log where its time went: loading, batch preparation, forward and
+    /// backward passes (with the decoder network's share), optimizer. For finding what limits a run.
+    #[arg(long)]
+    pub timings: bool,
     #[command(flatten)]
     pub compat: TrainingCompat,
 }
@@ -293,6 +297,9 @@ impl TrainArgs {
     /// until it is dropped; keep it for the whole run); notes on accepted cryoDRGN flags.
     pub fn validate(&self) -> Result<OutdirLock> {
         log_notes(self.compat.notes());
+        if self.timings {
+            drgnfly_nn::phases::enable();
+        }
         if self.num_epochs == 0 || self.batch_size == 0 || self.checkpoint == 0 {
             bail!("-n, -b and --checkpoint must be at least 1");
         }
@@ -736,6 +743,9 @@ impl<T: Trainer + ?Sized> Hooks<T> for CliHooks<'_, T> {
             losses.join(", "),
             timedelta(s.elapsed)
         ))?;
+        if let Some(line) = drgnfly_nn::phases::report(s.elapsed.as_secs_f64()) {
+            self.log.line(&line)?;
+        }
         let comm = crate::cluster::comm();
         if comm.size() > 1 {
             let now = comm.traffic();

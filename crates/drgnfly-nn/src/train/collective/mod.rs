@@ -171,9 +171,11 @@ impl<'a> Share<'a> {
             Some(g) => g,
             None => no_gradients()?,
         };
-        self.reduce_gradients(&mut grads, vars)?;
-        adam.step(&grads)?;
-        Ok(grads)
+        crate::phases::time(crate::phases::Phase::Optimizer, || {
+            self.reduce_gradients(&mut grads, vars)?;
+            adam.step(&grads)?;
+            Ok(grads)
+        })
     }
 }
 
