@@ -139,7 +139,10 @@ fn product(
     tiling: &Tiling,
 ) {
     assert!(available(), "bf16 matmul called on a CPU without AVX-512 BF16");
-    assert!(tiling.kc.is_multiple_of(16) && tiling.kc > 0 && tiling.mc > 0, "bf16 matmul: blocking {tiling:?}");
+    assert!(
+        tiling.kc.is_multiple_of(16) && tiling.kc > 0 && tiling.mc > 0,
+        "bf16 matmul: blocking {tiling:?}"
+    );
     if m == 0 || n == 0 {
         return;
     }
