@@ -63,6 +63,8 @@ struct Slot {
 pub struct Adam {
     config: AdamConfig,
     slots: Vec<Slot>,
+    /// Whether the CPU update may run in place; tests turn it off to compare with candle's generic ops.
+    in_place: bool,
 }
 
 impl Adam {
@@ -86,7 +88,7 @@ impl Adam {
                 Ok(Slot { name, exp_avg, exp_avg_sq, var, step: 0 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { config, slots })
+        Ok(Self { config, slots, in_place: true })
     }
 
     /// Current hyperparameters.
@@ -119,7 +121,7 @@ impl Adam {
             let t = slot.step as f64;
             let step_size = lr / (1.0 - beta1.powf(t));
             let bias2_sqrt = (1.0 - beta2.powf(t)).sqrt();
-            if in_place(&theta, &grad) {
+            if self.in_place && in_place(&theta, &grad) {
                 let grad = grad.contiguous()?;
                 let (m, v) = (&slot.exp_avg, &slot.exp_avg_sq);
                 m.inplace_op3(&grad, &theta, &MomentOp { beta: beta1, weight_decay, square: false })?;
@@ -241,8 +243,8 @@ impl InplaceOp3 for MomentOp {
                 theta.len()
             );
         }
-        let (beta, lambda) = (self.beta as f32, self.weight_decay as f32);
-        let (keep, take) = (beta, 1.0 - beta);
+        // The factors rounded from f64 as candle's scalar ops round them, so both paths agree to the bit.
+        let (keep, take, lambda) = (self.beta as f32, (1.0 - self.beta) as f32, self.weight_decay as f32);
         let square = self.square;
         m.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)).zip(theta.par_chunks(CHUNK)).for_each(
             |((m, g), theta)| {
@@ -283,11 +285,12 @@ impl InplaceOp3 for UpdateOp {
         if m.len() != theta.len() || v.len() != theta.len() {
             candle_core::bail!("adam: {} parameters, moments of {} and {}", theta.len(), m.len(), v.len());
         }
-        let (step, b2, eps) = (self.step_size as f32, self.bias2_sqrt as f32, self.eps as f32);
+        // Dividing by √(1 − β₂ᵗ) is a product with its f64 reciprocal rounded to f32, as in candle's `x / s`.
+        let (step, inv_b2, eps) = (self.step_size as f32, (1.0 / self.bias2_sqrt) as f32, self.eps as f32);
         theta.par_chunks_mut(CHUNK).zip(m.par_chunks(CHUNK)).zip(v.par_chunks(CHUNK)).for_each(
             |((theta, m), v)| {
                 for ((th, &m), &v) in theta.iter_mut().zip(m).zip(v) {
-                    *th -= step * (m / (v.sqrt() / b2 + eps));
+                    *th -= step * (m / (v.sqrt() * inv_b2 + eps));
                 }
             },
         );
@@ -377,6 +380,26 @@ mod tests {
             let want = reference(f64::from(start[i]), &history[i], cfg);
             assert!((f64::from(got[i]) - want).abs() < 1e-5, "x[{i}] = {} vs {want}", got[i]);
         }
+        Ok(())
+    }
+
+    /// The in-place CPU update and candle's generic ops (the GPU's path) give the same bits: fixed-seed
+    /// outputs must not depend on which path ran.
+    #[test]
+    fn in_place_and_generic_updates_agree_to_the_bit() -> Result<()> {
+        let dev = Device::Cpu;
+        let cfg = AdamConfig { lr: 0.05, weight_decay: 0.02, ..Default::default() };
+        let start: Vec<f32> = (0..4099).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+        let run = |in_place: bool| -> Result<Vec<u32>> {
+            let x = Var::from_vec(start.clone(), start.len(), &dev)?;
+            let mut adam = Adam::new(vec![("x".into(), x.clone())], cfg)?;
+            adam.in_place = in_place;
+            for _ in 0..5 {
+                adam.backward_step(&(x.as_tensor().powf(3.0)? / 3.0)?.sum_all()?)?;
+            }
+            Ok(x.as_tensor().to_vec1::<f32>()?.iter().map(|v| v.to_bits()).collect())
+        };
+        assert_eq!(run(true)?, run(false)?);
         Ok(())
     }
 

@@ -87,6 +87,13 @@ impl DecoderConfig {
         crate::fused::bf16_available()
     }
 
+    /// The CPU kernels and tiles the fused network runs with for this width on this CPU, e.g. `avx512f
+    /// bf16, tiles kc 512 mc 96 rows 1024`: float32 sums depend on them, so fixed-seed outputs are
+    /// reproducible bit for bit only between machines where this string is the same (run.log records it).
+    pub fn cpu_kernels(&self) -> String {
+        crate::fused::describe_kernels(self.dim, self.mixed_precision && Self::mixed_precision_available())
+    }
+
     /// Frequencies per encoding after applying the default.
     pub fn pe_dim(&self) -> usize {
         self.pe_dim.unwrap_or(self.lattice_size / 2)

@@ -73,6 +73,24 @@ pub(crate) use tiling::Tiling;
 
 use crate::error::Result;
 
+/// The instruction set the f32 products use (the `gemm` crate's run-time choice), whether bf16 products
+/// run, and the tiling at hidden width `hidden`: what float32 sums, and so fixed-seed outputs, depend on.
+pub(crate) fn describe_kernels(hidden: usize, bf16: bool) -> String {
+    #[cfg(target_arch = "x86_64")]
+    let isa = if std::arch::is_x86_feature_detected!("avx512f") {
+        "avx512f"
+    } else if std::arch::is_x86_feature_detected!("fma") {
+        "avx2+fma"
+    } else {
+        "sse"
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let isa = std::env::consts::ARCH;
+    let Tiling { kc, mc, rows } = Tiling::for_width(hidden);
+    let products = if bf16 { " bf16" } else { "" };
+    format!("{isa}{products}, tiles kc {kc} mc {mc} rows {rows}")
+}
+
 /// A fused network and the variables it reads, in the order of the flat parameter vector.
 #[derive(Clone, Debug)]
 pub(crate) struct FusedNet {

@@ -248,8 +248,8 @@ pub struct RunSetup {
     pub prep: BatchPrep,
     /// The decoder, its precision set from `--no-amp`.
     pub dec: DecoderConfig,
-    /// The precision, for the run log.
-    pub precision: &'static str,
+    /// The precision and, on the CPU, the kernels and tiles, for the run log.
+    pub precision: String,
     /// The run's seed.
     pub seed: u64,
 }
@@ -280,16 +280,21 @@ impl TrainArgs {
         AdamConfig { lr: self.lr, weight_decay: self.wd, ..Default::default() }
     }
 
-    /// Set the decoder's precision from `--no-amp`; returns what will be used, for the run log.
-    pub fn precision(&self, dec: &mut DecoderConfig) -> &'static str {
+    /// Set the decoder's precision from `--no-amp`; returns what will be used (and on the CPU, with which
+    /// kernels and tiles), for the run log.
+    pub fn precision(&self, dec: &mut DecoderConfig) -> String {
         dec.mixed_precision = !self.no_amp && self.device == DeviceKind::Cpu;
-        match (self.no_amp, self.device) {
+        let precision = match (self.no_amp, self.device) {
             (true, _) => "float32 (--no-amp)",
             (false, DeviceKind::Cpu) if DecoderConfig::mixed_precision_available() => {
                 "mixed (bfloat16 products, float32 sums)"
             }
             (false, DeviceKind::Cpu) => "float32 (this CPU has no AVX-512 BF16)",
             (false, _) => "float32",
+        };
+        match self.device {
+            DeviceKind::Cpu => format!("{precision}; CPU kernels {}", dec.cpu_kernels()),
+            _ => precision.to_string(),
         }
     }
 
