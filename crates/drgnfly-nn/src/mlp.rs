@@ -50,6 +50,14 @@ pub fn linear(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Linear> {
     Ok(Linear::new(weight, Some(bias)))
 }
 
+/// x Wᵀ + b: on the CPU for a batch of rows, one op with its own backward ([`crate::fused::linear`]).
+fn apply(l: &Linear, x: &Tensor) -> Result<Tensor> {
+    match (l.bias(), x.rank()) {
+        (Some(b), 2) => crate::fused::linear::forward(x, l.weight(), b),
+        _ => Ok(l.forward(x)?),
+    }
+}
+
 /// A layer of `main`: plain, or residual (y = W x + b + x) when its input and output widths agree.
 #[derive(Clone, Debug)]
 enum Layer {
@@ -69,8 +77,8 @@ impl Layer {
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(match self {
-            Layer::Plain(l) => l.forward(x)?,
-            Layer::Resid(l) => (l.forward(x)? + x)?,
+            Layer::Plain(l) => apply(l, x)?,
+            Layer::Resid(l) => (apply(l, x)? + x)?,
         })
     }
 }

@@ -175,6 +175,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    drgnfly_io::memory::reuse_freed_blocks();
+    if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
+        // candle's CPU workers spin for ~0.5 ms after each of its ops before sleeping, on a core the next
+        // fused op (on rayon's threads) needs: a train-vae epoch took 3–4% longer (BENCHMARKS.md, issue 17).
+        std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "0");
+    }
     let cli = Cli::parse();
     if let Err(e) = cluster::join() {
         say!("error: {e:#}");

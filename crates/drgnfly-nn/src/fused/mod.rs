@@ -58,6 +58,7 @@ mod bf16 {
     }
 }
 mod kernel;
+pub(crate) mod linear;
 mod sincos;
 mod tiling;
 
