@@ -22,23 +22,6 @@ pub fn available_bytes() -> Option<u64> {
     })
 }
 
-/// Keep freed blocks of up to 32 MiB in the heap for reuse instead of returning them to the system.
-///
-/// Training allocates and frees the same few tensors every step (gradients of a few MB each). glibc's
-/// defaults hand blocks that large straight back with `munmap` and map them again at the next step: every
-/// step then pays page faults, zeroing and, with several threads, TLB shootdowns. Measured on the encoder of
-/// a 1024-wide VAE (BENCHMARKS.md, issue 17): its backward took 42 ms per step, 26 ms with these settings,
-/// and a `train-vae --no-amp` epoch 10% less time. The price is at most 64 MiB of freed memory kept at the
-/// top of the heap. Call once at start, before other threads exist; a no-op off glibc.
-pub fn reuse_freed_blocks() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets allocator parameters; called before any other thread allocates.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
-    }
-}
-
 /// `ulimit -v` minus the address space already mapped, when a limit is set.
 fn address_space_headroom() -> Option<u64> {
     let limits = std::fs::read_to_string("/proc/self/limits").ok()?;

@@ -175,10 +175,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    drgnfly_io::memory::reuse_freed_blocks();
     if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
-        // candle's CPU workers spin for ~0.5 ms after each of its ops before sleeping, on a core the next
-        // fused op (on rayon's threads) needs: a train-vae epoch took 3–4% longer (BENCHMARKS.md, issue 17).
+        // candle's CPU workers spin for ~0.5 ms after each of its ops before sleeping, on a core that the
+        // next fused op (on rayon's threads) needs: the 1024-wide encoder's backward took 9.6 ms instead of
+        // 5.6, and paired train-vae epochs were 0–10% longer, never shorter (BENCHMARKS.md, issue 17).
         std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", "0");
     }
     let cli = Cli::parse();
