@@ -232,17 +232,7 @@ impl InplaceOp3 for MomentOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<()> {
-        let m = cpu_slice_mut(s1, l1, "adam: moment")?;
-        let g = crate::fused::cpu_slice(s2, l2, "adam: gradient")?;
-        let theta = crate::fused::cpu_slice(s3, l3, "adam: parameter")?;
-        if g.len() != m.len() || theta.len() != m.len() {
-            candle_core::bail!(
-                "adam: {} moments, {} gradients, {} parameters",
-                m.len(),
-                g.len(),
-                theta.len()
-            );
-        }
+        let (m, g, theta) = operands((s1, l1), (s2, l2), (s3, l3), ["moment", "gradient", "parameter"])?;
         // The factors rounded from f64 as candle's scalar ops round them, so both paths agree to the bit.
         let (keep, take, lambda) = (self.beta as f32, (1.0 - self.beta) as f32, self.weight_decay as f32);
         let square = self.square;
@@ -279,12 +269,8 @@ impl InplaceOp3 for UpdateOp {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<()> {
-        let theta = cpu_slice_mut(s1, l1, "adam: parameter")?;
-        let m = crate::fused::cpu_slice(s2, l2, "adam: first moment")?;
-        let v = crate::fused::cpu_slice(s3, l3, "adam: second moment")?;
-        if m.len() != theta.len() || v.len() != theta.len() {
-            candle_core::bail!("adam: {} parameters, moments of {} and {}", theta.len(), m.len(), v.len());
-        }
+        let (theta, m, v) =
+            operands((s1, l1), (s2, l2), (s3, l3), ["parameter", "first moment", "second moment"])?;
         // Dividing by √(1 − β₂ᵗ) is a product with its f64 reciprocal rounded to f32, as in candle's `x / s`.
         let (step, inv_b2, eps) = (self.step_size as f32, (1.0 / self.bias2_sqrt) as f32, self.eps as f32);
         theta.par_chunks_mut(CHUNK).zip(m.par_chunks(CHUNK)).zip(v.par_chunks(CHUNK)).for_each(
@@ -296,6 +282,31 @@ impl InplaceOp3 for UpdateOp {
         );
         Ok(())
     }
+}
+
+/// The data of an in-place op's three operands (written, read, read), which must have one length; `names`
+/// for errors.
+fn operands<'a>(
+    (s1, l1): (&'a mut CpuStorage, &Layout),
+    (s2, l2): (&'a CpuStorage, &Layout),
+    (s3, l3): (&'a CpuStorage, &Layout),
+    names: [&str; 3],
+) -> candle_core::Result<(&'a mut [f32], &'a [f32], &'a [f32])> {
+    let a = cpu_slice_mut(s1, l1, &format!("adam: {}", names[0]))?;
+    let b = crate::fused::cpu_slice(s2, l2, &format!("adam: {}", names[1]))?;
+    let c = crate::fused::cpu_slice(s3, l3, &format!("adam: {}", names[2]))?;
+    if b.len() != a.len() || c.len() != a.len() {
+        candle_core::bail!(
+            "adam: {} {}, {} {}, {} {}",
+            a.len(),
+            names[0],
+            b.len(),
+            names[1],
+            c.len(),
+            names[2]
+        );
+    }
+    Ok((a, b, c))
 }
 
 /// The contiguous f32 data of a CPU storage, to write in place.
