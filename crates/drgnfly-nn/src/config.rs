@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::cnn::{CnnConfig, CnnLayout};
 use crate::error::{Error, Result};
 use crate::train::EncoderInput;
 use crate::{Activation, DataNorm, DecoderConfig, Domain, EncodeMode, EncoderConfig, PeType};
@@ -175,6 +176,9 @@ pub struct ModelArgs {
     /// Hidden activation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub activation: Option<Activation>,
+    /// The CNN encoder of an amortized run (drgnfly's key; absent: `small`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cnn_layout: Option<CnnLayout>,
 }
 
 impl ModelArgs {
@@ -347,6 +351,12 @@ impl RunConfig {
             cfg.activation = m.activation.unwrap_or(cfg.activation);
             cfg
         })
+    }
+
+    /// The CNN encoder of an amortized run (`None` for other kinds).
+    pub fn cnn_config(&self) -> Option<CnnConfig> {
+        (self.model_kind() == ModelKind::Amortized)
+            .then(|| self.model_args.cnn_layout.unwrap_or_default().config(self.image_size(), self.zdim()))
     }
 
     /// The encoder's input pixels from `enc_mask`: the disc of that radius (default D/2), or the whole

@@ -30,6 +30,27 @@ pub enum Stem {
     ResNet,
 }
 
+/// The named CNN layouts (`--encoder`; config.yaml's `model_args.cnn_layout`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CnnLayout {
+    /// [`CnnConfig::small`].
+    #[default]
+    Small,
+    /// [`CnnConfig::resnet18`].
+    Resnet18,
+}
+
+impl CnnLayout {
+    /// The layout for `d`×`d` images and a conformation head of width `zdim` (0: none).
+    pub fn config(self, d: usize, zdim: usize) -> CnnConfig {
+        match self {
+            CnnLayout::Small => CnnConfig::small(d, zdim),
+            CnnLayout::Resnet18 => CnnConfig::resnet18(d, zdim),
+        }
+    }
+}
+
 /// Architecture of the CNN encoder.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CnnConfig {

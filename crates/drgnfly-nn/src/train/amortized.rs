@@ -24,9 +24,8 @@
 
 use std::path::Path;
 
-use candle_core::{Tensor, D};
+use candle_core::{Device, Tensor, D};
 use drgnfly_em::pose::Pose;
-use drgnfly_em::rotation::Mat3;
 
 use drgnfly_em::hartley::HartleyPlan;
 use drgnfly_em::project::Projector;
@@ -160,20 +159,13 @@ impl AmortizedTrainer {
 
     /// Rotations (B, 3, 3) and shifts (B, 2, pixels) the encoder predicts for raw images (B·D·D).
     pub fn predict(&self, raw: &[f32]) -> TrainResult<(Tensor, Tensor)> {
-        let d = self.prep.image_size();
-        let b = raw.len() / (d * d);
-        let mut x = raw.to_vec();
-        for img in x.chunks_exact_mut(d * d) {
-            let mean = img.iter().map(|&v| f64::from(v)).sum::<f64>() / img.len() as f64;
-            let var = img.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / img.len() as f64;
-            let scale = 1.0 / var.sqrt().max(1e-12);
-            img.iter_mut().for_each(|v| *v = ((f64::from(*v) - mean) * scale) as f32);
-        }
-        // The trunk sees each image rolled to its centroid; the shift head predicts what remains.
-        let rolls = centre_by_centroid(&mut x, d);
-        let out = self.encoder.forward(&Tensor::from_vec(x, (b, d, d), self.prep.device())?)?;
-        let rolls = Tensor::from_vec(rolls.concat(), (b, 2), self.prep.device())?;
-        Ok((rotation_matrices(&out.rotation, RotationParam::SixD)?, (out.shift + rolls)?))
+        predict(&self.encoder, raw, self.prep.device())
+    }
+
+    /// The poses the encoder predicts for raw images (B·D·D), without keeping anything for a backward pass:
+    /// the inference pass at the end of training.
+    pub fn infer_poses(&self, raw: &[f32]) -> TrainResult<Vec<Pose>> {
+        infer_poses(&self.encoder, raw, self.prep.device())
     }
 
     /// Per-image MSE (B) of images `raw` (B·D·D) rendered at the encoder's poses, and those poses.
@@ -187,6 +179,74 @@ impl AmortizedTrainer {
         let b = rot.dim(0)?;
         let batch = self.prep.prepare_refinable(sym, ctf, &vec![Pose::IDENTITY; b], (&rot, &shift))?;
         Ok((per_image_mse(&self.decoder, &batch)?, rot, shift))
+    }
+}
+
+/// Rotations (B, 3, 3) and shifts (B, 2, pixels) `encoder` predicts for raw images (B·D·D). Each image is
+/// standardised (zero mean, unit variance) and rolled by whole pixels to its density centroid; the trunk sees
+/// that, and the shift head predicts what the roll left.
+fn predict(encoder: &CnnEncoder, raw: &[f32], device: &Device) -> TrainResult<(Tensor, Tensor)> {
+    let d = encoder.config().d;
+    let b = raw.len() / (d * d);
+    let mut x = raw.to_vec();
+    for img in x.chunks_exact_mut(d * d) {
+        let mean = img.iter().map(|&v| f64::from(v)).sum::<f64>() / img.len() as f64;
+        let var = img.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / img.len() as f64;
+        let scale = 1.0 / var.sqrt().max(1e-12);
+        img.iter_mut().for_each(|v| *v = ((f64::from(*v) - mean) * scale) as f32);
+    }
+    let rolls = centre_by_centroid(&mut x, d);
+    let out = encoder.forward(&Tensor::from_vec(x, (b, d, d), device)?)?;
+    let rolls = Tensor::from_vec(rolls.concat(), (b, 2), device)?;
+    Ok((rotation_matrices(&out.rotation, RotationParam::SixD)?, (out.shift + rolls)?))
+}
+
+/// [`predict`] as poses, outside autograd.
+fn infer_poses(encoder: &CnnEncoder, raw: &[f32], device: &Device) -> TrainResult<Vec<Pose>> {
+    let (rot, shift) = crate::inference::no_grad(|| predict(encoder, raw, device))?;
+    to_poses(&rot, &shift)
+}
+
+/// Rotations (B, 3, 3) and shifts (B, 2) as poses.
+fn to_poses(rot: &Tensor, shift: &Tensor) -> TrainResult<Vec<Pose>> {
+    let (rot, shift) = (rot.to_vec3::<f32>()?, shift.to_vec2::<f32>()?);
+    Ok(rot
+        .into_iter()
+        .zip(shift)
+        .map(|(r, t)| Pose {
+            rot: std::array::from_fn(|a| std::array::from_fn(|b| f64::from(r[a][b]))),
+            shift_px: [t[0], t[1]],
+        })
+        .collect())
+}
+
+/// The encoder of a trained amortized run, for inference on any number of particles (`eval-images`): one
+/// streaming pass, a pose per image, nothing per particle kept.
+pub struct AmortizedModel {
+    store: ParamStore,
+    encoder: CnnEncoder,
+}
+
+impl AmortizedModel {
+    /// An encoder of layout `cfg` with the weights `encoder.*` of `weights` (a checkpoint of the run).
+    pub fn load(cfg: &CnnConfig, weights: &Path, device: &Device) -> TrainResult<Self> {
+        let store = ParamStore::new(0, device);
+        let encoder = CnnEncoder::new(cfg, store.var_builder().pp("encoder"))?;
+        let mut state = crate::volume::read_model_state(weights)?;
+        // The decoder's weights are not needed to predict poses.
+        state.retain(|name, _| name.starts_with("encoder."));
+        store.load_state(&state, weights)?;
+        Ok(Self { store, encoder })
+    }
+
+    /// The poses the encoder predicts for raw images (B·D·D).
+    pub fn poses(&self, raw: &[f32]) -> TrainResult<Vec<Pose>> {
+        infer_poses(&self.encoder, raw, self.store.device())
+    }
+
+    /// Image side D the encoder takes.
+    pub fn image_size(&self) -> usize {
+        self.encoder.config().d
     }
 }
 
@@ -337,10 +397,8 @@ impl Trainer for AmortizedTrainer {
             0.0
         };
         self.adam.backward_step(&loss)?;
-        let (rot, shift) = (rot.to_vec3::<f32>()?, shift.to_vec2::<f32>()?);
-        for ((&i, r), t) in step.positions.iter().zip(rot).zip(shift) {
-            let m: Mat3 = std::array::from_fn(|a| std::array::from_fn(|b| f64::from(r[a][b])));
-            self.poses.set_pose(i, Pose { rot: m, shift_px: [t[0], t[1]] });
+        for (&i, pose) in step.positions.iter().zip(to_poses(&rot, &shift)?) {
+            self.poses.set_pose(i, pose);
         }
         Ok(vec![value, cpp, value + cpp])
     }

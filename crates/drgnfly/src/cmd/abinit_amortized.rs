@@ -9,21 +9,26 @@
 //! has its driver, checkpoints and outputs.
 //!
 //! Per checkpoint: `weights.E.safetensors` (encoder and decoder), `reconstruct.E.mrc`, and `pose.E.pkl` (each
-//! particle's pose as the encoder predicted it when the particle was last seen).
+//! training particle's pose as the encoder predicted it when the particle was last seen). When training
+//! ends, one streaming pass of the final encoder over every particle of the stack (those left out by `--ind`
+//! too) writes `pose.pkl`; `drgnfly eval-images` does the same for any checkpoint and any stack.
 //!
 //! Example usage:
 //!   drgnfly abinit-amortized particles.mrcs --ctf ctf.pkl -o out/ -n 50
 
 use anyhow::{bail, Context, Result};
 use clap::{Args as ClapArgs, ValueEnum};
-use drgnfly_nn::config::ModelKind;
+use drgnfly_nn::cnn::CnnLayout;
+use drgnfly_nn::config::{ModelArgs, ModelKind};
+use drgnfly_nn::data::DatasetFiles;
 use drgnfly_nn::train::{AmortizedTrainer, CppConfig, EncoderInput};
-use drgnfly_nn::{CnnConfig, DataNorm};
+use drgnfly_nn::DataNorm;
 
 use super::abinit::prefixed_decoder_model_args;
+use super::eval_images::infer_poses;
 use super::train_common::{
-    check_training_memory, fit_decoder, map_apix, run_config, DataArgs, DecoderArgs, MapOutput, RunSetup,
-    TrainArgs,
+    check_training_memory, fit_decoder, map_apix, run_config, write_pose_list, DataArgs, DecoderArgs,
+    MapOutput, RunSetup, TrainArgs,
 };
 
 /// Reconstruct a map and the particles' poses with a pose-predicting encoder (cryoAI); experimental: the
@@ -88,10 +93,11 @@ pub fn run(args: Args) -> Result<()> {
     let (n, d) = (data.len(), data.image_size());
     let RunSetup { norm, prep, dec, precision, seed } =
         RunSetup::new((&args.data, t), &data, EncoderInput::None, &args.decoder, (0, args.layers, args.dim))?;
-    let enc = match args.encoder {
-        EncoderLayout::Small => CnnConfig::small(d, 0),
-        EncoderLayout::Resnet18 => CnnConfig::resnet18(d, 0),
+    let layout = match args.encoder {
+        EncoderLayout::Small => CnnLayout::Small,
+        EncoderLayout::Resnet18 => CnnLayout::Resnet18,
     };
+    let enc = layout.config(d, 0);
     let adam = t.adam();
     let symmetrized = !args.no_symmetrized_loss;
     let cpp = CppConfig {
@@ -114,7 +120,8 @@ pub fn run(args: Args) -> Result<()> {
         trainer = trainer.with_cpp_reference(&map.data)?;
     }
     check_training_memory(trainer.store().num_params(), &dec, t.batch_size.min(n), d)?;
-    let model_args = prefixed_decoder_model_args(ModelKind::Amortized, &dec);
+    let model_args =
+        ModelArgs { cnn_layout: Some(layout), ..prefixed_decoder_model_args(ModelKind::Amortized, &dec) };
     let config = run_config(args.data.dataset_args(norm, &[]), d, model_args, seed);
     let summary = format!(
         "# {n} particles of {d}×{d}, norm [{}, {}], {} parameters ({:?} CNN encoder), seed {seed}, precision \
@@ -131,5 +138,13 @@ pub fn run(args: Args) -> Result<()> {
         d,
         apix: map_apix(&data, &args.data.particles),
     };
-    fit_decoder(t, &data, &mut trainer, (&config, &summary, seed), map, AmortizedTrainer::decoder)
+    fit_decoder(t, &data, &mut trainer, (&config, &summary, seed), map, AmortizedTrainer::decoder)?;
+    // Inference on the whole stack: the particles --ind left out get poses too.
+    let all =
+        drgnfly_nn::data::Dataset::open(&DatasetFiles { ind: None, ctf: None, ..args.data.files(&[]) })?;
+    let poses = infer_poses(&all, t.batch_size, |raw| trainer.infer_poses(raw))?;
+    let path = t.outdir.join("pose.pkl");
+    write_pose_list(&path, &poses, d)?;
+    say!("inference: the final encoder's poses of all {} particles → {}", poses.len(), path.display());
+    Ok(())
 }

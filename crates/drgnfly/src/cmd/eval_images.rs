@@ -1,33 +1,42 @@
-//! `eval-images`: encode particles with a trained VAE and report its losses (cryoDRGN `eval_images`).
+//! `eval-images`: encode particles with a trained encoder (cryoDRGN `eval_images`).
 //!
-//! Preprocessing (normalization, window, inversion, encoder mask) comes from the run's config.yaml, so
-//! images are seen exactly as in training. Writes `--out-z` (z_mu then z_logvar, N × zdim each, in dataset
-//! order, as z.N.pkl) and `-o` losses: a float32 array `[gen, KLD, total]` of image-averaged losses in
-//! evaluation mode (z = μ). (cryoDRGN pickles a dict there; drgnfly writes only numpy arrays.)
+//! - A VAE (`train-vae`): preprocessing (normalization, window, inversion, encoder mask) comes from the run's
+//!   config.yaml, so images are seen exactly as in training. Writes `--out-z` (z_mu then z_logvar, N × zdim
+//!   each, in dataset order, as z.N.pkl) and `-o` losses: a float32 array `[gen, KLD, total]` of
+//!   image-averaged losses in evaluation mode (z = μ). (cryoDRGN pickles a dict there; drgnfly writes only
+//!   numpy arrays.)
+//! - An amortized run (`abinit-amortized`): the CNN predicts every particle's pose in one streaming pass,
+//!   written to `--out-poses` as pose.pkl; no poses or CTF are needed, and the particles need not be those
+//!   the encoder was trained on (train on a subset with `--ind`, infer on the whole stack here).
 //!
 //! Example usage:
 //!   drgnfly eval-images particles.mrcs out/weights.25.safetensors -c out/config.yaml --poses pose.pkl \
 //!       --ctf ctf.pkl -o losses.pkl --out-z z.eval.pkl
+//!   drgnfly eval-images particles.mrcs amortized/weights.30.safetensors -c amortized/config.yaml \
+//!       --out-poses pose.pkl
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args as ClapArgs;
+use drgnfly_em::pose::Pose;
 use drgnfly_em::preprocess::{Normalization, PreprocessConfig};
 use drgnfly_io::pickle::{write_array, ArrayData, NdArray};
 use drgnfly_nn::config::{ModelKind, RunConfig};
 use drgnfly_nn::data::{Dataset, DatasetFiles};
-use drgnfly_nn::train::{ordered_pass, BatchPrep, KlSchedule, VaeModel};
+use drgnfly_nn::train::{ordered_pass, AmortizedModel, BatchPrep, KlSchedule, TrainResult, VaeModel};
 use drgnfly_nn::volume::read_model_state;
 
-use super::train_common::DeviceKind;
+use super::train_common::{write_pose_list, DeviceKind};
 use crate::progress::Progress;
 
-/// Encode particles and evaluate the loss of a trained VAE.
+/// Encode particles with a trained VAE (latents and losses) or amortized run (poses).
 #[derive(ClapArgs, Debug)]
 #[command(
     after_help = "Examples:\n  drgnfly eval-images particles.mrcs out/weights.25.safetensors -c out/config.yaml \
-                  --poses pose.pkl --ctf ctf.pkl -o losses.pkl --out-z z.pkl"
+                  --poses pose.pkl --ctf ctf.pkl -o losses.pkl --out-z z.pkl\n  \
+                  drgnfly eval-images particles.mrcs amortized/weights.30.safetensors -c amortized/config.yaml \
+                  --out-poses pose.pkl"
 )]
 pub struct Args {
     /// Particle images (.mrcs, .star, .cs, .txt).
@@ -37,8 +46,8 @@ pub struct Args {
     /// The run's config.yaml.
     #[arg(short = 'c', long)]
     pub config: PathBuf,
-    /// Poses: pose.pkl, or rot.pkl trans.pkl.
-    #[arg(long, required = true, num_args = 1..=2)]
+    /// Poses: pose.pkl, or rot.pkl trans.pkl (a VAE's evaluation).
+    #[arg(long, num_args = 1..=2)]
     pub poses: Vec<PathBuf>,
     /// CTF parameters (ctf.pkl).
     #[arg(long)]
@@ -49,12 +58,15 @@ pub struct Args {
     /// Directory of the stacks a .star/.cs/.txt refers to.
     #[arg(long)]
     pub datadir: Option<PathBuf>,
-    /// Output losses (.pkl).
+    /// Output losses (.pkl; a VAE's evaluation).
     #[arg(short = 'o', long)]
-    pub output: PathBuf,
-    /// Output latents (.pkl).
+    pub output: Option<PathBuf>,
+    /// Output latents (.pkl; a VAE's evaluation).
     #[arg(long)]
-    pub out_z: PathBuf,
+    pub out_z: Option<PathBuf>,
+    /// Output poses (pose.pkl; an amortized run's inference).
+    #[arg(long)]
+    pub out_poses: Option<PathBuf>,
     /// Images per batch.
     #[arg(short = 'b', long = "batch-size", default_value_t = 64)]
     pub batch_size: usize,
@@ -69,12 +81,88 @@ pub struct Args {
 /// Evaluate.
 pub fn run(args: Args) -> Result<()> {
     let config = RunConfig::read(&args.config)?;
-    if config.model_kind() != ModelKind::Vae {
-        bail!("{}: a {:?} model has no encoder to evaluate", args.config.display(), config.model_kind());
-    }
-    let zdim = config.zdim();
     if args.batch_size == 0 {
         bail!("-b must be at least 1");
+    }
+    match config.model_kind() {
+        ModelKind::Vae => evaluate_vae(args, &config),
+        ModelKind::Amortized => infer_amortized(args, &config),
+        kind => bail!("{}: a {kind:?} model has no encoder to evaluate", args.config.display()),
+    }
+}
+
+/// An amortized run's poses for every particle.
+fn infer_amortized(args: Args, config: &RunConfig) -> Result<()> {
+    let Some(out) = &args.out_poses else {
+        bail!(
+            "{} describes an amortized run, whose encoder predicts poses: give --out-poses pose.pkl",
+            args.config.display()
+        );
+    };
+    if !args.poses.is_empty() || args.out_z.is_some() || args.output.is_some() {
+        bail!(
+            "--poses, --out-z and -o belong to a VAE's evaluation; an amortized run takes --out-poses only"
+        );
+    }
+    let cnn = config.cnn_config().context("amortized config without a CNN")?;
+    let data = Dataset::open(&DatasetFiles {
+        particles: args.particles.clone(),
+        poses: Vec::new(),
+        ctf: None,
+        ind: args.ind.clone(),
+        datadir: args.datadir.clone(),
+    })?;
+    let d = data.image_size();
+    if d != cnn.d {
+        bail!(
+            "{} has {d}×{d} images but the encoder in {} was trained on {1}×{1}",
+            args.particles.display(),
+            cnn.d
+        );
+    }
+    let model = AmortizedModel::load(&cnn, &args.weights, &args.device.device()?)?;
+    let poses = infer_poses(&data, args.batch_size, |raw| model.poses(raw))?;
+    write_pose_list(out, &poses, d)?;
+    say!("{} poses → {}", poses.len(), out.display());
+    Ok(())
+}
+
+/// The pose `predict` gives each particle of `data`, in dataset order: one streaming pass with a progress bar.
+pub fn infer_poses(
+    data: &Dataset,
+    batch_size: usize,
+    predict: impl Fn(&[f32]) -> TrainResult<Vec<Pose>>,
+) -> Result<Vec<Pose>> {
+    let mut poses = Vec::with_capacity(data.len());
+    let mut progress = Progress::new("inferring poses", data.len() as u64, "images");
+    ordered_pass(
+        data,
+        batch_size,
+        "inferring poses",
+        |_, images| {
+            poses.extend(predict(images)?);
+            Ok(())
+        },
+        |b| progress.inc(b as u64),
+    )?;
+    progress.finish();
+    Ok(poses)
+}
+
+/// A VAE's latents and losses.
+fn evaluate_vae(args: Args, config: &RunConfig) -> Result<()> {
+    let zdim = config.zdim();
+    let (Some(output), Some(out_z)) = (&args.output, &args.out_z) else {
+        bail!("{} describes a VAE: give -o losses.pkl and --out-z z.pkl", args.config.display());
+    };
+    if args.poses.is_empty() {
+        bail!(
+            "{} describes a VAE, which decodes at known poses: give --poses pose.pkl",
+            args.config.display()
+        );
+    }
+    if args.out_poses.is_some() {
+        bail!("--out-poses: a VAE does not predict poses (an amortized run does)");
     }
     let data = Dataset::open(&DatasetFiles {
         particles: args.particles.clone(),
@@ -123,16 +211,16 @@ pub fn run(args: Args) -> Result<()> {
         |b| progress.inc(b as u64),
     )?;
     progress.finish();
-    drgnfly_io::pickle::write_latents(&args.out_z, &mu, zdim, Some(&logvar))?;
+    drgnfly_io::pickle::write_latents(out_z, &mu, zdim, Some(&logvar))?;
     let avg: Vec<f32> = sums.iter().map(|s| (s / n as f64) as f32).collect();
-    write_array(&args.output, &NdArray::new(vec![3], ArrayData::F32(avg.clone())))?;
+    write_array(output, &NdArray::new(vec![3], ArrayData::F32(avg.clone())))?;
     say!(
         "{n} images: gen loss {:.6}, KLD {:.6}, total loss {:.6}; z → {}, losses → {}",
         avg[0],
         avg[1],
         avg[2],
-        args.out_z.display(),
-        args.output.display()
+        out_z.display(),
+        output.display()
     );
     Ok(())
 }

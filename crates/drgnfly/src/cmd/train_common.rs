@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args as ClapArgs, ValueEnum};
+use drgnfly_em::pose::Pose;
 use drgnfly_em::preprocess::{Normalization, PreprocessConfig};
 use drgnfly_io::pickle::{write_poses, Poses};
 use drgnfly_nn::config::{DatasetArgs, LatticeArgs, ModelArgs, PosesArg, RunConfig};
@@ -852,7 +853,11 @@ pub fn write_reconstruction(
 
 /// A pose table as cryoDRGN's pose.pkl: rotation matrices and translations as fractions of the box.
 pub fn write_pose_table(path: &Path, table: &PoseTable, d: usize) -> Result<()> {
-    let poses = table.poses();
+    write_pose_list(path, &table.poses(), d)
+}
+
+/// Poses (shifts in pixels) as cryoDRGN's pose.pkl for `d`×`d` images.
+pub fn write_pose_list(path: &Path, poses: &[Pose], d: usize) -> Result<()> {
     let file = Poses {
         rot: poses.iter().map(|p| p.pkl_rot()).collect(),
         trans: Some(poses.iter().map(|p| p.pkl_trans(d)).collect()),

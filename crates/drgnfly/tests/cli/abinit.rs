@@ -326,3 +326,62 @@ fn abinit_amortized_trains_writes_poses_and_resumes_exactly() {
     assert!(read("out/pose.4.pkl") == read("resumed/pose.4.pkl"), "a resumed run must give the same poses");
     assert!(read("out/weights.4.safetensors") == read("resumed/weights.4.safetensors"));
 }
+
+/// Amortized inference covers the whole stack: trained on a subset (`--ind`), `abinit-amortized` ends with a
+/// pass that writes every particle's pose to pose.pkl, and `eval-images` on the final checkpoint gives the
+/// same poses; a VAE's flags are refused for an amortized run.
+#[test]
+fn amortized_inference_writes_poses_for_every_particle() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path();
+    simulate_phantom(p, (1, 24, 90), &["--snr", "inf", "--no-ctf", "--max-shift", "1"]);
+    write_ind(&p.join("train.pkl"), &(0..60).collect::<Vec<i64>>());
+    let args = [
+        "--threads",
+        "2",
+        "abinit-amortized",
+        "sim/particles.mrcs",
+        "-o",
+        "out",
+        "-n",
+        "1",
+        "--ind",
+        "train.pkl",
+        "--layers",
+        "2",
+        "--dim",
+        "32",
+        "--seed",
+        "1",
+        "-b",
+        "32",
+    ];
+    drgnfly(p, &args).ok();
+    let rows = |f: &str| {
+        let a = arrays(&p.join(f));
+        let ArrayData::F32(rot) = &a[0].data else { panic!("{f}: float32 rotations") };
+        let ArrayData::F32(trans) = &a[1].data else { panic!("{f}: float32 translations") };
+        (a[0].shape.clone(), rot.clone(), trans.clone())
+    };
+    let (shape, rot, trans) = rows("out/pose.pkl");
+    assert_eq!(shape, vec![90, 3, 3], "one pose per particle of the stack, --ind or not");
+    assert_eq!(rows("out/pose.1.pkl").0, vec![60, 3, 3], "the checkpoint's table covers the training set");
+    // Proper rotations.
+    for r in rot.chunks_exact(9) {
+        let det = r[0] * (r[4] * r[8] - r[5] * r[7]) - r[1] * (r[3] * r[8] - r[5] * r[6])
+            + r[2] * (r[3] * r[7] - r[4] * r[6]);
+        assert!((det - 1.0).abs() < 1e-4, "det {det}");
+    }
+    let eval = ["eval-images", "sim/particles.mrcs", "out/weights.1.safetensors", "-c", "out/config.yaml"];
+    drgnfly(p, &[&eval[..], &["--out-poses", "again.pkl", "-b", "7"]].concat()).ok();
+    let (shape2, rot2, trans2) = rows("again.pkl");
+    assert_eq!(shape2, shape);
+    let diff = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    assert!(
+        diff(&rot, &rot2) < 1e-5 && diff(&trans, &trans2) < 1e-6,
+        "eval-images must infer the same poses"
+    );
+    drgnfly(p, &[&eval[..], &["--poses", "sim/pose.pkl", "--out-poses", "x.pkl"]].concat())
+        .fails_with(&["--out-poses only"]);
+    drgnfly(p, &eval).fails_with(&["--out-poses pose.pkl"]);
+}
