@@ -245,8 +245,10 @@ pub fn entanglement_z(z: Latents<'_>, labels: &[u32]) -> Result<f64> {
     Ok(total / pairs as f64)
 }
 
-/// The full HetACUMN entanglement E_entangle = E_rot + E_trans + E_z (Section 4.4). The pose errors
-/// come from `drgnfly-em`'s pose metrics (after global alignment), in the units the caller reports.
+/// The full HetACUMN entanglement E_entangle = E_rot + E_trans + E_z (Section 4.4). The pose terms come
+/// from `drgnfly_em::rotation::accuracy::PoseAccuracy` (E_rot: median ‖ΔR‖²_F after global alignment;
+/// E_trans: median squared shift error in box fractions, the unit that makes the paper's Table 3 the sum of
+/// its Tables 1–2).
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct Entanglement {
     /// Rotation error E_rot.

@@ -9,7 +9,10 @@
 //! - [`quaternion`]: Hamilton quaternions, and cryoDRGN's own quaternion → matrix map.
 //! - [`random`]: uniform random rotations (Shoemake), seeded.
 //! - [`align`]: pose error after the best global rotation, optionally trying the other hand.
+//! - [`accuracy`]: estimated poses against the truth (rotations aligned, map offset removed), as the papers
+//!   report them.
 
+pub mod accuracy;
 pub mod align;
 pub mod cryosparc;
 pub mod quaternion;

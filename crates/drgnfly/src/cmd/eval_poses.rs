@@ -19,9 +19,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args as ClapArgs;
 use drgnfly_em::pose::Pose;
-use drgnfly_em::rotation::align::{
-    align_volume, aligned_angles_deg, frobenius_sq_from_deg, map_offset, rotation_error_deg,
-};
+use drgnfly_em::rotation::accuracy::{median, PoseAccuracy};
+use drgnfly_em::rotation::align::align_volume;
 use drgnfly_io::mrc::{read_volume, write_volume, MrcDtype};
 use drgnfly_io::pickle::load_poses;
 
@@ -50,17 +49,6 @@ pub struct Args {
     pub output: Option<PathBuf>,
 }
 
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let m = s.len() / 2;
-    if s.len() % 2 == 1 {
-        s[m]
-    } else {
-        0.5 * (s[m - 1] + s[m])
-    }
-}
-
 /// Evaluate.
 pub fn run(args: Args) -> Result<()> {
     if args.d == 0 {
@@ -80,39 +68,23 @@ pub fn run(args: Args) -> Result<()> {
         Pose::from_pkl(&p.rot[i], p.trans.as_ref().map(|t| t[i]), args.d)
     };
     let (a, b): (Vec<Pose>, Vec<Pose>) = (0..est.len()).map(|i| (pose(&est, i), pose(&truth, i))).unzip();
-    let ra: Vec<_> = a.iter().map(|p| p.rot).collect();
-    let rb: Vec<_> = b.iter().map(|p| p.rot).collect();
-    let err = rotation_error_deg(&ra, &rb, true)?;
-    let angles = aligned_angles_deg(&ra, &rb, &err);
-    let frob: Vec<f64> = angles.iter().map(|&t| frobenius_sq_from_deg(t)).collect();
-    // Shift errors as they come, and without the map's own offset from the centre (arbitrary ab initio):
-    // that offset shows in every particle's shift.
-    let dt: Vec<[f64; 2]> =
-        a.iter().zip(&b).map(|(p, q)| [0, 1].map(|k| f64::from(p.shift_px[k] - q.shift_px[k]))).collect();
-    let shifts: Vec<f64> = dt.iter().map(|e| e[0].hypot(e[1])).collect();
-    let offset = map_offset(&rb, &dt).unwrap_or([0.0; 3]);
-    let centred: Vec<f64> = dt
-        .iter()
-        .zip(&rb)
-        .map(|(e, r)| {
-            let [x, y] =
-                [0, 1].map(|k| e[k] - (r[k][0] * offset[0] + r[k][1] * offset[1] + r[k][2] * offset[2]));
-            x.hypot(y)
-        })
-        .collect();
+    let acc = PoseAccuracy::measure(&a, &b)?;
+    let (err, angles, frob) = (&acc.rotation, &acc.angles_deg, &acc.frobenius_sq);
+    let (shifts, centred, offset) = (&acc.shift_errors_px, &acc.centred_shift_errors_px, acc.map_offset_px);
     let n = angles.len() as f64;
     let mean = |v: &[f64]| v.iter().sum::<f64>() / n;
     let rms = |v: &[f64]| (v.iter().map(|s| s * s).sum::<f64>() / n).sqrt();
-    let (rmse, rmse_centred) = (rms(&shifts), rms(&centred));
+    let (rmse, rmse_centred) = (rms(shifts), rms(centred));
     let metrics = serde_json::json!({
         "particles": angles.len(),
         "hand_flipped": err.flipped,
-        "median_frobenius_sq": median(&frob),
-        "mean_frobenius_sq": mean(&frob),
-        "median_angle_deg": median(&angles),
-        "mean_angle_deg": mean(&angles),
+        "median_frobenius_sq": median(frob),
+        "mean_frobenius_sq": mean(frob),
+        "median_angle_deg": median(angles),
+        "mean_angle_deg": mean(angles),
         "shift_rmse_px": rmse,
-        "median_shift_error_px": median(&shifts),
+        "median_shift_error_px": median(shifts),
+        "median_shift_sq_px_map_centred": acc.median_shift_sq_px(),
         "map_offset_px": offset,
         "shift_rmse_px_map_centred": rmse_centred,
         "alignment": err.alignment,
@@ -123,12 +95,12 @@ pub fn run(args: Args) -> Result<()> {
          RMSE {:.2} px, median {:.2} px; map off-centre by ({:.2}, {:.2}, {:.2}) px, shift RMSE {:.2} px without it",
         angles.len(),
         if err.flipped { "mirrored" } else { "same" },
-        median(&frob),
-        mean(&frob),
-        median(&angles),
-        mean(&angles),
+        median(frob),
+        mean(frob),
+        median(angles),
+        mean(angles),
         rmse,
-        median(&shifts),
+        median(shifts),
         offset[0],
         offset[1],
         offset[2],
@@ -140,7 +112,7 @@ pub fn run(args: Args) -> Result<()> {
         if v.shape != [d, d, d] {
             bail!("{}: a {:?} map is not cubic", map.display(), v.shape);
         }
-        let aligned = align_volume(&v.data, d, &err, offset).with_context(|| map.display().to_string())?;
+        let aligned = align_volume(&v.data, d, err, offset).with_context(|| map.display().to_string())?;
         write_volume(out, &aligned, [d; 3], v.voxel_size[0], [0.0; 3], MrcDtype::F32)?;
         say!("aligned map → {} (compare with `drgnfly fsc {} TRUTH.mrc`)", out.display(), out.display());
     }

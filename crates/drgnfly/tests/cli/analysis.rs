@@ -453,6 +453,63 @@ fn eval_simulation_scores_known_labels() {
     assert!(m["spearman_pc1"].as_f64().unwrap().abs() > 0.9, "{m}");
 }
 
+/// The pose terms of HetACUMN's entanglement score: estimated poses that differ from the truth by a global
+/// rotation cost nothing; a 2 px shift error on every particle gives E_trans = 4/D² (D = 32 here); the total
+/// is E_rot + E_trans + E_z.
+#[test]
+fn eval_simulation_adds_the_pose_terms_of_the_entanglement_score() {
+    use drgnfly_em::pose::Pose;
+    use drgnfly_em::rotation::{mul, random::random_rotations};
+    let dir = tempfile::tempdir().unwrap();
+    let (z, truth) = clustered(300, 4, 10);
+    let wd = workdir(dir.path(), &[z], 4, None);
+    write_ind(&dir.path().join("truth.pkl"), &truth.iter().map(|&l| i64::from(l)).collect::<Vec<_>>());
+    let d = 32;
+    let q = random_rotations(1, 5)[0];
+    let write = |name: &str, poses: &[Pose]| {
+        let file = pickle::Poses {
+            rot: poses.iter().map(Pose::pkl_rot).collect(),
+            trans: Some(poses.iter().map(|p| p.pkl_trans(d)).collect()),
+        };
+        pickle::write_poses(dir.path().join(name), &file).unwrap();
+    };
+    let true_poses: Vec<Pose> = random_rotations(300, 4)
+        .into_iter()
+        .enumerate()
+        .map(|(i, rot)| Pose { rot, shift_px: [(i % 7) as f32 - 3.0, (i % 4) as f32 - 1.5] })
+        .collect();
+    write("true.pkl", &true_poses);
+    let turned: Vec<Pose> = true_poses.iter().map(|p| Pose { rot: mul(&p.rot, &q), ..*p }).collect();
+    write(&format!("{}/pose.1.pkl", wd.display()), &turned);
+    let shifted: Vec<Pose> =
+        turned.iter().map(|p| Pose { shift_px: [p.shift_px[0] + 2.0, p.shift_px[1]], ..*p }).collect();
+    write("shifted.pkl", &shifted);
+    let score = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["eval-simulation", wd.to_str().unwrap(), "1", "--labels", "truth.pkl"];
+        args.extend(["--true-poses", "true.pkl", "-o", "m.json"]);
+        args.extend(extra);
+        drgnfly(dir.path(), &args).ok();
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("m.json")).unwrap()).unwrap()
+    };
+    let m = score(&[]);
+    let f = |k: &str| m[k].as_f64().unwrap_or_else(|| panic!("{k}: {m}"));
+    assert!(f("entanglement_rot") < 1e-8 && f("entanglement_trans") < 1e-8, "{m}");
+    assert!((f("entanglement") - f("entanglement_z")).abs() < 1e-8, "{m}");
+    let m = score(&["--poses", "shifted.pkl"]);
+    let f = |k: &str| m[k].as_f64().unwrap_or_else(|| panic!("{k}: {m}"));
+    let e_trans = f("entanglement_trans") * (d * d) as f64;
+    assert!((3.6..4.4).contains(&e_trans), "a 2 px error everywhere: {e_trans} px², {m}");
+    assert!(
+        (f("entanglement") - f("entanglement_rot") - f("entanglement_trans") - f("entanglement_z")).abs()
+            < 1e-12
+    );
+    // Poses for other particles than the latents' are refused, naming the file.
+    write("short.pkl", &true_poses[..200]);
+    let args =
+        ["eval-simulation", wd.to_str().unwrap(), "1", "--labels", "truth.pkl", "--true-poses", "short.pkl"];
+    drgnfly(dir.path(), &args).fails_with(&["short.pkl", "200 entries"]);
+}
+
 /// With cryoDRGN's small test model (zdim 8, D = 64, decoded at -d 32 to stay fast): volumes at the k-means centres and along PC1,
 /// their contact sheets, and volume agreement across epochs in analyze-convergence.
 #[test]
