@@ -38,7 +38,7 @@ pub use crate::rotation::{rotation_matrices, RotationParam};
 pub use abinit::{AbinitHomoTrainer, AbinitSchedule};
 pub use abinit_ai::{AbinitAiTrainer, AiSchedule, OutputMask};
 pub use abinit_het::AbinitHetTrainer;
-pub use amortized::{AmortizedModel, AmortizedTrainer, CppConfig};
+pub use amortized::{AmortizedConfig, AmortizedModel, AmortizedTrainer, CppConfig, HetConfig, Inference};
 pub use batch::{BatchPrep, EncoderInput, PreparedBatch};
 #[cfg(feature = "mpi")]
 pub use collective::MpiWorld;

@@ -1,17 +1,19 @@
-//! `abinit-amortized`: homogeneous ab initio with amortized pose inference (cryoAI): a CNN encoder predicts
-//! every image's rotation and shift, the coordinate decoder renders the slice there, and both train on the
-//! image MSE with the symmetrized loss (`drgnfly_nn::train::AmortizedTrainer`). No pose search, no
-//! per-particle state: time and memory per image do not grow with the dataset.
+//! `abinit-amortized`: ab initio with amortized inference. A CNN encoder predicts every image's rotation and
+//! shift (cryoAI), and with `--zdim N` its conformation too (HetACUMN); the coordinate decoder renders the
+//! slice there, and both train on the image MSE with the symmetrized loss, alongside HetACUMN's conditional
+//! pose-prediction task (`drgnfly_nn::train::AmortizedTrainer`, whose docs give the method). No pose search,
+//! no per-particle state: time and memory per image do not grow with the dataset. HetACUMN's parts each have
+//! a switch for ablations: `--lambda-cpp 0` (CPP), `--no-pds`, `--no-asn`, `--fch-epochs 0`.
 //!
-//! **Experimental.** On the hinge phantom (4000 noise-free images, 15 epochs) the loss falls but the predicted
-//! poses stay at chance (~125°) and crowd into part of the sphere: the encoder needs what cryoAI and HetACUMN
-//! add on top (the conditional pose-prediction task of HetACUMN, issue 13). The command is here so that work
-//! has its driver, checkpoints and outputs.
+//! **Experimental.** The poses converge slowly: on the hinge phantom (2000 noise-free images, D = 32) the
+//! median error falls from chance to ~76° in 40 epochs (BENCHMARKS.md, "abinit-amortized"), far from what
+//! a pose search reaches in minutes. The command is here so that work has its driver, checkpoints and outputs.
 //!
-//! Per checkpoint: `weights.E.safetensors` (encoder and decoder), `reconstruct.E.mrc`, and `pose.E.pkl` (each
-//! training particle's pose as the encoder predicted it when the particle was last seen). When training
-//! ends, one streaming pass of the final encoder over every particle of the stack (those left out by `--ind`
-//! too) writes `pose.pkl`; `drgnfly eval-images` does the same for any checkpoint and any stack.
+//! Per checkpoint: `weights.E.safetensors` (encoder and decoder), `reconstruct.E.mrc` (homogeneous) or
+//! `z.E.pkl` (heterogeneous), and `pose.E.pkl` (each training particle's pose, and latent, as the encoder
+//! predicted them when the particle was last seen). When training ends, one streaming pass of the final
+//! encoder over every particle of the stack (those left out by `--ind` too) writes `pose.pkl` (and `z.pkl`),
+//! then a heterogeneous run is analysed; `drgnfly eval-images` does the same pass for any checkpoint and stack.
 //!
 //! Example usage:
 //!   drgnfly abinit-amortized particles.mrcs --ctf ctf.pkl -o out/ -n 50
@@ -21,22 +23,24 @@ use clap::{Args as ClapArgs, ValueEnum};
 use drgnfly_nn::cnn::CnnLayout;
 use drgnfly_nn::config::{ModelArgs, ModelKind};
 use drgnfly_nn::data::DatasetFiles;
-use drgnfly_nn::train::{AmortizedTrainer, CppConfig, EncoderInput};
+use drgnfly_nn::train::{AmortizedConfig, AmortizedTrainer, CppConfig, EncoderInput, HetConfig};
 use drgnfly_nn::DataNorm;
 
 use super::abinit::prefixed_decoder_model_args;
-use super::eval_images::infer_poses;
+use super::eval_images::infer_all;
 use super::train_common::{
     check_training_memory, fit_decoder, map_apix, run_config, write_pose_list, DataArgs, DecoderArgs,
     MapOutput, RunSetup, TrainArgs,
 };
+use super::train_vae::{analyze_final_epoch, fit_with_latents};
 
-/// Reconstruct a map and the particles' poses with a pose-predicting encoder (cryoAI); experimental: the
-/// poses do not converge yet.
+/// Reconstruct maps and the particles' poses (and conformations) with a predicting encoder (cryoAI,
+/// HetACUMN); experimental: the poses converge slowly.
 #[derive(ClapArgs, Debug)]
 #[command(
     after_help = "Examples:\n  drgnfly abinit-amortized particles.mrcs --ctf ctf.pkl -o out/ -n 50\n  \
-                  drgnfly abinit-amortized particles.mrcs --ctf ctf.pkl -o out/ --encoder resnet18"
+                  drgnfly abinit-amortized particles.mrcs --ctf ctf.pkl -o out/ --encoder resnet18\n  \
+                  drgnfly abinit-amortized particles.mrcs --ctf ctf.pkl -o out/ --zdim 8 -n 100"
 )]
 pub struct Args {
     #[command(flatten)]
@@ -66,6 +70,35 @@ pub struct Args {
     /// reconstruction: tests the encoder on its own, or starts from a known reference.
     #[arg(long, value_name = "MAP")]
     pub cpp_reference: Option<std::path::PathBuf>,
+    /// Weight λ_t of the L1 penalty ½‖t̂‖₁ on the predicted shifts (pixels; HetACUMN), which keeps the map
+    /// centred.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lambda_t: f64,
+    /// Pose-prediction noise at the data's variance, fixed, instead of HetACUMN's adaptive noise (ASN: the
+    /// data's SNR relative to each batch of projections of the current maps); an ablation.
+    #[arg(long)]
+    pub no_asn: bool,
+    /// Latent width: 0 reconstructs one map (cryoAI); N > 0 also learns each image's conformation
+    /// (HetACUMN), writing z.E.pkl, z.pkl and an analysis.
+    #[arg(long, default_value_t = 0)]
+    pub zdim: usize,
+    /// Weight λ_z of the KL term of the latents (HetACUMN: 1e-4).
+    #[arg(long, default_value_t = 1e-4)]
+    pub lambda_z: f64,
+    /// Epochs with the conformation head frozen and latents from the prior, so that poses settle first
+    /// (HetACUMN's FCH); 0 switches it off.
+    #[arg(long, default_value_t = 5)]
+    pub fch_epochs: usize,
+    /// Draw the pose-prediction maps' latents from the prior instead of the posteriors of the batch's images
+    /// (HetACUMN's PDS); an ablation.
+    #[arg(long)]
+    pub no_pds: bool,
+    /// Maps decoded for the pose-prediction task at each refresh, each at its own latent (heterogeneous runs).
+    #[arg(long, default_value_t = 4)]
+    pub cpp_conformations: usize,
+    /// Skip the analysis of the final epoch (heterogeneous runs).
+    #[arg(long)]
+    pub no_analysis: bool,
     /// Decoder hidden layers.
     #[arg(long, default_value_t = 3)]
     pub layers: usize,
@@ -91,23 +124,46 @@ pub fn run(args: Args) -> Result<()> {
     let _lock = t.validate()?;
     let data = args.data.open(&[])?;
     let (n, d) = (data.len(), data.image_size());
-    let RunSetup { norm, prep, dec, precision, seed } =
-        RunSetup::new((&args.data, t), &data, EncoderInput::None, &args.decoder, (0, args.layers, args.dim))?;
+    let zdim = args.zdim;
+    let RunSetup { norm, prep, dec, precision, seed } = RunSetup::new(
+        (&args.data, t),
+        &data,
+        EncoderInput::None,
+        &args.decoder,
+        (zdim, args.layers, args.dim),
+    )?;
     let layout = match args.encoder {
         EncoderLayout::Small => CnnLayout::Small,
         EncoderLayout::Resnet18 => CnnLayout::Resnet18,
     };
-    let enc = layout.config(d, 0);
-    let adam = t.adam();
-    let symmetrized = !args.no_symmetrized_loss;
-    let cpp = CppConfig {
-        weight: args.lambda_cpp.max(0.0),
-        refresh_images: args.cpp_refresh.max(1),
-        max_shift_px: args.cpp_max_shift.unwrap_or(d as f32 / 16.0).max(0.0),
-        snr: args.cpp_snr,
+    let enc = layout.config(d, zdim);
+    let cfg = AmortizedConfig {
+        symmetrized: !args.no_symmetrized_loss,
+        lambda_t: args.lambda_t.max(0.0),
+        cpp: CppConfig {
+            weight: args.lambda_cpp.max(0.0),
+            refresh_images: args.cpp_refresh.max(1),
+            max_shift_px: args.cpp_max_shift.unwrap_or(d as f32 / 16.0).max(0.0),
+            snr: args.cpp_snr,
+            adaptive_noise: !args.no_asn,
+        },
+        het: if zdim == 0 {
+            HetConfig::HOMOGENEOUS
+        } else {
+            HetConfig {
+                zdim,
+                lambda_z: args.lambda_z.max(0.0),
+                fch_epochs: args.fch_epochs,
+                pds: !args.no_pds,
+                conformations: args.cpp_conformations.max(1),
+            }
+        },
     };
-    let mut trainer = AmortizedTrainer::new((&enc, &dec), seed, adam, prep, n, (symmetrized, cpp))?;
+    let mut trainer = AmortizedTrainer::new((&enc, &dec), seed, t.adam(), prep, n, cfg)?;
     if let Some(path) = &args.cpp_reference {
+        if zdim > 0 {
+            bail!("--cpp-reference is one map: it is for homogeneous runs (--zdim 0)");
+        }
         let map = drgnfly_io::mrc::read_volume(path)
             .with_context(|| format!("reading --cpp-reference {}", path.display()))?;
         if map.shape != [d, d, d] {
@@ -124,27 +180,60 @@ pub fn run(args: Args) -> Result<()> {
         ModelArgs { cnn_layout: Some(layout), ..prefixed_decoder_model_args(ModelKind::Amortized, &dec) };
     let config = run_config(args.data.dataset_args(norm, &[]), d, model_args, seed);
     let summary = format!(
-        "# {n} particles of {d}×{d}, norm [{}, {}], {} parameters ({:?} CNN encoder), seed {seed}, precision \
-         {precision}; amortized ab initio (cryoAI), {} loss, pose prediction {:?}",
+        "# {n} particles of {d}×{d}, norm [{}, {}], {} parameters ({:?} CNN encoder), zdim {zdim}, seed {seed}, \
+         precision {precision}; amortized ab initio ({}), {} loss, λ_t {}, pose prediction {:?}{}",
         norm.mean,
         norm.std,
         trainer.store().num_params(),
         args.encoder,
-        if symmetrized { "symmetrized" } else { "plain" },
-        cpp,
+        if zdim > 0 { "HetACUMN" } else { "cryoAI" },
+        if cfg.symmetrized { "symmetrized" } else { "plain" },
+        cfg.lambda_t,
+        cfg.cpp,
+        if zdim > 0 { format!(", {:?}", cfg.het) } else { String::new() },
     );
-    let map = MapOutput {
-        norm: DataNorm { mean: norm.mean, std: norm.std },
-        d,
-        apix: map_apix(&data, &args.data.particles),
-    };
-    fit_decoder(t, &data, &mut trainer, (&config, &summary, seed), map, AmortizedTrainer::decoder)?;
-    // Inference on the whole stack: the particles --ind left out get poses too.
+    if zdim == 0 {
+        let map = MapOutput {
+            norm: DataNorm { mean: norm.mean, std: norm.std },
+            d,
+            apix: map_apix(&data, &args.data.particles),
+        };
+        fit_decoder(t, &data, &mut trainer, (&config, &summary, seed), map, AmortizedTrainer::decoder)?;
+    } else {
+        let outdir = t.outdir.clone();
+        let write_z = move |epoch: usize, trainer: &AmortizedTrainer| -> Result<()> {
+            let (mu, logvar) = trainer.latents();
+            let path = outdir.join(format!("z.{epoch}.pkl"));
+            drgnfly_io::pickle::write_latents(&path, mu, trainer.zdim(), Some(logvar))?;
+            Ok(())
+        };
+        // The analysis of the final epoch runs after the inference pass below.
+        fit_with_latents(t, &data, &mut trainer, (&config, &summary, seed), write_z, false)?;
+    }
+    // Inference on the whole stack: the particles --ind left out get poses (and latents) too.
     let all =
         drgnfly_nn::data::Dataset::open(&DatasetFiles { ind: None, ctf: None, ..args.data.files(&[]) })?;
-    let poses = infer_poses(&all, t.batch_size, |raw| trainer.infer_poses(raw))?;
+    let inferred = infer_all(&all, t.batch_size, |raw| trainer.infer(raw))?;
     let path = t.outdir.join("pose.pkl");
-    write_pose_list(&path, &poses, d)?;
-    say!("inference: the final encoder's poses of all {} particles → {}", poses.len(), path.display());
+    write_pose_list(&path, &inferred.poses, d)?;
+    if zdim > 0 {
+        let z_path = t.outdir.join("z.pkl");
+        drgnfly_io::pickle::write_latents(&z_path, &inferred.mu, zdim, Some(&inferred.logvar))?;
+        say!(
+            "inference: the final encoder's poses and latents of all {} particles → {}, {}",
+            inferred.poses.len(),
+            path.display(),
+            z_path.display()
+        );
+        if !args.no_analysis {
+            analyze_final_epoch(&t.outdir, t.num_epochs);
+        }
+    } else {
+        say!(
+            "inference: the final encoder's poses of all {} particles → {}",
+            inferred.poses.len(),
+            path.display()
+        );
+    }
     Ok(())
 }

@@ -6,7 +6,8 @@
 //!   image-averaged losses in evaluation mode (z = μ). (cryoDRGN pickles a dict there; drgnfly writes only
 //!   numpy arrays.)
 //! - An amortized run (`abinit-amortized`): the CNN predicts every particle's pose in one streaming pass,
-//!   written to `--out-poses` as pose.pkl; no poses or CTF are needed, and the particles need not be those
+//!   written to `--out-poses` as pose.pkl (and, for a heterogeneous run, the latents to `--out-z`); no poses
+//!   or CTF are needed, and the particles need not be those
 //!   the encoder was trained on (train on a subset with `--ind`, infer on the whole stack here).
 //!
 //! Example usage:
@@ -19,12 +20,13 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args as ClapArgs;
-use drgnfly_em::pose::Pose;
 use drgnfly_em::preprocess::{Normalization, PreprocessConfig};
 use drgnfly_io::pickle::{write_array, ArrayData, NdArray};
 use drgnfly_nn::config::{ModelKind, RunConfig};
 use drgnfly_nn::data::{Dataset, DatasetFiles};
-use drgnfly_nn::train::{ordered_pass, AmortizedModel, BatchPrep, KlSchedule, TrainResult, VaeModel};
+use drgnfly_nn::train::{
+    ordered_pass, AmortizedModel, BatchPrep, Inference, KlSchedule, TrainResult, VaeModel,
+};
 use drgnfly_nn::volume::read_model_state;
 
 use super::train_common::{write_pose_list, DeviceKind};
@@ -61,7 +63,7 @@ pub struct Args {
     /// Output losses (.pkl; a VAE's evaluation).
     #[arg(short = 'o', long)]
     pub output: Option<PathBuf>,
-    /// Output latents (.pkl; a VAE's evaluation).
+    /// Output latents (.pkl; a VAE, or an amortized run with latents).
     #[arg(long)]
     pub out_z: Option<PathBuf>,
     /// Output poses (pose.pkl; an amortized run's inference).
@@ -91,7 +93,7 @@ pub fn run(args: Args) -> Result<()> {
     }
 }
 
-/// An amortized run's poses for every particle.
+/// An amortized run's poses (and latents) for every particle.
 fn infer_amortized(args: Args, config: &RunConfig) -> Result<()> {
     let Some(out) = &args.out_poses else {
         bail!(
@@ -99,9 +101,11 @@ fn infer_amortized(args: Args, config: &RunConfig) -> Result<()> {
             args.config.display()
         );
     };
-    if !args.poses.is_empty() || args.out_z.is_some() || args.output.is_some() {
+    let zdim = config.zdim();
+    if !args.poses.is_empty() || args.output.is_some() || (zdim == 0 && args.out_z.is_some()) {
         bail!(
-            "--poses, --out-z and -o belong to a VAE's evaluation; an amortized run takes --out-poses only"
+            "--poses, -o and (for a homogeneous model) --out-z belong to a VAE's evaluation; an amortized run \
+             takes --out-poses (and --out-z when it has latents)"
         );
     }
     let cnn = config.cnn_config().context("amortized config without a CNN")?;
@@ -121,32 +125,39 @@ fn infer_amortized(args: Args, config: &RunConfig) -> Result<()> {
         );
     }
     let model = AmortizedModel::load(&cnn, &args.weights, &args.device.device()?)?;
-    let poses = infer_poses(&data, args.batch_size, |raw| model.poses(raw))?;
-    write_pose_list(out, &poses, d)?;
-    say!("{} poses → {}", poses.len(), out.display());
+    let inferred = infer_all(&data, args.batch_size, |raw| model.infer(raw))?;
+    write_pose_list(out, &inferred.poses, d)?;
+    say!("{} poses → {}", inferred.poses.len(), out.display());
+    if let Some(z) = &args.out_z {
+        drgnfly_io::pickle::write_latents(z, &inferred.mu, zdim, Some(&inferred.logvar))?;
+        say!("latents → {}", z.display());
+    }
     Ok(())
 }
 
-/// The pose `predict` gives each particle of `data`, in dataset order: one streaming pass with a progress bar.
-pub fn infer_poses(
+/// What `predict` gives each particle of `data`, in dataset order: one streaming pass with a progress bar.
+pub fn infer_all(
     data: &Dataset,
     batch_size: usize,
-    predict: impl Fn(&[f32]) -> TrainResult<Vec<Pose>>,
-) -> Result<Vec<Pose>> {
-    let mut poses = Vec::with_capacity(data.len());
+    predict: impl Fn(&[f32]) -> TrainResult<Inference>,
+) -> Result<Inference> {
+    let mut all = Inference::default();
     let mut progress = Progress::new("inferring poses", data.len() as u64, "images");
     ordered_pass(
         data,
         batch_size,
         "inferring poses",
         |_, images| {
-            poses.extend(predict(images)?);
+            let batch = predict(images)?;
+            all.poses.extend(batch.poses);
+            all.mu.extend(batch.mu);
+            all.logvar.extend(batch.logvar);
             Ok(())
         },
         |b| progress.inc(b as u64),
     )?;
     progress.finish();
-    Ok(poses)
+    Ok(all)
 }
 
 /// A VAE's latents and losses.
