@@ -138,9 +138,9 @@ impl VolumeDecoder {
                 .decoder
         };
         let mut state = read_model_state(weights)?;
-        if config.model_kind() == ModelKind::Amortized {
-            // The CNN encoder's weights are not needed for maps.
-            state.retain(|name, _| !name.starts_with("encoder."));
+        if matches!(config.model_kind(), ModelKind::Amortized | ModelKind::Autodecoder) {
+            // An encoder's weights (amortized poses, cryoDRGN-AI's conformation encoder) are not needed for maps.
+            state.retain(|name, _| name.starts_with("decoder."));
         }
         store.load_state(&state, weights).map_err(|e| {
             e.context(format!(

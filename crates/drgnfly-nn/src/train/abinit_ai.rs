@@ -17,16 +17,20 @@
 //! shifts in the SGD epochs. Steps run in pieces of [`STEP_PIECE`] images whose gradients are summed, so
 //! memory does not grow with cryoDRGN-AI's large SGD batches.
 //!
-//! A homogeneous run (no conformation table) is cryoDRGN-AI with `--zdim 0`.
+//! A homogeneous run (no conformation table) is cryoDRGN-AI with `--zdim 0`. With a conformation encoder
+//! (cryoDRGN-AI's `--use-conf-encoder`) a CNN predicts each image's latent from its real-space image
+//! instead of a table row: it trains with the decoder, and the table only records each particle's latest
+//! latent (for the search's maps and z.E.pkl).
 
 use std::path::Path;
 use std::time::Instant;
 
 use candle_core::backprop::GradStore;
-use candle_core::{Tensor, Var};
+use candle_core::Tensor;
 use rand::Rng;
 
 use super::abinit::{pretrain_at_random_poses, random_start, AbinitSchedule};
+use super::amortized::predict;
 use super::batch::{BatchPrep, PreparedBatch};
 use super::collective::{Collective, Share};
 use super::driver::{Step, Trainer};
@@ -38,6 +42,7 @@ use super::search_epoch::{conformation_centres, EpochSearch};
 use super::vae::add_grads;
 use crate::adam::{Adam, AdamConfig};
 use crate::checkpoint::Checkpoint;
+use crate::cnn::{CnnConfig, CnnEncoder};
 use crate::data::Dataset;
 use crate::decoder::{Decoder, DecoderConfig};
 use crate::error::Error;
@@ -126,12 +131,15 @@ pub struct AbinitAiTrainer {
     searching: Option<EpochSearch>,
     /// The output mask's radius and its points (indices into the loss mask), recomputed when it grows.
     points: Option<(f64, Tensor)>,
+    /// A CNN that predicts the latents (the table then records them).
+    conf_encoder: Option<CnnEncoder>,
 }
 
 impl AbinitAiTrainer {
     /// A fresh decoder from `seed` for `n` particles at random rotations; `latents` (of the decoder's
-    /// zdim) for a heterogeneous run, `None` for a homogeneous one (zdim 0). Parameters are named as
-    /// `train_nn`'s (homogeneous) or as a VAE's decoder (`decoder.*`).
+    /// zdim) for a heterogeneous run, `None` for a homogeneous one (zdim 0), and `conf_encoder` to predict
+    /// the latents with a CNN (the table then records them). Parameters are named as `train_nn`'s
+    /// (homogeneous) or as a VAE's decoder (`decoder.*`), the encoder's `conf_encoder.*`.
     pub fn new(
         decoder: &DecoderConfig,
         seed: u64,
@@ -139,22 +147,26 @@ impl AbinitAiTrainer {
         prep: BatchPrep,
         n: usize,
         plan: AiSchedule,
-        latents: Option<LatentTable>,
+        (latents, conf_encoder): (Option<LatentTable>, Option<&CnnConfig>),
     ) -> TrainResult<Self> {
         let table_zdim = latents.as_ref().map_or(0, LatentTable::zdim);
-        if decoder.zdim != table_zdim || latents.as_ref().is_some_and(|t| t.len() != n) {
+        let bad_encoder = conf_encoder.is_some_and(|c| c.zdim != table_zdim || table_zdim == 0);
+        if decoder.zdim != table_zdim || latents.as_ref().is_some_and(|t| t.len() != n) || bad_encoder {
             return Err(Error::Config {
                 field: "zdim",
                 problem: format!(
-                    "the decoder's latent has {} dimensions, the conformation table {table_zdim} (for {n} particles)",
-                    decoder.zdim
+                    "the decoder's latent has {} dimensions, the conformation table {table_zdim} (for {n} \
+                     particles), the conformation encoder {:?}",
+                    decoder.zdim,
+                    conf_encoder.map(|c| c.zdim)
                 ),
             }
             .into());
         }
         let store = ParamStore::new(seed, prep.device());
         let vb = store.var_builder();
-        let dec = Decoder::new(decoder, if latents.is_some() { vb.pp("decoder") } else { vb })?;
+        let dec = Decoder::new(decoder, if latents.is_some() { vb.pp("decoder") } else { vb.clone() })?;
+        let conf_encoder = conf_encoder.map(|c| CnnEncoder::new(c, vb.pp("conf_encoder"))).transpose()?;
         let adam = Adam::new(store.named_vars(), adam)?;
         let poses = random_start(n, seed, plan.pose_adam);
         Ok(Self {
@@ -169,6 +181,7 @@ impl AbinitAiTrainer {
             pretrained: false,
             searching: None,
             points: None,
+            conf_encoder,
         })
     }
 
@@ -258,6 +271,8 @@ impl AbinitAiTrainer {
         // The tables' gradients, row by row in batch order; each table takes one step per batch.
         let (mut g_rot, mut g_shift, mut g_mu, mut g_logvar) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        // The latents the conformation encoder predicted, row by row, for the table's record.
+        let (mut record_mu, mut record_logvar) = (Vec::new(), Vec::new());
         for start in (0..b).step_by(STEP_PIECE) {
             let end = (start + STEP_PIECE).min(b);
             let pos = &positions[start..end];
@@ -279,16 +294,44 @@ impl AbinitAiTrainer {
             };
             let batch = batch.select_points(&points)?;
             let z_vars = match &self.latents {
-                Some(t) if !pose_only => Some(t.batch_vars(pos, self.prep.device())?),
+                Some(t) if !pose_only && self.conf_encoder.is_none() => {
+                    Some(t.batch_vars(pos, self.prep.device())?)
+                }
                 _ => None,
             };
-            let z = self.piece_latents(&batch, z_vars.as_ref(), step.rng)?;
+            let encoded = match (&self.conf_encoder, pose_only) {
+                (Some(enc), false) => {
+                    let px = self.prep.image_size().pow(2);
+                    let raw = &step.images[start * px..end * px];
+                    predict(enc, raw, self.prep.device())?.z
+                }
+                _ => None,
+            };
+            let variational = self.latents.as_ref().is_some_and(LatentTable::is_variational);
+            let (z, posterior) = match &encoded {
+                Some((mu, logvar)) => {
+                    let logvar = variational.then_some(logvar);
+                    record_mu.extend(mu.flatten_all()?.to_vec1::<f32>()?);
+                    if let Some(l) = logvar {
+                        record_logvar.extend(l.flatten_all()?.to_vec1::<f32>()?);
+                    }
+                    (Some(sample_latents(mu, logvar, step.rng)?), logvar.map(|l| (mu.clone(), l.clone())))
+                }
+                None => {
+                    let z = self.piece_latents(&batch, z_vars.as_ref(), step.rng)?;
+                    let posterior = match &z_vars {
+                        Some(LatentVars { mu, logvar: Some(logvar) }) => {
+                            Some((mu.as_tensor().clone(), logvar.as_tensor().clone()))
+                        }
+                        _ => None,
+                    };
+                    (z, posterior)
+                }
+            };
             let (gen, gen_value) = mse_loss(&self.decoder, &batch, z.as_ref())?;
             let mut total = gen;
-            if let Some(LatentVars { mu, logvar: Some(logvar) }) = &z_vars {
-                if self.plan.beta_conf > 0.0 {
-                    total = (total + (kl_divergence(mu, logvar)? * (self.plan.beta_conf / d2))?)?;
-                }
+            if let (Some((mu, logvar)), true) = (&posterior, self.plan.beta_conf > 0.0) {
+                total = (total + (kl_divergence(mu, logvar)? * (self.plan.beta_conf / d2))?)?;
             }
             if let (Some((_, shift)), true) = (&pose_vars, self.plan.trans_l1 > 0.0) {
                 total = (total + (shift.as_tensor().abs()?.mean_all()? * self.plan.trans_l1)?)?;
@@ -318,7 +361,15 @@ impl AbinitAiTrainer {
             let rot = share.gather_gradient_rows(g_rot, self.poses.param().width())?;
             self.poses.step(share.batch, &rot, &share.gather_gradient_rows(g_shift, 2)?)?;
         }
-        if let (Some(t), false) = (self.latents.as_mut(), pose_only) {
+        if let (Some(t), false, true) = (self.latents.as_mut(), pose_only, self.conf_encoder.is_some()) {
+            let zdim = t.zdim();
+            let mu = share.gather_rows(&record_mu, zdim)?;
+            let logvar = match t.is_variational() {
+                true => Some(share.gather_rows(&record_logvar, zdim)?),
+                false => None,
+            };
+            t.set_rows(share.batch, &mu, logvar.as_deref())?;
+        } else if let (Some(t), false) = (self.latents.as_mut(), pose_only) {
             let zdim = t.zdim();
             let mu = share.gather_gradient_rows(g_mu, zdim)?;
             let logvar = match t.is_variational() {
@@ -348,9 +399,17 @@ impl AbinitAiTrainer {
     }
 }
 
+/// `μ + ε·exp(½ log σ²)` with ε drawn from `rng` in row order (`μ` without a variance).
+fn sample_latents(mu: &Tensor, logvar: Option<&Tensor>, rng: &mut impl Rng) -> TrainResult<Tensor> {
+    let Some(logvar) = logvar else { return Ok(mu.clone()) };
+    let (b, zdim) = mu.dims2()?;
+    let eps: Vec<f32> = (0..b * zdim).map(|_| rng.sample::<f32, _>(rand_distr::StandardNormal)).collect();
+    let eps = Tensor::from_vec(eps, (b, zdim), mu.device())?;
+    Ok((mu + (logvar * 0.5)?.exp()?.mul(&eps)?)?)
+}
+
 /// KL(N(μ, σ²) ‖ N(0, I)) summed over the latent and averaged over the batch.
-fn kl_divergence(mu: &Var, logvar: &Var) -> TrainResult<Tensor> {
-    let (mu, logvar) = (mu.as_tensor(), logvar.as_tensor());
+fn kl_divergence(mu: &Tensor, logvar: &Tensor) -> TrainResult<Tensor> {
     let inner = ((logvar + 1.0)? - mu.sqr()?)?.sub(&logvar.exp()?)?;
     Ok((inner.sum(1)?.mean_all()? * -0.5)?)
 }

@@ -157,13 +157,13 @@ pub struct AmortizedTrainer {
 }
 
 /// What the encoder predicts for a batch.
-struct Prediction {
+pub(super) struct Prediction {
     /// (B, 3, 3).
-    rot: Tensor,
+    pub rot: Tensor,
     /// (B, 2), pixels.
-    shift: Tensor,
+    pub shift: Tensor,
     /// (μ, log σ²), each (B, zdim), with a conformation head.
-    z: Option<(Tensor, Tensor)>,
+    pub z: Option<(Tensor, Tensor)>,
 }
 
 /// One batch through encode-then-render.
@@ -301,7 +301,7 @@ fn normals(dims: &[usize], rng: &mut impl Rng, device: &Device) -> TrainResult<T
 /// What `encoder` predicts for raw images (B·D·D). Each image is standardised (zero mean, unit variance)
 /// and rolled by whole pixels to its density centroid; the trunk sees that, and the shift head predicts
 /// what the roll left.
-fn predict(encoder: &CnnEncoder, raw: &[f32], device: &Device) -> TrainResult<Prediction> {
+pub(super) fn predict(encoder: &CnnEncoder, raw: &[f32], device: &Device) -> TrainResult<Prediction> {
     let d = encoder.config().d;
     let b = raw.len() / (d * d);
     let mut x = raw.to_vec();

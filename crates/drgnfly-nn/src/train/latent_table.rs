@@ -116,6 +116,28 @@ impl LatentTable {
         Ok((grad(&vars.mu)?, vars.logvar.as_ref().map(grad).transpose()?))
     }
 
+    /// Overwrite the rows of `positions` (means, and log-variances of a variational table), row-major: the
+    /// record of the latents an image encoder predicted (`abinit --use-conf-encoder`), which take no steps.
+    pub fn set_rows(&mut self, positions: &[usize], mu: &[f32], logvar: Option<&[f32]>) -> TrainResult<()> {
+        let w = self.zdim();
+        let bad_logvar =
+            logvar.is_some_and(|l| l.len() != mu.len()) || logvar.is_some() != self.is_variational();
+        if positions.iter().any(|&p| p >= self.len()) || mu.len() != positions.len() * w || bad_logvar {
+            return Err(Error::Config {
+                field: "conformation table",
+                problem: format!("{} positions given {} latent values", positions.len(), mu.len()),
+            }
+            .into());
+        }
+        for (k, &p) in positions.iter().enumerate() {
+            self.z.reset_row(p, &mu[k * w..(k + 1) * w]);
+            if let (Some(rows), Some(l)) = (self.logvar.as_mut(), logvar) {
+                rows.reset_row(p, &l[k * w..(k + 1) * w]);
+            }
+        }
+        Ok(())
+    }
+
     /// One Adam step from the gradients of the rows of `positions` (means, and log-variances for a
     /// variational table), row-major.
     pub fn step(&mut self, positions: &[usize], g_mu: &[f32], g_logvar: Option<&[f32]>) -> TrainResult<()> {

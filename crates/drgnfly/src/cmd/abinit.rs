@@ -15,6 +15,7 @@
 
 use anyhow::{bail, Result};
 use clap::{Args as ClapArgs, ValueEnum};
+use drgnfly_nn::cnn::CnnLayout;
 use drgnfly_nn::config::{ModelArgs, ModelKind};
 use drgnfly_nn::train::{
     AbinitAiTrainer, AiSchedule, EncoderInput, LatentTable, OutputMask, PoseAdamConfig, Stepping,
@@ -107,6 +108,12 @@ pub struct Args {
     pub decoder: DecoderArgs,
     #[command(flatten)]
     pub search: SearchGridArgs,
+    /// Predict each image's conformation with a CNN on its real-space image instead of a per-particle table
+    /// (cryoDRGN-AI's `--use-conf-encoder`; the small CNN of `abinit-amortized`, stepping with `--lr`). It
+    /// amortizes the conformations: new particles can be encoded without training. With
+    /// `--variational-het` it predicts a variance too.
+    #[arg(long)]
+    pub use_conf_encoder: bool,
     /// Conformations a heterogeneous search compares images to (k-means centres of the table).
     #[arg(long, default_value_t = 4, value_name = "K")]
     pub search_conformations: usize,
@@ -194,7 +201,11 @@ pub fn run(mut args: Args) -> Result<()> {
         )
     });
     let adam = t.adam();
-    let mut trainer = AbinitAiTrainer::new(&dec, seed, adam, prep, n, plan, table)?;
+    if args.use_conf_encoder && args.zdim == 0 {
+        bail!("--use-conf-encoder predicts conformations: give --zdim N (N > 0)");
+    }
+    let conf_encoder = args.use_conf_encoder.then(|| CnnLayout::Small.config(d, args.zdim));
+    let mut trainer = AbinitAiTrainer::new(&dec, seed, adam, prep, n, plan, (table, conf_encoder.as_ref()))?;
     check_training_memory(trainer.store().num_params(), &dec, t.batch_size.min(n), d)?;
     let summary = format!(
         "# {n} particles of {d}×{d}, norm [{}, {}], {} parameters, zdim {}, seed {seed}, precision {precision}; \

@@ -95,7 +95,17 @@ fn abinit_het(_: &Dataset) -> AbinitHetTrainer {
 }
 
 /// cryoDRGN-AI: one search epoch, then SGD of both tables (dense Adam, a variational conformation table).
-fn abinit_ai(_: &Dataset) -> AbinitAiTrainer {
+fn abinit_ai(data: &Dataset) -> AbinitAiTrainer {
+    abinit_ai_with(data, None)
+}
+
+/// The same with a conformation encoder (`--use-conf-encoder`): its gradients are summed over the ranks,
+/// and the latents it predicts are gathered into every rank's record.
+fn abinit_ai_encoder(data: &Dataset) -> AbinitAiTrainer {
+    abinit_ai_with(data, Some(&crate::cnn::CnnConfig::small(D, 2)))
+}
+
+fn abinit_ai_with(_: &Dataset, encoder: Option<&crate::cnn::CnnConfig>) -> AbinitAiTrainer {
     let mut dec = DecoderConfig::new(D + 1, 2);
     (dec.layers, dec.dim) = (1, 16);
     let adam = AdamConfig { lr: 1e-2, ..Default::default() };
@@ -115,7 +125,7 @@ fn abinit_ai(_: &Dataset) -> AbinitAiTrainer {
         conformations: 2,
     };
     let table = LatentTable::new(N, 2, (0.1, true), (1e-2, Stepping::Dense), 6);
-    AbinitAiTrainer::new(&dec, 6, adam, prep(EncoderInput::None), N, plan, Some(table)).unwrap()
+    AbinitAiTrainer::new(&dec, 6, adam, prep(EncoderInput::None), N, plan, (Some(table), encoder)).unwrap()
 }
 
 fn abinit_schedule() -> AbinitSchedule {
@@ -239,4 +249,9 @@ fn heterogeneous_ab_initio_on_three_ranks_trains_as_on_one() {
 #[test]
 fn cryodrgn_ai_on_three_ranks_trains_as_on_one() {
     check(abinit_ai);
+}
+
+#[test]
+fn cryodrgn_ai_with_a_conformation_encoder_on_three_ranks_trains_as_on_one() {
+    check(abinit_ai_encoder);
 }
