@@ -84,13 +84,9 @@ fn abinit_homo_recovers_poses_and_resumes_exactly() {
     assert!(median < 8.0, "one search against a trained map should find the poses: {m}");
 
     // Resume from epoch 5 in another directory: epochs 6–10 give the same poses, byte for byte.
-    std::fs::create_dir_all(p.join("resumed")).expect("mkdir");
-    std::fs::copy(p.join("out/weights.5.safetensors"), p.join("resumed/weights.5.safetensors"))
-        .expect("copy");
-    run("resumed", &["--load", "latest"]);
-    let read = |f: &str| std::fs::read(p.join(f)).expect("read");
-    assert!(read("out/pose.10.pkl") == read("resumed/pose.10.pkl"), "a resumed run must find the same poses");
-    assert!(read("out/weights.10.safetensors") == read("resumed/weights.10.safetensors"));
+    resumes_exactly(p, 5, &["pose.10.pkl", "weights.10.safetensors"], |out, extra| {
+        run(out, extra);
+    });
 }
 
 /// `abinit-het` on two states of the hinge phantom without poses: the latents separate the states, the
@@ -146,14 +142,9 @@ fn abinit_het_separates_states_and_finds_poses() {
     assert!(p.join("out/analyze.12/viewing_directions.png").is_file());
 
     // Resume from epoch 6 in another directory: epochs 7–12 give the same poses and weights, byte for byte.
-    std::fs::create_dir_all(p.join("resumed")).expect("mkdir");
-    std::fs::copy(p.join("out/weights.6.safetensors"), p.join("resumed/weights.6.safetensors"))
-        .expect("copy");
-    run("resumed", &["--load", "latest"]);
-    let read = |f: &str| std::fs::read(p.join(f)).expect("read");
-    assert!(read("out/pose.12.pkl") == read("resumed/pose.12.pkl"), "a resumed run must find the same poses");
-    assert!(read("out/weights.12.safetensors") == read("resumed/weights.12.safetensors"));
-    assert!(read("out/z.12.pkl") == read("resumed/z.12.pkl"));
+    resumes_exactly(p, 6, &["pose.12.pkl", "weights.12.safetensors", "z.12.pkl"], |out, extra| {
+        run(out, extra);
+    });
 }
 
 /// `abinit` (cryoDRGN-AI) on two states of the hinge phantom: eight epochs of search, then twelve of SGD on
@@ -165,16 +156,7 @@ fn abinit_separates_states_and_refines_poses_by_sgd() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = dir.path();
     simulate_phantom(p, (2, 24, 1000), &["--snr", "inf", "--no-ctf", "--max-shift", "1"]);
-    let run = |out: &str, extra: &[&str]| {
-        let mut args = vec!["--threads", "2", "abinit", "sim/particles.mrcs", "-o", out, "-n", "20"];
-        args.extend(["--zdim", "1", "--epochs-pose-search", "8", "--layers", "2", "--dim", "128"]);
-        args.extend(["--n-imgs-pretrain", "1000", "--l-start", "6", "--l-end", "11", "--base-healpy", "1"]);
-        args.extend(["--niter", "3", "--t-extent", "2", "--t-ngrid", "4", "--lr", "1e-3", "--seed", "1"]);
-        args.extend(["-b", "16", "--batch-size-sgd", "64", "--lr-pose-table", "1e-2", "--checkpoint", "10"]);
-        args.extend(["--search-conformations", "2", "--no-analysis"]);
-        args.extend(extra);
-        drgnfly(p, &args).ok()
-    };
+    let run = |out: &str, extra: &[&str]| abinit_two_states(p, out, extra);
     run("out", &[]);
     for f in ["z.20.pkl", "pose.20.pkl", "weights.20.safetensors", "z.10.pkl", "pose.10.pkl", "config.yaml"] {
         assert!(p.join("out").join(f).is_file(), "{f} missing");
@@ -204,14 +186,9 @@ fn abinit_separates_states_and_refines_poses_by_sgd() {
     assert!(p.join("v.mrc").is_file());
 
     // Resume from epoch 10 in another directory: epochs 11–20 give the same tables and weights, byte for byte.
-    std::fs::create_dir_all(p.join("resumed")).expect("mkdir");
-    std::fs::copy(p.join("out/weights.10.safetensors"), p.join("resumed/weights.10.safetensors"))
-        .expect("copy");
-    run("resumed", &["--load", "latest"]);
-    let read = |f: &str| std::fs::read(p.join(f)).expect("read");
-    assert!(read("out/pose.20.pkl") == read("resumed/pose.20.pkl"), "a resumed run must give the same poses");
-    assert!(read("out/weights.20.safetensors") == read("resumed/weights.20.safetensors"));
-    assert!(read("out/z.20.pkl") == read("resumed/z.20.pkl"));
+    resumes_exactly(p, 10, &["pose.20.pkl", "weights.20.safetensors", "z.20.pkl"], |out, extra| {
+        run(out, extra)
+    });
 
     // Homogeneous (--zdim 0) on one state: five search epochs reach the grid (measured 4.0°), five SGD
     // epochs go below it (measured 1.5°).
@@ -231,6 +208,32 @@ fn abinit_separates_states_and_refines_poses_by_sgd() {
         refined < 3.0 && refined < searched,
         "SGD should refine the searched poses: {searched}° → {refined}°"
     );
+}
+
+/// `abinit` on the two-state phantom in `p` (1000 images, D 24, zdim 1) into `out`: 8 search epochs, then 12
+/// SGD epochs, checkpoints at 10 and 20; `extra` flags added.
+fn abinit_two_states(p: &Path, out: &str, extra: &[&str]) {
+    let mut args = vec!["--threads", "2", "abinit", "sim/particles.mrcs", "-o", out, "-n", "20"];
+    args.extend(["--zdim", "1", "--epochs-pose-search", "8", "--layers", "2", "--dim", "128"]);
+    args.extend(["--n-imgs-pretrain", "1000", "--l-start", "6", "--l-end", "11", "--base-healpy", "1"]);
+    args.extend(["--niter", "3", "--t-extent", "2", "--t-ngrid", "4", "--lr", "1e-3", "--seed", "1"]);
+    args.extend(["-b", "16", "--batch-size-sgd", "64", "--lr-pose-table", "1e-2", "--checkpoint", "10"]);
+    args.extend(["--search-conformations", "2", "--no-analysis"]);
+    args.extend(extra);
+    drgnfly(p, &args).ok();
+}
+
+/// A run resumed in `p/resumed` from `p/out`'s checkpoint of epoch `from` (with `run(outdir, extra flags)`)
+/// writes `files` byte for byte as the run in `p/out` did.
+fn resumes_exactly(p: &Path, from: usize, files: &[&str], run: impl Fn(&str, &[&str])) {
+    std::fs::create_dir_all(p.join("resumed")).expect("mkdir");
+    let weights = format!("weights.{from}.safetensors");
+    std::fs::copy(p.join("out").join(&weights), p.join("resumed").join(&weights)).expect("copy");
+    run("resumed", &["--load", "latest"]);
+    for f in files {
+        let read = |dir: &str| std::fs::read(p.join(dir).join(f)).expect("read");
+        assert!(read("out") == read("resumed"), "a resumed run must write the same {f}");
+    }
 }
 
 /// k-means(2) accuracy of run `out`'s latents at `epoch` against the simulation's labels.
@@ -318,13 +321,9 @@ fn abinit_amortized_trains_writes_poses_and_resumes_exactly() {
     drgnfly(p, &args).ok();
     assert!(p.join("v.mrc").is_file());
 
-    std::fs::create_dir_all(p.join("resumed")).expect("mkdir");
-    std::fs::copy(p.join("out/weights.2.safetensors"), p.join("resumed/weights.2.safetensors"))
-        .expect("copy");
-    run("resumed", &["--load", "latest"]);
-    let read = |f: &str| std::fs::read(p.join(f)).expect("read");
-    assert!(read("out/pose.4.pkl") == read("resumed/pose.4.pkl"), "a resumed run must give the same poses");
-    assert!(read("out/weights.4.safetensors") == read("resumed/weights.4.safetensors"));
+    resumes_exactly(p, 2, &["pose.4.pkl", "weights.4.safetensors"], |out, extra| {
+        run(out, extra);
+    });
 }
 
 /// Amortized inference covers the whole stack: trained on a subset (`--ind`), `abinit-amortized` ends with a
@@ -434,13 +433,9 @@ fn abinit_amortized_heterogeneous_trains_writes_latents_and_resumes_exactly() {
     drgnfly(p, &args).ok();
     assert!(p.join("v.mrc").is_file());
 
-    std::fs::create_dir_all(p.join("resumed")).expect("mkdir");
-    std::fs::copy(p.join("out/weights.2.safetensors"), p.join("resumed/weights.2.safetensors"))
-        .expect("copy");
-    run("resumed", &[&frozen_first[..], &["--load", "latest", "--no-analysis"]].concat());
-    let read = |f: &str| std::fs::read(p.join(f)).expect("read");
-    assert!(read("out/z.3.pkl") == read("resumed/z.3.pkl"), "a resumed run must give the same latents");
-    assert!(read("out/weights.3.safetensors") == read("resumed/weights.3.safetensors"));
+    resumes_exactly(p, 2, &["z.3.pkl", "weights.3.safetensors"], |out, extra| {
+        run(out, &[&frozen_first[..], extra, &["--no-analysis"]].concat());
+    });
 
     run("ablated", &["--no-pds", "--no-asn", "--fch-epochs", "0", "--no-analysis", "-n", "1"]);
     assert_eq!(shape("ablated/z.1.pkl"), vec![64, 2]);
@@ -455,27 +450,8 @@ fn abinit_with_a_conformation_encoder_separates_states_and_resumes_exactly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = dir.path();
     simulate_phantom(p, (2, 24, 1000), &["--snr", "inf", "--no-ctf", "--max-shift", "1"]);
-    let run = |out: &str, extra: &[&str]| {
-        let mut args = vec!["--threads", "2", "abinit", "sim/particles.mrcs", "-o", out, "-n", "20"];
-        args.extend(["--zdim", "1", "--use-conf-encoder", "--epochs-pose-search", "8", "--layers", "2"]);
-        args.extend(["--dim", "128", "--n-imgs-pretrain", "1000", "--l-start", "6", "--l-end", "11"]);
-        args.extend([
-            "--base-healpy",
-            "1",
-            "--niter",
-            "3",
-            "--t-extent",
-            "2",
-            "--t-ngrid",
-            "4",
-            "--lr",
-            "1e-3",
-        ]);
-        args.extend(["--seed", "1", "-b", "16", "--batch-size-sgd", "64", "--lr-pose-table", "1e-2"]);
-        args.extend(["--checkpoint", "10", "--search-conformations", "2", "--no-analysis"]);
-        args.extend(extra);
-        drgnfly(p, &args).ok()
-    };
+    let run =
+        |out: &str, extra: &[&str]| abinit_two_states(p, out, &[&["--use-conf-encoder"], extra].concat());
     run("out", &[]);
     let accuracy = kmeans_accuracy(p, "out", 20);
     assert!(accuracy >= 0.85, "k-means(2) of the encoded latents should find the states: {accuracy}");
@@ -485,13 +461,7 @@ fn abinit_with_a_conformation_encoder_separates_states_and_resumes_exactly() {
         ["eval-vol", "out/weights.20.safetensors", "-c", "out/config.yaml", "-z", "0.1", "-o", "v.mrc"];
     drgnfly(p, &args).ok();
     assert!(p.join("v.mrc").is_file());
-    std::fs::create_dir_all(p.join("resumed")).expect("mkdir");
-    std::fs::copy(p.join("out/weights.10.safetensors"), p.join("resumed/weights.10.safetensors"))
-        .expect("copy");
-    run("resumed", &["--load", "latest"]);
-    let read = |f: &str| std::fs::read(p.join(f)).expect("read");
-    assert!(read("out/z.20.pkl") == read("resumed/z.20.pkl"), "a resumed run must give the same latents");
-    assert!(read("out/weights.20.safetensors") == read("resumed/weights.20.safetensors"));
+    resumes_exactly(p, 10, &["z.20.pkl", "weights.20.safetensors"], |out, extra| run(out, extra));
     drgnfly(p, &["abinit", "sim/particles.mrcs", "-o", "bad", "--zdim", "0", "--use-conf-encoder"])
         .fails_with(&["--use-conf-encoder", "--zdim"]);
 }
