@@ -111,7 +111,7 @@ enum Command {
     /// Generate volumes from a trained model at given latents.
     #[command(alias = "eval_vol")]
     EvalVol(cmd::eval_vol::Args),
-    /// Encode particles with a trained VAE and report its losses.
+    /// Encode particles with a trained VAE (latents, losses) or amortized run (poses, latents).
     #[command(alias = "eval_images")]
     EvalImages(cmd::eval_images::Args),
     /// PCA, UMAP, k-means, volumes and an HTML report for one epoch of a training run.
@@ -145,7 +145,7 @@ enum Command {
     AbinitHet(cmd::abinit_het::Args),
     /// Ab initio reconstruction as cryoDRGN-AI: a short pose search, then SGD of pose and conformation tables.
     Abinit(cmd::abinit::Args),
-    /// Homogeneous ab initio with a pose-predicting CNN encoder (cryoAI); experimental: poses do not converge yet.
+    /// Ab initio with a CNN encoder that predicts poses (cryoAI) and conformations (HetACUMN, --zdim); experimental: converges slowly.
     #[command(alias = "abinit_amortized")]
     AbinitAmortized(cmd::abinit_amortized::Args),
     /// Pose accuracy against simulation ground truth (‖ΔR‖²_F after alignment, both hands; shifts; aligned map).
