@@ -73,6 +73,12 @@ pub enum KlWeight {
     },
 }
 
+/// KL(N(μ, σ²) ‖ N(0, I)) of latents (B, zdim): −½ Σ_d (1 + log σ² − μ² − σ²), averaged over the batch.
+pub fn kl_divergence(mu: &Tensor, logvar: &Tensor) -> Result<Tensor> {
+    let per_image = ((logvar + 1.0)? - mu.sqr()? - logvar.exp()?)?.sum(1)?;
+    Ok((per_image.mean_all()? * -0.5)?)
+}
+
 /// The loss of one batch (module docs). `ctf` multiplies the prediction when given.
 pub fn vae_loss(
     slice: &Tensor,
@@ -103,9 +109,7 @@ pub fn vae_loss(
         None => slice.clone(),
     };
     let gen = (pred - target)?.sqr()?.mean_all()?;
-    // −½ Σ_d (1 + log σ² − μ² − σ²), averaged over the batch.
-    let per_image = ((logvar + 1.0)? - mu.sqr()? - logvar.exp()?)?.sum(1)?;
-    let kld = (per_image.mean_all()? * -0.5)?;
+    let kld = kl_divergence(mu, logvar)?;
     let n = n_pixels as f64;
     let total = match kl {
         KlWeight::Beta(beta) => (&gen + (&kld * (beta / n))?)?,

@@ -46,8 +46,10 @@ use crate::cnn::{CnnConfig, CnnEncoder};
 use crate::data::Dataset;
 use crate::decoder::{Decoder, DecoderConfig};
 use crate::error::Error;
+use crate::loss::kl_divergence;
 use crate::params::ParamStore;
 use crate::rotation::rotation_matrices;
+use crate::vae::HetOnlyVae;
 
 /// Images per piece of a step.
 const STEP_PIECE: usize = 16;
@@ -315,7 +317,11 @@ impl AbinitAiTrainer {
                     if let Some(l) = logvar {
                         record_logvar.extend(l.flatten_all()?.to_vec1::<f32>()?);
                     }
-                    (Some(sample_latents(mu, logvar, step.rng)?), logvar.map(|l| (mu.clone(), l.clone())))
+                    let z = match logvar {
+                        Some(l) => HetOnlyVae::latent(mu, l, true, step.rng)?,
+                        None => mu.clone(),
+                    };
+                    (Some(z), logvar.map(|l| (mu.clone(), l.clone())))
                 }
                 None => {
                     let z = self.piece_latents(&batch, z_vars.as_ref(), step.rng)?;
@@ -397,21 +403,6 @@ impl AbinitAiTrainer {
             }
         }))
     }
-}
-
-/// `μ + ε·exp(½ log σ²)` with ε drawn from `rng` in row order (`μ` without a variance).
-fn sample_latents(mu: &Tensor, logvar: Option<&Tensor>, rng: &mut impl Rng) -> TrainResult<Tensor> {
-    let Some(logvar) = logvar else { return Ok(mu.clone()) };
-    let (b, zdim) = mu.dims2()?;
-    let eps: Vec<f32> = (0..b * zdim).map(|_| rng.sample::<f32, _>(rand_distr::StandardNormal)).collect();
-    let eps = Tensor::from_vec(eps, (b, zdim), mu.device())?;
-    Ok((mu + (logvar * 0.5)?.exp()?.mul(&eps)?)?)
-}
-
-/// KL(N(μ, σ²) ‖ N(0, I)) summed over the latent and averaged over the batch.
-fn kl_divergence(mu: &Tensor, logvar: &Tensor) -> TrainResult<Tensor> {
-    let inner = ((logvar + 1.0)? - mu.sqr()?)?.sub(&logvar.exp()?)?;
-    Ok((inner.sum(1)?.mean_all()? * -0.5)?)
 }
 
 impl Trainer for AbinitAiTrainer {

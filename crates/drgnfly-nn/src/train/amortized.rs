@@ -52,8 +52,10 @@ use crate::checkpoint::Checkpoint;
 use crate::cnn::{centre_by_centroid, CnnConfig, CnnEncoder};
 use crate::decoder::{Decoder, DecoderConfig};
 use crate::error::Error;
+use crate::loss::kl_divergence;
 use crate::params::ParamStore;
 use crate::rotation::{rotation_matrices, RotationParam};
+use crate::vae::HetOnlyVae;
 
 /// How an amortized run trains.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -279,11 +281,7 @@ impl AmortizedTrainer {
             None => (None, None),
             Some((mu, _)) if prior_z => (Some(normals(mu.dims(), rng, mu.device())?), None),
             Some((mu, logvar)) => {
-                let eps = normals(mu.dims(), rng, mu.device())?;
-                let z = (mu + (logvar * 0.5)?.exp()?.mul(&eps)?)?;
-                // −½ Σ_d (1 + log σ² − μ² − σ²), averaged over the batch.
-                let kld = (((logvar + 1.0)? - mu.sqr()? - logvar.exp()?)?.sum(1)?.mean_all()? * -0.5)?;
-                (Some(z), Some(kld))
+                (Some(HetOnlyVae::latent(mu, logvar, true, rng)?), Some(kl_divergence(mu, logvar)?))
             }
         };
         let mse = residual(&self.decoder, &batch, z.as_ref())?.sqr()?.mean(D::Minus1)?;
