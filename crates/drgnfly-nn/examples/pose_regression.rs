@@ -1,8 +1,11 @@
-//! Diagnostic: can the CNN encoder learn rotations from clean projections? Projects a map (an MRC file, or
-//! the hinge phantom) at random poses and trains the encoder's rotation head alone on ‖R̂ − R‖²_F.
+//! Diagnostic: can the CNN encoder learn rotations from projections? Projects a map (an MRC file, or the
+//! hinge phantom) at random poses (with noise at an SNR), prepares them as the trainers do
+//! (`CnnEncoder::input`: standardised and centred) and trains the
+//! encoder's rotation head alone on ‖R̂ − R‖²_F, printing the running loss (6 is chance).
 //!
-//! `cargo run --release -p drgnfly-nn --example pose_regression -- [MAP.mrc] [steps] [lr] [max shift px] [centre]`
-//! (`centre`: roll each image to its density centroid first, `cnn::centre_by_centroid`)
+//! `cargo run --release -p drgnfly-nn --example pose_regression -- [MAP.mrc] [steps] [lr] [max shift px]
+//! [SNR, 0: noiseless] [starting SNR]`
+//! (with a starting SNR the noise grows geometrically from it to SNR over the first half of the steps)
 
 use candle_core::{Device, Tensor};
 use drgnfly_em::project::Projector;
@@ -22,7 +25,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let steps: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(600);
     let lr: f64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(1e-3);
     let max_shift: f32 = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(0.0);
-    let centre = args.get(5).is_some_and(|s| s == "centre");
+    let snr: f64 = args.get(5).and_then(|s| s.parse().ok()).unwrap_or(0.0);
+    let snr_start: f64 = args.get(6).and_then(|s| s.parse().ok()).unwrap_or(snr);
     let projector = Projector::new(&volume, d, 1)?;
     let store = ParamStore::new(1, &Device::Cpu);
     let enc = CnnEncoder::new(&CnnConfig::small(d, 0), store.var_builder())?;
@@ -32,6 +36,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for step in 0..steps {
         let cfg =
             SimConfig { chunk: b, seed: step as u64, max_shift_px: max_shift, ..SimConfig::new(b, 1.0) };
+        let progress = (2.0 * step as f64 / steps as f64).min(1.0);
+        let snr_now = snr_start * (snr / snr_start).powf(progress);
+        let cfg = SimConfig { snr: (snr > 0.0).then_some(snr_now), ..cfg };
         let (mut images, mut truth) = (Vec::new(), Vec::new());
         simulate::<drgnfly_em::Error>(
             &cfg,
@@ -42,16 +49,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Ok(())
             },
         )?;
-        for img in images.chunks_exact_mut(d * d) {
-            let mean = img.iter().sum::<f32>() / img.len() as f32;
-            let std =
-                (img.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / img.len() as f32).sqrt().max(1e-12);
-            img.iter_mut().for_each(|v| *v = (*v - mean) / std);
-        }
-        if centre {
-            drgnfly_nn::cnn::centre_by_centroid(&mut images, d);
-        }
-        let x = Tensor::from_vec(images, (b, d, d), &Device::Cpu)?;
+        let (x, _) = enc.input(&images, &Device::Cpu)?;
         let r: Vec<f32> = truth.iter().flat_map(|t| t.rot.iter().flatten().map(|&v| v as f32)).collect();
         let r = Tensor::from_vec(r, (b, 3, 3), &Device::Cpu)?;
         let pred = rotation_matrices(&enc.forward(&x)?.rotation, RotationParam::SixD)?;

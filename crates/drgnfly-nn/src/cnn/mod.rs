@@ -14,12 +14,15 @@
 //! State-dict names: `stem.*`, `stages.S.B.{conv1,conv2,shortcut}.*`, `heads.{rot,shift,z}.{0,1}.*`.
 
 mod conv;
+mod input;
 
 use candle_core::{DType, Tensor, D};
 use candle_nn::{Init, Linear, Module, VarBuilder};
 
 use crate::error::{Error, Result};
 use crate::mlp::linear;
+
+pub use input::{centre_by_centroid, encoder_input};
 
 /// The first layer of the trunk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -262,7 +265,15 @@ impl CnnEncoder {
         &self.cfg
     }
 
-    /// Pooled trunk features (B, C) of real-space images (B, D, D).
+    /// The input tensor (B, D, D) for raw images (B·D·D; [`encoder_input`]: standardised and centred), and
+    /// the roll applied to each image (pixels).
+    pub fn input(&self, raw: &[f32], device: &candle_core::Device) -> Result<(Tensor, Vec<[f32; 2]>)> {
+        let d = self.cfg.d;
+        let (x, rolls) = encoder_input(raw, d);
+        Ok((Tensor::from_vec(x, (rolls.len(), d, d), device)?, rolls))
+    }
+
+    /// Pooled trunk features (B, F) of prepared images (B, D, D; see [`CnnEncoder::input`]).
     pub fn features(&self, images: &Tensor) -> Result<Tensor> {
         let (_, h, w) = images.dims3().map_err(|_| Error::shape("CNN input", "(B, D, D)", images.dims()))?;
         if h != self.cfg.d || w != self.cfg.d {
@@ -278,7 +289,7 @@ impl CnnEncoder {
         Ok(x.mean(D::Minus1)?.mean(D::Minus1)?)
     }
 
-    /// Rotation, shift and conformation of real-space images (B, D, D).
+    /// Rotation, shift and conformation of prepared images (see [`CnnEncoder::features`]).
     pub fn forward(&self, images: &Tensor) -> Result<CnnOutput> {
         let f = self.features(images)?;
         let z = match &self.z {
@@ -291,51 +302,6 @@ impl CnnEncoder {
         };
         Ok(CnnOutput { rotation: self.rot.forward(&f)?, shift: self.shift.forward(&f)?, z })
     }
-}
-
-/// Rolls each image (B·D·D) by whole pixels so that its density centroid (weights: squared difference from
-/// the mean outside the inscribed circle, so either contrast works) lands on the centre pixel (D/2, D/2);
-/// returns the roll of each image in pixels (x, y), content moved by that much (wrapping around).
-///
-/// Strided convolutions are far from shift-invariant: a rotation head that learns from centred projections
-/// stalls with shifts of ±2 px (BENCHMARKS.md, "abinit-amortized"). Centring first leaves it sub-pixel
-/// offsets, which it handles.
-pub fn centre_by_centroid(images: &mut [f32], d: usize) -> Vec<[f32; 2]> {
-    let c = (d / 2) as f32;
-    let r2 = c * c;
-    let at = |i: usize| ((i % d) as f32 - c, (i / d) as f32 - c);
-    let mut rolls = Vec::with_capacity(images.len() / (d * d).max(1));
-    for img in images.chunks_exact_mut(d * d) {
-        let (mut bg, mut n) = (0f64, 0usize);
-        for (i, v) in img.iter().enumerate() {
-            let (x, y) = at(i);
-            if x * x + y * y >= r2 {
-                bg += f64::from(*v);
-                n += 1;
-            }
-        }
-        let bg = (bg / n.max(1) as f64) as f32;
-        let (mut sx, mut sy, mut sw) = (0f64, 0f64, 0f64);
-        for (i, v) in img.iter().enumerate() {
-            let (x, y) = at(i);
-            let w = f64::from((v - bg) * (v - bg));
-            (sx, sy, sw) = (sx + w * f64::from(x), sy + w * f64::from(y), sw + w);
-        }
-        let (cx, cy) =
-            if sw > 0.0 { ((sx / sw).round() as isize, (sy / sw).round() as isize) } else { (0, 0) };
-        if (cx, cy) != (0, 0) {
-            let src = img.to_vec();
-            let di = d as isize;
-            for y in 0..di {
-                for x in 0..di {
-                    let (fy, fx) = ((y + cy).rem_euclid(di), (x + cx).rem_euclid(di));
-                    img[(y * di + x) as usize] = src[(fy * di + fx) as usize];
-                }
-            }
-        }
-        rolls.push([-cx as f32, -cy as f32]);
-    }
-    rolls
 }
 
 #[cfg(test)]
@@ -422,22 +388,6 @@ mod tests {
             (losses[..10].iter().sum::<f32>() / 10.0, losses[140..].iter().sum::<f32>() / 10.0);
         // Uniform centres in ±6 px: variance 12 per axis before training.
         assert!(last < 0.1 * first, "the blob's position should be learned: {first} → {last}");
-    }
-
-    #[test]
-    fn centring_rolls_a_blob_onto_the_centre_pixel() {
-        let d = 16;
-        // A negative-contrast blob at (x, y) = (8 + 3, 8 − 2) on a background of 5.
-        let img: Vec<f32> = (0..d * d)
-            .map(|i| {
-                let (x, y) = ((i % d) as f32 - 11.0, (i / d) as f32 - 6.0);
-                5.0 - (-(x * x + y * y) / 2.0).exp()
-            })
-            .collect();
-        let mut rolled = img.clone();
-        assert_eq!(centre_by_centroid(&mut rolled, d), vec![[-3.0, 2.0]]);
-        let darkest = rolled.iter().enumerate().min_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i);
-        assert_eq!(darkest, Some(8 * d + 8));
     }
 
     #[test]

@@ -18,7 +18,9 @@
 //! everywhere on the sphere, which the reconstruction loss alone does not (its predictions crowd together).
 //! The noise (ASN, HetACUMN Eq. 9–10) is drawn at the dataset's SNR relative to each batch of synthetic
 //! images (estimated once: pixel-to-pixel differences outside the particle circle are noise), so it grows as
-//! the map gains detail; without ASN its variance is the data's, fixed.
+//! the map gains detail; without ASN its variance is the data's, fixed. Over the first
+//! [`CppConfig::noise_warmup_images`] the noise rises geometrically from 1% of that to all of it (drgnfly's
+//! addition: at SNR 0.1 an encoder trained on fully noisy projections from the start learns no poses).
 //!
 //! **Heterogeneity** ([`HetConfig`], HetACUMN): the encoder also predicts q(z|Y) = N(μ, σ²); the decoder
 //! renders at z = μ + σε, and the loss adds λ_z·KL(q‖N(0, I)). For the first `fch_epochs` the conformation
@@ -27,8 +29,8 @@
 //! (PDS; from the prior without it, or during FCH).
 //!
 //! The encoder sees the real-space image, each image standardised (zero mean, unit variance) and rolled by
-//! whole pixels to its density centroid ([`crate::cnn::centre_by_centroid`]); its shift head predicts the
-//! rest of the shift. The poses (and latents) it predicts for each batch are kept per particle, so the driver
+//! whole pixels to its density centroid ([`crate::cnn::encoder_input`]); its shift head predicts the rest of
+//! the shift. The poses (and latents) it predicts for each batch are kept per particle, so the driver
 //! writes them as pose.E.pkl (and z.E.pkl); they are the predictions at the time each image was last seen.
 //! [`AmortizedModel`] is the encoder alone, for inference on any stack.
 
@@ -49,7 +51,7 @@ use super::homo::{finite_loss, residual};
 use super::pose_table::{PoseAdamConfig, PoseTable};
 use crate::adam::{Adam, AdamConfig};
 use crate::checkpoint::Checkpoint;
-use crate::cnn::{centre_by_centroid, CnnConfig, CnnEncoder};
+use crate::cnn::{CnnConfig, CnnEncoder};
 use crate::decoder::{Decoder, DecoderConfig};
 use crate::error::Error;
 use crate::loss::kl_divergence;
@@ -84,7 +86,15 @@ pub struct CppConfig {
     /// Noise at a fixed SNR relative to each batch of synthetic images (ASN); false: at the data's noise
     /// variance, fixed.
     pub adaptive_noise: bool,
+    /// Images seen over which the synthetic images' noise rises from 1/[`NOISE_WARMUP_START`] of its
+    /// variance to the full (geometrically); 0: full from the start.
+    pub noise_warmup_images: u64,
 }
+
+/// How much higher the synthetic images' SNR is at the start of the noise warm-up: 100×, so the encoder
+/// first learns poses from nearly clean projections, which it can, and then keeps them as the noise rises
+/// (at the data's SNR from the start it does not learn them: BENCHMARKS.md, "the CPP noise warm-up").
+pub const NOISE_WARMUP_START: f64 = 100.0;
 
 /// HetACUMN's conformation parts.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -296,22 +306,13 @@ fn normals(dims: &[usize], rng: &mut impl Rng, device: &Device) -> TrainResult<T
     Ok(Tensor::from_vec(v, dims, device)?)
 }
 
-/// What `encoder` predicts for raw images (B·D·D). Each image is standardised (zero mean, unit variance)
-/// and rolled by whole pixels to its density centroid; the trunk sees that, and the shift head predicts
-/// what the roll left.
+/// What `encoder` predicts for raw images (B·D·D): the trunk sees [`CnnEncoder::input`] (each image
+/// standardised and rolled by whole pixels to its density centroid), and the shift head predicts what the
+/// roll left.
 pub(super) fn predict(encoder: &CnnEncoder, raw: &[f32], device: &Device) -> TrainResult<Prediction> {
-    let d = encoder.config().d;
-    let b = raw.len() / (d * d);
-    let mut x = raw.to_vec();
-    for img in x.chunks_exact_mut(d * d) {
-        let mean = img.iter().map(|&v| f64::from(v)).sum::<f64>() / img.len() as f64;
-        let var = img.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / img.len() as f64;
-        let scale = 1.0 / var.sqrt().max(1e-12);
-        img.iter_mut().for_each(|v| *v = ((f64::from(*v) - mean) * scale) as f32);
-    }
-    let rolls = centre_by_centroid(&mut x, d);
-    let out = encoder.forward(&Tensor::from_vec(x, (b, d, d), device)?)?;
-    let rolls = Tensor::from_vec(rolls.concat(), (b, 2), device)?;
+    let (x, rolls) = encoder.input(raw, device)?;
+    let out = encoder.forward(&x)?;
+    let rolls = Tensor::from_vec(rolls.concat(), (x.dims()[0], 2), device)?;
     Ok(Prediction {
         rot: rotation_matrices(&out.rotation, RotationParam::SixD)?,
         shift: (out.shift + rolls)?,
@@ -406,6 +407,7 @@ impl AmortizedTrainer {
             self.cpp_maps = Some(CppMaps::new(volumes, d, step.images_seen)?);
         }
         let noise = *self.noise.get_or_insert_with(|| estimate_noise(step.images, d));
+        let noise = noise.warmed_up(step.images_seen, self.cfg.cpp.noise_warmup_images);
         let b = step.positions.len();
         let cfg = SimConfig {
             n: b,
@@ -481,6 +483,18 @@ fn needs_decoding(decoded_at: Option<u64>, seen: u64, refresh: u64) -> bool {
         None => true,
         Some(u64::MAX) => false,
         Some(at) => seen >= at.saturating_add(refresh),
+    }
+}
+
+impl NoiseLevel {
+    /// The noise after `seen` of `warmup` images of the warm-up: the SNR higher by
+    /// [`NOISE_WARMUP_START`]^(1 − seen/warmup) (σ lower by its square root), as is once `seen ≥ warmup`.
+    fn warmed_up(self, seen: u64, warmup: u64) -> NoiseLevel {
+        if seen >= warmup {
+            return self;
+        }
+        let factor = NOISE_WARMUP_START.powf(1.0 - seen as f64 / warmup as f64);
+        NoiseLevel { snr: self.snr.map(|s| s * factor), sigma: self.sigma / factor.sqrt() }
     }
 }
 
@@ -698,6 +712,19 @@ mod tests {
         assert!(needs_decoding(None, 0, 1024));
         assert!(!needs_decoding(Some(100), 1000, 1024) && needs_decoding(Some(100), 1124, 1024));
         assert!(!needs_decoding(Some(u64::MAX), u64::MAX - 1, 1024));
+    }
+
+    #[test]
+    fn the_noise_warm_up_rises_geometrically_to_the_datas_noise() {
+        let noise = NoiseLevel { snr: Some(0.1), sigma: 2.0 };
+        let start = noise.warmed_up(0, 1000);
+        assert!((start.snr.unwrap() - 10.0).abs() < 1e-9 && (start.sigma - 0.2).abs() < 1e-9);
+        let half = noise.warmed_up(500, 1000);
+        assert!((half.snr.unwrap() - 1.0).abs() < 1e-9 && (half.sigma - 2.0 / 10f64.sqrt()).abs() < 1e-9);
+        assert_eq!(noise.warmed_up(1000, 1000), noise);
+        assert_eq!(noise.warmed_up(5, 0), noise);
+        let noiseless = NoiseLevel { snr: None, sigma: 0.0 };
+        assert_eq!(noiseless.warmed_up(0, 1000), noiseless);
     }
 
     #[test]
