@@ -146,6 +146,7 @@ const CPP_VOLUME: &str = "cpp.volume";
 const CPP_DECODED_AT: &str = "cpp.decoded_at";
 const CPP_SNR: &str = "cpp.snr";
 const CPP_SIGMA: &str = "cpp.sigma";
+const CPP_WARMUP: &str = "cpp.noise_warmup_images";
 const Z_MU: &str = "z.mu";
 const Z_LOGVAR: &str = "z.logvar";
 
@@ -634,6 +635,8 @@ impl Trainer for AmortizedTrainer {
             ckpt.tables.insert(CPP_SNR.into(), Tensor::new(&[noise.snr.unwrap_or(-1.0)], dev)?);
             ckpt.tables.insert(CPP_SIGMA.into(), Tensor::new(&[noise.sigma], dev)?);
         }
+        // The warm-up's length, so that a run resumed with another --num-epochs keeps its noise schedule.
+        ckpt.tables.insert(CPP_WARMUP.into(), Tensor::new(&[self.cfg.cpp.noise_warmup_images as f64], dev)?);
         let zdim = self.cfg.het.zdim;
         if let Some(n) = self.latents.0.len().checked_div(zdim) {
             ckpt.tables.insert(Z_MU.into(), Tensor::from_vec(self.latents.0.clone(), (n, zdim), dev)?);
@@ -671,6 +674,9 @@ impl Trainer for AmortizedTrainer {
             let sigma = scalar(CPP_SIGMA)?.unwrap_or(0.0);
             self.noise = Some(NoiseLevel { snr: (snr > 0.0).then_some(snr), sigma });
         }
+        if let Some(images) = scalar(CPP_WARMUP)?.filter(|v| v.is_finite() && *v >= 0.0) {
+            self.cfg.cpp.noise_warmup_images = images.round() as u64;
+        }
         let zdim = self.cfg.het.zdim;
         if let Some(n) = self.latents.0.len().checked_div(zdim) {
             for (name, dst) in [(Z_MU, &mut self.latents.0), (Z_LOGVAR, &mut self.latents.1)] {
@@ -695,6 +701,41 @@ impl Trainer for AmortizedTrainer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A checkpoint carries the CPP noise warm-up, so a run resumed with another --num-epochs (whose default
+    /// warm-up is half of it) keeps its noise schedule.
+    #[test]
+    fn a_resumed_run_keeps_its_noise_warm_up() {
+        use crate::train::batch::EncoderInput;
+        use drgnfly_em::preprocess::{Normalization, PreprocessConfig};
+        let d = 8;
+        let trainer = |warmup| {
+            let prep = BatchPrep::new(
+                d,
+                &PreprocessConfig::default(),
+                Normalization { mean: 0.0, std: 1.0 },
+                EncoderInput::None,
+                &Device::Cpu,
+            )
+            .unwrap();
+            let cpp = CppConfig {
+                weight: 0.1,
+                refresh_images: 16,
+                max_shift_px: 0.0,
+                snr: None,
+                adaptive_noise: true,
+                noise_warmup_images: warmup,
+            };
+            let cfg = AmortizedConfig { symmetrized: true, lambda_t: 0.0, cpp, het: HetConfig::HOMOGENEOUS };
+            let dec = DecoderConfig { layers: 1, dim: 8, ..DecoderConfig::new(d + 1, 0) };
+            AmortizedTrainer::new((&CnnConfig::small(d, 0), &dec), 1, AdamConfig::default(), prep, 4, cfg)
+                .unwrap()
+        };
+        let ckpt = trainer(300).state().unwrap();
+        let mut resumed = trainer(7);
+        resumed.restore(&ckpt, Path::new("weights.1.safetensors")).unwrap();
+        assert_eq!(resumed.cfg.cpp.noise_warmup_images, 300);
+    }
 
     #[test]
     fn a_half_turn_keeps_the_centre_and_twice_is_the_identity() {

@@ -81,9 +81,10 @@ pub struct Args {
     pub no_asn: bool,
     /// Epochs over which the pose-prediction task's noise rises from 1% of its variance to all of it (the
     /// SNR from 100× the data's down to it), so that the encoder first learns poses from nearly clean
-    /// projections; 0: at full noise from the start.
-    #[arg(long, default_value_t = 20.0, value_name = "EPOCHS")]
-    pub cpp_noise_warmup: f64,
+    /// projections; 0: at full noise from the start; a resumed run keeps its own [default: half of
+    /// --num-epochs].
+    #[arg(long, value_name = "EPOCHS")]
+    pub cpp_noise_warmup: Option<f64>,
     /// Latent width: 0 reconstructs one map (cryoAI); N > 0 also learns each image's conformation
     /// (HetACUMN), writing z.E.pkl, z.pkl and an analysis.
     #[arg(long, default_value_t = 0)]
@@ -143,6 +144,7 @@ pub fn run(args: Args) -> Result<()> {
         EncoderLayout::Resnet18 => CnnLayout::Resnet18,
     };
     let enc = layout.config(d, zdim);
+    let warmup_epochs = args.cpp_noise_warmup.unwrap_or(t.num_epochs as f64 / 2.0);
     let cfg = AmortizedConfig {
         symmetrized: !args.no_symmetrized_loss,
         lambda_t: args.lambda_t.max(0.0),
@@ -152,7 +154,7 @@ pub fn run(args: Args) -> Result<()> {
             max_shift_px: args.cpp_max_shift.unwrap_or(d as f32 / 16.0).max(0.0),
             snr: args.cpp_snr,
             adaptive_noise: !args.no_asn,
-            noise_warmup_images: (args.cpp_noise_warmup.max(0.0) * n as f64).round() as u64,
+            noise_warmup_images: (warmup_epochs.max(0.0) * n as f64).round() as u64,
         },
         het: if zdim == 0 {
             HetConfig::HOMOGENEOUS
