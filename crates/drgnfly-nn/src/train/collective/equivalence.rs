@@ -189,6 +189,11 @@ fn assert_close(what: &str, a: &[f64], b: &[f64], tol: f64) {
 }
 
 fn check<T: Trainer + 'static>(make: fn(&Dataset) -> T) {
+    check_within(make, 1e-4);
+}
+
+/// [`check`] with the poses compared to `pose_tol` (relative).
+fn check_within<T: Trainer + 'static>(make: fn(&Dataset) -> T, pose_tol: f64) {
     let dir = tempfile::tempdir().unwrap();
     let files = write_dataset(dir.path());
     let (losses, weights, poses) = train(&files, dir.path(), Rc::new(super::SingleProcess), make);
@@ -211,7 +216,7 @@ fn check<T: Trainer + 'static>(make: fn(&Dataset) -> T) {
         let flat = |p: &[Pose]| -> Vec<f64> {
             p.iter().flat_map(|p| p.rot.iter().flatten().copied().chain(p.shift_px.map(f64::from))).collect()
         };
-        assert_close(&format!("rank {r} poses"), &flat(&poses), &flat(&p), 1e-4);
+        assert_close(&format!("rank {r} poses"), &flat(&poses), &flat(&p), pose_tol);
     }
     // The refinement or the search moved the poses: the comparison above is not of untouched tables.
     let data = Dataset::open(&files).unwrap();
@@ -253,5 +258,8 @@ fn cryodrgn_ai_on_three_ranks_trains_as_on_one() {
 
 #[test]
 fn cryodrgn_ai_with_a_conformation_encoder_on_three_ranks_trains_as_on_one() {
-    check(abinit_ai_encoder);
+    // The CNN's gradients, summed across ranks in another order, leave its weights up to ~8e-5 apart; Adam
+    // (lr 1e-2) turns that into pose differences of a few 1e-4 (3 of 242 values; 4% of one pose step), where
+    // the runs without the CNN agree to 1e-7. A real sharding error moves poses by whole steps or more.
+    check_within(abinit_ai_encoder, 1e-3);
 }
