@@ -26,7 +26,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let lr: f64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(1e-3);
     let max_shift: f32 = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(0.0);
     let snr: f64 = args.get(5).and_then(|s| s.parse().ok()).unwrap_or(0.0);
-    let snr_start: f64 = args.get(6).and_then(|s| s.parse().ok()).unwrap_or(snr);
+    let snr_start: f64 = args.get(6).and_then(|s| s.parse().ok()).filter(|s: &f64| *s > 0.0).unwrap_or(snr);
     let projector = Projector::new(&volume, d, 1)?;
     let store = ParamStore::new(1, &Device::Cpu);
     let enc = CnnEncoder::new(&CnnConfig::small(d, 0), store.var_builder())?;

@@ -2,9 +2,9 @@
 //! whole pixels to its density centroid. The trainers and the diagnostics prepare images here, so they all
 //! see the same thing.
 
-/// The encoder's input for raw images (B·D·D), standardised and centred, and the roll applied to each image
+/// The CNN encoder's input for raw images (B·D·D), standardised and centred, and the roll applied to each image
 /// (see [`centre_by_centroid`]).
-pub fn encoder_input(raw: &[f32], d: usize) -> (Vec<f32>, Vec<[f32; 2]>) {
+pub(super) fn prepare_images(raw: &[f32], d: usize) -> (Vec<f32>, Vec<[f32; 2]>) {
     let mut x = raw.to_vec();
     x.chunks_exact_mut(d * d).for_each(standardise);
     let rolls = centre_by_centroid(&mut x, d);
@@ -29,7 +29,7 @@ fn standardise(img: &mut [f32]) {
 /// stalls with shifts of ±2 px (BENCHMARKS.md, "abinit-amortized"). Centring first leaves it sub-pixel
 /// offsets, which it handles. The low-pass is for noisy images: at SNR 0.1 the raw pixels' squared noise
 /// swamps the weights and the centroid stays near the box centre whatever the shift.
-pub fn centre_by_centroid(images: &mut [f32], d: usize) -> Vec<[f32; 2]> {
+fn centre_by_centroid(images: &mut [f32], d: usize) -> Vec<[f32; 2]> {
     let c = (d / 2) as f32;
     let r2 = c * c;
     let at = |i: usize| ((i % d) as f32 - c, (i / d) as f32 - c);
@@ -112,7 +112,7 @@ mod tests {
         assert_eq!(darkest, Some(8 * d + 8));
         // The encoder's input: the same roll, and zero mean and unit variance whatever the scale.
         let scaled: Vec<f32> = img.iter().map(|v| 7.0 * v).collect();
-        let (input, rolls) = encoder_input(&scaled, d);
+        let (input, rolls) = prepare_images(&scaled, d);
         assert_eq!(rolls, vec![[-3.0, 2.0]]);
         let mean = input.iter().sum::<f32>() / (d * d) as f32;
         let var = input.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / (d * d) as f32;

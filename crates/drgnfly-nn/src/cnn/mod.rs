@@ -22,7 +22,7 @@ use candle_nn::{Init, Linear, Module, VarBuilder};
 use crate::error::{Error, Result};
 use crate::mlp::linear;
 
-pub use input::{centre_by_centroid, encoder_input};
+use input::prepare_images;
 
 /// The first layer of the trunk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -265,11 +265,11 @@ impl CnnEncoder {
         &self.cfg
     }
 
-    /// The input tensor (B, D, D) for raw images (B·D·D; [`encoder_input`]: standardised and centred), and
+    /// The input tensor (B, D, D) for raw images (B·D·D), each standardised and rolled by whole pixels to the density centroid of its low-pass, and
     /// the roll applied to each image (pixels).
     pub fn input(&self, raw: &[f32], device: &candle_core::Device) -> Result<(Tensor, Vec<[f32; 2]>)> {
         let d = self.cfg.d;
-        let (x, rolls) = encoder_input(raw, d);
+        let (x, rolls) = prepare_images(raw, d);
         Ok((Tensor::from_vec(x, (rolls.len(), d, d), device)?, rolls))
     }
 

@@ -29,7 +29,7 @@
 //! (PDS; from the prior without it, or during FCH).
 //!
 //! The encoder sees the real-space image, each image standardised (zero mean, unit variance) and rolled by
-//! whole pixels to its density centroid ([`crate::cnn::encoder_input`]); its shift head predicts the rest of
+//! whole pixels to its density centroid ([`CnnEncoder::input`]); its shift head predicts the rest of
 //! the shift. The poses (and latents) it predicts for each batch are kept per particle, so the driver
 //! writes them as pose.E.pkl (and z.E.pkl); they are the predictions at the time each image was last seen.
 //! [`AmortizedModel`] is the encoder alone, for inference on any stack.
