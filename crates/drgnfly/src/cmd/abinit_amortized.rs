@@ -145,6 +145,11 @@ pub fn run(args: Args) -> Result<()> {
     };
     let enc = layout.config(d, zdim);
     let warmup_epochs = args.cpp_noise_warmup.unwrap_or(t.num_epochs as f64 / 2.0);
+    if !(warmup_epochs.is_finite() && warmup_epochs >= 0.0) {
+        bail!(
+            "--cpp-noise-warmup {warmup_epochs}: give a number of epochs, 0 or more (fractions are allowed)"
+        );
+    }
     let cfg = AmortizedConfig {
         symmetrized: !args.no_symmetrized_loss,
         lambda_t: args.lambda_t.max(0.0),
@@ -154,7 +159,7 @@ pub fn run(args: Args) -> Result<()> {
             max_shift_px: args.cpp_max_shift.unwrap_or(d as f32 / 16.0).max(0.0),
             snr: args.cpp_snr,
             adaptive_noise: !args.no_asn,
-            noise_warmup_images: (warmup_epochs.max(0.0) * n as f64).round() as u64,
+            noise_warmup_images: (warmup_epochs * n as f64).round() as u64,
         },
         het: if zdim == 0 {
             HetConfig::HOMOGENEOUS

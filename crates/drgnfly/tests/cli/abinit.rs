@@ -328,7 +328,7 @@ fn abinit_amortized_trains_writes_poses_and_resumes_exactly() {
 
 /// Amortized inference covers the whole stack: trained on a subset (`--ind`), `abinit-amortized` ends with a
 /// pass that writes every particle's pose to pose.pkl, and `eval-images` on the final checkpoint gives the
-/// same poses; a VAE's flags are refused for an amortized run.
+/// same poses; a VAE's flags, and a noise warm-up that never ends, are refused.
 #[test]
 fn amortized_inference_writes_poses_for_every_particle() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -355,6 +355,8 @@ fn amortized_inference_writes_poses_for_every_particle() {
         "-b",
         "32",
     ];
+    drgnfly(p, &[&args[..], &["--cpp-noise-warmup", "inf"]].concat())
+        .fails_with(&["--cpp-noise-warmup inf", "number of epochs"]);
     drgnfly(p, &args).ok();
     let rows = |f: &str| {
         let a = arrays(&p.join(f));
