@@ -4,7 +4,8 @@
 # error after one global alignment and after aligning each state on its own, and k-means(2) accuracy of the
 # latents.
 #
-#   BIN=target/release/drgnfly PY=/path/to/python-with-numpy [TOOL=abinit] bash bench/abinit_het.sh WORKDIR [N] [EXTRA…]
+#   BIN=target/release/drgnfly PY=/path/to/python-with-numpy [TOOL=abinit [SEARCH_EPOCHS=5]] \
+#     bash bench/abinit_het.sh WORKDIR [N] [EXTRA…]
 #
 # N images (default 4000), D = 64, 1.5 Å/px, SNR 0.1, CTF, shifts ±6 px; EXTRA flags go to the tool.
 set -euo pipefail
@@ -46,8 +47,10 @@ PY
 rm -rf het
 case ${TOOL:-abinit-het} in
   abinit-het) epochs=6; set -- --ps-freq 1 --l-ramp-epochs 5 --pretrain "$n" -n $epochs "$@" ;;
-  # cryoDRGN-AI's defaults but for the search epochs (its 500 000 searched images would be 125 epochs here).
-  abinit) epochs=12; set -- --epochs-pose-search 5 --n-imgs-pretrain "$n" -n $epochs "$@" ;;
+  # cryoDRGN-AI's defaults but for the search epochs (its 500 000 searched images would be 125 epochs here):
+  # SEARCH_EPOCHS (default 5), then 7 SGD epochs.
+  abinit) search=${SEARCH_EPOCHS:-5}; epochs=$((search + 7))
+    set -- --epochs-pose-search "$search" --n-imgs-pretrain "$n" -n $epochs "$@" ;;
   *) echo "TOOL must be abinit-het or abinit" >&2; exit 2 ;;
 esac
 /usr/bin/time -v "$bin" --threads 2 "${TOOL:-abinit-het}" sim/particles.mrcs --ctf sim/ctf.pkl --zdim 8 -o het \
