@@ -47,6 +47,10 @@ pub struct Args {
     /// Write the metrics as JSON here.
     #[arg(short = 'o', long)]
     pub output: Option<PathBuf>,
+    /// Write each particle's errors here (text: a header, then `angle_deg shift_error_px` per particle, in
+    /// the order of the pose files), e.g. to find the particles whose poses are wrong.
+    #[arg(long, value_name = "FILE")]
+    pub per_particle: Option<PathBuf>,
 }
 
 /// Evaluate.
@@ -118,6 +122,13 @@ pub fn run(args: Args) -> Result<()> {
     }
     if let Some(path) = &args.output {
         let text = serde_json::to_string_pretty(&metrics)?;
+        drgnfly_io::atomic::write_atomic(path, text.as_bytes())?;
+    }
+    if let Some(path) = &args.per_particle {
+        let mut text = String::from("angle_deg shift_error_px\n");
+        for (a, s) in angles.iter().zip(shifts) {
+            text.push_str(&format!("{a:.4} {s:.4}\n"));
+        }
         drgnfly_io::atomic::write_atomic(path, text.as_bytes())?;
     }
     Ok(())

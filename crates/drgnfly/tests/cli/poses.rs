@@ -46,6 +46,23 @@ fn eval_poses_undoes_a_global_rotation_and_the_hand() {
     let rmse = m["shift_rmse_px"].as_f64().expect("rmse");
     assert!((rmse - 0.5).abs() < 1e-3, "{m}");
 
+    // Per particle: one pose turned a further 90° stands out, the others stay near 0.
+    let mut off = est.clone();
+    off[7].rot = mul(&off[7].rot, &matrix_from_euler([0.0, 90.0, 0.0]));
+    write_poses(dir.path().join("off.pkl"), &pkl(&off, d)).expect("write");
+    let args = ["eval-poses", "off.pkl", "--truth", "truth.pkl", "-D", "64", "--per-particle", "each.txt"];
+    drgnfly(dir.path(), &args).ok();
+    let text = std::fs::read_to_string(dir.path().join("each.txt")).expect("per-particle file");
+    let rows: Vec<Vec<f64>> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().map(|v| v.parse().expect("number")).collect())
+        .collect();
+    assert_eq!(rows.len(), 300);
+    assert!((rows[7][0] - 90.0).abs() < 2.0, "{:?}", rows[7]);
+    assert!(rows.iter().enumerate().all(|(i, r)| i == 7 || r[0] < 1.0), "{text}");
+    assert!(rows.iter().all(|r| (r[1] - 0.5).abs() < 0.05), "{text}");
+
     // Random estimates are far off: ‖ΔR‖²_F of uniformly random rotations has mean 4 (angles of ~126° median).
     let random: Vec<Pose> =
         random_rotations(300, 10).into_iter().map(|rot| Pose { rot, shift_px: [0.0; 2] }).collect();
