@@ -55,6 +55,10 @@ pub struct AbinitSchedule {
     /// Images searched between two decodings of the volume the search slices (the search's view of the
     /// decoder lags by at most this many images).
     pub refresh_images: usize,
+    /// With several conformations: search each image against every conformation's map and keep the best
+    /// match, not only against the map nearest its latent (`--search-all-conformations`; costs one search
+    /// per map). Lets an image whose latent sits in the wrong state find its pose, and so its state.
+    pub every_map: bool,
 }
 
 impl Default for AbinitSchedule {
@@ -67,6 +71,7 @@ impl Default for AbinitSchedule {
             l_ramp_epochs: 25,
             search: SearchConfig::default(),
             refresh_images: 256,
+            every_map: false,
         }
     }
 }

@@ -4,7 +4,8 @@
 //! The decoder is not evaluated per image and rotation: its Hartley volume inside the search's band limit is
 //! decoded once every `refresh_images` searched images and sliced by interpolation. A homogeneous model has
 //! one such map; a heterogeneous one has a map at each of a few conformations (z centres), and each image is
-//! searched against the map nearest its own z ([`nearest`]). The poses found against each map are brought
+//! searched against the map nearest its own z ([`nearest`]), or, with [`AbinitSchedule::every_map`], against
+//! every map, keeping the best match (lowest loss). The poses found against each map are brought
 //! into the frame of the first (the most populated conformation) by the rotation between the two maps, so
 //! that all conformations share one frame: searched separately, each state's images settle in a frame of
 //! their own, which the decoder, conditioned on z, can represent.
@@ -24,9 +25,10 @@ use super::error::TrainResult;
 use super::pose_table::PoseTable;
 use crate::decoder::{DataNorm, Decoder};
 
+/// A found pose as exchanged between processes: 9 rotation entries, 2 shift components, and 1 when the
+/// best match was not the map nearest the image's latent.
+const POSE_ROW: usize = 12;
 /// Slices of a conformation's map searched against the first map to find their relative frame.
-/// A found pose as exchanged between processes: 9 rotation entries and 2 shift components.
-const POSE_ROW: usize = 11;
 const FRAME_PROBES: usize = 8;
 const FRAME_PROBE_SEED: u64 = 0x5eed;
 /// The probes' estimates of a frame must agree this well (median angle to their consensus), else the
@@ -43,6 +45,10 @@ pub(super) struct EpochSearch {
     /// Per map, the rotation `A` with `map(q) ≈ first map(q·A)` (identity for the first): a pose found
     /// against it is `R·A` in the first map's frame.
     frames: Vec<Mat3>,
+    /// Search every image against every map ([`AbinitSchedule::every_map`]).
+    every_map: bool,
+    /// Images whose best match was not the map nearest their latent (searching every map).
+    switched: usize,
     /// Images searched since the maps were decoded.
     since_refresh: usize,
     refreshes: usize,
@@ -67,6 +73,8 @@ impl EpochSearch {
             maps: Vec::new(),
             latents: Vec::new(),
             frames: Vec::new(),
+            every_map: schedule.every_map,
+            switched: 0,
             since_refresh: 0,
             refreshes: 0,
             moved_deg: Vec::new(),
@@ -110,8 +118,17 @@ impl EpochSearch {
             values[m * n..(m + 1) * n].copy_from_slice(&volume.values);
         }
         comm.all_reduce_sum(&mut values)?;
+        self.set_maps(&values, latents)?;
+        self.seconds += t0.elapsed().as_secs_f64();
+        Ok(())
+    }
+
+    /// Makes the `D³` Hartley volumes in `values` (one per latent of `latents`, in order) the maps searched,
+    /// each brought into the first's frame.
+    fn set_maps(&mut self, values: &[f32], latents: &[Vec<f32>]) -> TrainResult<()> {
+        let d = self.search.size();
         self.maps = values
-            .chunks_exact(n)
+            .chunks_exact(d.pow(3))
             .map(|volume| -> TrainResult<SearchMap> {
                 let slicer = HartleyVolumeSlicer::new(volume.to_vec(), d + 1)?;
                 let base = self.search.base_slices(&slicer)?;
@@ -125,7 +142,6 @@ impl EpochSearch {
         }
         self.since_refresh = 0;
         self.refreshes += 1;
-        self.seconds += t0.elapsed().as_secs_f64();
         Ok(())
     }
 
@@ -162,8 +178,9 @@ impl EpochSearch {
 
     /// Search this process's images of a batch (`share`; `images`, `ctf` of its positions from
     /// [`super::BatchPrep::hartley_images`] and [`super::BatchPrep::ctf_on_lattice`]), image `j` against
-    /// map `which[j]`, then put the poses found for the whole batch (every process's, exchanged) in `poses`,
-    /// recording how far they moved. The maps must be fresh ([`Self::refresh`]).
+    /// map `which[j]` (the map nearest its latent) or, searching every map, against each map with the
+    /// lowest loss kept, then put the poses found for the whole batch (every process's, exchanged) in
+    /// `poses`, recording how far they moved. The maps must be fresh ([`Self::refresh`]).
     pub(super) fn search_batch(
         &mut self,
         share: Share<'_>,
@@ -174,10 +191,12 @@ impl EpochSearch {
         let t0 = Instant::now();
         let l2 = (self.search.size() + 1).pow(2);
         let n = share.len;
-        // Row per image: the rotation (row-major) and the shift.
+        // Row per image: the rotation (row-major), the shift, whether another map than `which`'s won.
         let mut found = vec![0.0f32; n * POSE_ROW];
+        // Per image, the loss of the pose in `found`.
+        let mut best: Vec<Option<f32>> = vec![None; n];
         for (m, map) in self.maps.iter().enumerate() {
-            let mine: Vec<usize> = (0..n).filter(|&j| which[j] == m).collect();
+            let mine: Vec<usize> = (0..n).filter(|&j| self.every_map || which[j] == m).collect();
             if mine.is_empty() {
                 continue;
             }
@@ -191,16 +210,24 @@ impl EpochSearch {
             };
             let results = self.search.search_with(&map.slicer, &map.base, &imgs, c.as_deref())?;
             for (&j, r) in mine.iter().zip(&results) {
+                // For one image the loss is ½‖y − ŷ‖² less a constant (msf, mse) or a scale-free score
+                // (cor): comparable between maps. Ties (and NaN) keep the earlier map.
+                if best[j].is_some_and(|b| r.loss.total_cmp(&b).is_ge()) {
+                    continue;
+                }
+                best[j] = Some(r.loss);
                 let rot = mul(&r.pose.rot, &self.frames[m]);
                 let row = &mut found[j * POSE_ROW..(j + 1) * POSE_ROW];
                 row[..9].iter_mut().zip(rot.iter().flatten()).for_each(|(o, &v)| *o = v as f32);
-                row[9..].copy_from_slice(&r.pose.shift_px);
+                row[9..11].copy_from_slice(&r.pose.shift_px);
+                row[11] = if m == which[j] { 0.0 } else { 1.0 };
             }
         }
         let all = share.gather_rows(&found, POSE_ROW)?;
         for (&p, row) in share.batch.iter().zip(all.chunks_exact(POSE_ROW)) {
             let rot = [0, 1, 2].map(|i| [0, 1, 2].map(|j| f64::from(row[3 * i + j])));
             let found = Pose { rot, shift_px: [row[9], row[10]] };
+            self.switched += usize::from(row[11] != 0.0);
             let old = poses.pose(p);
             self.moved_deg.push(angle_between_deg(&old.rot, &found.rot));
             let dt = [found.shift_px[0] - old.shift_px[0], found.shift_px[1] - old.shift_px[1]];
@@ -228,16 +255,25 @@ impl EpochSearch {
                 )
             }
         };
+        let switched = if self.every_map && self.maps.len() > 1 {
+            format!(
+                "; {} images ({:.1}%) matched another conformation's map better than their latent's",
+                self.switched,
+                100.0 * self.switched as f64 / n.max(1) as f64
+            )
+        } else {
+            String::new()
+        };
         format!(
             "# pose search in epoch {epoch}: band limit {}–{}, {n} images in {:.1} s ({:.1} images/s, \
-             maps decoded {} times{maps}); median change {:.2}° and {:.2} px",
+             maps decoded {} times{maps}); median change {:.2}° and {:.2} px{switched}",
             c.l_min,
             self.search.band_limit(c.niter),
             self.seconds,
             n as f64 / self.seconds.max(1e-9),
             self.refreshes,
             median(&mut self.moved_deg),
-            median(&mut self.moved_px)
+            median(&mut self.moved_px),
         )
     }
 }
@@ -323,5 +359,63 @@ mod tests {
         assert_eq!(conformation_centres(&[vec![1.0], vec![1.0], vec![2.0]], 3, 1, 0).len(), 2);
         assert_eq!(conformation_centres(&[], 4, 2, 0), vec![vec![0.0, 0.0]]);
         assert_eq!(nearest(&[2.9, 1.0], &centres), 2);
+    }
+
+    /// Hartley volume (`eval_volume`'s layout) of a few random Gaussian blobs.
+    fn blob_map(d: usize, seed: u64) -> Vec<f32> {
+        use drgnfly_em::density::{render_blobs, GaussianBlob};
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let r = d as f64 / 4.0;
+        let blobs: Vec<GaussianBlob> = (0..8)
+            .map(|_| GaussianBlob {
+                center: [0; 3].map(|_| rng.random_range(-r..r)),
+                sigma: rng.random_range(1.2..2.5) * d as f64 / 32.0,
+                amplitude: rng.random_range(2.0..8.0),
+            })
+            .collect();
+        let mut v = render_blobs(&blobs, d, 1.0).unwrap();
+        drgnfly_em::hartley::HartleyPlan::new(d).unwrap().ht3_center(&mut v).unwrap();
+        v
+    }
+
+    /// Images of the second map, each said (by its latent) to belong to the first: searched against the
+    /// nearest map only, their poses are wrong; against every map, the second wins and the poses are found.
+    #[test]
+    fn every_map_search_finds_images_of_the_other_conformation() {
+        let d = 24;
+        let n = 6;
+        let maps: Vec<f32> = [blob_map(d, 1), blob_map(d, 2)].concat();
+        let latents = vec![vec![0.0f32], vec![1.0]];
+        let truth = drgnfly_em::rotation::random::random_rotations(n, 3);
+        let l2 = (d + 1) * (d + 1);
+        let points: Vec<usize> = (0..l2).collect();
+        let mut images = vec![0.0f32; n * l2];
+        HartleyVolumeSlicer::new(maps[d.pow(3)..].to_vec(), d + 1)
+            .unwrap()
+            .predict(&truth, &points, &mut images)
+            .unwrap();
+        let schedule = |every_map| AbinitSchedule {
+            l_start: 6,
+            l_end: 12,
+            search: SearchConfig { niter: 3, translate: false, ..SearchConfig::default() },
+            every_map,
+            ..AbinitSchedule::default()
+        };
+        let batch: Vec<usize> = (0..n).collect();
+        let which = vec![0; n];
+        let median_error = |every_map| {
+            let mut es = EpochSearch::plan(&schedule(every_map), 1, d).unwrap();
+            es.set_maps(&maps, &latents).unwrap();
+            let start: Vec<Pose> = vec![Pose { rot: IDENTITY, shift_px: [0.0; 2] }; n];
+            let mut poses = PoseTable::new(&start, crate::rotation::RotationParam::SixD, Default::default());
+            es.search_batch(Share::whole(&batch), (&images, None), &which, &mut poses).unwrap();
+            let mut err: Vec<f64> =
+                (0..n).map(|i| angle_between_deg(&poses.pose(i).rot, &truth[i])).collect();
+            (median(&mut err), es.switched)
+        };
+        let (nearest_only, switched) = median_error(false);
+        assert!(nearest_only > 20.0 && switched == 0, "{nearest_only}° {switched}");
+        let (every, switched) = median_error(true);
+        assert!(every < 5.0 && switched == n, "{every}° {switched}");
     }
 }
