@@ -5,9 +5,10 @@
 # latents.
 #
 #   BIN=target/release/drgnfly PY=/path/to/python-with-numpy [TOOL=abinit [SEARCH_EPOCHS=5]] \
-#     bash bench/abinit_het.sh WORKDIR [N] [EXTRA…]
+#     [ALL_MAPS_EPOCHS=K] bash bench/abinit_het.sh WORKDIR [N] [EXTRA…]
 #
 # N images (default 4000), D = 64, 1.5 Å/px, SNR 0.1, CTF, shifts ±6 px; EXTRA flags go to the tool.
+# ALL_MAPS_EPOCHS=K (abinit-het): then K more epochs, resumed, searching every conformation's map.
 set -euo pipefail
 dir=${1:?usage: bench/abinit_het.sh WORKDIR [N] [EXTRA…]}
 n=${2:-4000}
@@ -46,16 +47,23 @@ PY
   --max-shift 6 --seed 1 -o sim
 rm -rf het
 case ${TOOL:-abinit-het} in
-  abinit-het) epochs=6; set -- --ps-freq 1 --l-ramp-epochs 5 --pretrain "$n" -n $epochs "$@" ;;
+  abinit-het) epochs=6; set -- --ps-freq 1 --l-ramp-epochs 5 --pretrain "$n" "$@" ;;
   # cryoDRGN-AI's defaults but for the search epochs (its 500 000 searched images would be 125 epochs here):
   # SEARCH_EPOCHS (default 5), then 7 SGD epochs.
   abinit) search=${SEARCH_EPOCHS:-5}; epochs=$((search + 7))
-    set -- --epochs-pose-search "$search" --n-imgs-pretrain "$n" -n $epochs "$@" ;;
+    set -- --epochs-pose-search "$search" --n-imgs-pretrain "$n" "$@" ;;
   *) echo "TOOL must be abinit-het or abinit" >&2; exit 2 ;;
 esac
 /usr/bin/time -v "$bin" --threads 2 "${TOOL:-abinit-het}" sim/particles.mrcs --ctf sim/ctf.pkl --zdim 8 -o het \
-  --l-start 12 --l-end 32 --t-extent 8 --lr 1e-3 --checkpoint 1 --seed 1 --no-analysis "$@" 2>time.log
+  --l-start 12 --l-end 32 --t-extent 8 --lr 1e-3 --checkpoint 1 --seed 1 --no-analysis -n $epochs "$@" 2>time.log
 grep -E "Elapsed|Maximum resident" time.log
+if [ "${ALL_MAPS_EPOCHS:-0}" -gt 0 ]; then
+  epochs=$((epochs + ALL_MAPS_EPOCHS))
+  /usr/bin/time -v "$bin" --threads 2 "${TOOL:-abinit-het}" sim/particles.mrcs --ctf sim/ctf.pkl --zdim 8 -o het \
+    --l-start 12 --l-end 32 --t-extent 8 --lr 1e-3 --checkpoint 1 --seed 1 --no-analysis "$@" -n $epochs \
+    --load latest --search-all-conformations 2>time-all.log
+  grep -E "Elapsed|Maximum resident" time-all.log
+fi
 "$py" -c "
 import pickle, numpy as np
 l = pickle.load(open('sim/labels.pkl', 'rb'))
