@@ -55,10 +55,11 @@ pub struct AbinitSchedule {
     /// Images searched between two decodings of the volume the search slices (the search's view of the
     /// decoder lags by at most this many images).
     pub refresh_images: usize,
-    /// With several conformations: search each image against every conformation's map and keep the best
-    /// match, not only against the map nearest its latent (`--search-all-conformations`; costs one search
-    /// per map). Lets an image whose latent sits in the wrong state find its pose, and so its state.
-    pub every_map: bool,
+    /// With several conformations, the first epoch (1-based) whose searches compare each image with every
+    /// conformation's map and keep the best match, not only with the map nearest its latent
+    /// (`--search-all-conformations`; costs one search per map). Lets an image whose latent sits in the
+    /// wrong state find its pose, and so its state. `None`: never.
+    pub every_map_from: Option<usize>,
 }
 
 impl Default for AbinitSchedule {
@@ -71,7 +72,7 @@ impl Default for AbinitSchedule {
             l_ramp_epochs: 25,
             search: SearchConfig::default(),
             refresh_images: 256,
-            every_map: false,
+            every_map_from: None,
         }
     }
 }

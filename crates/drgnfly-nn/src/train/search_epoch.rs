@@ -4,7 +4,7 @@
 //! The decoder is not evaluated per image and rotation: its Hartley volume inside the search's band limit is
 //! decoded once every `refresh_images` searched images and sliced by interpolation. A homogeneous model has
 //! one such map; a heterogeneous one has a map at each of a few conformations (z centres), and each image is
-//! searched against the map nearest its own z ([`nearest`]), or, with [`AbinitSchedule::every_map`], against
+//! searched against the map nearest its own z ([`nearest`]), or, with [`AbinitSchedule::every_map_from`], against
 //! every map, keeping the best match (lowest loss). The poses found against each map are brought
 //! into the frame of the first (the most populated conformation) by the rotation between the two maps, so
 //! that all conformations share one frame: searched separately, each state's images settle in a frame of
@@ -45,7 +45,7 @@ pub(super) struct EpochSearch {
     /// Per map, the rotation `A` with `map(q) ≈ first map(q·A)` (identity for the first): a pose found
     /// against it is `R·A` in the first map's frame.
     frames: Vec<Mat3>,
-    /// Search every image against every map ([`AbinitSchedule::every_map`]).
+    /// Search every image against every map ([`AbinitSchedule::every_map_from`]).
     every_map: bool,
     /// Images whose best match was not the map nearest their latent (searching every map).
     switched: usize,
@@ -73,7 +73,7 @@ impl EpochSearch {
             maps: Vec::new(),
             latents: Vec::new(),
             frames: Vec::new(),
-            every_map: schedule.every_map,
+            every_map: schedule.every_map_from.is_some_and(|first| epoch >= first),
             switched: 0,
             since_refresh: 0,
             refreshes: 0,
@@ -394,17 +394,18 @@ mod tests {
             .unwrap()
             .predict(&truth, &points, &mut images)
             .unwrap();
-        let schedule = |every_map| AbinitSchedule {
+        let schedule = |from| AbinitSchedule {
             l_start: 6,
             l_end: 12,
             search: SearchConfig { niter: 3, translate: false, ..SearchConfig::default() },
-            every_map,
+            every_map_from: Some(from),
             ..AbinitSchedule::default()
         };
         let batch: Vec<usize> = (0..n).collect();
         let which = vec![0; n];
-        let median_error = |every_map| {
-            let mut es = EpochSearch::plan(&schedule(every_map), 1, d).unwrap();
+        // Every map from epoch 2: the search of epoch 1 compares each image with its nearest map only.
+        let median_error = |epoch| {
+            let mut es = EpochSearch::plan(&schedule(2), epoch, d).unwrap();
             es.set_maps(&maps, &latents).unwrap();
             let start: Vec<Pose> = vec![Pose { rot: IDENTITY, shift_px: [0.0; 2] }; n];
             let mut poses = PoseTable::new(&start, crate::rotation::RotationParam::SixD, Default::default());
@@ -413,9 +414,9 @@ mod tests {
                 (0..n).map(|i| angle_between_deg(&poses.pose(i).rot, &truth[i])).collect();
             (median(&mut err), es.switched)
         };
-        let (nearest_only, switched) = median_error(false);
+        let (nearest_only, switched) = median_error(1);
         assert!(nearest_only > 20.0 && switched == 0, "{nearest_only}° {switched}");
-        let (every, switched) = median_error(true);
+        let (every, switched) = median_error(2);
         assert!(every < 5.0 && switched == n, "{every}° {switched}");
     }
 }

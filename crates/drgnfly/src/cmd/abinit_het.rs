@@ -65,12 +65,12 @@ pub struct Args {
     /// costs one map decoding per refresh and ~10–20 MB.
     #[arg(long, default_value_t = 4, value_name = "K")]
     pub search_conformations: usize,
-    /// Search each image against every conformation's map and keep the best match, not only against
-    /// the map nearest its latent: an image whose latent sits in the wrong state can then find its pose
-    /// (and so its state). Costs one search per map; worth it for the last search epochs (resume with
-    /// --load latest and this flag).
-    #[arg(long)]
-    pub search_all_conformations: bool,
+    /// From epoch EPOCH (1 when given bare), search each image against every conformation's map and keep
+    /// the best match, not only against the map nearest its latent: an image whose latent sits in the
+    /// wrong state can then find its pose (and so its state). Costs one search per map: worth it for the
+    /// last search epochs, e.g. --search-all-conformations=7 in a run of 8 epochs.
+    #[arg(long, value_name = "EPOCH", num_args = 0..=1, require_equals = true, default_missing_value = "1")]
+    pub search_all_conformations: Option<usize>,
     /// Do not run `analyze` (default settings) on the final epoch when training ends.
     #[arg(long)]
     pub no_analysis: bool,
@@ -96,7 +96,7 @@ pub fn run(args: Args) -> Result<()> {
     let adam = t.adam();
     let k = args.search_conformations;
     let mut schedule = args.search.schedule(0);
-    schedule.every_map = args.search_all_conformations;
+    schedule.every_map_from = args.search_all_conformations;
     let memory = args.search.grid.fit_search_memory(&mut schedule, d, k)?;
     let describe = format!("{}, {memory}", args.search.describe(&schedule));
     let mut trainer = AbinitHetTrainer::new(&enc, &dec, seed, (adam, kl), prep, n, schedule, k)?;

@@ -152,7 +152,7 @@ impl SearchGridArgs {
             l_ramp_epochs: 0,
             search,
             refresh_images: self.search_refresh.max(1),
-            every_map: false,
+            every_map_from: None,
         }
     }
 

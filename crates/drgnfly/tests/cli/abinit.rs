@@ -146,12 +146,12 @@ fn abinit_het_separates_states_and_finds_poses() {
         run(out, extra);
     });
 
-    // Epochs 7–12 again, each image searched against both conformations' maps: run.log counts the images
+    // Epochs 7–12 again (resumed), each image searched against both conformations' maps: run.log counts the images
     // that matched the other map better, and images whose latent sat in the wrong state find their pose and
     // state (measured: k-means accuracy 0.906 → 0.972, 5.6° and 3.6° within the states).
     std::fs::create_dir_all(p.join("every")).expect("mkdir");
     std::fs::copy(p.join("out/weights.6.safetensors"), p.join("every/weights.6.safetensors")).expect("copy");
-    run("every", &["--load", "latest", "--search-all-conformations"]);
+    run("every", &["--load", "latest", "--search-all-conformations=7"]);
     let log = std::fs::read_to_string(p.join("every/run.log")).expect("run.log");
     assert!(log.contains("matched another conformation's map better than their latent's"), "{log}");
     let every = kmeans_accuracy(p, "every", 12);

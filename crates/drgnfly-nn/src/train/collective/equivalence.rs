@@ -145,7 +145,7 @@ fn abinit_schedule() -> AbinitSchedule {
         l_ramp_epochs: 0,
         search,
         refresh_images: 6,
-        every_map: false,
+        every_map_from: None,
     }
 }
 
