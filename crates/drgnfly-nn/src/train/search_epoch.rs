@@ -361,30 +361,23 @@ mod tests {
         assert_eq!(nearest(&[2.9, 1.0], &centres), 2);
     }
 
-    /// Hartley volume (`eval_volume`'s layout) of a few random Gaussian blobs.
-    fn blob_map(d: usize, seed: u64) -> Vec<f32> {
-        use drgnfly_em::density::{render_blobs, GaussianBlob};
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let r = d as f64 / 4.0;
-        let blobs: Vec<GaussianBlob> = (0..8)
-            .map(|_| GaussianBlob {
-                center: [0; 3].map(|_| rng.random_range(-r..r)),
-                sigma: rng.random_range(1.2..2.5) * d as f64 / 32.0,
-                amplitude: rng.random_range(2.0..8.0),
-            })
-            .collect();
-        let mut v = render_blobs(&blobs, d, 1.0).unwrap();
+    /// Hartley volume (`eval_volume`'s layout) of the hinge phantom with its second domain turned by
+    /// `theta`·180°.
+    fn hinge_map(d: usize, theta: f64) -> Vec<f32> {
+        let mut v =
+            drgnfly_em::phantom::HingePhantom::with_max_angle(d, 180.0).unwrap().volume(theta).unwrap();
         drgnfly_em::hartley::HartleyPlan::new(d).unwrap().ht3_center(&mut v).unwrap();
         v
     }
 
-    /// Images of the second map, each said (by its latent) to belong to the first: searched against the
-    /// nearest map only, their poses are wrong; against every map, the second wins and the poses are found.
+    /// Images of the second conformation, each said (by its latent) to belong to the first: searched against
+    /// the nearest map only, their poses are wrong; against every map, the second wins and the poses are
+    /// found.
     #[test]
     fn every_map_search_finds_images_of_the_other_conformation() {
         let d = 24;
         let n = 6;
-        let maps: Vec<f32> = [blob_map(d, 1), blob_map(d, 2)].concat();
+        let maps: Vec<f32> = [hinge_map(d, 0.0), hinge_map(d, 1.0)].concat();
         let latents = vec![vec![0.0f32], vec![1.0]];
         let truth = drgnfly_em::rotation::random::random_rotations(n, 3);
         let l2 = (d + 1) * (d + 1);
