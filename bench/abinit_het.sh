@@ -54,15 +54,17 @@ case ${TOOL:-abinit-het} in
     set -- --epochs-pose-search "$search" --n-imgs-pretrain "$n" "$@" ;;
   *) echo "TOOL must be abinit-het or abinit" >&2; exit 2 ;;
 esac
-/usr/bin/time -v "$bin" --threads 2 "${TOOL:-abinit-het}" sim/particles.mrcs --ctf sim/ctf.pkl --zdim 8 -o het \
-  --l-start 12 --l-end 32 --t-extent 8 --lr 1e-3 --checkpoint 1 --seed 1 --no-analysis -n $epochs "$@" 2>time.log
-grep -E "Elapsed|Maximum resident" time.log
+# The tool on the simulated set with the flags every run shares: run_tool LOG FLAGS…
+run_tool() {
+  local log=$1; shift
+  /usr/bin/time -v "$bin" --threads 2 "${TOOL:-abinit-het}" sim/particles.mrcs --ctf sim/ctf.pkl --zdim 8 -o het \
+    --l-start 12 --l-end 32 --t-extent 8 --lr 1e-3 --checkpoint 1 --seed 1 --no-analysis "$@" 2>"$log"
+  grep -E "Elapsed|Maximum resident" "$log"
+}
+run_tool time.log -n $epochs "$@"
 if [ "${ALL_MAPS_EPOCHS:-0}" -gt 0 ]; then
   epochs=$((epochs + ALL_MAPS_EPOCHS))
-  /usr/bin/time -v "$bin" --threads 2 "${TOOL:-abinit-het}" sim/particles.mrcs --ctf sim/ctf.pkl --zdim 8 -o het \
-    --l-start 12 --l-end 32 --t-extent 8 --lr 1e-3 --checkpoint 1 --seed 1 --no-analysis "$@" -n $epochs \
-    --load latest --search-all-conformations 2>time-all.log
-  grep -E "Elapsed|Maximum resident" time-all.log
+  run_tool time-all.log "$@" -n $epochs --load latest --search-all-conformations
 fi
 "$py" -c "
 import pickle, numpy as np

@@ -22,7 +22,7 @@ use drgnfly_nn::train::{
 };
 use drgnfly_nn::{DataNorm, DecoderConfig};
 
-use super::abinit_homo::SearchGridArgs;
+use super::abinit_homo::{ConformationSearchArgs, SearchGridArgs};
 use super::train_common::{
     check_training_memory, fit_decoder, map_apix, run_config, DataArgs, DecoderArgs, MapOutput, RunSetup,
     TrainArgs,
@@ -114,15 +114,8 @@ pub struct Args {
     /// `--variational-het` it predicts a variance too.
     #[arg(long)]
     pub use_conf_encoder: bool,
-    /// Conformations a heterogeneous search compares images to (k-means centres of the table).
-    #[arg(long, default_value_t = 4, value_name = "K")]
-    pub search_conformations: usize,
-    /// From epoch EPOCH (1 when given bare), search each image against every conformation's map and keep
-    /// the best match, not only against the map nearest its latent: an image whose latent sits in the
-    /// wrong state can then find its pose (and so its state). Costs one search per map: worth it for the
-    /// last search epochs, e.g. --search-all-conformations=7 in a run of 8 epochs.
-    #[arg(long, value_name = "EPOCH", num_args = 0..=1, require_equals = true, default_missing_value = "1")]
-    pub search_all_conformations: Option<usize>,
+    #[command(flatten)]
+    pub conformations: ConformationSearchArgs,
     /// Do not run `analyze` on the final epoch (heterogeneous runs).
     #[arg(long)]
     pub no_analysis: bool,
@@ -165,9 +158,9 @@ pub fn run(mut args: Args) -> Result<()> {
         &args.decoder,
         (args.zdim, args.layers, args.dim),
     )?;
-    let k = if args.zdim == 0 { 1 } else { args.search_conformations.max(1) };
+    let k = if args.zdim == 0 { 1 } else { args.conformations.search_conformations.max(1) };
     let mut search = args.search.schedule(20.0);
-    search.every_map_from = args.search_all_conformations;
+    search.every_map_from = args.conformations.search_all_conformations;
     let memory = args.search.fit_search_memory(&mut search, d, k)?;
     let plan = AiSchedule {
         pretrain_images: args.n_imgs_pretrain,

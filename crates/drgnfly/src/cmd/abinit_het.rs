@@ -19,7 +19,7 @@ use clap::Args as ClapArgs;
 use drgnfly_nn::train::{AbinitHetTrainer, KlSchedule};
 use drgnfly_nn::EncoderConfig;
 
-use super::abinit_homo::SearchArgs;
+use super::abinit_homo::{ConformationSearchArgs, SearchArgs};
 use super::train_common::{check_training_memory, run_config, DataArgs, DecoderArgs, RunSetup, TrainArgs};
 use super::train_vae::{encoder_input, fit_vae, vae_model_args, LatentParts};
 
@@ -60,17 +60,8 @@ pub struct Args {
     pub decoder: DecoderArgs,
     #[command(flatten)]
     pub search: SearchArgs,
-    /// Conformations the search compares images to: the decoder's maps at this many k-means centres of
-    /// the latents (each image against the nearest). More follow a continuous motion more closely; each
-    /// costs one map decoding per refresh and ~10–20 MB.
-    #[arg(long, default_value_t = 4, value_name = "K")]
-    pub search_conformations: usize,
-    /// From epoch EPOCH (1 when given bare), search each image against every conformation's map and keep
-    /// the best match, not only against the map nearest its latent: an image whose latent sits in the
-    /// wrong state can then find its pose (and so its state). Costs one search per map: worth it for the
-    /// last search epochs, e.g. --search-all-conformations=7 in a run of 8 epochs.
-    #[arg(long, value_name = "EPOCH", num_args = 0..=1, require_equals = true, default_missing_value = "1")]
-    pub search_all_conformations: Option<usize>,
+    #[command(flatten)]
+    pub conformations: ConformationSearchArgs,
     /// Do not run `analyze` (default settings) on the final epoch when training ends.
     #[arg(long)]
     pub no_analysis: bool,
@@ -94,9 +85,9 @@ pub fn run(args: Args) -> Result<()> {
     let beta = args.beta.unwrap_or(1.0 / args.zdim as f64);
     let kl = KlSchedule::new(drgnfly_nn::BetaSchedule::Constant(beta), args.beta_control)?;
     let adam = t.adam();
-    let k = args.search_conformations;
+    let k = args.conformations.search_conformations;
     let mut schedule = args.search.schedule(0);
-    schedule.every_map_from = args.search_all_conformations;
+    schedule.every_map_from = args.conformations.search_all_conformations;
     let memory = args.search.grid.fit_search_memory(&mut schedule, d, k)?;
     let describe = format!("{}, {memory}", args.search.describe(&schedule));
     let mut trainer = AbinitHetTrainer::new(&enc, &dec, seed, (adam, kl), prep, n, schedule, k)?;

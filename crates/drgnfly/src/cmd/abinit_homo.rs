@@ -65,6 +65,22 @@ pub struct SearchArgs {
     pub grid: SearchGridArgs,
 }
 
+/// The maps a heterogeneous search compares each image to (`abinit-het`, `abinit`).
+#[derive(ClapArgs, Debug)]
+pub struct ConformationSearchArgs {
+    /// Conformations the search compares images to: the decoder's maps at this many k-means centres of
+    /// the latents (abinit: of the conformation table), each image against the nearest. More follow a
+    /// continuous motion more closely; each costs one map decoding per refresh and ~10–20 MB.
+    #[arg(long, default_value_t = 4, value_name = "K")]
+    pub search_conformations: usize,
+    /// From epoch EPOCH (1 when given bare), search each image against every conformation's map and keep
+    /// the best match, not only against the map nearest its latent: an image whose latent sits in the
+    /// wrong state can then find its pose (and so its state). Costs one search per map: worth it for the
+    /// last search epochs, e.g. --search-all-conformations=7 in a run of 8 epochs.
+    #[arg(long, value_name = "EPOCH", num_args = 0..=1, require_equals = true, default_missing_value = "1")]
+    pub search_all_conformations: Option<usize>,
+}
+
 /// The pose search's flags, shared by every ab initio command (cryoDRGN's names and defaults).
 #[derive(ClapArgs, Debug)]
 pub struct SearchGridArgs {
