@@ -2,13 +2,14 @@
 # Heterogeneous ab initio on adk closed/open (BENCHMARKS.md "Heterogeneous ab initio"): simulate, run
 # `abinit-het` (or, with TOOL=abinit, cryoDRGN-AI's schedule) without poses, and score every checkpoint: pose
 # error after one global alignment and after aligning each state on its own, and k-means(2) accuracy of the
-# latents.
+# latents. SET=traj: the 98-frame DIMS closed→open trajectory instead, scored by the pose error and
+# |Spearman(PC1 of z, frame)|.
 #
 #   BIN=target/release/drgnfly PY=/path/to/python-with-numpy [TOOL=abinit [SEARCH_EPOCHS=5]] \
-#     [ALL_MAPS_EPOCHS=K] bash bench/abinit_het.sh WORKDIR [N] [EXTRA…]
+#     [ALL_MAPS_EPOCHS=K] [SET=traj] bash bench/abinit_het.sh WORKDIR [N] [EXTRA…]
 #
 # N images (default 4000), D = 64, 1.5 Å/px, SNR 0.1, CTF, shifts ±6 px; EXTRA flags go to the tool.
-# ALL_MAPS_EPOCHS=K (abinit-het): then K more epochs, resumed, searching every conformation's map.
+# ALL_MAPS_EPOCHS=K: then K more epochs, resumed, searching every conformation's map.
 set -euo pipefail
 dir=${1:?usage: bench/abinit_het.sh WORKDIR [N] [EXTRA…]}
 n=${2:-4000}
@@ -43,8 +44,13 @@ with open("adk_closed_open.pdb", "w") as out:
         out.write(f"{l[:30]}{p[0]:8.3f}{p[1]:8.3f}{p[2]:8.3f}{l[54:]}")
     out.write("ENDMDL\nEND\n")
 PY
-[ -f sim/particles.mrcs ] || "$bin" -q simulate --pdb adk_closed_open.pdb -D 64 --Apix 1.5 -n "$n" --snr 0.1 \
-  --max-shift 6 --seed 1 -o sim
+if [ "${SET:-states}" = traj ]; then
+  [ -f sim/particles.mrcs ] || "$bin" -q simulate --traj "$data/adk_dims_heavy_xyz.npy" \
+    --elements "$data/adk_heavy_atoms.tsv" -D 64 --Apix 1.5 -n "$n" --snr 0.1 --max-shift 6 --seed 1 -o sim
+else
+  [ -f sim/particles.mrcs ] || "$bin" -q simulate --pdb adk_closed_open.pdb -D 64 --Apix 1.5 -n "$n" --snr 0.1 \
+    --max-shift 6 --seed 1 -o sim
+fi
 rm -rf het
 case ${TOOL:-abinit-het} in
   abinit-het) epochs=6; set -- --ps-freq 1 --l-ramp-epochs 5 --pretrain "$n" "$@" ;;
@@ -66,6 +72,18 @@ if [ "${ALL_MAPS_EPOCHS:-0}" -gt 0 ]; then
   epochs=$((epochs + ALL_MAPS_EPOCHS))
   run_tool time-all.log "$@" -n $epochs --load latest --search-all-conformations
 fi
+# Median angular error of POSES against TRUTH after one global alignment (both hands).
+angle() {
+  "$bin" eval-poses "$1" --truth "$2" -D 64 2>&1 | sed -n 's/.*angle median \([0-9.]*°\).*/\1/p'
+}
+if [ "${SET:-states}" = traj ]; then
+  for e in $(seq 1 $epochs); do
+    rho=$("$bin" eval-simulation het "$e" --labels sim/labels.pkl --frames sim/labels.pkl -o "metrics.$e.json" 2>&1 |
+      sed -n 's/.*|Spearman(PC1, frame)| *//p')
+    echo "epoch $e: global $(angle "het/pose.$e.pkl" sim/pose.pkl), |Spearman(PC1, frame)| $rho"
+  done
+  exit 0
+fi
 "$py" -c "
 import pickle, numpy as np
 l = pickle.load(open('sim/labels.pkl', 'rb'))
@@ -74,12 +92,10 @@ for s in (0, 1):
 "
 for s in 0 1; do "$bin" -q filter-pkl sim/pose.pkl --ind "ind$s.txt" -o "truth$s.pkl" >/dev/null 2>&1; done
 for e in $(seq 1 $epochs); do
-  line="epoch $e: global $("$bin" eval-poses "het/pose.$e.pkl" --truth sim/pose.pkl -D 64 2>&1 |
-    sed -n 's/.*angle median \([0-9.]*°\).*/\1/p')"
+  line="epoch $e: global $(angle "het/pose.$e.pkl" sim/pose.pkl)"
   for s in 0 1; do
     "$bin" -q filter-pkl "het/pose.$e.pkl" --ind "ind$s.txt" -o "found$s.pkl" >/dev/null 2>&1
-    line="$line, state $s $("$bin" eval-poses "found$s.pkl" --truth "truth$s.pkl" -D 64 2>&1 |
-      sed -n 's/.*angle median \([0-9.]*°\).*/\1/p')"
+    line="$line, state $s $(angle "found$s.pkl" "truth$s.pkl")"
   done
   acc=$("$bin" eval-simulation het "$e" --labels sim/labels.pkl -o "metrics.$e.json" 2>&1 |
     sed -n 's/.*k-means accuracy *//p')

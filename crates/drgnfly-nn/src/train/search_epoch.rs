@@ -10,6 +10,7 @@
 //! that all conformations share one frame: searched separately, each state's images settle in a frame of
 //! their own, which the decoder, conditioned on z, can represent.
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use drgnfly_em::pose::Pose;
@@ -203,10 +204,10 @@ impl EpochSearch {
             let gather = |src: &[f32]| -> Vec<f32> {
                 mine.iter().flat_map(|&j| src[j * l2..(j + 1) * l2].iter().copied()).collect()
             };
-            let (imgs, c) = if mine.len() == n {
-                (images.to_vec(), ctf.map(<[f32]>::to_vec))
+            let (imgs, c): (Cow<'_, [f32]>, Option<Cow<'_, [f32]>>) = if mine.len() == n {
+                (Cow::Borrowed(images), ctf.map(Cow::Borrowed))
             } else {
-                (gather(images), ctf.map(gather))
+                (Cow::Owned(gather(images)), ctf.map(|c| Cow::Owned(gather(c))))
             };
             let results = self.search.search_with(&map.slicer, &map.base, &imgs, c.as_deref())?;
             for (&j, r) in mine.iter().zip(&results) {
