@@ -20,11 +20,15 @@ data=${DRGNFLY_TEST_DATA:-$(cd "$(dirname "$0")/../.." && pwd)/shared/data}/mdan
 mkdir -p "$dir"
 bin=$(realpath "$bin")
 cd "$dir"
-# adk_open.pdb is not superposed on adk_closed.pdb as distributed (22° and 4 Å apart on the CA atoms), so a
-# simulation from the two files as they are puts the states in frames no reconstruction could know. The open
-# state is first superposed on the closed one (Kabsch on the CA atoms of the CORE domain, residues 1–29,
-# 61–121, 161–214), as any reconstruction would place them.
-"$py" - "$data" <<'PY'
+if [ "${SET:-states}" = traj ]; then
+  [ -f sim/particles.mrcs ] || "$bin" -q simulate --traj "$data/adk_dims_heavy_xyz.npy" \
+    --elements "$data/adk_heavy_atoms.tsv" -D 64 --Apix 1.5 -n "$n" --snr 0.1 --max-shift 6 --seed 1 -o sim
+else
+  # adk_open.pdb is not superposed on adk_closed.pdb as distributed (22° and 4 Å apart on the CA atoms), so a
+  # simulation from the two files as they are puts the states in frames no reconstruction could know. The open
+  # state is first superposed on the closed one (Kabsch on the CA atoms of the CORE domain, residues 1–29,
+  # 61–121, 161–214), as any reconstruction would place them.
+  "$py" - "$data" <<'PY'
 import sys, numpy as np
 data = sys.argv[1]
 def atoms(f):
@@ -44,10 +48,6 @@ with open("adk_closed_open.pdb", "w") as out:
         out.write(f"{l[:30]}{p[0]:8.3f}{p[1]:8.3f}{p[2]:8.3f}{l[54:]}")
     out.write("ENDMDL\nEND\n")
 PY
-if [ "${SET:-states}" = traj ]; then
-  [ -f sim/particles.mrcs ] || "$bin" -q simulate --traj "$data/adk_dims_heavy_xyz.npy" \
-    --elements "$data/adk_heavy_atoms.tsv" -D 64 --Apix 1.5 -n "$n" --snr 0.1 --max-shift 6 --seed 1 -o sim
-else
   [ -f sim/particles.mrcs ] || "$bin" -q simulate --pdb adk_closed_open.pdb -D 64 --Apix 1.5 -n "$n" --snr 0.1 \
     --max-shift 6 --seed 1 -o sim
 fi
