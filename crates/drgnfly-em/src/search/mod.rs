@@ -32,6 +32,11 @@
 //! slices (8 children × kept poses × images of the chunk) are predicted in one call per chunk and
 //! iteration, so a neural model sees large batches.
 //!
+//! Against several maps ([`PoseSearch::search_maps`], one per conformation) the map is one more dimension
+//! of the branch and bound: each image is translated once, scored against every map's base slices, and
+//! the `nkeptposes` best poses over all maps (each with the map it scores best against) are refined, so
+//! `k` maps cost `k` base steps but one refinement.
+//!
 //! # Memory (f32 values; `S` = base shifts, `M_i` = mask points at `L(i)`, `R₀` = base rotations,
 //! `K` = nkeptposes, `B` = chunk_images, `T` = rayon threads)
 //! * [`PoseSearch`]: `Σ_i 2·S_i·M_i` (phase tables).
@@ -153,9 +158,10 @@ pub struct BaseSlices {
     m: usize,
 }
 
-/// A pose kept between iterations.
+/// A pose kept between iterations, against map `map` of a [`PoseSearch::search_maps`] call.
 #[derive(Clone, Copy, Debug)]
 struct Kept {
+    map: usize,
     quat: QuatF32,
     s2: usize,
     s1: usize,
@@ -174,7 +180,8 @@ fn quat_matrix(q: QuatF32) -> Mat3 {
 }
 
 /// The `k` smallest-loss candidates, ties in candidate order, exact duplicates (same grid point and shift)
-/// once.
+/// once: against several maps, with the map where that pose scores best (so `k` distinct poses go on
+/// however alike the maps are).
 fn keep_best(mut cands: Vec<Kept>, k: usize) -> Vec<Kept> {
     cands.sort_by(|a, b| a.loss.total_cmp(&b.loss));
     let mut out: Vec<Kept> = Vec::with_capacity(k);
@@ -364,20 +371,54 @@ impl PoseSearch {
         images: &[f32],
         ctf: Option<&[f32]>,
     ) -> Result<Vec<SearchResult>> {
-        let n = self.check_inputs(images, ctf, "PoseSearch::search")?;
+        let found = self.search_maps(&[(model, base)], images, ctf)?;
+        Ok(found.into_iter().map(|(_, r)| r).collect())
+    }
+
+    /// The best pose per image over several maps (e.g. one per conformation), each given with its
+    /// [`Self::base_slices`], and the index of the map it was found against. The map is one more dimension
+    /// of the branch and bound: the base step scores every map's base slices, and the `nkeptposes` best
+    /// poses over all maps, each with the map it scores best against, are refined against that map, so
+    /// refinement costs as much as for one map. Losses of one image against different maps are comparable (the same image,
+    /// band limit and loss). Ties keep the earlier map.
+    pub fn search_maps<P: SlicePredictor>(
+        &self,
+        maps: &[(&P, &BaseSlices)],
+        images: &[f32],
+        ctf: Option<&[f32]>,
+    ) -> Result<Vec<(usize, SearchResult)>> {
+        let n = self.check_inputs(images, ctf, "PoseSearch::search_maps")?;
         let l0 = &self.levels[0];
-        if base.m != l0.m() || base.stats.len() != self.base_rots.len() {
-            return Err(Error::Shape {
-                op: "PoseSearch::search_with",
-                expected: format!("base slices of {} rotations × {} points", self.base_rots.len(), l0.m()),
-                got: format!("{} rotations × {} points", base.stats.len(), base.m),
+        if maps.is_empty() {
+            return Err(Error::Param {
+                name: "maps",
+                value: "[]".into(),
+                why: "need at least one map to search against".into(),
             });
+        }
+        for (_, base) in maps {
+            if base.m != l0.m() || base.stats.len() != self.base_rots.len() {
+                return Err(Error::Shape {
+                    op: "PoseSearch::search_maps",
+                    expected: format!(
+                        "base slices of {} rotations × {} points",
+                        self.base_rots.len(),
+                        l0.m()
+                    ),
+                    got: format!("{} rotations × {} points", base.stats.len(), base.m),
+                });
+            }
         }
         if n == 0 {
             return Ok(Vec::new());
         }
         let e2 = self.lattice.len();
-        let (base_slices, shared) = (&base.slices, ctf.is_none().then_some(base.stats.as_slice()));
+        // Per map: its base slices and, without CTF, their stats shared by all images.
+        let bases: Vec<(&[f32], Option<&[[f32; 2]]>)> = maps
+            .iter()
+            .map(|(_, b)| (b.slices.as_slice(), ctf.is_none().then_some(b.stats.as_slice())))
+            .collect();
+        let models: Vec<&P> = maps.iter().map(|(m, _)| *m).collect();
         let niter = self.config.niter;
         let mut results = Vec::with_capacity(n);
         for c0 in (0..n).step_by(self.config.chunk_images) {
@@ -390,25 +431,26 @@ impl PoseSearch {
                 .enumerate()
                 .map_init(Scratch::default, |s, (b, img)| {
                     let c = ctfs.map(|c| &c[b * e2..(b + 1) * e2]);
-                    self.base_one(img, c, base_slices, shared, keep0, s)
+                    self.base_one(img, c, &bases, keep0, s)
                 })
                 .collect();
             for iter in 1..=niter {
                 let keep = if iter == niter { 1 } else { self.config.nkeptposes };
-                kept = self.refine_chunk(model, imgs, ctfs, &kept, iter, keep)?;
+                kept = self.refine_chunk(&models, imgs, ctfs, &kept, iter, keep)?;
             }
-            results.extend(kept.iter().map(|k| k[0].result()));
+            results.extend(kept.iter().map(|k| (k[0].map, k[0].result())));
         }
         Ok(results)
     }
 
-    /// Base step for one image: the `keep` best base rotations with their best shifts.
+    /// Base step for one image: the `keep` best base rotations with their best shifts over all maps
+    /// (`bases`: each map's base slices and, without CTF, their shared stats). The image is translated once
+    /// for all maps.
     fn base_one(
         &self,
         img: &[f32],
         ctf: Option<&[f32]>,
-        slices: &[f32],
-        shared: Option<&[[f32; 2]]>,
+        bases: &[(&[f32], Option<&[[f32; 2]]>)],
         keep: usize,
         s: &mut Scratch,
     ) -> Vec<Kept> {
@@ -420,14 +462,29 @@ impl PoseSearch {
             cm.as_slice()
         });
         translate_set(lv, y, cm, yr, t);
-        let stats = match shared {
-            Some(st) => st,
-            None => {
-                slice_stats(slices, lv.m(), cm, stats);
-                stats.as_slice()
-            }
-        };
-        score(t, lv.m(), slices, stats, self.loss_fn(y), dots, best);
+        let mut cands = Vec::with_capacity(keep * bases.len());
+        for (map, &(slices, shared)) in bases.iter().enumerate() {
+            let stats = match shared {
+                Some(st) => st,
+                None => {
+                    slice_stats(slices, lv.m(), cm, stats);
+                    stats.as_slice()
+                }
+            };
+            score(t, lv.m(), slices, stats, self.loss_fn(y), dots, best);
+            cands.extend(self.best_base(map, best, keep));
+        }
+        // Each map's candidates come sorted and distinct: merging is only needed for several.
+        if bases.len() > 1 {
+            cands = keep_best(cands, keep);
+        }
+        cands
+    }
+
+    /// The `keep` best base rotations of one map's scores (`best`: per base rotation, the loss and index of
+    /// its best shift), in order of (loss, rotation).
+    fn best_base(&self, map: usize, best: &[(f32, u32)], keep: usize) -> Vec<Kept> {
+        let lv = &self.levels[0];
         // The `keep` smallest (loss, index) first, then in order.
         let mut idx: Vec<u32> = (0..best.len() as u32).collect();
         let key = |&i: &u32| (best[i as usize].0, i);
@@ -447,6 +504,7 @@ impl PoseSearch {
                 let r = r as usize;
                 let (loss, si) = best[r];
                 Kept {
+                    map,
                     quat: self.base.quaternions()[r],
                     s2: r / n_psi,
                     s1: r % n_psi,
@@ -457,10 +515,11 @@ impl PoseSearch {
             .collect()
     }
 
-    /// One refinement iteration for a chunk: subdivide, predict all children at once, score per image.
-    fn refine_chunk(
+    /// One refinement iteration for a chunk: subdivide, predict all children at once (one call per map),
+    /// score per image.
+    fn refine_chunk<P: SlicePredictor>(
         &self,
-        model: &impl SlicePredictor,
+        models: &[&P],
         imgs: &[f32],
         ctfs: Option<&[f32]>,
         kept: &[Vec<Kept>],
@@ -476,7 +535,25 @@ impl PoseSearch {
         let rots: Vec<Mat3> =
             children.iter().flatten().flat_map(|ch| ch.iter().map(|c| quat_matrix(c.quat))).collect();
         let mut slices = vec![0.0f32; rots.len() * m];
-        model.predict(&rots, &lv.mask, &mut slices)?;
+        if let [model] = models {
+            model.predict(&rots, &lv.mask, &mut slices)?;
+        } else {
+            // Each kept pose's 8 children are sliced from its own map: gathered per map, predicted, put back.
+            let maps: Vec<usize> = kept.iter().flatten().map(|k| k.map).collect();
+            for (map, model) in models.iter().enumerate() {
+                let mine: Vec<usize> = (0..maps.len()).filter(|&k| maps[k] == map).collect();
+                if mine.is_empty() {
+                    continue;
+                }
+                let sub: Vec<Mat3> =
+                    mine.iter().flat_map(|&k| rots[8 * k..8 * (k + 1)].iter().copied()).collect();
+                let mut out = vec![0.0f32; sub.len() * m];
+                model.predict(&sub, &lv.mask, &mut out)?;
+                for (&k, o) in mine.iter().zip(out.chunks_exact(8 * m.max(1))) {
+                    slices[8 * k * m..8 * (k + 1) * m].copy_from_slice(o);
+                }
+            }
+        }
         // Slice offset of each image.
         let mut offsets = Vec::with_capacity(kept.len());
         let mut at = 0;
@@ -525,7 +602,7 @@ impl PoseSearch {
             for (c, &(l, si)) in ch.iter().zip(best.iter()) {
                 let o = lv.shifts[si as usize];
                 let shift = [k.shift[0] + o[0], k.shift[1] + o[1]];
-                cands.push(Kept { quat: c.quat, s2: c.s2, s1: c.s1, shift, loss: l });
+                cands.push(Kept { map: k.map, quat: c.quat, s2: c.s2, s1: c.s1, shift, loss: l });
             }
         }
         keep_best(cands, keep)

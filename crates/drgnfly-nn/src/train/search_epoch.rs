@@ -5,7 +5,8 @@
 //! decoded once every `refresh_images` searched images and sliced by interpolation. A homogeneous model has
 //! one such map; a heterogeneous one has a map at each of a few conformations (z centres), and each image is
 //! searched against the map nearest its own z ([`nearest`]), or, with [`AbinitSchedule::every_map_from`], against
-//! every map, keeping the best match (lowest loss). The poses found against each map are brought
+//! every map in one branch and bound ([`PoseSearch::search_maps`]: the base step scores all maps, the best
+//! candidates over all maps are refined, each against its own map). The poses found against each map are brought
 //! into the frame of the first (the most populated conformation) by the rotation between the two maps, so
 //! that all conformations share one frame: searched separately, each state's images settle in a frame of
 //! their own, which the decoder, conditioned on z, can represent.
@@ -16,7 +17,9 @@ use std::time::Instant;
 use drgnfly_em::pose::Pose;
 use drgnfly_em::rotation::random::random_rotation;
 use drgnfly_em::rotation::{angle_between_deg, mul, transpose, Mat3, IDENTITY};
-use drgnfly_em::search::{BaseSlices, HartleyVolumeSlicer, PoseSearch, SearchConfig, SlicePredictor};
+use drgnfly_em::search::{
+    BaseSlices, HartleyVolumeSlicer, PoseSearch, SearchConfig, SearchResult, SlicePredictor,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -179,8 +182,8 @@ impl EpochSearch {
 
     /// Search this process's images of a batch (`share`; `images`, `ctf` of its positions from
     /// [`super::BatchPrep::hartley_images`] and [`super::BatchPrep::ctf_on_lattice`]), image `j` against
-    /// map `which[j]` (the map nearest its latent) or, searching every map, against each map with the
-    /// lowest loss kept, then put the poses found for the whole batch (every process's, exchanged) in
+    /// map `which[j]` (the map nearest its latent) or, searching every map, against all maps in one search
+    /// (the best match wins), then put the poses found for the whole batch (every process's, exchanged) in
     /// `poses`, recording how far they moved. The maps must be fresh ([`Self::refresh`]).
     pub(super) fn search_batch(
         &mut self,
@@ -194,34 +197,37 @@ impl EpochSearch {
         let n = share.len;
         // Row per image: the rotation (row-major), the shift, whether another map than `which`'s won.
         let mut found = vec![0.0f32; n * POSE_ROW];
-        // Per image, the loss of the pose in `found`.
-        let mut best: Vec<Option<f32>> = vec![None; n];
-        for (m, map) in self.maps.iter().enumerate() {
-            let mine: Vec<usize> = (0..n).filter(|&j| self.every_map || which[j] == m).collect();
-            if mine.is_empty() {
-                continue;
+        let mut record = |j: usize, m: usize, r: &SearchResult| {
+            let rot = mul(&r.pose.rot, &self.frames[m]);
+            let row = &mut found[j * POSE_ROW..(j + 1) * POSE_ROW];
+            row[..9].iter_mut().zip(rot.iter().flatten()).for_each(|(o, &v)| *o = v as f32);
+            row[9..11].copy_from_slice(&r.pose.shift_px);
+            row[11] = if m == which[j] { 0.0 } else { 1.0 };
+        };
+        if self.every_map {
+            // One search over all maps: the map is one more dimension of its branch and bound.
+            let maps: Vec<_> = self.maps.iter().map(|map| (&map.slicer, &map.base)).collect();
+            for (j, (m, r)) in self.search.search_maps(&maps, images, ctf)?.iter().enumerate() {
+                record(j, *m, r);
             }
-            let gather = |src: &[f32]| -> Vec<f32> {
-                mine.iter().flat_map(|&j| src[j * l2..(j + 1) * l2].iter().copied()).collect()
-            };
-            let (imgs, c): (Cow<'_, [f32]>, Option<Cow<'_, [f32]>>) = if mine.len() == n {
-                (Cow::Borrowed(images), ctf.map(Cow::Borrowed))
-            } else {
-                (Cow::Owned(gather(images)), ctf.map(|c| Cow::Owned(gather(c))))
-            };
-            let results = self.search.search_with(&map.slicer, &map.base, &imgs, c.as_deref())?;
-            for (&j, r) in mine.iter().zip(&results) {
-                // For one image the loss is ½‖y − ŷ‖² less a constant (msf, mse) or a scale-free score
-                // (cor): comparable between maps. Ties (and NaN) keep the earlier map.
-                if best[j].is_some_and(|b| r.loss.total_cmp(&b).is_ge()) {
+        } else {
+            for (m, map) in self.maps.iter().enumerate() {
+                let mine: Vec<usize> = (0..n).filter(|&j| which[j] == m).collect();
+                if mine.is_empty() {
                     continue;
                 }
-                best[j] = Some(r.loss);
-                let rot = mul(&r.pose.rot, &self.frames[m]);
-                let row = &mut found[j * POSE_ROW..(j + 1) * POSE_ROW];
-                row[..9].iter_mut().zip(rot.iter().flatten()).for_each(|(o, &v)| *o = v as f32);
-                row[9..11].copy_from_slice(&r.pose.shift_px);
-                row[11] = if m == which[j] { 0.0 } else { 1.0 };
+                let gather = |src: &[f32]| -> Vec<f32> {
+                    mine.iter().flat_map(|&j| src[j * l2..(j + 1) * l2].iter().copied()).collect()
+                };
+                let (imgs, c): (Cow<'_, [f32]>, Option<Cow<'_, [f32]>>) = if mine.len() == n {
+                    (Cow::Borrowed(images), ctf.map(Cow::Borrowed))
+                } else {
+                    (Cow::Owned(gather(images)), ctf.map(|c| Cow::Owned(gather(c))))
+                };
+                let results = self.search.search_with(&map.slicer, &map.base, &imgs, c.as_deref())?;
+                for (&j, r) in mine.iter().zip(&results) {
+                    record(j, m, r);
+                }
             }
         }
         let all = share.gather_rows(&found, POSE_ROW)?;
