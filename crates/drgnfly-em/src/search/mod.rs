@@ -379,8 +379,8 @@ impl PoseSearch {
     /// [`Self::base_slices`], and the index of the map it was found against. The map is one more dimension
     /// of the branch and bound: the base step scores every map's base slices, and the `nkeptposes` best
     /// poses over all maps, each with the map it scores best against, are refined against that map, so
-    /// refinement costs as much as for one map. Losses of one image against different maps are comparable (the same image,
-    /// band limit and loss). Ties keep the earlier map.
+    /// refinement costs as much as for one map. Losses of one image against different maps are comparable
+    /// (the same image, band limit and loss). Ties keep the earlier map.
     pub fn search_maps<P: SlicePredictor>(
         &self,
         maps: &[(&P, &BaseSlices)],

@@ -57,8 +57,8 @@ pub struct AbinitSchedule {
     pub refresh_images: usize,
     /// With several conformations, the first epoch (1-based) whose searches compare each image with every
     /// conformation's map and keep the best match, not only with the map nearest its latent
-    /// (`--search-all-conformations`; costs one search per map). Lets an image whose latent sits in the
-    /// wrong state find its pose, and so its state. `None`: never.
+    /// (`--search-all-conformations`; costs a base search per map, one refinement). Lets an image whose
+    /// latent sits in the wrong state find its pose, and so its state. `None`: never.
     pub every_map_from: Option<usize>,
 }
 

@@ -75,7 +75,7 @@ pub struct ConformationSearchArgs {
     pub search_conformations: usize,
     /// From epoch EPOCH (1 when given bare), search each image against every conformation's map and keep
     /// the best match, not only against the map nearest its latent: an image whose latent sits in the
-    /// wrong state can then find its pose (and so its state). Costs one search per map. abinit-het: worth
+    /// wrong state can then find its pose (and so its state). Costs one base search per map. abinit-het: worth
     /// it for the last search epochs (--search-all-conformations=7 in a run of 8). abinit: from the start
     /// with ~10 search epochs, or a state the random conformation table does not separate early is lost.
     #[arg(long, value_name = "EPOCH", num_args = 0..=1, require_equals = true, default_missing_value = "1")]
