@@ -41,7 +41,7 @@
 //! `K` = nkeptposes, `B` = chunk_images, `T` = rayon threads)
 //! * [`PoseSearch`]: `Σ_i 2·S_i·M_i` (phase tables).
 //! * per `search` call: `R₀·M₀` base slices (+ `2·R₀` norms).
-//! * per chunk: `B·K·8·M_i` refinement slices.
+//! * per chunk: `B·K·8·M_i` refinement slices (at most twice that against several maps).
 //! * per thread: `S·M_i` translated images + `S·512` dots + `4·R₀`.
 //!
 //! Defaults at D = 64 (S = 196 base, 25 per refinement, R₀ = 4608, M = 448…3208): 2.4 MB tables, 8 MB base slices, 53 MB per
@@ -307,12 +307,13 @@ impl PoseSearch {
         4 * self.base_rots.len() * (self.levels[0].m() + 2)
     }
 
-    /// Bytes of refinement slices each image of a chunk holds (`8 × nkeptposes × M_i` at the widest level):
-    /// a search's memory beyond its tables and base slices is this times `chunk_images`, whatever the
-    /// number of images searched.
-    pub fn refinement_bytes_per_image(&self) -> usize {
+    /// Bytes of refinement slices each image of a chunk holds (`8 × nkeptposes × M_i` at the widest level,
+    /// twice that when [`Self::search_maps`] searches several maps: each map's share is sliced apart, then
+    /// put in place): a search's memory beyond its tables and base slices is this times `chunk_images`,
+    /// whatever the number of images searched.
+    pub fn refinement_bytes_per_image(&self, maps: usize) -> usize {
         let widest = self.levels.iter().map(Level::m).max().unwrap_or(0);
-        4 * 8 * self.config.nkeptposes * widest
+        4 * 8 * self.config.nkeptposes * widest * if maps > 1 { 2 } else { 1 }
     }
 
     fn check_inputs(&self, images: &[f32], ctf: Option<&[f32]>, op: &'static str) -> Result<usize> {

@@ -187,7 +187,7 @@ impl SearchGridArgs {
         let search = PoseSearch::new(d, widest)?;
         let map_bytes = ((d + 1).pow(3) * 4 + search.base_slice_bytes()) as u64;
         let fixed = search.table_bytes() as u64 + maps as u64 * map_bytes;
-        let per_image = search.refinement_bytes_per_image().max(1) as u64;
+        let per_image = search.refinement_bytes_per_image(maps).max(1) as u64;
         let human = drgnfly_io::memory::human_bytes;
         if fixed + per_image > budget {
             bail!(
