@@ -414,11 +414,7 @@ impl PoseSearch {
             return Ok(Vec::new());
         }
         let e2 = self.lattice.len();
-        // Per map: its base slices and, without CTF, their stats shared by all images.
-        let bases: Vec<(&[f32], Option<&[[f32; 2]]>)> = maps
-            .iter()
-            .map(|(_, b)| (b.slices.as_slice(), ctf.is_none().then_some(b.stats.as_slice())))
-            .collect();
+        let bases: Vec<&BaseSlices> = maps.iter().map(|(_, b)| *b).collect();
         let models: Vec<&P> = maps.iter().map(|(m, _)| *m).collect();
         let niter = self.config.niter;
         let mut results = Vec::with_capacity(n);
@@ -445,13 +441,12 @@ impl PoseSearch {
     }
 
     /// Base step for one image: the `keep` best base rotations with their best shifts over all maps
-    /// (`bases`: each map's base slices and, without CTF, their shared stats). The image is translated once
-    /// for all maps.
+    /// (`bases`, one per map). The image is translated once for all maps.
     fn base_one(
         &self,
         img: &[f32],
         ctf: Option<&[f32]>,
-        bases: &[(&[f32], Option<&[[f32; 2]]>)],
+        bases: &[&BaseSlices],
         keep: usize,
         s: &mut Scratch,
     ) -> Vec<Kept> {
@@ -464,15 +459,16 @@ impl PoseSearch {
         });
         translate_set(lv, y, cm, yr, t);
         let mut cands = Vec::with_capacity(keep * bases.len());
-        for (map, &(slices, shared)) in bases.iter().enumerate() {
-            let stats = match shared {
-                Some(st) => st,
-                None => {
-                    slice_stats(slices, lv.m(), cm, stats);
+        for (map, base) in bases.iter().enumerate() {
+            // Without CTF the slices' stats are the same for every image.
+            let stats = match cm {
+                None => base.stats.as_slice(),
+                Some(_) => {
+                    slice_stats(&base.slices, lv.m(), cm, stats);
                     stats.as_slice()
                 }
             };
-            score(t, lv.m(), slices, stats, self.loss_fn(y), dots, best);
+            score(t, lv.m(), &base.slices, stats, self.loss_fn(y), dots, best);
             cands.extend(self.best_base(map, best, keep));
         }
         // Each map's candidates come sorted and distinct: merging is only needed for several.
