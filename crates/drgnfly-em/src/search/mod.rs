@@ -458,6 +458,7 @@ impl PoseSearch {
             cm.as_slice()
         });
         translate_set(lv, y, cm, yr, t);
+        let loss = self.loss_fn(y);
         let mut cands = Vec::with_capacity(keep * bases.len());
         for (map, base) in bases.iter().enumerate() {
             // Without CTF the slices' stats are the same for every image.
@@ -468,7 +469,7 @@ impl PoseSearch {
                     stats.as_slice()
                 }
             };
-            score(t, lv.m(), &base.slices, stats, self.loss_fn(y), dots, best);
+            score(t, lv.m(), &base.slices, stats, loss, dots, best);
             cands.extend(self.best_base(map, best, keep));
         }
         // Each map's candidates come sorted and distinct: merging is only needed for several.

@@ -75,9 +75,10 @@ pub struct ConformationSearchArgs {
     pub search_conformations: usize,
     /// From epoch EPOCH (1 when given bare), search each image against every conformation's map and keep
     /// the best match, not only against the map nearest its latent: an image whose latent sits in the
-    /// wrong state can then find its pose (and so its state). Costs one base search per map. abinit-het: worth
-    /// it for the last search epochs (--search-all-conformations=7 in a run of 8). abinit: from the start
-    /// with ~10 search epochs, or a state the random conformation table does not separate early is lost.
+    /// wrong state can then find its pose (and so its state). Costs one base search per map. abinit-het:
+    /// worth it for the last search epochs (--search-all-conformations=7 in a run of 8). abinit: from the
+    /// start with ~10 search epochs, or a state the random conformation table does not separate early is
+    /// lost.
     #[arg(long, value_name = "EPOCH", num_args = 0..=1, require_equals = true, default_missing_value = "1")]
     pub search_all_conformations: Option<usize>,
 }
@@ -174,8 +175,8 @@ impl SearchGridArgs {
     }
 
     /// Sizes the search's chunk of images so that `maps` maps of images of side `d` and the chunk's
-    /// refinement slices fit in `--max-search-memory`; returns the estimate for run.log. Errors when the
-    /// maps alone do not fit.
+    /// refinement slices (against every map at once when `schedule` searches every map) fit in
+    /// `--max-search-memory`; returns the estimate for run.log. Errors when the maps alone do not fit.
     pub fn fit_search_memory(&self, schedule: &mut AbinitSchedule, d: usize, maps: usize) -> Result<String> {
         const DEFAULT_CAP: u64 = 2048 << 20;
         let budget = match self.max_search_memory {
@@ -187,7 +188,9 @@ impl SearchGridArgs {
         let search = PoseSearch::new(d, widest)?;
         let map_bytes = ((d + 1).pow(3) * 4 + search.base_slice_bytes()) as u64;
         let fixed = search.table_bytes() as u64 + maps as u64 * map_bytes;
-        let per_image = search.refinement_bytes_per_image(maps).max(1) as u64;
+        // Only an every-map search refines against several maps at once.
+        let at_once = if schedule.every_map_from.is_some() { maps } else { 1 };
+        let per_image = search.refinement_bytes_per_image(at_once).max(1) as u64;
         let human = drgnfly_io::memory::human_bytes;
         if fixed + per_image > budget {
             bail!(
