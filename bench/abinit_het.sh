@@ -5,7 +5,7 @@
 # latents. SET=traj: the 98-frame DIMS closed→open trajectory instead, scored by the pose error and
 # |Spearman(PC1 of z, frame)|.
 #
-#   BIN=target/release/drgnfly PY=/path/to/python-with-numpy [TOOL=abinit [SEARCH_EPOCHS=5]] \
+#   BIN=target/release/drgnfly PY=/path/to/python-with-numpy [TOOL=abinit [SEARCH_EPOCHS=5] [SGD_EPOCHS=7]] \
 #     [ALL_MAPS_EPOCHS=K] [SET=traj] bash bench/abinit_het.sh WORKDIR [N] [EXTRA…]
 #
 # N images (default 4000), D = 64, 1.5 Å/px, SNR 0.1, CTF, shifts ±6 px; EXTRA flags go to the tool.
@@ -55,8 +55,8 @@ rm -rf het
 case ${TOOL:-abinit-het} in
   abinit-het) epochs=6; set -- --ps-freq 1 --l-ramp-epochs 5 --pretrain "$n" "$@" ;;
   # cryoDRGN-AI's defaults but for the search epochs (its 500 000 searched images would be 125 epochs here):
-  # SEARCH_EPOCHS (default 5), then 7 SGD epochs.
-  abinit) search=${SEARCH_EPOCHS:-5}; epochs=$((search + 7))
+  # SEARCH_EPOCHS (default 5), then SGD_EPOCHS (default 7) SGD epochs.
+  abinit) search=${SEARCH_EPOCHS:-5}; epochs=$((search + ${SGD_EPOCHS:-7}))
     set -- --epochs-pose-search "$search" --n-imgs-pretrain "$n" "$@" ;;
   *) echo "TOOL must be abinit-het or abinit" >&2; exit 2 ;;
 esac
