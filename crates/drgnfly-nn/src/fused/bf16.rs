@@ -32,6 +32,7 @@ use std::arch::x86_64::{
 use std::cell::RefCell;
 use std::sync::OnceLock;
 
+use super::amx;
 use super::tiling::{Tiling, MICRO_ROWS, PANEL};
 
 /// Rows of C per micro-kernel tile.
@@ -40,6 +41,30 @@ const MR: usize = MICRO_ROWS;
 const NR: usize = PANEL;
 /// Registers of 16 lanes across a tile row.
 const NV: usize = NR / 16;
+
+/// The loop that runs the packed product: AVX-512 BF16 registers, or AMX tiles ([`super::amx`]), which
+/// read the same packing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kernel {
+    Avx512,
+    Amx,
+}
+
+impl Kernel {
+    /// AMX where the CPU and the system allow it (and `DRGNFLY_AMX=0` is not set), else AVX-512.
+    pub(crate) fn best() -> Kernel {
+        if super::amx::enabled() {
+            Kernel::Amx
+        } else {
+            Kernel::Avx512
+        }
+    }
+}
+
+/// Whether the products run on AMX ([`Kernel::best`]).
+pub(crate) fn on_amx() -> bool {
+    Kernel::best() == Kernel::Amx
+}
 
 /// Whether this CPU can run [`matmul`] (runtime detection, cached).
 pub(crate) fn available() -> bool {
@@ -66,8 +91,23 @@ pub(crate) fn matmul(
     accumulate: bool,
     tiling: &Tiling,
 ) {
+    matmul_on(Kernel::best(), dst, ld, (m, n, k), a, b, accumulate, tiling);
+}
+
+/// [`matmul`] on a given kernel.
+#[allow(clippy::too_many_arguments)]
+fn matmul_on(
+    kernel: Kernel,
+    dst: &mut [f32],
+    ld: usize,
+    (m, n, k): (usize, usize, usize),
+    a: (&[f32], usize, usize),
+    b: (&[f32], usize, usize),
+    accumulate: bool,
+    tiling: &Tiling,
+) {
     let b = Operand { data: b.0, x_stride: b.2, k_stride: b.1, x_len: n, k_len: k };
-    product(dst, ld, (m, n, k), a, Source::Pack(b), accumulate, tiling);
+    product(kernel, dst, ld, (m, n, k), a, Source::Pack(b), accumulate, tiling);
 }
 
 /// [`matmul`] with a B packed beforehand (k × n, blocked by the same `tiling.kc`).
@@ -80,8 +120,23 @@ pub(crate) fn matmul_packed(
     accumulate: bool,
     tiling: &Tiling,
 ) {
+    matmul_packed_on(Kernel::best(), dst, ld, m, a, b, accumulate, tiling);
+}
+
+/// [`matmul_packed`] on a given kernel.
+#[allow(clippy::too_many_arguments)]
+fn matmul_packed_on(
+    kernel: Kernel,
+    dst: &mut [f32],
+    ld: usize,
+    m: usize,
+    a: (&[f32], usize, usize),
+    b: &PackedB,
+    accumulate: bool,
+    tiling: &Tiling,
+) {
     assert_eq!(b.kc, tiling.kc, "bf16 matmul: B packed with another k blocking");
-    product(dst, ld, (m, b.n, b.k), a, Source::Packed(b), accumulate, tiling);
+    product(kernel, dst, ld, (m, b.n, b.k), a, Source::Packed(b), accumulate, tiling);
 }
 
 /// A B operand (k × n) packed into bf16 panels, every k block after the other.
@@ -129,7 +184,9 @@ enum Source<'s> {
     Packed(&'s PackedB),
 }
 
+#[allow(clippy::too_many_arguments)]
 fn product(
+    kernel: Kernel,
     dst: &mut [f32],
     ld: usize,
     (m, n, k): (usize, usize, usize),
@@ -139,6 +196,7 @@ fn product(
     tiling: &Tiling,
 ) {
     assert!(available(), "bf16 matmul called on a CPU without AVX-512 BF16");
+    assert!(kernel == Kernel::Avx512 || super::amx::supported(), "AMX product on a CPU without AMX");
     assert!(
         tiling.kc.is_multiple_of(16) && tiling.kc > 0 && tiling.mc > 0,
         "bf16 matmul: blocking {tiling:?}"
@@ -166,7 +224,7 @@ fn product(
     // SAFETY: the CPU has the features (asserted), and every index the kernel reads or writes lies inside
     // the slices (asserted above; a packed B holds every block of its k × n); dst cannot alias a or b (it
     // is borrowed mutably).
-    unsafe { drive(dst.as_mut_ptr(), ld, (m, n), a, b, accumulate, tiling, &mut packs) };
+    unsafe { drive(kernel, dst.as_mut_ptr(), ld, (m, n), a, b, accumulate, tiling, &mut packs) };
     PACKS.with(|p| p.replace(packs));
 }
 
@@ -212,13 +270,16 @@ fn lines(buf: &mut Vec<Line>, pairs: usize) -> *mut u32 {
 }
 
 /// The blocked product: for each block of `kc` pairs, pack B (unless packed already); for each block of
-/// `mc` rows, pack A and run the micro-kernel over every MR × NR tile.
+/// `mc` rows, pack A and run the micro-kernel over every MR × NR tile (AVX-512), or the AMX kernel over
+/// every 32 × 32 block.
 ///
 /// # Safety
-/// The CPU has AVX-512 F/BW/BF16; `dst` holds m rows of n at stride `ld`; the operands' indices fit.
+/// The CPU has AVX-512 F/BW/BF16, and AMX if `kernel` says so; `dst` holds m rows of n at stride `ld`; the
+/// operands' indices fit.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
 unsafe fn drive(
+    kernel: Kernel,
     dst: *mut f32,
     ld: usize,
     (m, n): (usize, usize),
@@ -231,6 +292,15 @@ unsafe fn drive(
     let (kc, mcb) = (tiling.kc, tiling.mc);
     let pairs = a.k_len.div_ceil(2);
     let panels = n.div_ceil(NR);
+    // AMX reads A in blocks of 32 rows: the rows past the last 16-row tile of the pack are read but only
+    // feed rows of C that are not stored.
+    let a_rows = |mc: usize| match kernel {
+        Kernel::Avx512 => mc.next_multiple_of(16).max(mc.next_multiple_of(MR)),
+        Kernel::Amx => mc.next_multiple_of(amx::BLOCK),
+    };
+    if kernel == Kernel::Amx {
+        amx::configure();
+    }
     for pc in (0..pairs).step_by(kc) {
         let kcp = kc.min(pairs - pc);
         let kcs = kcp.next_multiple_of(16);
@@ -247,19 +317,65 @@ unsafe fn drive(
         let add = accumulate || pc > 0;
         for ic in (0..m).step_by(mcb) {
             let mc = mcb.min(m - ic);
-            let apack = lines(&mut packs.a, mc.next_multiple_of(16).max(mc.next_multiple_of(MR)) * kcs);
+            let apack = lines(&mut packs.a, a_rows(mc) * kcs);
             pack_a(a, ic, mc, 2 * pc, kcs, apack);
             for jp in 0..panels {
                 let cols = NR.min(n - jp * NR);
-                for ir in (0..mc).step_by(MR) {
-                    micro_kernel(
-                        kcp,
-                        (apack.add(ir * kcs), kcs),
-                        bpack.add(jp * kcs * NR),
-                        (dst.add((ic + ir) * ld + jp * NR), ld),
-                        (MR.min(mc - ir), cols),
-                        add,
-                    );
+                let (panel, c) = (bpack.add(jp * kcs * NR), dst.add(ic * ld + jp * NR));
+                match kernel {
+                    Kernel::Avx512 => {
+                        for ir in (0..mc).step_by(MR) {
+                            micro_kernel(
+                                kcp,
+                                (apack.add(ir * kcs), kcs),
+                                panel,
+                                (c.add(ir * ld), ld),
+                                (MR.min(mc - ir), cols),
+                                add,
+                            );
+                        }
+                    }
+                    Kernel::Amx => amx_panel((apack, kcs), panel, (c, ld), (mc, cols), add),
+                }
+            }
+        }
+    }
+    if kernel == Kernel::Amx {
+        amx::release();
+    }
+}
+
+/// C (rows × cols ≤ NR, row stride `ldc`) = [C +] packed A (rows of `kcs` pairs) × one packed B panel, in
+/// AMX blocks of 32 × 32 (zero pairs past k add nothing).
+///
+/// # Safety
+/// AVX-512 F and AMX, configured on this thread; A holds round_up(rows, 32) rows of `kcs` pairs (`kcs` a
+/// positive multiple of 16), the panel `kcs` rows of NR pairs; C holds the tile.
+#[target_feature(enable = "avx512f")]
+unsafe fn amx_panel(
+    (a, kcs): (*const u32, usize),
+    panel: *const u32,
+    (c, ldc): (*mut f32, usize),
+    (rows, cols): (usize, usize),
+    add: bool,
+) {
+    #[repr(C, align(64))]
+    struct Block([f32; amx::BLOCK * amx::BLOCK]);
+    let mut out = Block([0.0; amx::BLOCK * amx::BLOCK]);
+    for j0 in (0..cols).step_by(amx::BLOCK) {
+        for i0 in (0..rows).step_by(amx::BLOCK) {
+            amx::block(a.add(i0 * kcs), kcs, panel.add(j0), kcs / 16, out.0.as_mut_ptr());
+            for r in 0..amx::BLOCK.min(rows - i0) {
+                for h in 0..2 {
+                    let lanes = cols.saturating_sub(j0 + 16 * h).min(16);
+                    if lanes == 0 {
+                        break;
+                    }
+                    let mask = lane_mask(lanes);
+                    let sum = _mm512_loadu_ps(out.0.as_ptr().add(r * amx::BLOCK + 16 * h));
+                    let at = c.add((i0 + r) * ldc + j0 + 16 * h);
+                    let sum = if add { _mm512_add_ps(sum, _mm512_maskz_loadu_ps(mask, at)) } else { sum };
+                    _mm512_mask_storeu_ps(at, mask, sum);
                 }
             }
         }
@@ -483,7 +599,8 @@ mod tests {
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
-    use super::{available, matmul, matmul_packed, PackedB};
+    use super::{available, matmul_on, matmul_packed_on, Kernel, PackedB};
+    use crate::fused::amx;
     use crate::fused::tiling::Tiling;
 
     /// Small blocks, so that modest shapes cross several k blocks and row blocks.
@@ -496,6 +613,16 @@ mod tests {
             eprintln!("{test}: skipped, this CPU has no AVX-512 BF16");
         }
         skip
+    }
+
+    /// The kernels this CPU runs: AVX-512 always (where not skipped), AMX where supported (else a notice).
+    fn kernels(test: &str) -> Vec<Kernel> {
+        if amx::supported() {
+            vec![Kernel::Avx512, Kernel::Amx]
+        } else {
+            eprintln!("{test}: AMX part skipped, this CPU or system has no AMX");
+            vec![Kernel::Avx512]
+        }
     }
 
     /// f32 → bf16 → f32, round to nearest even: the reference for the hardware conversion (finite, normal
@@ -548,6 +675,7 @@ mod tests {
     /// Run `case` on random operands; returns (dst before, dst after, a, b) with their strides.
     #[allow(clippy::type_complexity)]
     fn run(
+        kernel: Kernel,
         case: Case,
         tiling: &Tiling,
         rng: &mut ChaCha8Rng,
@@ -560,14 +688,20 @@ mod tests {
         let ld = n + case.pad;
         let before = random(m * ld);
         let mut dst = before.clone();
-        matmul(&mut dst, ld, (m, n, k), (&a, a_rs, a_cs), (&b, b_rs, b_cs), case.accumulate, tiling);
+        matmul_on(kernel, &mut dst, ld, (m, n, k), (&a, a_rs, a_cs), (&b, b_rs, b_cs), case.accumulate, tiling);
         (before, dst, (a, a_rs, a_cs), (b, b_rs, b_cs))
     }
 
     /// Worst |dst − reference| / (|c| + Σ|products|) over the tile, with the reference summed in f64 over
     /// operands mapped by `f`; panics if the padding columns changed.
-    fn worst_error(case: Case, tiling: &Tiling, rng: &mut ChaCha8Rng, f: fn(f32) -> f32) -> f64 {
-        let (before, dst, a, b) = run(case, tiling, rng);
+    fn worst_error(
+        kernel: Kernel,
+        case: Case,
+        tiling: &Tiling,
+        rng: &mut ChaCha8Rng,
+        f: fn(f32) -> f32,
+    ) -> f64 {
+        let (before, dst, a, b) = run(kernel, case, tiling, rng);
         let ld = case.n + case.pad;
         let mut worst = 0f64;
         for i in 0..case.m {
@@ -638,13 +772,15 @@ mod tests {
             pad: 1,
             spread: 3,
         });
-        for tiling in [SMALL, Tiling::for_width(256)] {
-            for &case in &cases {
-                let worst = worst_error(case, &tiling, &mut rng, round_bf16);
-                assert!(
-                    worst < 1e-5,
-                    "{case:?} {tiling:?}: relative error {worst:e} against the rounded operands"
-                );
+        for kernel in kernels("matches_f64_product_of_rounded_operands") {
+            for tiling in [SMALL, Tiling::for_width(256)] {
+                for &case in &cases {
+                    let worst = worst_error(kernel, case, &tiling, &mut rng, round_bf16);
+                    assert!(
+                        worst < 1e-5,
+                        "{kernel:?} {case:?} {tiling:?}: relative error {worst:e} against the rounded operands"
+                    );
+                }
             }
         }
     }
@@ -667,16 +803,18 @@ mod tests {
             pad: 0,
             spread: 1,
         };
-        let (_, dst, a, b) = run(case, &Tiling::for_width(256), &mut rng);
-        let (mut err, mut norm) = (0f64, 0f64);
-        for i in 0..case.m {
-            for j in 0..case.n {
-                let (exact, _) = reference(case, (&a.0, a.1, a.2), (&b.0, b.1, b.2), 0.0, |x| x, (i, j));
-                (err, norm) = (err + (dst[i * case.n + j] as f64 - exact).powi(2), norm + exact.powi(2));
+        for kernel in kernels("error_against_exact_product_is_bf16_level") {
+            let (_, dst, a, b) = run(kernel, case, &Tiling::for_width(256), &mut rng);
+            let (mut err, mut norm) = (0f64, 0f64);
+            for i in 0..case.m {
+                for j in 0..case.n {
+                    let (exact, _) = reference(case, (&a.0, a.1, a.2), (&b.0, b.1, b.2), 0.0, |x| x, (i, j));
+                    (err, norm) = (err + (dst[i * case.n + j] as f64 - exact).powi(2), norm + exact.powi(2));
+                }
             }
+            let relative = (err / norm).sqrt();
+            assert!((2f64.powi(-12)..2f64.powi(-7)).contains(&relative), "{kernel:?}: relative error {relative:e}");
         }
-        let relative = (err / norm).sqrt();
-        assert!((2f64.powi(-12)..2f64.powi(-7)).contains(&relative), "relative error {relative:e}");
     }
 
     /// Operands are rounded to nearest even, through both packing paths (a is read along k, b across n).
@@ -696,17 +834,19 @@ mod tests {
             (f32::MAX, f32::INFINITY),                 // overflows to infinity
             (0.1, f32::from_bits(0x3dcd_0000)),        // 0x3dcc_cccd: low half above the tie, up
         ];
-        for (x, want) in cases {
-            for x_in_a in [true, false] {
-                let (mut dst, one, v) = ([f32::NAN], [1f32], [x]);
-                let (a, b) = if x_in_a { (&v, &one) } else { (&one, &v) };
-                matmul(&mut dst, 1, (1, 1, 1), (a, 1, 1), (b, 1, 1), false, &SMALL);
-                assert_eq!(
-                    dst[0].to_bits(),
-                    want.to_bits(),
-                    "{x:e} (in a: {x_in_a}) → {:e}, want {want:e}",
-                    dst[0]
-                );
+        for kernel in kernels("rounding_is_to_nearest_even") {
+            for (x, want) in cases {
+                for x_in_a in [true, false] {
+                    let (mut dst, one, v) = ([f32::NAN], [1f32], [x]);
+                    let (a, b) = if x_in_a { (&v, &one) } else { (&one, &v) };
+                    matmul_on(kernel, &mut dst, 1, (1, 1, 1), (a, 1, 1), (b, 1, 1), false, &SMALL);
+                    assert_eq!(
+                        dst[0].to_bits(),
+                        want.to_bits(),
+                        "{kernel:?}: {x:e} (in a: {x_in_a}) → {:e}, want {want:e}",
+                        dst[0]
+                    );
+                }
             }
         }
     }
@@ -722,27 +862,30 @@ mod tests {
         let (m, n, k) = (100, 130, 333);
         let a: Vec<f32> = (0..m * k).map(|_| rng.random::<f32>() - 0.5).collect();
         let b: Vec<f32> = (0..k * n).map(|_| rng.random::<f32>() - 0.5).collect();
-        for b_transposed in [false, true] {
+        for (kernel, b_transposed) in kernels("prepacked_and_row_blocking_change_no_bit")
+            .into_iter()
+            .flat_map(|kernel| [(kernel, false), (kernel, true)])
+        {
             let (b_rs, b_cs) = strides(k, n, b_transposed, 1);
             let product = |tiling: &Tiling, prepacked: bool| {
                 let mut dst = vec![0.25f32; m * n];
                 if prepacked {
                     let packed = PackedB::new((&b, b_rs, b_cs), (k, n), tiling);
-                    matmul_packed(&mut dst, n, m, (&a, k, 1), &packed, true, tiling);
+                    matmul_packed_on(kernel, &mut dst, n, m, (&a, k, 1), &packed, true, tiling);
                 } else {
-                    matmul(&mut dst, n, (m, n, k), (&a, k, 1), (&b, b_rs, b_cs), true, tiling);
+                    matmul_on(kernel, &mut dst, n, (m, n, k), (&a, k, 1), (&b, b_rs, b_cs), true, tiling);
                 }
                 dst
             };
             let reference = product(&SMALL, false);
-            assert_eq!(product(&SMALL, true), reference, "prepacked, b transposed: {b_transposed}");
+            assert_eq!(product(&SMALL, true), reference, "{kernel:?} prepacked, b transposed: {b_transposed}");
             let rows = Tiling { mc: 96, ..SMALL };
-            assert_eq!(product(&rows, false), reference, "mc 96, b transposed: {b_transposed}");
-            assert_eq!(product(&rows, true), reference, "mc 96 prepacked, b transposed: {b_transposed}");
+            assert_eq!(product(&rows, false), reference, "{kernel:?} mc 96, b transposed: {b_transposed}");
+            assert_eq!(product(&rows, true), reference, "{kernel:?} mc 96 prepacked, b transposed: {b_transposed}");
             // A single k block: different sums, the same product to f32 rounding.
             let one_block = product(&Tiling { kc: 512, ..SMALL }, true);
             let worst = one_block.iter().zip(&reference).fold(0f32, |w, (x, y)| w.max((x - y).abs()));
-            assert!(worst < 1e-4, "kc 512 vs 64 differ by {worst}");
+            assert!(worst < 1e-4, "{kernel:?}: kc 512 vs 64 differ by {worst}");
         }
     }
 
@@ -778,9 +921,15 @@ mod tests {
                         .fold(f64::INFINITY, f64::min)
                 };
                 let tiling = Tiling::for_width(h);
-                let bf16 = best(&mut || {
-                    matmul(&mut dst, n, (m, n, k), (&a, a_rs, a_cs), (&b, b_rs, b_cs), true, &tiling)
-                });
+                let (bf16, amx) = {
+                    let mut on = |kernel| {
+                        best(&mut || {
+                            let (a, b) = ((&a[..], a_rs, a_cs), (&b[..], b_rs, b_cs));
+                            matmul_on(kernel, &mut dst, n, (m, n, k), a, b, true, &tiling)
+                        })
+                    };
+                    (on(Kernel::Avx512), amx::supported().then(|| on(Kernel::Amx)))
+                };
                 let f32 = best(&mut || {
                     // SAFETY: the strides keep every index of the m × k, k × n and m × n matrices in bounds.
                     unsafe {
@@ -807,11 +956,11 @@ mod tests {
                         )
                     }
                 });
+                let amx = amx.map_or("-".to_string(), |t| format!("{:.1}", flop / t / 1e9));
                 println!(
-                    "H={h:4} {name:18} {m}×{n}×{k}: bf16 {:6.1} GFLOP/s, gemm f32 {:6.1} GFLOP/s, ratio {:.2}",
+                    "H={h:4} {name:18} {m}×{n}×{k}: bf16 {:6.1}, AMX {amx:>6}, gemm f32 {:6.1} GFLOP/s",
                     flop / bf16 / 1e9,
                     flop / f32 / 1e9,
-                    f32 / bf16
                 );
             }
         }

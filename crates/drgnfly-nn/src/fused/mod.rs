@@ -14,6 +14,8 @@
 //! paths to float32 rounding, outputs and gradients alike.
 
 #[cfg(target_arch = "x86_64")]
+mod amx;
+#[cfg(target_arch = "x86_64")]
 mod bf16;
 /// Other CPUs have no AVX-512 BF16: products stay f32.
 #[cfg(not(target_arch = "x86_64"))]
@@ -21,6 +23,10 @@ mod bf16 {
     use super::tiling::Tiling;
 
     pub(crate) fn available() -> bool {
+        false
+    }
+
+    pub(crate) fn on_amx() -> bool {
         false
     }
 
@@ -75,7 +81,7 @@ pub(crate) use tiling::Tiling;
 use crate::error::Result;
 
 /// The instruction set the f32 products use (the `gemm` crate's run-time choice), whether bf16 products
-/// run, and the tiling at hidden width `hidden`: what float32 sums, and so fixed-seed outputs, depend on.
+/// run (and on AMX tiles or AVX-512 registers), and the tiling at hidden width `hidden`: what float32 sums, and so fixed-seed outputs, depend on.
 pub(crate) fn describe_kernels(hidden: usize, bf16: bool) -> String {
     #[cfg(target_arch = "x86_64")]
     let isa = if std::arch::is_x86_feature_detected!("avx512f") {
@@ -88,7 +94,11 @@ pub(crate) fn describe_kernels(hidden: usize, bf16: bool) -> String {
     #[cfg(not(target_arch = "x86_64"))]
     let isa = std::env::consts::ARCH;
     let Tiling { kc, mc, rows } = Tiling::for_width(hidden);
-    let products = if bf16 { " bf16" } else { "" };
+    let products = match (bf16, bf16::on_amx()) {
+        (false, _) => "",
+        (true, false) => " bf16",
+        (true, true) => " bf16 on AMX",
+    };
     format!("{isa}{products}, tiles kc {kc} mc {mc} rows {rows}")
 }
 
