@@ -688,7 +688,16 @@ mod tests {
         let ld = n + case.pad;
         let before = random(m * ld);
         let mut dst = before.clone();
-        matmul_on(kernel, &mut dst, ld, (m, n, k), (&a, a_rs, a_cs), (&b, b_rs, b_cs), case.accumulate, tiling);
+        matmul_on(
+            kernel,
+            &mut dst,
+            ld,
+            (m, n, k),
+            (&a, a_rs, a_cs),
+            (&b, b_rs, b_cs),
+            case.accumulate,
+            tiling,
+        );
         (before, dst, (a, a_rs, a_cs), (b, b_rs, b_cs))
     }
 
@@ -813,7 +822,10 @@ mod tests {
                 }
             }
             let relative = (err / norm).sqrt();
-            assert!((2f64.powi(-12)..2f64.powi(-7)).contains(&relative), "{kernel:?}: relative error {relative:e}");
+            assert!(
+                (2f64.powi(-12)..2f64.powi(-7)).contains(&relative),
+                "{kernel:?}: relative error {relative:e}"
+            );
         }
     }
 
@@ -878,10 +890,18 @@ mod tests {
                 dst
             };
             let reference = product(&SMALL, false);
-            assert_eq!(product(&SMALL, true), reference, "{kernel:?} prepacked, b transposed: {b_transposed}");
+            assert_eq!(
+                product(&SMALL, true),
+                reference,
+                "{kernel:?} prepacked, b transposed: {b_transposed}"
+            );
             let rows = Tiling { mc: 96, ..SMALL };
             assert_eq!(product(&rows, false), reference, "{kernel:?} mc 96, b transposed: {b_transposed}");
-            assert_eq!(product(&rows, true), reference, "{kernel:?} mc 96 prepacked, b transposed: {b_transposed}");
+            assert_eq!(
+                product(&rows, true),
+                reference,
+                "{kernel:?} mc 96 prepacked, b transposed: {b_transposed}"
+            );
             // A single k block: different sums, the same product to f32 rounding.
             let one_block = product(&Tiling { kc: 512, ..SMALL }, true);
             let worst = one_block.iter().zip(&reference).fold(0f32, |w, (x, y)| w.max((x - y).abs()));
