@@ -5,8 +5,9 @@
 //! [`window`] and [`mask`] (image windows, volume masks); the [`ctf::CtfParams`] CTF; [`rotation`]
 //! conventions and pose metrics; [`pose::Pose`] (rotation + shift in pixels, and pose.pkl's
 //! fraction ↔ pixel conversion); [`translate`] (phase shifts); [`grid`], cryoDRGN2's SO(3) and shift
-//! pose-search grids; and [`preprocess::Preprocessor`], the particle pipeline (window → invert → Hartley →
-//! symmetrize → normalize).
+//! pose-search grids; [`preprocess::Preprocessor`], the particle pipeline (window → invert → Hartley →
+//! symmetrize → normalize); and [`cpu`], the bf16 matrix products (AVX-512 or AMX) that the search and the
+//! decoder share.
 //!
 //! ```
 //! use drgnfly_em::{hartley::{symmetrize_ht, HartleyPlan}, lattice::Lattice};
@@ -68,6 +69,7 @@
 //! (DESIGN.md: do the right thing where cryoDRGN is wrong, and say so).
 
 pub mod backproject;
+pub mod cpu;
 pub mod ctf;
 pub mod density;
 pub mod downsample;

@@ -11,6 +11,8 @@
 use gemm::Parallelism;
 
 use super::SearchLoss;
+use crate::cpu::bf16;
+use crate::cpu::tiling::Tiling;
 use crate::grid::shift::Shift;
 use crate::lattice::Lattice;
 
@@ -173,15 +175,16 @@ impl LossFn {
 }
 
 /// For every slice `r` of `slices` (`R × M`): the best shift index `s` and its loss, into `best`.
-/// `t` is the translated set (`S × M`), `stats` the slices' stats.
+/// `t` is the translated set (`S × M`), `stats` the slices' stats; with `bf16` (its blocking), the dot
+/// products have bfloat16 operands and float32 sums.
 pub(super) fn score(
     t: &[f32],
     m: usize,
     slices: &[f32],
     stats: &[[f32; 2]],
     loss: LossFn,
-    dots: &mut Vec<f32>,
-    best: &mut Vec<(f32, u32)>,
+    (dots, best): (&mut Vec<f32>, &mut Vec<(f32, u32)>),
+    bf16: Option<&Tiling>,
 ) {
     let n_s = t.len().checked_div(m).unwrap_or(0);
     let n_r = stats.len();
@@ -196,7 +199,12 @@ pub(super) fn score(
         dots.resize(rb * n_s, 0.0);
         // Rotations as the rows: blocks of 512 fill gemm's 16-row kernels exactly, where shifts as rows
         // (196 = 3·64 + 4) spent an eighth of the time in a mostly empty remainder kernel.
-        matmul_abt(&slices[r0 * m..(r0 + rb) * m], t, (rb, n_s, m), dots);
+        let block = &slices[r0 * m..(r0 + rb) * m];
+        match bf16 {
+            // t read as the k × n operand: element (j, s) at t[s·M + j].
+            Some(tiling) => bf16::matmul(dots, n_s, (rb, n_s, m), (block, m, 1), (t, 1, m), false, tiling),
+            None => matmul_abt(block, t, (rb, n_s, m), dots),
+        }
         best.extend(dots.chunks_exact(n_s).zip(&stats[r0..r0 + rb]).map(|(row, &st)| {
             let (mut bd, mut bs) = (row[0], 0);
             for (s, &v) in row.iter().enumerate().skip(1) {

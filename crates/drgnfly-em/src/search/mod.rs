@@ -55,6 +55,8 @@ mod tests;
 
 use rayon::prelude::*;
 
+use crate::cpu::bf16;
+use crate::cpu::tiling::Tiling;
 use crate::grid::shift::{self, Shift};
 use crate::grid::so3::{self, QuatF32, MAX_RESOLUTION};
 use crate::grid::{get_neighbor, Neighbor, So3Grid};
@@ -118,6 +120,10 @@ pub struct SearchConfig {
     pub loss: SearchLoss,
     /// Images processed at once (64): bounds the refinement slices held (see the [module docs](self)).
     pub chunk_images: usize,
+    /// The base step's product (every base rotation against every base shift, most of a search's
+    /// arithmetic) with bfloat16 operands and float32 sums, on AVX-512 BF16 or AMX where the CPU has them
+    /// ([`crate::cpu::bf16`]); float32 elsewhere and when false. The kept poses are refined in float32.
+    pub mixed_precision: bool,
 }
 
 impl Default for SearchConfig {
@@ -134,6 +140,7 @@ impl Default for SearchConfig {
             refine_shift_radius: Some(2),
             loss: SearchLoss::Msf,
             chunk_images: 64,
+            mixed_precision: false,
         }
     }
 }
@@ -209,6 +216,8 @@ pub struct PoseSearch {
     base_rots: Vec<Mat3>,
     /// Level `i` = band limit `L(i)` with the shift offsets of iteration `i` (base grid · 2^−i).
     levels: Vec<Level>,
+    /// The blocking of the base step's bf16 product, when it runs in mixed precision.
+    base_bf16: Option<Tiling>,
 }
 
 impl PoseSearch {
@@ -250,7 +259,7 @@ impl PoseSearch {
         let lattice = Lattice::new(d + 1, 0.5)?;
         let base = So3Grid::new(c.base_resolution);
         let base_rots = base.quaternions().iter().map(|&q| quat_matrix(q)).collect();
-        let mut s = Self { d, config, lattice, base, base_rots, levels: Vec::new() };
+        let mut s = Self { d, config, lattice, base, base_rots, levels: Vec::new(), base_bf16: None };
         // The base grid's spacing (one axis; a 1-point grid has none and nothing to refine).
         let spacing = match base_shifts.as_slice() {
             [a, b, ..] if s.config.translate => (b[0] - a[0]).abs(),
@@ -266,6 +275,8 @@ impl PoseSearch {
                 Level::new(&s.lattice, s.band_limit(i), offsets)
             })
             .collect();
+        s.base_bf16 =
+            (s.config.mixed_precision && bf16::available()).then(|| Tiling::for_width(s.levels[0].m()));
         Ok(s)
     }
 
@@ -469,7 +480,7 @@ impl PoseSearch {
                     stats.as_slice()
                 }
             };
-            score(t, lv.m(), &base.slices, stats, loss, dots, best);
+            score(t, lv.m(), &base.slices, stats, loss, (dots, best), self.base_bf16.as_ref());
             cands.extend(self.best_base(map, best, keep));
         }
         // Each map's candidates come sorted and distinct: merging is only needed for several.
@@ -596,7 +607,7 @@ impl PoseSearch {
             translate_one(&lv.freqs, y, k.shift, yc);
             translate_set(lv, yc, cm, yr, t);
             slice_stats(sl, m, cm, stats);
-            score(t, m, sl, stats, loss, dots, best);
+            score(t, m, sl, stats, loss, (dots, best), None);
             for (c, &(l, si)) in ch.iter().zip(best.iter()) {
                 let o = lv.shifts[si as usize];
                 let shift = [k.shift[0] + o[0], k.shift[1] + o[1]];
@@ -644,7 +655,7 @@ impl PoseSearch {
                 translate_one(&lv.freqs, y, pose.shift_px, yc);
                 translate_set(&lv, yc, cm, yr, t);
                 slice_stats(sl, m, cm, stats);
-                score(t, m, sl, stats, self.loss_fn(y), dots, best);
+                score(t, m, sl, stats, self.loss_fn(y), (dots, best), None);
                 best[0].0
             })
             .collect())
@@ -719,7 +730,7 @@ impl PoseSearch {
                             stats.as_slice()
                         }
                     };
-                    score(t, m, &slices, st, self.loss_fn(y), dots, sc);
+                    score(t, m, &slices, st, self.loss_fn(y), (dots, sc), None);
                     for (r, &(l, si)) in sc.iter().enumerate() {
                         if l < bst.0 {
                             *bst = (l, Pose { rot: rots[r], shift_px: lv.shifts[si as usize] });

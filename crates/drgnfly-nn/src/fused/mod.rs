@@ -13,65 +13,16 @@
 //! layers, an encoding other than `none`); everything else takes the generic path. The tests hold the two
 //! paths to float32 rounding, outputs and gradients alike.
 
-#[cfg(target_arch = "x86_64")]
-mod amx;
-#[cfg(target_arch = "x86_64")]
-mod bf16;
-/// Other CPUs have no AVX-512 BF16: products stay f32.
-#[cfg(not(target_arch = "x86_64"))]
-mod bf16 {
-    use super::tiling::Tiling;
-
-    pub(crate) fn available() -> bool {
-        false
-    }
-
-    pub(crate) fn on_amx() -> bool {
-        false
-    }
-
-    /// Never made: packing is only chosen where `available()`.
-    pub(crate) enum PackedB {}
-
-    impl PackedB {
-        pub(crate) fn new(_: (&[f32], usize, usize), _: (usize, usize), _: &Tiling) -> PackedB {
-            unreachable!("bf16 packing is only chosen where `available()`");
-        }
-    }
-
-    pub(crate) fn matmul(
-        _: &mut [f32],
-        _: usize,
-        _: (usize, usize, usize),
-        _: (&[f32], usize, usize),
-        _: (&[f32], usize, usize),
-        _: bool,
-        _: &Tiling,
-    ) {
-        unreachable!("bf16 products are only chosen where `available()`");
-    }
-
-    pub(crate) fn matmul_packed(
-        _: &mut [f32],
-        _: usize,
-        _: usize,
-        _: (&[f32], usize, usize),
-        b: &PackedB,
-        _: bool,
-        _: &Tiling,
-    ) {
-        match *b {}
-    }
-}
 mod kernel;
 pub(crate) mod linear;
 mod sincos;
-mod tiling;
 
 use std::sync::{Arc, Mutex};
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
+// The mixed-precision products and the cache-derived tiles live with the pose search's products.
+use drgnfly_em::cpu::{bf16, tiling};
 
 pub(crate) use bf16::available as bf16_available;
 use kernel::Buffers;

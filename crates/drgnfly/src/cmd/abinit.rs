@@ -161,6 +161,7 @@ pub fn run(mut args: Args) -> Result<()> {
     let k = if args.zdim == 0 { 1 } else { args.conformations.search_conformations.max(1) };
     let mut search = args.search.schedule(20.0);
     search.every_map_from = args.conformations.search_all_conformations;
+    search.search.mixed_precision = dec.mixed_precision;
     let memory = args.search.fit_search_memory(&mut search, d, k)?;
     let plan = AiSchedule {
         pretrain_images: args.n_imgs_pretrain,

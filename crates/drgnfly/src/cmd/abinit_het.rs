@@ -88,6 +88,7 @@ pub fn run(args: Args) -> Result<()> {
     let k = args.conformations.search_conformations;
     let mut schedule = args.search.schedule(0);
     schedule.every_map_from = args.conformations.search_all_conformations;
+    schedule.search.mixed_precision = dec.mixed_precision;
     let memory = args.search.grid.fit_search_memory(&mut schedule, d, k)?;
     let describe = format!("{}, {memory}", args.search.describe(&schedule));
     let mut trainer = AbinitHetTrainer::new(&enc, &dec, seed, (adam, kl), prep, n, schedule, k)?;

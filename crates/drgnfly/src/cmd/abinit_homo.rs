@@ -236,6 +236,7 @@ pub fn run(args: Args) -> Result<()> {
         RunSetup::new((&args.data, t), &data, EncoderInput::None, &args.decoder, (0, args.layers, args.dim))?;
     let adam = t.adam();
     let mut schedule = args.search.schedule(25);
+    schedule.search.mixed_precision = dec.mixed_precision;
     let memory = args.search.grid.fit_search_memory(&mut schedule, d, 1)?;
     let describe = format!("{}, {memory}", args.search.describe(&schedule));
     let mut trainer = AbinitHomoTrainer::new(&dec, seed, adam, prep, n, schedule)?;

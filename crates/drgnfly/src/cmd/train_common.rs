@@ -228,9 +228,10 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value_t = DeviceKind::Cpu)]
     pub device: DeviceKind,
     /// Keep every matrix product in float32. By default, on CPUs with AVX-512 BF16 (AMD Zen 4, Intel
-    /// Sapphire Rapids and later) the decoder's products take bfloat16 operands with float32 sums: epochs
-    /// 1.5–1.7× faster with the same reconstruction quality on our benchmarks, the CPU counterpart of
-    /// cryoDRGN's default mixed precision (AMP). run.log states the precision used.
+    /// Sapphire Rapids and later) the decoder's products (and the ab initio pose search's base step) take
+    /// bfloat16 operands with float32 sums, on AMX tiles where the CPU has them: epochs 1.5–1.7× faster
+    /// (Zen 4) and 3–5× (AMX) with the same reconstruction quality on our benchmarks, the CPU counterpart
+    /// of cryoDRGN's default mixed precision (AMP). run.log states the precision used.
     #[arg(long)]
     pub no_amp: bool,
     /// After each epoch, write to run.log where its time went: loading, batch preparation, forward and

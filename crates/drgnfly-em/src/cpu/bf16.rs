@@ -45,14 +45,16 @@ const NV: usize = NR / 16;
 /// The loop that runs the packed product: AVX-512 BF16 registers, or AMX tiles ([`super::amx`]), which
 /// read the same packing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Kernel {
+pub enum Kernel {
+    /// `vdpbf16ps` on AVX-512 registers.
     Avx512,
+    /// `tdpbf16ps` on AMX tiles.
     Amx,
 }
 
 impl Kernel {
     /// AMX where the CPU and the system allow it (and `DRGNFLY_AMX=0` is not set), else AVX-512.
-    pub(crate) fn best() -> Kernel {
+    pub fn best() -> Kernel {
         if super::amx::enabled() {
             Kernel::Amx
         } else {
@@ -62,12 +64,12 @@ impl Kernel {
 }
 
 /// Whether the products run on AMX ([`Kernel::best`]).
-pub(crate) fn on_amx() -> bool {
+pub fn on_amx() -> bool {
     Kernel::best() == Kernel::Amx
 }
 
 /// Whether this CPU can run [`matmul`] (runtime detection, cached).
-pub(crate) fn available() -> bool {
+pub fn available() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
     *AVAILABLE.get_or_init(|| {
         is_x86_feature_detected!("avx512f")
@@ -82,7 +84,7 @@ pub(crate) fn available() -> bool {
 ///
 /// # Panics
 /// If the shapes do not fit the slices (internal shapes: a mismatch is a bug), or if [`available`] is false.
-pub(crate) fn matmul(
+pub fn matmul(
     dst: &mut [f32],
     ld: usize,
     (m, n, k): (usize, usize, usize),
@@ -111,7 +113,7 @@ fn matmul_on(
 }
 
 /// [`matmul`] with a B packed beforehand (k × n, blocked by the same `tiling.kc`).
-pub(crate) fn matmul_packed(
+pub fn matmul_packed(
     dst: &mut [f32],
     ld: usize,
     m: usize,
@@ -140,7 +142,7 @@ fn matmul_packed_on(
 }
 
 /// A B operand (k × n) packed into bf16 panels, every k block after the other.
-pub(crate) struct PackedB {
+pub struct PackedB {
     k: usize,
     n: usize,
     kc: usize,
@@ -152,7 +154,7 @@ impl PackedB {
     ///
     /// # Panics
     /// As [`matmul`].
-    pub(crate) fn new(b: (&[f32], usize, usize), (k, n): (usize, usize), tiling: &Tiling) -> PackedB {
+    pub fn new(b: (&[f32], usize, usize), (k, n): (usize, usize), tiling: &Tiling) -> PackedB {
         assert!(available(), "bf16 packing called on a CPU without AVX-512 BF16");
         let kc = tiling.kc;
         let mut packed = PackedB { k, n, kc, lines: Vec::new() };
@@ -600,8 +602,8 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
 
     use super::{available, matmul_on, matmul_packed_on, Kernel, PackedB};
-    use crate::fused::amx;
-    use crate::fused::tiling::Tiling;
+    use crate::cpu::amx;
+    use crate::cpu::tiling::Tiling;
 
     /// Small blocks, so that modest shapes cross several k blocks and row blocks.
     const SMALL: Tiling = Tiling { kc: 64, mc: 48, rows: 256 };

@@ -1,9 +1,10 @@
-//! Tile sizes of the fused network, chosen at run time from the caches of the CPU it runs on.
+//! Tile sizes of the bf16 product and of the decoder's fused network (`drgnfly-nn`), chosen at run time from
+//! the caches of the CPU it runs on.
 //!
 //! Two levels are tiled. The bf16 product ([`super::bf16`]) blocks k into `kc` pairs and rows of A into
 //! `mc` (GotoBLAS): its B panel (`kc` pairs × 64 columns) is streamed from L2 by the micro-kernel, and its A
-//! block stays in L2 while every panel passes it. The network ([`super::kernel`]) cuts the points into
-//! tiles of `rows` that one thread takes through every layer.
+//! block stays in L2 while every panel passes it. The network cuts the points into tiles of `rows` that one
+//! thread takes through every layer.
 //!
 //! Measured on AMD Zen 4 (32 KiB L1d, 1 MiB L2; BENCHMARKS.md "Tiles chosen at run time"): the micro-kernel
 //! keeps its peak with a B panel far beyond L1 (128 KiB from L2), while every extra k block costs a pass
@@ -16,13 +17,13 @@
 use std::sync::OnceLock;
 
 /// Columns of a packed B panel of the bf16 product (its micro-kernel's width).
-pub(crate) const PANEL: usize = 64;
+pub const PANEL: usize = 64;
 /// Rows of a bf16 micro-kernel tile.
-pub(crate) const MICRO_ROWS: usize = 6;
+pub const MICRO_ROWS: usize = 6;
 
 /// Sizes of the caches one core sees, in bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Caches {
+pub struct Caches {
     pub l1d: usize,
     pub l2: usize,
 }
@@ -32,7 +33,7 @@ impl Caches {
     const FALLBACK: Caches = Caches { l1d: 32 << 10, l2: 1 << 20 };
 
     /// This CPU's caches (detected once).
-    pub(crate) fn detect() -> Caches {
+    pub fn detect() -> Caches {
         static CACHES: OnceLock<Caches> = OnceLock::new();
         *CACHES.get_or_init(|| detect_cpuid().unwrap_or(Self::FALLBACK))
     }
@@ -88,7 +89,7 @@ fn detect_cpuid() -> Option<Caches> {
 
 /// How the fused network cuts its work.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Tiling {
+pub struct Tiling {
     /// k pairs per block of the bf16 product (a multiple of 16).
     pub kc: usize,
     /// Rows of A per block of the bf16 product (a multiple of 16 and of [`MICRO_ROWS`]).
@@ -99,7 +100,7 @@ pub(crate) struct Tiling {
 
 impl Tiling {
     /// The tiling for a network of hidden width `hidden` on this CPU.
-    pub(crate) fn for_width(hidden: usize) -> Tiling {
+    pub fn for_width(hidden: usize) -> Tiling {
         Self::from_caches(Caches::detect(), hidden)
     }
 
@@ -109,7 +110,7 @@ impl Tiling {
     /// - `rows`: a tile's activations (rows × hidden floats) in half of L2 where that leaves at least 256
     ///   rows, else 1024 rows (wide networks: the weight gradients' passes over memory then dominate what L2
     ///   residency would save), at most 1024.
-    pub(crate) fn from_caches(c: Caches, hidden: usize) -> Tiling {
+    pub fn from_caches(c: Caches, hidden: usize) -> Tiling {
         const STEP: usize = 48; // lcm(16, MICRO_ROWS): whole packing tiles and whole micro-tiles
         let kc = (c.l2 / 8 / (4 * PANEL)).clamp(64, 1024) / 16 * 16;
         let mc = ((c.l2 / 4 / (4 * kc)) / STEP * STEP).max(STEP);
