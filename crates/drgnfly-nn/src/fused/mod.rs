@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
-// The mixed-precision products and the cache-derived tiles live with the pose search's products.
+// The mixed-precision products and the cache-derived tiles live in drgnfly-em, shared with the pose search.
 use drgnfly_em::cpu::{bf16, tiling};
 
 pub(crate) use bf16::available as bf16_available;
@@ -32,7 +32,8 @@ pub(crate) use tiling::Tiling;
 use crate::error::Result;
 
 /// The instruction set the f32 products use (the `gemm` crate's run-time choice), whether bf16 products
-/// run (and on AMX tiles or AVX-512 registers), and the tiling at hidden width `hidden`: what float32 sums, and so fixed-seed outputs, depend on.
+/// run (and on AMX tiles or AVX-512 registers), and the tiling at hidden width `hidden`: what float32
+/// sums, and so fixed-seed outputs, depend on.
 pub(crate) fn describe_kernels(hidden: usize, bf16: bool) -> String {
     #[cfg(target_arch = "x86_64")]
     let isa = if std::arch::is_x86_feature_detected!("avx512f") {
