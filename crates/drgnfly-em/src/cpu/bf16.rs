@@ -912,7 +912,7 @@ mod tests {
     }
 
     /// GFLOP/s of the decoder's product layouts against the `gemm` crate's f32 product, one thread; run with
-    /// `cargo test --release -p drgnfly-nn bf16 -- --ignored --nocapture`.
+    /// `cargo test --release -p drgnfly-em bf16 -- --ignored --nocapture`.
     #[test]
     #[ignore = "benchmark"]
     fn bench_against_f32_gemm() {
